@@ -1,0 +1,345 @@
+//! The response cache: SQLite, one row per (request, sample index), committed as it arrives.
+//!
+//! WAL mode and a busy timeout let parallel runs and CI shards share one file. A killed run loses
+//! only its in-flight calls. Failures are never stored, so a later run retries them. No secret
+//! is stored: the key covers what was sent minus credentials and endpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use crate::digest;
+use crate::error::Error;
+use crate::provider::{Request, Response, Usage};
+
+/// On-disk schema version, kept in SQLite's `user_version`.
+///
+/// Changelog: 1 — first version (`responses` table).
+pub const CACHE_SCHEMA_VERSION: i64 = 1;
+
+/// How long a writer waits for another process's transaction before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open cache file.
+#[derive(Debug)]
+pub struct Cache {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+/// Counts for `promptgate cache stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CacheStats {
+    pub schema_version: i64,
+    pub path: String,
+    pub entries: u64,
+    pub bytes: u64,
+    pub models: Vec<ModelStats>,
+}
+
+/// Entries per provider and model id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelStats {
+    pub provider: String,
+    pub model: String,
+    pub entries: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
+/// rendered messages, sampling parameters, response schema and sample index.
+pub fn key(request: &Request) -> String {
+    let value = json!({
+        "key_version": 1,
+        "provider": request.provider.as_str(),
+        "model": request.model,
+        "messages": request.prompt.messages,
+        "response_schema": request.prompt.response_schema,
+        "params": request.params,
+        "sample_index": request.sample_index,
+    });
+    digest::sha256_of_json(&value)
+}
+
+impl Cache {
+    /// Open (creating if needed) the cache at `path`.
+    pub fn open(path: &Path) -> Result<Cache, Error> {
+        let fail = |message: String| Error::Cache {
+            path: path.to_path_buf(),
+            message,
+            hint: None,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                action: "create the cache folder",
+                path: parent.to_path_buf(),
+                source,
+                hint: Some("pass --cache PATH (env PROMPTGATE_CACHE) to put the cache elsewhere".into()),
+            })?;
+        }
+        let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        // WAL lets readers and one writer work at once; NORMAL sync is durable across process
+        // crashes (only an OS crash can lose the last commits), which is what a killed run needs.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(|e| fail(e.to_string()))?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| fail(format!("not a promptgate cache: {e}")))?;
+        match version {
+            0 => {
+                connection
+                    .execute_batch(
+                        "BEGIN IMMEDIATE;
+                         CREATE TABLE IF NOT EXISTS responses (
+                             key TEXT PRIMARY KEY,
+                             provider TEXT NOT NULL,
+                             model TEXT NOT NULL,
+                             sample_index INTEGER NOT NULL,
+                             text TEXT,
+                             tool_calls TEXT NOT NULL,
+                             raw_body TEXT NOT NULL,
+                             input_tokens INTEGER,
+                             output_tokens INTEGER,
+                             latency_ms INTEGER NOT NULL,
+                             created_at TEXT NOT NULL
+                         );
+                         PRAGMA user_version = 1;
+                         COMMIT;",
+                    )
+                    .map_err(|e| fail(format!("failed to create tables: {e}")))?;
+            }
+            CACHE_SCHEMA_VERSION => {}
+            other => {
+                return Err(fail(format!(
+                    "schema version {other} is not supported (this promptgate reads {CACHE_SCHEMA_VERSION})"
+                ))
+                .with_hint("upgrade promptgate, or point --cache at another file"))
+            }
+        }
+        Ok(Cache {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The file this cache lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Cache {
+            path: self.path.clone(),
+            message,
+            hint: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (every write is one
+        // statement), so a poisoned lock is still safe to use.
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored response for `key`, if any.
+    pub fn get(&self, key: &str) -> Result<Option<Response>, Error> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms
+                 FROM responses WHERE key = ?1",
+            )
+            .map_err(|e| self.error(e.to_string()))?;
+        let row = statement
+            .query_row([key], |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<u64>>(3)?,
+                    row.get::<_, Option<u64>>(4)?,
+                    row.get::<_, u64>(5)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| self.error(e.to_string()))?;
+        let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms)) = row else {
+            return Ok(None);
+        };
+        let tool_calls = serde_json::from_str(&tool_calls)
+            .map_err(|e| self.error(format!("entry {key} has unreadable tool calls: {e}")))?;
+        let usage = match (input_tokens, output_tokens) {
+            (Some(input_tokens), Some(output_tokens)) => Some(Usage {
+                input_tokens,
+                output_tokens,
+            }),
+            _ => None,
+        };
+        Ok(Some(Response {
+            text,
+            tool_calls,
+            raw_body,
+            usage,
+            latency_ms,
+        }))
+    }
+
+    /// Store a successful response; the first writer of a key wins.
+    pub fn put(&self, key: &str, request: &Request, response: &Response) -> Result<(), Error> {
+        let tool_calls = serde_json::to_string(&response.tool_calls).map_err(|e| self.error(e.to_string()))?;
+        let connection = self.lock();
+        connection
+            .prepare_cached(
+                "INSERT INTO responses
+                 (key, provider, model, sample_index, text, tool_calls, raw_body,
+                  input_tokens, output_tokens, latency_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(key) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    key,
+                    request.provider.as_str(),
+                    request.model,
+                    request.sample_index,
+                    response.text,
+                    tool_calls,
+                    response.raw_body,
+                    response.usage.map(|u| u.input_tokens),
+                    response.usage.map(|u| u.output_tokens),
+                    response.latency_ms,
+                    jiff::Timestamp::now().to_string(),
+                ])
+            })
+            .map_err(|e| self.error(format!("failed to store a response: {e}")))?;
+        Ok(())
+    }
+
+    /// Entry counts and token totals per model.
+    pub fn stats(&self) -> Result<CacheStats, Error> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT provider, model, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
+                 FROM responses GROUP BY provider, model ORDER BY provider, model",
+            )
+            .map_err(|e| self.error(e.to_string()))?;
+        let models = statement
+            .query_map([], |row| {
+                Ok(ModelStats {
+                    provider: row.get(0)?,
+                    model: row.get(1)?,
+                    entries: row.get(2)?,
+                    input_tokens: row.get(3)?,
+                    output_tokens: row.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.error(e.to_string()))?;
+        let bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(suffix);
+                std::fs::metadata(PathBuf::from(name)).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        Ok(CacheStats {
+            schema_version: CACHE_SCHEMA_VERSION,
+            path: self.path.display().to_string(),
+            entries: models.iter().map(|m| m.entries).sum(),
+            bytes,
+            models,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+    use crate::prompt::{Message, RenderedPrompt};
+    use crate::provider::SamplingParams;
+
+    fn request(sample_index: u32) -> Request {
+        Request {
+            provider: ProviderKind::Openai,
+            model: "m".into(),
+            prompt: RenderedPrompt {
+                messages: vec![Message {
+                    role: "user".into(),
+                    content: "hi".into(),
+                }],
+                response_schema: None,
+            },
+            params: SamplingParams {
+                temperature: Some(0.5),
+                max_tokens: Some(10),
+                top_p: None,
+                seed: Some(1),
+            },
+            sample_index,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_keys_differ_by_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("sub/cache.sqlite")).unwrap();
+        let response = Response {
+            text: Some("{\"decision\":\"notify\"}".into()),
+            tool_calls: vec![],
+            raw_body: "{}".into(),
+            usage: Some(Usage {
+                input_tokens: 3,
+                output_tokens: 4,
+            }),
+            latency_ms: 12,
+        };
+        let (a, b) = (key(&request(0)), key(&request(1)));
+        assert_ne!(a, b);
+        assert_eq!(cache.get(&a).unwrap(), None);
+        cache.put(&a, &request(0), &response).unwrap();
+        cache.put(&a, &request(0), &response).unwrap();
+        assert_eq!(cache.get(&a).unwrap(), Some(response));
+        let stats = cache.stats().unwrap();
+        assert_eq!(stats.entries, 1);
+        assert_eq!(stats.models[0].input_tokens, 3);
+        // Reopening sees the same data.
+        drop(cache);
+        let cache = Cache::open(&dir.path().join("sub/cache.sqlite")).unwrap();
+        assert!(cache.get(&a).unwrap().is_some());
+    }
+
+    #[test]
+    fn refuses_a_future_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 9)
+            .unwrap();
+        let err = Cache::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 9"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        std::fs::write(
+            &path,
+            "this is not a database, just text that is long enough to look like a header",
+        )
+        .unwrap();
+        assert!(Cache::open(&path).is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! Labelled cases: one input each, read from `.json` (one case or an array) and `.jsonl` files.
+//!
+//! A case's variables may point at a shared file with `{"$file": "findings/x.json"}` (resolved
+//! against the case file's folder), so one finding can serve several rules without copies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{self, Error};
+
+/// One labelled input.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub id: String,
+    /// Template variables; `$file` references are already replaced by the file's content.
+    #[serde(default)]
+    pub vars: Map<String, Value>,
+    /// What the grader expects; its shape depends on the grader.
+    pub expect: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Where the case came from: `{"kind": "synthetic" | "production-miss" | "public-sample", ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// A case together with where it was read from, for error messages.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    pub case: Case,
+    pub file: PathBuf,
+    /// 1-based line for `.jsonl` files.
+    pub line: Option<usize>,
+}
+
+impl LoadedCase {
+    /// "`cases/x.jsonl` line 4" or "`cases/x.json`".
+    pub fn location(&self) -> String {
+        match self.line {
+            Some(line) => format!("`{}` line {line}", self.file.display()),
+            None => format!("`{}`", self.file.display()),
+        }
+    }
+}
+
+/// Load every case under `path` (a case file, or a folder whose `.json`/`.jsonl` files are read
+/// in name order; sub-folders such as `findings/` are not cases).
+pub fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, Error> {
+    let files = case_files(path)?;
+    let mut shared_files = HashMap::new();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = error::read_to_string(&file, "case file")?;
+        let is_jsonl = file.extension().is_some_and(|e| e == "jsonl");
+        if is_jsonl {
+            for (index, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(line).map_err(|err| {
+                    Error::invalid(
+                        "case file",
+                        &file,
+                        format!(" at line {}, column {}", index + 1, err.column()),
+                        error::json_message(&err),
+                    )
+                    .with_hint("a .jsonl case file holds one JSON object per line")
+                })?;
+                cases.push(parse_case(value, &file, Some(index + 1), &mut shared_files)?);
+            }
+        } else {
+            let value: Value = serde_json::from_str(&text).map_err(|err| {
+                Error::invalid(
+                    "case file",
+                    &file,
+                    error::json_location(&err),
+                    error::json_message(&err),
+                )
+            })?;
+            match value {
+                Value::Array(items) => {
+                    for item in items {
+                        cases.push(parse_case(item, &file, None, &mut shared_files)?);
+                    }
+                }
+                other => cases.push(parse_case(other, &file, None, &mut shared_files)?),
+            }
+        }
+    }
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for loaded in &cases {
+        if let Some(first) = seen.insert(loaded.case.id.clone(), loaded.location()) {
+            return Err(Error::invalid(
+                "case file",
+                &loaded.file,
+                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                format!("case id `{}` is already used in {first}", loaded.case.id),
+            )
+            .with_hint("case ids pair runs with baselines: give each case its own id"));
+        }
+    }
+    Ok(cases)
+}
+
+fn case_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
+        action: "read cases",
+        path: path.to_path_buf(),
+        source,
+        hint: Some("check the suite's `cases` path; it is resolved relative to the config file's folder".into()),
+    })?;
+    if metadata.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
+        action: "list cases in",
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            action: "list cases in",
+            path: path.to_path_buf(),
+            source,
+            hint: None,
+        })?;
+        let file = entry.path();
+        let is_case = file.is_file() && file.extension().is_some_and(|e| e == "json" || e == "jsonl");
+        if is_case {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn parse_case(
+    value: Value,
+    file: &Path,
+    line: Option<usize>,
+    shared_files: &mut HashMap<PathBuf, Value>,
+) -> Result<LoadedCase, Error> {
+    let location = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+    let mut case: Case = serde_json::from_value(value).map_err(|err| {
+        Error::invalid("case file", file, location.clone(), error::json_message(&err))
+            .with_hint("a case is {\"id\": ..., \"vars\": {...}, \"expect\": {...}} with optional tags, source, notes")
+    })?;
+    if case.id.trim().is_empty() {
+        return Err(Error::invalid("case file", file, location, "a case has an empty `id`"));
+    }
+    let folder = file.parent().unwrap_or(Path::new("."));
+    for (name, var) in case.vars.iter_mut() {
+        if let Some(reference) = file_reference(var) {
+            let target = folder.join(reference);
+            let content = match shared_files.get(&target) {
+                Some(content) => content.clone(),
+                None => {
+                    let content = read_var_file(&target).map_err(|err| {
+                        err.with_hint(format!(
+                            "case `{}` var `{name}` refers to it with {{\"$file\": \"{reference}\"}}, resolved against `{}`",
+                            case.id,
+                            folder.display()
+                        ))
+                    })?;
+                    shared_files.insert(target.clone(), content.clone());
+                    content
+                }
+            };
+            *var = content;
+        }
+    }
+    Ok(LoadedCase {
+        case,
+        file: file.to_path_buf(),
+        line,
+    })
+}
+
+/// `{"$file": "path"}` and nothing else.
+fn file_reference(value: &Value) -> Option<&str> {
+    let object = value.as_object()?;
+    if object.len() != 1 {
+        return None;
+    }
+    object.get("$file")?.as_str()
+}
+
+/// A `.json` file becomes its JSON value; anything else becomes a string.
+fn read_var_file(path: &Path) -> Result<Value, Error> {
+    let text = error::read_to_string(path, "var file")?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text)
+            .map_err(|err| Error::invalid("var file", path, error::json_location(&err), error::json_message(&err)))
+    } else {
+        Ok(Value::String(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn loads_json_jsonl_and_shared_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "findings/f.json",
+            r#"{"Id": "x", "Severity": {"Label": "LOW"}}"#,
+        );
+        write(
+            dir.path(),
+            "a.json",
+            r#"{"id": "a", "vars": {"finding": {"$file": "findings/f.json"}, "rule": "r"}, "expect": {"label": "notify"}}"#,
+        );
+        write(
+            dir.path(),
+            "b.jsonl",
+            "{\"id\": \"b1\", \"vars\": {}, \"expect\": {\"label\": \"suppress\"}}\n\n{\"id\": \"b2\", \"expect\": {\"label\": \"notify\"}}\n",
+        );
+        let cases = load_cases(dir.path()).unwrap();
+        let ids: Vec<&str> = cases.iter().map(|c| c.case.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b1", "b2"]);
+        assert_eq!(cases[0].case.vars["finding"]["Severity"]["Label"], "LOW");
+        assert_eq!(cases[2].line, Some(3));
+    }
+
+    #[test]
+    fn bad_jsonl_line_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "c.jsonl",
+            "{\"id\": \"ok\", \"expect\": {}}\n{\"id\": \"broken\",\n",
+        );
+        let err = load_cases(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("c.jsonl"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_shared_file_names_case_and_var() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.json",
+            r#"{"id": "a", "vars": {"finding": {"$file": "nope.json"}}, "expect": {}}"#,
+        );
+        let err = load_cases(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("nope.json"), "{err}");
+        assert!(err.hint().unwrap().contains("case `a` var `finding`"));
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            "{\"id\": \"x\", \"expect\": {}}\n{\"id\": \"x\", \"expect\": {}}\n",
+        );
+        let err = load_cases(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("case id `x` is already used"), "{err}");
+    }
+
+    #[test]
+    fn unknown_case_field_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.json", r#"{"id": "a", "expect": {}, "expected": {}}"#);
+        let err = load_cases(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("unknown field `expected`"), "{err}");
+    }
+}

@@ -1,0 +1,293 @@
+//! The command line: the only module that knows about clap. It turns flags and the process
+//! environment into the plain option structs the engine takes, and outcomes into exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cache::Cache;
+use crate::env::EnvVars;
+use crate::error::Error;
+use crate::exit_code;
+use crate::report::{self, Format, Style};
+use crate::run::{self, RunOptions};
+use crate::run_record::{RunRecord, Verdict};
+use crate::stats::IntervalMethod;
+
+const ABOUT: &str = "Regression-test LLM prompts the way `cargo test` tests code.";
+
+const LONG_ABOUT: &str = "\
+Regression-test LLM prompts the way `cargo test` tests code.
+
+promptgate runs labelled cases against each prompt and model several times, caches every
+response in SQLite (an unchanged request is never paid for twice), and reports accuracy with a
+confidence interval that treats the samples of one case as correlated.";
+
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  promptgate run                                 every suite on its own models
+  promptgate run --suite triage --samples 5      one suite, 5 samples per case
+  promptgate run --model gpt-4o-mini             every suite on a hosted model (needs OPENAI_API_KEY)
+  promptgate run --offline --format json         replay from the cache only; JSON on stdout
+  promptgate run --out run.json                  also write the JSON run record to a file
+
+A second run of the same selection makes no provider call: every answer comes from the cache.
+Provider failures are retried (honouring Retry-After), counted, and never graded as wrong
+answers; above --max-error-rate the run is inconclusive (exit 3).";
+
+/// The parsed command line.
+#[derive(Debug, Parser)]
+#[command(name = "promptgate", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit_code::HELP_TABLE)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "PROMPTGATE_CONFIG",
+        default_value = "promptgate.toml",
+        value_name = "PATH"
+    )]
+    config: PathBuf,
+    /// The SQLite response cache.
+    #[arg(
+        long,
+        global = true,
+        env = "PROMPTGATE_CACHE",
+        default_value = ".promptgate/cache.sqlite",
+        value_name = "PATH"
+    )]
+    cache: PathBuf,
+    /// When to colour output (NO_COLOR is honoured under `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    color: ColorChoice,
+    /// No progress bar and no summary on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// List every miss, not only the first few.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run suites against models and report accuracy with confidence intervals.
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+    /// Inspect the response cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Entries, size and token totals per model.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Run only this suite (repeatable). Default: every suite.
+    #[arg(long = "suite", short = 's', value_name = "SUITE")]
+    suites: Vec<String>,
+    /// Run on this model instead of each suite's own list (repeatable).
+    #[arg(long = "model", short = 'm', value_name = "MODEL")]
+    models: Vec<String>,
+    /// Samples per case (k), overriding the suites' `samples`.
+    #[arg(long, short = 'k', value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    samples: Option<u32>,
+    /// Concurrent provider calls [default: config `defaults.concurrency`, else 8].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    concurrency: Option<u64>,
+    /// Serve answers from the cache only; a miss makes the run inconclusive (exit 3).
+    #[arg(long)]
+    offline: bool,
+    /// Share of failed calls above which the run is inconclusive [default: config, else 0.05].
+    #[arg(long, value_name = "RATE", value_parser = parse_share)]
+    max_error_rate: Option<f64>,
+    /// Plain Wilson interval on the number of cases (wider; for many samples of few cases).
+    #[arg(long)]
+    conservative_ci: bool,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Terminal)]
+    format: OutputFormat,
+    /// Also write the JSON run record to this file (atomically).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Terminal,
+    Json,
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
+    }
+}
+
+/// Parse the process's arguments, run the command, print what it found, and return the exit
+/// code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let stderr_color = color_enabled(cli.global.color, std::io::stderr().is_terminal());
+    match execute(&cli) {
+        Ok(code) => code,
+        Err(error) => {
+            print_error(&error, stderr_color);
+            error.exit_code()
+        }
+    }
+}
+
+fn color_enabled(choice: ColorChoice, is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+fn print_error(error: &Error, color: bool) {
+    let (red, yellow, reset) = if color {
+        ("\x1b[31;1m", "\x1b[33;1m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{red}error{reset}: {error}");
+    if let Some(hint) = error.hint() {
+        let _ = writeln!(stderr, "{yellow}hint{reset}: {hint}");
+    }
+}
+
+fn execute(cli: &Cli) -> Result<i32, Error> {
+    match &cli.command {
+        Command::Run(args) => run_command(&cli.global, args),
+        Command::Cache {
+            command: CacheCommand::Stats { json },
+        } => cache_stats(&cli.global, *json),
+    }
+}
+
+fn run_command(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
+    let options = RunOptions {
+        config_path: global.config.clone(),
+        cache_path: global.cache.clone(),
+        suites: args.suites.clone(),
+        models: args.models.clone(),
+        samples: args.samples,
+        concurrency: args.concurrency.map(|n| n as usize),
+        offline: args.offline,
+        max_error_rate: args.max_error_rate,
+        interval: if args.conservative_ci {
+            IntervalMethod::WilsonCasesZ
+        } else {
+            IntervalMethod::WilsonEffectiveT
+        },
+        progress: !global.quiet && std::io::stderr().is_terminal(),
+        env: EnvVars::from_process(),
+    };
+    let record = run::run(&options)?;
+    if let Some(path) = &args.out {
+        let json = report::exporter(Format::Json, Style::default()).export(&record)?;
+        report::write_atomic(path, &json)?;
+    }
+    let format = match args.format {
+        OutputFormat::Terminal => Format::Terminal,
+        OutputFormat::Json => Format::Json,
+    };
+    let style = Style {
+        color: color_enabled(global.color, std::io::stdout().is_terminal()),
+        verbose: global.verbose,
+    };
+    let text = report::exporter(format, style).export(&record)?;
+    print!("{text}");
+    Ok(exit_code_for(&record))
+}
+
+/// The one place a run's verdict becomes an exit code.
+pub fn exit_code_for(record: &RunRecord) -> i32 {
+    match record.verdict {
+        Verdict::Pass => exit_code::SUCCESS,
+        Verdict::Inconclusive => exit_code::INCONCLUSIVE,
+    }
+}
+
+fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
+    if !global.cache.exists() {
+        return Err(Error::usage(format!("no cache at `{}`", global.cache.display()))
+            .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
+    }
+    let stats = Cache::open(&global.cache)?.stats()?;
+    if json {
+        let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::usage(e.to_string()))?;
+        println!("{text}");
+        return Ok(exit_code::SUCCESS);
+    }
+    println!("cache: {} (schema {})", stats.path, stats.schema_version);
+    println!(
+        "entries: {}, size: {:.1} MiB",
+        stats.entries,
+        stats.bytes as f64 / 1_048_576.0
+    );
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
+        .set_header(vec!["provider", "model", "entries", "input tokens", "output tokens"]);
+    for model in &stats.models {
+        table.add_row(vec![
+            model.provider.clone(),
+            model.model.clone(),
+            model.entries.to_string(),
+            model.input_tokens.to_string(),
+            model.output_tokens.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(exit_code::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn share_parser_rejects_out_of_range() {
+        assert_eq!(parse_share("0.1"), Ok(0.1));
+        assert!(parse_share("1.5").is_err());
+        assert!(parse_share("x").is_err());
+    }
+}

@@ -1,0 +1,413 @@
+//! `promptgate.toml`: providers, models and suites.
+//!
+//! Paths inside the file are resolved relative to the folder that holds it, so a config works
+//! the same from any working directory. Unknown keys are errors: a typo must not silently fall
+//! back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{self, Error};
+
+/// The config format version this build reads.
+///
+/// Changelog: 1 — first version.
+pub const CONFIG_SCHEMA_VERSION: u32 = 1;
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The folder relative paths are resolved against.
+    pub root: PathBuf,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    pub suites: BTreeMap<String, SuiteConfig>,
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default = "default_schema_version")]
+    schema_version: u32,
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    models: BTreeMap<String, ModelConfig>,
+    #[serde(default)]
+    suites: BTreeMap<String, SuiteConfig>,
+}
+
+fn default_schema_version() -> u32 {
+    CONFIG_SCHEMA_VERSION
+}
+
+/// Run-wide defaults that flags override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Share of calls that may fail before a run is inconclusive.
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// Concurrent provider calls.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Two-sided confidence level of the accuracy interval.
+    #[serde(default = "default_confidence_level")]
+    pub confidence_level: f64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            max_error_rate: default_max_error_rate(),
+            concurrency: default_concurrency(),
+            confidence_level: default_confidence_level(),
+        }
+    }
+}
+
+fn default_max_error_rate() -> f64 {
+    0.05
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_confidence_level() -> f64 {
+    0.95
+}
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions, or any server that speaks it (vLLM, llama.cpp, Ollama).
+    Openai,
+}
+
+impl ProviderKind {
+    /// The name used in config files, reports and cache keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+        }
+    }
+}
+
+/// How a response JSON schema is sent to an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatMode {
+    /// `{"type": "json_schema", "json_schema": {...}}`: OpenAI, vLLM, Ollama.
+    JsonSchema,
+    /// `{"type": "json_object", "schema": {...}}`: llama-cpp-python's server, which rejects
+    /// `json_schema` with HTTP 500 but constrains decoding with this form.
+    JsonObjectSchema,
+    /// Do not send the schema; the prompt alone asks for the format.
+    None,
+}
+
+/// One `[providers.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Base URL including `/v1`. Unset: `OPENAI_BASE_URL`, then the OpenAI API.
+    pub base_url: Option<String>,
+    /// The environment variable that holds the API key (never the key itself).
+    #[serde(default = "default_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "default_response_format")]
+    pub response_format: ResponseFormatMode,
+    /// Per-call timeout in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+    /// Attempts per call, the first included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt, with full jitter.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Longest wait between attempts, `Retry-After` included.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+fn default_api_key_env() -> String {
+    "OPENAI_API_KEY".to_string()
+}
+fn default_response_format() -> ResponseFormatMode {
+    ResponseFormatMode::JsonSchema
+}
+fn default_timeout_secs() -> f64 {
+    60.0
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_base_ms() -> u64 {
+    500
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+
+/// One `[models.NAME]` table: a provider, a model id and its sampling parameters.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: String,
+    /// The id the provider knows the model by.
+    pub model: String,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    /// Base seed; sample j is sent with `seed + j` so that the k samples of a case differ.
+    pub seed: Option<i64>,
+}
+
+/// One `[suites.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    pub description: Option<String>,
+    /// The prompt file (TOML), relative to the config's folder.
+    pub prompt: PathBuf,
+    /// The case folder or file, relative to the config's folder.
+    pub cases: PathBuf,
+    pub grader: GraderConfig,
+    /// Models the suite runs on by default.
+    pub models: Vec<String>,
+    /// Samples per case (k).
+    #[serde(default = "default_samples")]
+    pub samples: u32,
+}
+
+fn default_samples() -> u32 {
+    1
+}
+
+/// How a suite's responses are graded.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GraderConfig {
+    /// A label taken from a JSON field, or the one allowed word the answer contains.
+    Label {
+        /// JSON field holding the label; unset means "find the one allowed word in the text".
+        field: Option<String>,
+        /// The allowed labels, e.g. `["suppress", "notify"]`.
+        labels: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = error::read_to_string(path, "config").map_err(|err| match err {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Io {
+                action: "read config",
+                path: path.to_path_buf(),
+                source,
+                hint: Some(
+                    "run from the folder that holds promptgate.toml, or pass --config PATH (env PROMPTGATE_CONFIG)"
+                        .to_string(),
+                ),
+            },
+            other => other,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let file: ConfigFile = toml::from_str(text).map_err(|err| {
+            let location = err
+                .span()
+                .map(|span| {
+                    let (line, column) = error::line_column(text, span.start);
+                    format!(" at line {line}, column {column}")
+                })
+                .unwrap_or_default();
+            Error::invalid("config", path, location, err.message().trim().to_string())
+                .with_hint("see the configuration section of the README for every key")
+        })?;
+        if file.schema_version != CONFIG_SCHEMA_VERSION {
+            return Err(Error::invalid(
+                "config",
+                path,
+                " (field `schema_version`)",
+                format!(
+                    "schema_version {} is not supported by this promptgate (it reads {CONFIG_SCHEMA_VERSION})",
+                    file.schema_version
+                ),
+            )
+            .with_hint("upgrade promptgate, or write the config for this version"));
+        }
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let config = Config {
+            path: path.to_path_buf(),
+            root,
+            providers: file.providers,
+            models: file.models,
+            suites: file.suites,
+            defaults: file.defaults,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn field_error(&self, field: String, message: String) -> Error {
+        Error::invalid("config", &self.path, format!(" (field `{field}`)"), message)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let d = &self.defaults;
+        if !(0.0..=1.0).contains(&d.max_error_rate) {
+            return Err(self.field_error(
+                "defaults.max_error_rate".into(),
+                format!("{} is not a share between 0 and 1", d.max_error_rate),
+            ));
+        }
+        if d.concurrency == 0 {
+            return Err(self.field_error("defaults.concurrency".into(), "must be at least 1".into()));
+        }
+        if !(d.confidence_level > 0.0 && d.confidence_level < 1.0) {
+            return Err(self.field_error(
+                "defaults.confidence_level".into(),
+                format!("{} is not between 0 and 1", d.confidence_level),
+            ));
+        }
+        for (name, provider) in &self.providers {
+            if provider.max_attempts == 0 {
+                return Err(self.field_error(
+                    format!("providers.{name}.max_attempts"),
+                    "must be at least 1 (the first attempt counts)".into(),
+                ));
+            }
+            if !(provider.timeout_secs > 0.0 && provider.timeout_secs.is_finite()) {
+                return Err(self.field_error(
+                    format!("providers.{name}.timeout_secs"),
+                    "must be a positive number of seconds".into(),
+                ));
+            }
+        }
+        for (name, model) in &self.models {
+            if !self.providers.contains_key(&model.provider) {
+                return Err(self
+                    .field_error(
+                        format!("models.{name}.provider"),
+                        format!("unknown provider `{}`", model.provider),
+                    )
+                    .with_hint(format!("known providers: {}", names(self.providers.keys()))));
+            }
+        }
+        for (name, suite) in &self.suites {
+            for model in &suite.models {
+                if !self.models.contains_key(model) {
+                    return Err(self
+                        .field_error(format!("suites.{name}.models"), format!("unknown model `{model}`"))
+                        .with_hint(format!("known models: {}", names(self.models.keys()))));
+                }
+            }
+            if suite.samples == 0 {
+                return Err(self.field_error(format!("suites.{name}.samples"), "must be at least 1".into()));
+            }
+            let GraderConfig::Label { labels, .. } = &suite.grader;
+            if labels.is_empty() {
+                return Err(self.field_error(
+                    format!("suites.{name}.grader.labels"),
+                    "a label grader needs at least one label".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve a path from the config against the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+/// A comma-separated list of names for hints.
+pub fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = items.map(String::as_str).collect();
+    if list.is_empty() {
+        "(none)".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+
+[models.m]
+provider = "local"
+model = "gemma"
+seed = 7
+
+[suites.s]
+prompt = "prompts/s.toml"
+cases = "cases/s"
+models = ["m"]
+samples = 3
+grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
+"#;
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let config = Config::parse(Path::new("/x/promptgate.toml"), GOOD).unwrap();
+        let suite = &config.suites["s"];
+        assert_eq!(suite.samples, 3);
+        assert_eq!(config.resolve(&suite.prompt), PathBuf::from("/x/prompts/s.toml"));
+        assert_eq!(config.providers["local"].api_key_env, "OPENAI_API_KEY");
+        assert_eq!(config.defaults.max_error_rate, 0.05);
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = Config::parse(Path::new("p.toml"), "[models.m]\nprovider = \n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("p.toml"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        assert!(err.hint().is_some());
+    }
+
+    #[test]
+    fn unknown_model_names_field_and_lists_known() {
+        let bad = GOOD.replace(r#"models = ["m"]"#, r#"models = ["nope"]"#);
+        let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
+        assert!(err.to_string().contains("suites.s.models"), "{err}");
+        assert!(err.to_string().contains("unknown model `nope`"), "{err}");
+        assert_eq!(err.hint(), Some("known models: m"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let bad = GOOD.replace("seed = 7", "sed = 7");
+        let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sed`"), "{err}");
+        assert!(err.to_string().contains("line 9"), "{err}");
+    }
+}

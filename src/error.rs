@@ -1,0 +1,143 @@
+//! The error type that crosses module boundaries, and its mapping to an exit code.
+//!
+//! Every variant names the file (and line or field where known) and, where a fix is known,
+//! carries a hint that the command line prints on its own `hint:` line.
+
+use std::path::PathBuf;
+
+use crate::exit_code;
+
+/// Any error that ends a promptgate command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("failed to {action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        hint: Option<String>,
+    },
+    /// A file was read but its content is wrong.
+    #[error("invalid {what} `{path}`{location}: {message}")]
+    Invalid {
+        what: &'static str,
+        path: PathBuf,
+        /// Pre-formatted location, e.g. " at line 4, column 7" or " (field `suites.triage.models`)".
+        location: String,
+        message: String,
+        hint: Option<String>,
+    },
+    /// The command line asked for something that does not exist or cannot be combined.
+    #[error("{message}")]
+    Usage { message: String, hint: Option<String> },
+    /// Nothing matched the selection.
+    #[error("nothing selected to run: {message}")]
+    NothingSelected { message: String, hint: Option<String> },
+    /// The response cache failed.
+    #[error("cache `{path}`: {message}")]
+    Cache {
+        path: PathBuf,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl Error {
+    /// A file-content error with a location and an optional hint.
+    pub fn invalid(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Invalid {
+            what,
+            path: path.into(),
+            location: location.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A usage error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Attach (or replace) the hint.
+    pub fn with_hint(mut self, text: impl Into<String>) -> Self {
+        let text = Some(text.into());
+        match &mut self {
+            Error::Io { hint, .. }
+            | Error::Invalid { hint, .. }
+            | Error::Usage { hint, .. }
+            | Error::NothingSelected { hint, .. }
+            | Error::Cache { hint, .. } => *hint = text,
+        }
+        self
+    }
+
+    /// The hint, if one is known.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Io { hint, .. }
+            | Error::Invalid { hint, .. }
+            | Error::Usage { hint, .. }
+            | Error::NothingSelected { hint, .. }
+            | Error::Cache { hint, .. } => hint.as_deref(),
+        }
+    }
+
+    /// The process exit code this error ends with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NothingSelected { .. } => exit_code::NOTHING_SELECTED,
+            _ => exit_code::BAD_INPUT,
+        }
+    }
+}
+
+/// Read a file to a string, naming the path on failure.
+pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| {
+        let hint = (source.kind() == std::io::ErrorKind::NotFound)
+            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
+        Error::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
+    })
+}
+
+/// Format a 1-based line and column for a byte offset into `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+/// The location string for a serde_json error (which already knows line and column).
+pub fn json_location(err: &serde_json::Error) -> String {
+    if err.line() == 0 {
+        String::new()
+    } else {
+        format!(" at line {}, column {}", err.line(), err.column())
+    }
+}
+
+/// The message of a serde_json error without its trailing " at line L column C".
+pub fn json_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(index) => text[..index].to_string(),
+        None => text,
+    }
+}

@@ -1,0 +1,24 @@
+//! Process exit codes, in one place so that scripts and CI can rely on them.
+//!
+//! A significant regression (1) must never be confused with bad input (2) or with "the provider
+//! failed too often to judge" (3): a CI job treats each differently.
+
+/// Everything ran and no significant regression was found.
+pub const SUCCESS: i32 = 0;
+/// A significant regression against the baseline (the gate).
+pub const REGRESSION: i32 = 1;
+/// Bad usage, configuration, case or prompt: fix the input and run again.
+pub const BAD_INPUT: i32 = 2;
+/// Inconclusive: provider failures above `--max-error-rate`, or a cache miss under `--offline`.
+pub const INCONCLUSIVE: i32 = 3;
+/// The selection (suites × models × cases) was empty: nothing was run.
+pub const NOTHING_SELECTED: i32 = 4;
+
+/// The table printed by `--help`, kept next to the constants it describes.
+pub const HELP_TABLE: &str = "\
+Exit codes:
+  0  success: ran, and no significant regression
+  1  significant regression against the baseline
+  2  bad usage, configuration, case or prompt
+  3  inconclusive: too many provider failures, or a cache miss under --offline
+  4  nothing selected to run";

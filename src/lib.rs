@@ -1,0 +1,27 @@
+//! promptgate: regression tests for LLM prompts.
+//!
+//! Data flows one way: load (config, cases, prompts) → render → sample (cache or provider) →
+//! grade → aggregate (stats) → report → exit code. Each module holds one of those concepts.
+
+pub mod cache;
+pub mod case;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod env;
+pub mod error;
+pub mod exit_code;
+pub mod grader;
+pub mod prompt;
+pub mod provider;
+pub mod report;
+pub mod retry;
+pub mod run;
+pub mod run_record;
+pub mod stats;
+
+pub use config::Config;
+pub use error::Error;
+pub use run::{run, RunOptions};
+pub use run_record::{RunRecord, SuiteResult, Verdict};
+pub use stats::{Accuracy, Estimate};

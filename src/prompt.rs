@@ -1,0 +1,316 @@
+//! Prompts: system and user templates (minijinja, strict undefined) plus an optional response
+//! JSON schema, read from a TOML file. A prompt's version is the SHA-256 of its canonical content.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::case::LoadedCase;
+use crate::digest;
+use crate::error::{self, Error};
+
+/// The prompt file format version this build reads.
+///
+/// Changelog: 1 — first version (system, user, response_schema).
+pub const PROMPT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromptFile {
+    #[serde(default = "default_version")]
+    schema_version: u32,
+    description: Option<String>,
+    system: Option<String>,
+    user: String,
+    response_schema: Option<ResponseSchema>,
+}
+
+fn default_version() -> u32 {
+    PROMPT_SCHEMA_VERSION
+}
+
+/// A JSON schema the answer must follow, sent natively where the provider supports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSchema {
+    pub name: String,
+    #[serde(default)]
+    pub strict: bool,
+    pub schema: Value,
+}
+
+/// A loaded prompt with its templates compiled.
+#[derive(Debug)]
+pub struct Prompt {
+    pub path: PathBuf,
+    pub description: Option<String>,
+    /// SHA-256 of the canonical content: the prompt's version.
+    pub sha256: String,
+    pub response_schema: Option<ResponseSchema>,
+    environment: Environment<'static>,
+    has_system: bool,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// A prompt rendered for one case: what goes on the wire, minus the model parameters.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RenderedPrompt {
+    pub messages: Vec<Message>,
+    pub response_schema: Option<ResponseSchema>,
+}
+
+impl Prompt {
+    /// Read, parse and compile a prompt file.
+    pub fn load(path: &Path) -> Result<Prompt, Error> {
+        let text = error::read_to_string(path, "prompt")?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and compile prompt text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Prompt, Error> {
+        let file: PromptFile = toml::from_str(text).map_err(|err| {
+            let location = err
+                .span()
+                .map(|span| {
+                    let (line, column) = error::line_column(text, span.start);
+                    format!(" at line {line}, column {column}")
+                })
+                .unwrap_or_default();
+            Error::invalid("prompt", path, location, err.message().trim().to_string())
+                .with_hint("a prompt file has `user` (and optionally `system`, `description`, `[response_schema]`)")
+        })?;
+        if file.schema_version != PROMPT_SCHEMA_VERSION {
+            return Err(Error::invalid(
+                "prompt",
+                path,
+                " (field `schema_version`)",
+                format!(
+                    "schema_version {} is not supported (this build reads {PROMPT_SCHEMA_VERSION})",
+                    file.schema_version
+                ),
+            ));
+        }
+        let canonical = json!({
+            "schema_version": file.schema_version,
+            "system": file.system,
+            "user": file.user,
+            "response_schema": file.response_schema,
+        });
+        let sha256 = digest::sha256_of_json(&canonical);
+
+        let mut environment = Environment::new();
+        environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Prompts are not HTML: never escape.
+        environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        environment.set_keep_trailing_newline(true);
+        let has_system = file.system.is_some();
+        if let Some(system) = file.system {
+            add_template(&mut environment, path, "system", system)?;
+        }
+        add_template(&mut environment, path, "user", file.user)?;
+        Ok(Prompt {
+            path: path.to_path_buf(),
+            description: file.description,
+            sha256,
+            response_schema: file.response_schema,
+            environment,
+            has_system,
+        })
+    }
+
+    /// Render the messages for one case. A variable the case does not define is an error naming
+    /// the case, the template and the line.
+    pub fn render(&self, loaded: &LoadedCase) -> Result<RenderedPrompt, Error> {
+        let mut context = loaded.case.vars.clone();
+        context.insert("case_id".into(), Value::String(loaded.case.id.clone()));
+        let mut messages = Vec::with_capacity(2);
+        let roles: &[&str] = if self.has_system {
+            &["system", "user"]
+        } else {
+            &["user"]
+        };
+        for role in roles {
+            let template = self
+                .environment
+                .get_template(role)
+                .map_err(|err| self.template_error(role, &err, None, None))?;
+            // Strict undefined still lets a filter such as `tojson` turn a missing variable into
+            // `null`, so check every variable the template reads before rendering.
+            let mut missing: Vec<String> = template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|name| !context.contains_key(name) && self.environment.globals().all(|(g, _)| g != name))
+                .collect();
+            missing.sort();
+            if let Some(name) = missing.first() {
+                let err = minijinja::Error::new(
+                    minijinja::ErrorKind::UndefinedError,
+                    format!("variable `{name}` is not defined"),
+                );
+                let line = first_line_using(template.source(), name);
+                return Err(self.template_error(role, &err, line, Some(loaded)));
+            }
+            let context = Value::Object(context.clone());
+            let content = template
+                .render(&context)
+                .map_err(|err| self.template_error(role, &err, None, Some(loaded)))?;
+            messages.push(Message {
+                role: (*role).to_string(),
+                content,
+            });
+        }
+        Ok(RenderedPrompt {
+            messages,
+            response_schema: self.response_schema.clone(),
+        })
+    }
+
+    fn template_error(
+        &self,
+        role: &str,
+        err: &minijinja::Error,
+        line: Option<usize>,
+        loaded: Option<&LoadedCase>,
+    ) -> Error {
+        let location = match line.or(err.line()) {
+            Some(line) => format!(" (template `{role}`, line {line})"),
+            None => format!(" (template `{role}`)"),
+        };
+        let mut message = err
+            .detail()
+            .map_or_else(|| err.kind().to_string(), |d| format!("{}: {d}", err.kind()));
+        let mut hint = None;
+        if let Some(loaded) = loaded {
+            message.push_str(&format!(
+                " while rendering case `{}` from {}",
+                loaded.case.id,
+                loaded.location()
+            ));
+            let mut names: Vec<String> = loaded.case.vars.keys().cloned().collect();
+            names.push("case_id".into());
+            hint = Some(format!(
+                "the case defines: {}; add the missing variable to its `vars` or fix the template",
+                names.join(", ")
+            ));
+        }
+        let error = Error::invalid("prompt", &self.path, location, message);
+        match hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
+    }
+}
+
+/// The 1-based line of the first `{{ … }}` or `{% … %}` that mentions `name`.
+fn first_line_using(source: &str, name: &str) -> Option<usize> {
+    source
+        .lines()
+        .position(|line| {
+            line.match_indices(name).any(|(index, _)| {
+                let before = line[..index].chars().next_back();
+                let after = line[index + name.len()..].chars().next();
+                let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                !is_word(before) && !is_word(after) && (line.contains("{{") || line.contains("{%"))
+            })
+        })
+        .map(|index| index + 1)
+}
+
+fn add_template(
+    environment: &mut Environment<'static>,
+    path: &Path,
+    name: &'static str,
+    source: String,
+) -> Result<(), Error> {
+    environment.add_template_owned(name, source).map_err(|err| {
+        let location = match err.line() {
+            Some(line) => format!(" (template `{name}`, line {line})"),
+            None => format!(" (template `{name}`)"),
+        };
+        Error::invalid(
+            "prompt",
+            path,
+            location,
+            err.detail().unwrap_or("template syntax error").to_string(),
+        )
+        .with_hint("templates use minijinja (Jinja2) syntax: {{ var }}, {{ finding | tojson(indent=2) }}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::Case;
+
+    fn loaded(vars: Value) -> LoadedCase {
+        LoadedCase {
+            case: Case {
+                id: "c1".into(),
+                vars: vars.as_object().unwrap().clone(),
+                expect: json!({}),
+                tags: vec![],
+                source: None,
+                notes: None,
+            },
+            file: PathBuf::from("cases/x.json"),
+            line: None,
+        }
+    }
+
+    const PROMPT: &str = r#"
+system = "Answer suppress or notify."
+user = """Rule: {{ rule }}
+Finding: {{ finding | tojson }}"""
+[response_schema]
+name = "decision"
+schema = { type = "object", properties = { decision = { type = "string", enum = ["suppress", "notify"] } } }
+"#;
+
+    #[test]
+    fn renders_system_and_user_in_order() {
+        let prompt = Prompt::parse(Path::new("p.toml"), PROMPT).unwrap();
+        let rendered = prompt
+            .render(&loaded(json!({"rule": "ignore dev", "finding": {"b": 1, "a": "<x>"}})))
+            .unwrap();
+        assert_eq!(rendered.messages[0].role, "system");
+        assert_eq!(
+            rendered.messages[1].content,
+            "Rule: ignore dev\nFinding: {\"b\":1,\"a\":\"\\u003cx\\u003e\"}"
+        );
+        assert_eq!(rendered.response_schema.unwrap().name, "decision");
+    }
+
+    #[test]
+    fn undefined_variable_names_case_template_and_vars() {
+        let prompt = Prompt::parse(Path::new("p.toml"), PROMPT).unwrap();
+        let err = prompt.render(&loaded(json!({"rule": "r"}))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("p.toml"), "{text}");
+        assert!(text.contains("template `user`, line 2"), "{text}");
+        assert!(text.contains("case `c1`"), "{text}");
+        assert!(err.hint().unwrap().contains("rule, case_id"), "{:?}", err.hint());
+    }
+
+    #[test]
+    fn version_changes_with_content_only() {
+        let a = Prompt::parse(Path::new("a.toml"), PROMPT).unwrap();
+        let b = Prompt::parse(Path::new("b.toml"), &format!("# a comment\n{PROMPT}")).unwrap();
+        let c = Prompt::parse(Path::new("c.toml"), &PROMPT.replace("Answer", "Reply")).unwrap();
+        assert_eq!(a.sha256, b.sha256);
+        assert_ne!(a.sha256, c.sha256);
+    }
+
+    #[test]
+    fn template_syntax_error_names_line() {
+        let err = Prompt::parse(Path::new("p.toml"), "user = \"\"\"ok\n{{ broken \"\"\"").unwrap_err();
+        assert!(err.to_string().contains("template `user`, line 2"), "{err}");
+    }
+}

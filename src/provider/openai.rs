@@ -1,0 +1,362 @@
+//! OpenAI Chat Completions through async-openai, for any compatible server (OpenAI, vLLM,
+//! llama.cpp's server, Ollama).
+//!
+//! async-openai 0.43 retries 429 and 5xx by itself and drops response headers on errors. We
+//! replace its HTTP service with [`FailureCapture`], which performs the request once and turns
+//! every non-2xx answer into an error that keeps the status, `Retry-After` and body, so that
+//! promptgate's own retry loop (`retry.rs`) is the only one and can honour the server.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use async_openai::types::chat::CreateChatCompletionResponse;
+use async_openai::Client;
+use serde_json::{json, Map, Value};
+
+use super::{parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
+use crate::config::{ProviderConfig, ResponseFormatMode};
+use crate::env::EnvVars;
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+
+/// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// A client for one `[providers.NAME]` table of kind `openai`.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    client: Client<OpenAIConfig>,
+    base_url: String,
+    response_format: ResponseFormatMode,
+    policy: RetryPolicy,
+}
+
+impl OpenAiProvider {
+    /// Build the client; the key comes from the environment variable the config names.
+    pub fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<OpenAiProvider, Error> {
+        let base_url = config
+            .base_url
+            .clone()
+            .or_else(|| env.get("OPENAI_BASE_URL").map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let base_url = base_url.trim_end_matches('/').to_string();
+        // A local server needs no key; a hosted one answers 401, reported with a hint.
+        let api_key = env.get(&config.api_key_env).unwrap_or_default().to_string();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs_f64(config.timeout_secs))
+            .build()
+            .map_err(|e| Error::usage(format!("provider `{name}`: failed to build the HTTP client: {e}")))?;
+        let openai_config = OpenAIConfig::new().with_api_base(&base_url).with_api_key(api_key);
+        let client = Client::with_config(openai_config).with_http_service(FailureCapture { http });
+        Ok(OpenAiProvider {
+            client,
+            base_url,
+            response_format: config.response_format,
+            policy: RetryPolicy {
+                max_attempts: config.max_attempts,
+                base_delay: Duration::from_millis(config.retry_base_ms),
+                max_delay: Duration::from_millis(config.retry_max_ms),
+            },
+        })
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// This provider's retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// The JSON body of a chat completion request.
+    pub fn request_body(&self, request: &Request) -> Value {
+        let mut body = Map::new();
+        body.insert("model".into(), json!(request.model));
+        body.insert("messages".into(), json!(request.prompt.messages));
+        let params = &request.params;
+        if let Some(t) = params.temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = params.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        // `max_tokens` rather than `max_completion_tokens`: every compatible server reads it.
+        if let Some(m) = params.max_tokens {
+            body.insert("max_tokens".into(), json!(m));
+        }
+        if let Some(s) = params.seed {
+            body.insert("seed".into(), json!(s));
+        }
+        if let Some(schema) = &request.prompt.response_schema {
+            let format = match self.response_format {
+                ResponseFormatMode::JsonSchema => Some(json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": schema.name, "schema": schema.schema, "strict": schema.strict},
+                })),
+                ResponseFormatMode::JsonObjectSchema => Some(json!({"type": "json_object", "schema": schema.schema})),
+                ResponseFormatMode::None => None,
+            };
+            if let Some(format) = format {
+                body.insert("response_format".into(), format);
+            }
+        }
+        body.insert("stream".into(), json!(false));
+        Value::Object(body)
+    }
+
+    /// One attempt, no retries.
+    pub async fn complete_once(&self, request: &Request) -> Result<Response, ProviderError> {
+        let body = self.request_body(request);
+        let started = Instant::now();
+        let raw: Value = self.client.chat().create_byot(body).await.map_err(classify)?;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        parse_completion(raw, latency_ms)
+    }
+}
+
+/// Turn a completion body into a [`Response`], checking it against async-openai's types.
+pub fn parse_completion(raw: Value, latency_ms: u64) -> Result<Response, ProviderError> {
+    let raw_body = raw.to_string();
+    let typed: CreateChatCompletionResponse = serde_json::from_value(raw.clone()).map_err(|e| {
+        ProviderError::new(
+            FailureKind::BadResponse,
+            format!("not a chat completion: {e}: {}", excerpt(&raw_body)),
+        )
+    })?;
+    let Some(choice) = typed.choices.first() else {
+        return Err(ProviderError::new(
+            FailureKind::BadResponse,
+            "the completion has no choices",
+        ));
+    };
+    let text = choice.message.content.clone();
+    let tool_calls = raw["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .map(|calls| {
+            calls
+                .iter()
+                .filter_map(|call| {
+                    let function = call.get("function")?;
+                    let name = function.get("name")?.as_str()?.to_string();
+                    let arguments = match function.get("arguments") {
+                        Some(Value::String(text)) => {
+                            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+                        }
+                        Some(other) => other.clone(),
+                        None => Value::Null,
+                    };
+                    Some(ToolCall { name, arguments })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = typed.usage.as_ref().map(|u| Usage {
+        input_tokens: u64::from(u.prompt_tokens),
+        output_tokens: u64::from(u.completion_tokens),
+    });
+    Ok(Response {
+        text,
+        tool_calls,
+        raw_body,
+        usage,
+        latency_ms,
+    })
+}
+
+fn excerpt(text: &str) -> String {
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        Some((index, _)) => format!("{}…", &text[..index]),
+        None => text.to_string(),
+    }
+}
+
+/// A non-2xx HTTP answer, with what the retry loop needs from it.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {body}")]
+struct HttpFailure {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+/// The tower service async-openai sends requests through: one attempt, failures kept whole.
+#[derive(Clone, Debug)]
+struct FailureCapture {
+    http: reqwest::Client,
+}
+
+impl tower::Service<HttpRequestFactory> for FailureCapture {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OpenAIError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
+        let http = self.http.clone();
+        Box::pin(async move {
+            let request = factory.build().await?;
+            let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let status = response.status().as_u16();
+            let headers = response.headers();
+            // `retry-after-ms` (sent by some OpenAI-compatible gateways) is more precise.
+            let retry_after = headers
+                .get("retry-after-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+                .or_else(|| {
+                    headers
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after)
+                });
+            let body = response.text().await.unwrap_or_default();
+            Err(OpenAIError::Boxed(Box::new(HttpFailure {
+                status,
+                retry_after,
+                body,
+            })))
+        })
+    }
+}
+
+/// Classify an async-openai error.
+fn classify(error: OpenAIError) -> ProviderError {
+    match error {
+        OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
+            Ok(failure) => classify_status(failure.status, failure.retry_after, &failure.body),
+            Err(other) => ProviderError::new(FailureKind::Connection, other.to_string()),
+        },
+        OpenAIError::ApiError(api) => classify_status(api.status_code.as_u16(), None, &api.api_error.message),
+        OpenAIError::Reqwest(e) => {
+            let kind = if e.is_timeout() {
+                FailureKind::Timeout
+            } else if e.is_decode() {
+                FailureKind::BadResponse
+            } else {
+                FailureKind::Connection
+            };
+            ProviderError::new(kind, error_chain(&e))
+        }
+        OpenAIError::JSONDeserialize(e, body) => ProviderError::new(
+            FailureKind::BadResponse,
+            format!("unreadable body ({e}): {}", excerpt(&body)),
+        ),
+        other => ProviderError::new(FailureKind::BadResponse, other.to_string()),
+    }
+}
+
+fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -> ProviderError {
+    let (message, error_type, code) = match serde_json::from_str::<Value>(body) {
+        Ok(value) => (
+            value["error"]["message"]
+                .as_str()
+                .map_or_else(|| excerpt(body), str::to_string),
+            value["error"]["type"].as_str().map(str::to_string),
+            value["error"]["code"].as_str().map(str::to_string),
+        ),
+        Err(_) => (excerpt(body), None, None),
+    };
+    let quota = error_type.as_deref() == Some("insufficient_quota") || code.as_deref() == Some("insufficient_quota");
+    let kind = match status {
+        429 if quota => FailureKind::Client,
+        429 => FailureKind::RateLimit,
+        408 | 500..=599 => FailureKind::Server,
+        _ => FailureKind::Client,
+    };
+    let mut message = format!("HTTP {status}: {message}");
+    if status == 401 {
+        message.push_str(" (set the API key in the environment variable named by the provider's `api_key_env`)");
+    }
+    ProviderError {
+        kind,
+        message,
+        status: Some(status),
+        retry_after,
+    }
+}
+
+/// An error and its sources on one line ("error sending request: connection reset").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        let rate = classify_status(
+            429,
+            Some(Duration::from_secs(1)),
+            r#"{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+        );
+        assert_eq!(rate.kind, FailureKind::RateLimit);
+        assert_eq!(rate.retry_after, Some(Duration::from_secs(1)));
+        assert!(rate.message.contains("slow down"));
+        let quota = classify_status(
+            429,
+            None,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+        );
+        assert_eq!(quota.kind, FailureKind::Client);
+        assert_eq!(
+            classify_status(503, None, "<html>busy</html>").kind,
+            FailureKind::Server
+        );
+        assert_eq!(classify_status(400, None, "{}").kind, FailureKind::Client);
+        assert!(classify_status(401, None, "{}").message.contains("api_key_env"));
+    }
+
+    #[test]
+    fn parses_content_and_tool_calls() {
+        let body = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1732350000, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "listAutomaticSuppressionRules", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+        });
+        let response = parse_completion(body, 5).unwrap();
+        assert_eq!(response.text, None);
+        assert_eq!(response.tool_calls[0].name, "listAutomaticSuppressionRules");
+        assert_eq!(response.tool_calls[0].arguments, json!({}));
+        assert_eq!(response.usage.unwrap().output_tokens, 2);
+    }
+
+    #[test]
+    fn wrong_shapes_are_bad_responses() {
+        let err = parse_completion(json!({"hello": "world"}), 1).unwrap_err();
+        assert_eq!(err.kind, FailureKind::BadResponse);
+        let err = parse_completion(
+            json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}),
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, FailureKind::BadResponse);
+    }
+}

@@ -1,0 +1,59 @@
+//! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
+
+pub mod json;
+pub mod terminal;
+
+use crate::error::Error;
+use crate::run_record::RunRecord;
+
+/// An output format for a run record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Terminal,
+    Json,
+}
+
+/// Options that shape human-readable output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Style {
+    /// Use ANSI colours.
+    pub color: bool,
+    /// List every miss rather than the first few per result.
+    pub verbose: bool,
+}
+
+/// Turns a run record into text.
+pub trait Exporter {
+    fn export(&self, record: &RunRecord) -> Result<String, Error>;
+}
+
+/// The exporter for a format.
+pub fn exporter(format: Format, style: Style) -> Box<dyn Exporter> {
+    match format {
+        Format::Terminal => Box::new(terminal::TerminalExporter { style }),
+        Format::Json => Box::new(json::JsonExporter),
+    }
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
+/// reader never sees half a report.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let io_error = |action: &'static str, source: std::io::Error| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    };
+    std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| io_error("write", e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.as_file().sync_all())
+        .map_err(|e| io_error("write", e))?;
+    file.persist(path).map_err(|e| io_error("write", e.error))?;
+    Ok(())
+}

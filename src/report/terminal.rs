@@ -1,0 +1,158 @@
+//! The table a person reads after a run.
+
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+
+use super::{Exporter, Style};
+use crate::error::Error;
+use crate::grader::Outcome;
+use crate::run_record::{RunRecord, SuiteResult, Verdict};
+
+/// How many misses to list per suite × model unless verbose.
+const MISSES_SHOWN: usize = 10;
+
+/// Plain-text table with optional colour.
+pub struct TerminalExporter {
+    pub style: Style,
+}
+
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+impl TerminalExporter {
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.style.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn verdict(&self, verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Pass => self.paint("pass", "32"),
+            Verdict::Inconclusive => self.paint("inconclusive", "33;1"),
+        }
+    }
+
+    fn misses(&self, result: &SuiteResult, out: &mut String) {
+        let missed: Vec<_> = result.per_case.iter().filter(|c| !c.misses.is_empty()).collect();
+        if missed.is_empty() {
+            return;
+        }
+        out.push_str(&format!(
+            "\n{} {}/{}: {} of {} cases not always right\n",
+            self.paint("misses", "1"),
+            result.suite,
+            result.model,
+            missed.len(),
+            result.cases
+        ));
+        let shown = if self.style.verbose {
+            missed.len()
+        } else {
+            MISSES_SHOWN.min(missed.len())
+        };
+        for case in &missed[..shown] {
+            let invalid = case.misses.iter().filter(|m| m.outcome == Outcome::Invalid).count();
+            let first = &case.misses[0];
+            let invalid_note = if invalid > 0 {
+                format!(", {invalid} invalid")
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  {:<28} {}/{} right{invalid_note}: {}\n",
+                case.id, case.correct, case.samples, first.reason
+            ));
+        }
+        if shown < missed.len() {
+            out.push_str(&format!(
+                "  … and {} more (-v lists all; --format json has every sample)\n",
+                missed.len() - shown
+            ));
+        }
+    }
+}
+
+impl Exporter for TerminalExporter {
+    fn export(&self, record: &RunRecord) -> Result<String, Error> {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_HORIZONTAL_ONLY)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(vec![
+                "suite", "model", "accuracy", "CI", "cases", "k", "invalid", "errors", "made", "cached", "failed",
+                "verdict",
+            ]);
+        for result in &record.results {
+            let (accuracy, interval) = match &result.accuracy {
+                Some(e) => (
+                    percent(e.point),
+                    format!(
+                        "[{}, {}] {:.0}%",
+                        percent(e.lower),
+                        percent(e.upper),
+                        e.confidence_level * 100.0
+                    ),
+                ),
+                None => ("n/a".to_string(), "no valid sample".to_string()),
+            };
+            table.add_row(vec![
+                result.suite.clone(),
+                result.model.clone(),
+                accuracy,
+                interval,
+                result.cases.to_string(),
+                result.samples_per_case.to_string(),
+                result.invalid_outputs.to_string(),
+                result.errors.to_string(),
+                result.calls.made.to_string(),
+                result.calls.cached.to_string(),
+                result.calls.failed.to_string(),
+                self.verdict(result.verdict),
+            ]);
+        }
+        for index in [2, 4, 5, 6, 7, 8, 9, 10] {
+            if let Some(column) = table.column_mut(index) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let mut out = table.to_string();
+        out.push('\n');
+        for result in &record.results {
+            self.misses(result, &mut out);
+            if let Some(error) = &result.first_error {
+                let kinds: Vec<String> = result
+                    .errors_by_kind
+                    .iter()
+                    .map(|(k, n)| format!("{n} {}", k.as_str()))
+                    .collect();
+                out.push_str(&format!(
+                    "\n{} {}/{}: {} failed calls ({}, {:.1}% of samples); first: {error}\n",
+                    self.paint("errors", "31;1"),
+                    result.suite,
+                    result.model,
+                    result.errors,
+                    kinds.join(", "),
+                    result.error_rate * 100.0
+                ));
+            }
+        }
+        let calls = &record.calls;
+        out.push_str(&format!(
+            "\nverdict: {} — calls: {} made, {} cached, {} failed ({} HTTP attempts)\n",
+            self.verdict(record.verdict),
+            calls.made,
+            calls.cached,
+            calls.failed,
+            calls.attempts
+        ));
+        if record.verdict == Verdict::Inconclusive {
+            out.push_str(
+                "hint: too many failed calls (or cache misses under --offline) to judge; see the errors above\n",
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,433 @@
+//! The engine of `promptgate run`: load → render → sample (cache or provider) → grade →
+//! aggregate. Each step takes the previous step's value; reports are made from the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::Semaphore;
+
+use crate::cache::{self, Cache};
+use crate::case::{self, LoadedCase};
+use crate::config::{self, Config, ModelConfig};
+use crate::env::EnvVars;
+use crate::error::Error;
+use crate::grader::{Grade, Grader, Outcome};
+use crate::prompt::Prompt;
+use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
+use crate::run_record::{Calls, CaseResult, Miss, RunRecord, SuiteResult, Tokens, Verdict, RUN_RECORD_SCHEMA_VERSION};
+use crate::stats::{self, CaseOutcome, IntervalMethod};
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    pub cache_path: PathBuf,
+    /// Suites to run; empty means every suite.
+    pub suites: Vec<String>,
+    /// Models to run each suite on; empty means each suite's own list.
+    pub models: Vec<String>,
+    /// Samples per case, overriding the suites' `samples`.
+    pub samples: Option<u32>,
+    pub concurrency: Option<usize>,
+    /// Serve from the cache only; a miss makes the run inconclusive.
+    pub offline: bool,
+    pub max_error_rate: Option<f64>,
+    pub interval: IntervalMethod,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    pub env: EnvVars,
+}
+
+/// A suite × model, ready to sample.
+struct Selection {
+    suite: String,
+    model_name: String,
+    model: ModelConfig,
+    provider_name: String,
+    prompt_sha256: String,
+    samples: u32,
+    grader: Grader,
+    cases: Vec<LoadedCase>,
+    /// Rendered request per case and sample, in case order.
+    requests: Vec<Vec<Request>>,
+}
+
+/// The answer to one sample.
+enum Answer {
+    Cached(Response),
+    Live { response: Response, attempts: u32 },
+    Failed { error: ProviderError, attempts: u32 },
+}
+
+/// Run the selection and return its record. Provider failures do not make this an `Err`: they
+/// are counted, and the record's verdict says whether the run can be trusted.
+pub fn run(options: &RunOptions) -> Result<RunRecord, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::usage(format!("failed to start the async runtime: {e}")))?;
+    runtime.block_on(run_async(options))
+}
+
+/// [`run`] for callers that already have a tokio runtime.
+pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let config = Config::load(&options.config_path)?;
+    let selections = select(&config, options)?;
+    let total: usize = selections
+        .iter()
+        .map(|s| s.requests.iter().map(Vec::len).sum::<usize>())
+        .sum();
+    if total == 0 {
+        return Err(Error::NothingSelected {
+            message: "the selected suites have no cases".into(),
+            hint: Some("add case files under each suite's `cases` folder".into()),
+        });
+    }
+    let cache = Arc::new(Cache::open(&options.cache_path)?);
+
+    // Cache look-ups first, so that only misses need a provider.
+    let mut answers: Vec<Vec<Vec<Option<Answer>>>> = Vec::with_capacity(selections.len());
+    let mut pending: Vec<(usize, usize, usize, String)> = Vec::new();
+    for (s, selection) in selections.iter().enumerate() {
+        let mut per_case = Vec::with_capacity(selection.requests.len());
+        for (c, requests) in selection.requests.iter().enumerate() {
+            let mut per_sample = Vec::with_capacity(requests.len());
+            for (j, request) in requests.iter().enumerate() {
+                let key = cache::key(request);
+                match cache.get(&key)? {
+                    Some(response) => per_sample.push(Some(Answer::Cached(response))),
+                    None if options.offline => per_sample.push(Some(Answer::Failed {
+                        error: ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)"),
+                        attempts: 0,
+                    })),
+                    None => {
+                        per_sample.push(None);
+                        pending.push((s, c, j, key));
+                    }
+                }
+            }
+            per_case.push(per_sample);
+        }
+        answers.push(per_case);
+    }
+
+    if !pending.is_empty() {
+        let providers = build_providers(&config, &selections, &options.env)?;
+        let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
+        let progress = progress_bar(options.progress, pending.len());
+        let semaphore = Arc::new(Semaphore::new(concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (s, c, j, key) in pending {
+            let request = selections[s].requests[c][j].clone();
+            let provider = Arc::clone(&providers[&selections[s].provider_name]);
+            let (semaphore, cache, progress) = (Arc::clone(&semaphore), Arc::clone(&cache), progress.clone());
+            tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _permit = semaphore.acquire_owned().await.ok();
+                let attempted = provider.complete(&request).await;
+                progress.inc(1);
+                let answer = match attempted.result {
+                    Ok(response) => {
+                        // Committed now, so a killed run keeps every answer it received.
+                        cache.put(&key, &request, &response)?;
+                        Answer::Live {
+                            response,
+                            attempts: attempted.attempts,
+                        }
+                    }
+                    Err(error) => Answer::Failed {
+                        error,
+                        attempts: attempted.attempts,
+                    },
+                };
+                Ok::<_, Error>((s, c, j, answer))
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (s, c, j, answer) = joined.map_err(|e| Error::usage(format!("a sampling task failed: {e}")))??;
+            answers[s][c][j] = Some(answer);
+        }
+        progress.finish_and_clear();
+    }
+
+    let max_error_rate = options.max_error_rate.unwrap_or(config.defaults.max_error_rate);
+    let mut calls = Calls::default();
+    let mut results = Vec::with_capacity(selections.len());
+    for (selection, answers) in selections.iter().zip(answers) {
+        let result = aggregate(
+            selection,
+            answers,
+            max_error_rate,
+            config.defaults.confidence_level,
+            options.interval,
+        );
+        calls.add(&result.calls);
+        results.push(result);
+    }
+    let verdict = if results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    Ok(RunRecord {
+        schema_version: RUN_RECORD_SCHEMA_VERSION,
+        promptgate_version: env!("CARGO_PKG_VERSION").to_string(),
+        command: "run".into(),
+        verdict,
+        calls,
+        results,
+        started_at: started_at.to_string(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Resolve suites and models, load prompts and cases, and render every request. All input
+/// errors surface here, before any call is made.
+fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error> {
+    if config.suites.is_empty() {
+        return Err(Error::NothingSelected {
+            message: format!("`{}` defines no suites", config.path.display()),
+            hint: Some("add a [suites.NAME] table; see the README".into()),
+        });
+    }
+    for name in &options.suites {
+        if !config.suites.contains_key(name) {
+            return Err(Error::usage(format!("unknown suite `{name}`")).with_hint(format!(
+                "suites in `{}`: {}",
+                config.path.display(),
+                config::names(config.suites.keys())
+            )));
+        }
+    }
+    for name in &options.models {
+        if !config.models.contains_key(name) {
+            return Err(Error::usage(format!("unknown model `{name}`")).with_hint(format!(
+                "models in `{}`: {}",
+                config.path.display(),
+                config::names(config.models.keys())
+            )));
+        }
+    }
+    let mut selections = Vec::new();
+    for (suite_name, suite) in &config.suites {
+        if !options.suites.is_empty() && !options.suites.contains(suite_name) {
+            continue;
+        }
+        let prompt = Prompt::load(&config.resolve(&suite.prompt))?;
+        let cases = case::load_cases(&config.resolve(&suite.cases))?;
+        let grader = Grader::new(&suite.grader);
+        for loaded in &cases {
+            grader.check_expect(&loaded.case.expect).map_err(|message| {
+                Error::invalid(
+                    "case file",
+                    &loaded.file,
+                    loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                    format!("case `{}`: {message}", loaded.case.id),
+                )
+                .with_hint(format!("suite `{suite_name}` grades with {:?}", suite.grader))
+            })?;
+        }
+        let rendered = cases.iter().map(|c| prompt.render(c)).collect::<Result<Vec<_>, _>>()?;
+        let samples = options.samples.unwrap_or(suite.samples).max(1);
+        let model_names = if options.models.is_empty() {
+            &suite.models
+        } else {
+            &options.models
+        };
+        for model_name in model_names {
+            let model = &config.models[model_name];
+            let provider = &config.providers[&model.provider];
+            let requests = rendered
+                .iter()
+                .map(|prompt| {
+                    (0..samples)
+                        .map(|sample_index| Request {
+                            provider: provider.kind,
+                            model: model.model.clone(),
+                            prompt: prompt.clone(),
+                            params: SamplingParams::for_sample(model, sample_index),
+                            sample_index,
+                        })
+                        .collect()
+                })
+                .collect();
+            selections.push(Selection {
+                suite: suite_name.clone(),
+                model_name: model_name.clone(),
+                model: model.clone(),
+                provider_name: model.provider.clone(),
+                prompt_sha256: prompt.sha256.clone(),
+                samples,
+                grader: grader.clone(),
+                cases: cases.clone(),
+                requests,
+            });
+        }
+    }
+    if selections.is_empty() {
+        return Err(Error::NothingSelected {
+            message: "no suite × model matches the selection".into(),
+            hint: Some("check --suite and --model, and each suite's `models` list".into()),
+        });
+    }
+    Ok(selections)
+}
+
+fn build_providers(
+    config: &Config,
+    selections: &[Selection],
+    env: &EnvVars,
+) -> Result<HashMap<String, Arc<Provider>>, Error> {
+    let mut providers = HashMap::new();
+    for selection in selections {
+        let name = &selection.provider_name;
+        if !providers.contains_key(name) {
+            let provider = Provider::new(name, &config.providers[name], env)?;
+            providers.insert(name.clone(), Arc::new(provider));
+        }
+    }
+    Ok(providers)
+}
+
+fn progress_bar(enabled: bool, total: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} calling models {pos}/{len} [{elapsed_precise}] {wide_bar} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Grade every answer of one suite × model and compute its accuracy.
+fn aggregate(
+    selection: &Selection,
+    answers: Vec<Vec<Option<Answer>>>,
+    max_error_rate: f64,
+    confidence_level: f64,
+    interval: IntervalMethod,
+) -> SuiteResult {
+    let mut calls = Calls::default();
+    let mut tokens = Tokens::default();
+    let mut errors_by_kind = BTreeMap::new();
+    let mut first_error = None;
+    let mut invalid_outputs = 0;
+    let mut per_case = Vec::with_capacity(selection.cases.len());
+    let mut outcomes = Vec::with_capacity(selection.cases.len());
+    for (loaded, samples) in selection.cases.iter().zip(answers) {
+        let mut case_result = CaseResult {
+            id: loaded.case.id.clone(),
+            correct: 0,
+            samples: 0,
+            invalid: 0,
+            errors: 0,
+            misses: Vec::new(),
+        };
+        for (sample_index, answer) in samples.into_iter().enumerate() {
+            let response = match answer {
+                Some(Answer::Cached(response)) => {
+                    calls.cached += 1;
+                    response
+                }
+                Some(Answer::Live { response, attempts }) => {
+                    calls.made += 1;
+                    calls.attempts += u64::from(attempts);
+                    response
+                }
+                Some(Answer::Failed { error, attempts }) => {
+                    calls.failed += 1;
+                    calls.attempts += u64::from(attempts);
+                    case_result.errors += 1;
+                    *errors_by_kind.entry(error.kind).or_insert(0) += 1;
+                    first_error
+                        .get_or_insert_with(|| format!("case `{}` sample {sample_index}: {error}", loaded.case.id));
+                    continue;
+                }
+                // Every pending sample is answered before aggregation; count a gap as a failure.
+                None => {
+                    calls.failed += 1;
+                    case_result.errors += 1;
+                    continue;
+                }
+            };
+            if let Some(usage) = response.usage {
+                tokens.input += usage.input_tokens;
+                tokens.output += usage.output_tokens;
+            }
+            let Grade { outcome, reason } = selection.grader.grade(&response, &loaded.case.expect);
+            case_result.samples += 1;
+            match outcome {
+                Outcome::Correct => case_result.correct += 1,
+                Outcome::Wrong | Outcome::Invalid => {
+                    if outcome == Outcome::Invalid {
+                        case_result.invalid += 1;
+                        invalid_outputs += 1;
+                    }
+                    case_result.misses.push(Miss {
+                        sample: sample_index as u32,
+                        outcome,
+                        reason,
+                        excerpt: excerpt(response.text.as_deref().unwrap_or_default()),
+                    });
+                }
+            }
+        }
+        outcomes.push(CaseOutcome {
+            correct: case_result.correct,
+            samples: case_result.samples,
+        });
+        per_case.push(case_result);
+    }
+    let accuracy = stats::accuracy(&outcomes, confidence_level, interval);
+    let total = calls.made + calls.cached + calls.failed;
+    let error_rate = if total == 0 {
+        0.0
+    } else {
+        calls.failed as f64 / total as f64
+    };
+    let offline_miss = errors_by_kind.contains_key(&FailureKind::OfflineMiss);
+    let verdict = if offline_miss || error_rate > max_error_rate || accuracy.is_none() {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    SuiteResult {
+        suite: selection.suite.clone(),
+        model: selection.model_name.clone(),
+        model_id: selection.model.model.clone(),
+        provider: selection.provider_name.clone(),
+        prompt_sha256: selection.prompt_sha256.clone(),
+        cases: selection.cases.len(),
+        samples_per_case: selection.samples,
+        accuracy: accuracy.map(|a| a.estimate),
+        cases_graded: accuracy.map_or(0, |a| a.cases),
+        effective_sample_size: accuracy.map(|a| a.effective_sample_size),
+        design_effect: accuracy.map(|a| a.design_effect),
+        invalid_outputs,
+        errors: calls.failed,
+        error_rate,
+        errors_by_kind,
+        first_error,
+        calls,
+        tokens,
+        verdict,
+        per_case,
+    }
+}
+
+/// The first 120 characters of an answer, on one line.
+fn excerpt(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(120) {
+        Some((index, _)) => format!("{}…", &flat[..index]),
+        None => flat,
+    }
+}

@@ -1,0 +1,131 @@
+//! The run record: what a run found, as a versioned JSON contract that scripts rely on.
+//!
+//! `--format json` prints it and `--out FILE` writes it. Fields are only ever added within a
+//! schema version; a rename or removal bumps `schema_version`.
+//!
+//! Changelog: 1 — first version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grader::Outcome;
+use crate::provider::FailureKind;
+use crate::stats::Estimate;
+
+/// The JSON schema version of [`RunRecord`].
+pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// The overall verdict of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Everything ran within the allowed failure rate.
+    Pass,
+    /// Too many provider failures, or cache misses under `--offline`: no judgement possible.
+    Inconclusive,
+}
+
+/// Calls by where their answer came from; they add up to the samples of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calls {
+    /// Answered live by the provider (and now cached).
+    pub made: u64,
+    /// Served from the cache without a provider call.
+    pub cached: u64,
+    /// Failed after retries, or missing from the cache under `--offline`.
+    pub failed: u64,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+}
+
+impl Calls {
+    /// Add another tally to this one.
+    pub fn add(&mut self, other: &Calls) {
+        self.made += other.made;
+        self.cached += other.cached;
+        self.failed += other.failed;
+        self.attempts += other.attempts;
+    }
+}
+
+/// Token totals over the samples of a result (cached ones included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub promptgate_version: String,
+    pub command: String,
+    pub verdict: Verdict,
+    pub calls: Calls,
+    pub results: Vec<SuiteResult>,
+    /// RFC 3339 time the run started.
+    pub started_at: String,
+    pub duration_ms: u64,
+}
+
+/// One suite × model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteResult {
+    pub suite: String,
+    /// The model's name in the config.
+    pub model: String,
+    /// The id the provider knows the model by.
+    pub model_id: String,
+    pub provider: String,
+    pub prompt_sha256: String,
+    /// Cases in the suite.
+    pub cases: usize,
+    pub samples_per_case: u32,
+    /// `None` when no case got a valid sample.
+    pub accuracy: Option<Estimate>,
+    /// Cases with at least one valid sample (the n of the interval).
+    pub cases_graded: usize,
+    pub effective_sample_size: Option<f64>,
+    pub design_effect: Option<f64>,
+    /// Samples whose output could not be read as an answer (counted as wrong in accuracy).
+    pub invalid_outputs: u64,
+    /// Samples with no answer because the call failed (not counted in accuracy).
+    pub errors: u64,
+    pub error_rate: f64,
+    pub errors_by_kind: BTreeMap<FailureKind, u64>,
+    /// The first failure message, to say what went wrong without a log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    pub calls: Calls,
+    pub tokens: Tokens,
+    pub verdict: Verdict,
+    pub per_case: Vec<CaseResult>,
+}
+
+/// One case of a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    pub id: String,
+    /// Correct samples.
+    pub correct: u32,
+    /// Valid samples (answered, whether correct, wrong or invalid).
+    pub samples: u32,
+    pub invalid: u32,
+    /// Samples whose call failed.
+    pub errors: u32,
+    /// The samples that were not correct, with the grader's reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misses: Vec<Miss>,
+}
+
+/// A wrong or invalid sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Miss {
+    pub sample: u32,
+    pub outcome: Outcome,
+    pub reason: String,
+    /// The start of the model's answer.
+    pub excerpt: String,
+}

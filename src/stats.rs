@@ -1,0 +1,289 @@
+//! Accuracy with an honest confidence interval.
+//!
+//! The k samples of one case are correlated (an easy case is easy every time), so the unit of
+//! evidence is the case, not the sample. Specification and sources: `reference/statistics.md`
+//! (§a, §b) of the design notes; in short:
+//!
+//! * accuracy p̂ = mean over cases of the per-case mean m_i = c_i / k_i (every case weighs 1);
+//! * clustered SE = sd(m_i) / √n with n − 1 in the sd (= statsmodels' CR1 cluster-robust SE of
+//!   an intercept-only OLS with cluster = case; Miller 2024, arXiv:2411.00640);
+//! * interval = Wilson (1927) score interval at the effective size n_eff = p̂(1−p̂)/SE², clamped
+//!   to [n, Σk_i], with a Student-t quantile on n − 1 degrees of freedom (Korn & Graubard 1998).
+//!   It stays inside [0, 1] and keeps coverage near 0 and 1, where p̂ ± t·SE collapses to a point.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// A point estimate with its interval, in criterion's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub point: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub confidence_level: f64,
+    pub standard_error: f64,
+}
+
+/// The graded outcome of one case: correct answers among its valid samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseOutcome {
+    pub correct: u32,
+    /// Valid samples (provider failures excluded; invalid output counts as a wrong sample).
+    pub samples: u32,
+}
+
+impl CaseOutcome {
+    /// m_i = c_i / k_i.
+    pub fn mean(self) -> f64 {
+        f64::from(self.correct) / f64::from(self.samples)
+    }
+}
+
+/// Accuracy over the cases of one run, with the quantities behind its interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub estimate: Estimate,
+    /// Cases with at least one valid sample (n).
+    pub cases: usize,
+    /// Valid samples over all cases (N = Σ k_i).
+    pub samples: u64,
+    /// n_eff after clamping: how many independent Bernoulli trials the run is worth.
+    pub effective_sample_size: f64,
+    /// Kish design effect N / n_eff.
+    pub design_effect: f64,
+}
+
+/// Which interval to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntervalMethod {
+    /// Wilson at the effective size with a t quantile (the default).
+    #[default]
+    WilsonEffectiveT,
+    /// Plain Wilson on the n cases with a z quantile (`--conservative-ci`).
+    WilsonCasesZ,
+}
+
+/// Arithmetic mean; NaN for an empty slice.
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Sample standard deviation with n − 1 in the denominator; 0 for fewer than two values.
+pub fn sample_sd(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(values);
+    let sum_sq: f64 = values.iter().map(|v| (v - m).powi(2)).sum();
+    (sum_sq / (values.len() - 1) as f64).sqrt()
+}
+
+/// Clustered standard error of the mean of per-case means: sd(m_i) / √n.
+pub fn clustered_standard_error(case_means: &[f64]) -> f64 {
+    sample_sd(case_means) / (case_means.len() as f64).sqrt()
+}
+
+/// Standard normal quantile Φ⁻¹(p).
+pub fn z_quantile(p: f64) -> f64 {
+    // Normal::new(0, 1) cannot fail.
+    Normal::new(0.0, 1.0).map_or(f64::NAN, |d| d.inverse_cdf(p))
+}
+
+/// Student-t quantile with `df` degrees of freedom.
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.inverse_cdf(p))
+}
+
+/// Student-t CDF with `df` degrees of freedom.
+pub fn t_cdf(x: f64, df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.cdf(x))
+}
+
+/// Wilson score interval for proportion `p` over `n` trials with quantile `q`.
+pub fn wilson(p: f64, n: f64, q: f64) -> (f64, f64) {
+    let q2 = q * q;
+    let denominator = 1.0 + q2 / n;
+    let center = (p + q2 / (2.0 * n)) / denominator;
+    let half = q / denominator * (p * (1.0 - p) / n + q2 / (4.0 * n * n)).sqrt();
+    // At p = 0 or 1 the bound is exactly 0 or 1; floating point would leave it a hair inside.
+    let lower = if p <= 0.0 { 0.0 } else { (center - half).max(0.0) };
+    let upper = if p >= 1.0 { 1.0 } else { (center + half).min(1.0) };
+    (lower, upper)
+}
+
+/// Accuracy and its interval for the given cases; `None` when no case has a valid sample.
+pub fn accuracy(outcomes: &[CaseOutcome], confidence_level: f64, method: IntervalMethod) -> Option<Accuracy> {
+    let means: Vec<f64> = outcomes.iter().filter(|o| o.samples > 0).map(|o| o.mean()).collect();
+    if means.is_empty() {
+        return None;
+    }
+    let n = means.len() as f64;
+    let total_samples: u64 = outcomes.iter().map(|o| u64::from(o.samples)).sum();
+    let p = mean(&means);
+    let se = clustered_standard_error(&means);
+    let upper_tail = 1.0 - (1.0 - confidence_level) / 2.0;
+    let (n_eff, q) = match method {
+        IntervalMethod::WilsonCasesZ => (n, z_quantile(upper_tail)),
+        IntervalMethod::WilsonEffectiveT => {
+            let n_eff = if p > 0.0 && p < 1.0 && se > 0.0 {
+                (p * (1.0 - p) / (se * se)).clamp(n, total_samples as f64)
+            } else {
+                // All correct, all wrong, or every case alike: assume the worst (ρ = 1).
+                n
+            };
+            let q = if means.len() > 1 {
+                t_quantile(upper_tail, n - 1.0)
+            } else {
+                z_quantile(upper_tail)
+            };
+            (n_eff, q)
+        }
+    };
+    let (lower, upper) = wilson(p, n_eff, q);
+    Some(Accuracy {
+        estimate: Estimate {
+            point: p,
+            lower,
+            upper,
+            confidence_level,
+            standard_error: se,
+        },
+        cases: means.len(),
+        samples: total_samples,
+        effective_sample_size: n_eff,
+        design_effect: total_samples as f64 / n_eff,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cases(correct: &[u32], k: u32) -> Vec<CaseOutcome> {
+        correct
+            .iter()
+            .map(|&c| CaseOutcome { correct: c, samples: k })
+            .collect()
+    }
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!(
+            (actual - expected).abs() <= tolerance,
+            "{actual} != {expected} (± {tolerance})"
+        );
+    }
+
+    // Reference values below were computed independently with scipy 1.17.1 and statsmodels 0.15.0:
+    //   se  = sm.OLS(y, ones).fit(cov_type='cluster', cov_kwds={'groups': case}).bse[0]   (CR1)
+    //   int = proportion_confint(p*n*, n*, method='wilson') with n* = n_eff·(z/q)², q = t.ppf(0.975, n−1)
+    // (the equivalence given in reference/statistics.md §b2).
+
+    #[test]
+    fn quantiles_match_scipy() {
+        close(t_quantile(0.975, 9.0), 2.262157162798205, 1e-9); // scipy.stats.t.ppf(0.975, 9)
+        close(t_quantile(0.975, 7.0), 2.364624251592784, 1e-9); // scipy.stats.t.ppf(0.975, 7)
+        close(t_quantile(0.95, 29.0), 1.6991270265334972, 1e-9); // scipy.stats.t.ppf(0.95, 29)
+        close(z_quantile(0.975), 1.959963984540054, 1e-9); // scipy.stats.norm.ppf(0.975)
+        close(t_cdf(-2.0, 5.0), 0.050969739414929174, 1e-9); // scipy.stats.t.cdf(-2, 5)
+    }
+
+    #[test]
+    fn plain_wilson_matches_statsmodels() {
+        let z = z_quantile(0.975);
+        // statsmodels proportion_confint(x, n, alpha=0.05, method='wilson')
+        let (lo, hi) = wilson(0.7, 10.0, z);
+        close(lo, 0.39677814746114537, 1e-9);
+        close(hi, 0.8922087325936989, 1e-9);
+        let (lo, hi) = wilson(0.0, 10.0, z);
+        close(lo, 0.0, 1e-12);
+        close(hi, 0.27753279986288926, 1e-9);
+        let (lo, hi) = wilson(0.9, 50.0, z);
+        close(lo, 0.7863976856252034, 1e-9);
+        close(hi, 0.9565242350681095, 1e-9);
+    }
+
+    #[test]
+    fn eight_cases_four_samples() {
+        let acc = accuracy(&cases(&[4, 3, 0, 2, 4, 1, 4, 2], 4), 0.95, IntervalMethod::default()).unwrap();
+        close(acc.estimate.point, 0.625, 1e-12);
+        close(acc.estimate.standard_error, 0.13363062095621223, 1e-12); // statsmodels CR1
+        close(acc.effective_sample_size, 13.12499999999999, 1e-9);
+        close(acc.estimate.lower, 0.3204249305688117, 1e-9);
+        close(acc.estimate.upper, 0.8548887841960332, 1e-9);
+        close(acc.design_effect, 32.0 / 13.125, 1e-9);
+    }
+
+    #[test]
+    fn twelve_cases_three_samples() {
+        let acc = accuracy(
+            &cases(&[3, 3, 3, 2, 3, 0, 3, 1, 3, 3, 2, 3], 3),
+            0.95,
+            IntervalMethod::default(),
+        )
+        .unwrap();
+        close(acc.estimate.point, 0.8055555555555556, 1e-12);
+        close(acc.estimate.standard_error, 0.09585986311162784, 1e-12);
+        close(acc.effective_sample_size, 17.045801526717547, 1e-9);
+        close(acc.estimate.lower, 0.5398538140313095, 1e-9);
+        close(acc.estimate.upper, 0.9360170594496174, 1e-9);
+    }
+
+    #[test]
+    fn one_sample_per_case_clamps_to_n() {
+        let mut correct = vec![1; 14];
+        correct.extend([0; 6]);
+        let acc = accuracy(&cases(&correct, 1), 0.95, IntervalMethod::default()).unwrap();
+        close(acc.estimate.standard_error, 0.10513149660756933, 1e-12);
+        assert_eq!(acc.effective_sample_size, 20.0);
+        close(acc.estimate.lower, 0.4665180496203465, 1e-9);
+        close(acc.estimate.upper, 0.861609678236855, 1e-9);
+    }
+
+    #[test]
+    fn all_correct_stays_honest() {
+        // reference/statistics.md worked example: 10 × 5 all correct → [0.661491, 1].
+        let acc = accuracy(&cases(&[5; 10], 5), 0.95, IntervalMethod::default()).unwrap();
+        assert_eq!(acc.estimate.point, 1.0);
+        assert_eq!(acc.estimate.standard_error, 0.0);
+        close(acc.estimate.lower, 0.6614913773398166, 1e-9);
+        assert_eq!(acc.estimate.upper, 1.0);
+        // --conservative-ci: plain Wilson(10, 10) = [0.7224672001371106, 1].
+        let plain = accuracy(&cases(&[5; 10], 5), 0.95, IntervalMethod::WilsonCasesZ).unwrap();
+        close(plain.estimate.lower, 0.7224672001371106, 1e-9);
+    }
+
+    #[test]
+    fn near_one_clamps_to_total_samples() {
+        let acc = accuracy(&cases(&[5, 5, 5, 5, 4, 5], 5), 0.95, IntervalMethod::default()).unwrap();
+        close(acc.effective_sample_size, 29.0, 1e-9);
+        close(acc.estimate.lower, 0.7639649666868911, 1e-9);
+        close(acc.estimate.upper, 0.996166170724633, 1e-9);
+    }
+
+    #[test]
+    fn cases_without_valid_samples_are_left_out() {
+        let mut outcomes = cases(&[1, 0], 1);
+        outcomes.push(CaseOutcome { correct: 0, samples: 0 });
+        let acc = accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
+        assert_eq!(acc.cases, 2);
+        assert_eq!(acc.estimate.point, 0.5);
+        assert!(accuracy(
+            &[CaseOutcome { correct: 0, samples: 0 }],
+            0.95,
+            IntervalMethod::default()
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn unequal_samples_use_mean_of_case_means() {
+        // 2/2 and 0/4: pooled would be 1/3, the case mean is 1/2.
+        let outcomes = [
+            CaseOutcome { correct: 2, samples: 2 },
+            CaseOutcome { correct: 0, samples: 4 },
+        ];
+        let acc = accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
+        close(acc.estimate.point, 0.5, 1e-12);
+        assert!(acc.estimate.lower >= 0.0 && acc.estimate.upper <= 1.0);
+    }
+}
