@@ -68,10 +68,12 @@ pub fn key(request: &Request) -> String {
 impl Cache {
     /// Open (creating if needed) the cache at `path`.
     pub fn open(path: &Path) -> Result<Cache, Error> {
-        let fail = |message: String| Error::Cache {
+        let fail = |message: String| {
+            Error::Cache {
             path: path.to_path_buf(),
             message,
-            hint: None,
+            hint: Some("the cache must be a promptgate SQLite file: move this one aside, or pass --cache PATH (env PROMPTGATE_CACHE)".into()),
+        }
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io {

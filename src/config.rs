@@ -125,6 +125,9 @@ pub struct ProviderConfig {
     pub api_key_env: String,
     #[serde(default = "default_response_format")]
     pub response_format: ResponseFormatMode,
+    /// Most calls in flight to this provider at once (e.g. 1 for a local server that answers
+    /// one request at a time); `--concurrency` still bounds the total.
+    pub concurrency: Option<usize>,
     /// Per-call timeout in seconds.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: f64,
@@ -293,6 +296,9 @@ impl Config {
                     format!("providers.{name}.max_attempts"),
                     "must be at least 1 (the first attempt counts)".into(),
                 ));
+            }
+            if provider.concurrency == Some(0) {
+                return Err(self.field_error(format!("providers.{name}.concurrency"), "must be at least 1".into()));
             }
             if !(provider.timeout_secs > 0.0 && provider.timeout_secs.is_finite()) {
                 return Err(self.field_error(

@@ -121,13 +121,25 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
         let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
         let progress = progress_bar(options.progress, pending.len());
         let semaphore = Arc::new(Semaphore::new(concurrency));
+        let provider_limits: HashMap<&str, Arc<Semaphore>> = providers
+            .keys()
+            .map(|name| {
+                let limit = config.providers[name].concurrency.unwrap_or(concurrency);
+                (name.as_str(), Arc::new(Semaphore::new(limit)))
+            })
+            .collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (s, c, j, key) in pending {
             let request = selections[s].requests[c][j].clone();
-            let provider = Arc::clone(&providers[&selections[s].provider_name]);
+            let provider_name = selections[s].provider_name.as_str();
+            let provider = Arc::clone(&providers[provider_name]);
+            let provider_limit = Arc::clone(&provider_limits[provider_name]);
             let (semaphore, cache, progress) = (Arc::clone(&semaphore), Arc::clone(&cache), progress.clone());
             tasks.spawn(async move {
-                // The semaphore is never closed, so acquiring cannot fail.
+                // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
+                // (FIFO), so calls start in case order: the k samples of a case reach the server
+                // back to back, which lets a local server reuse the prompt it just processed.
+                let _provider_permit = provider_limit.acquire_owned().await.ok();
                 let _permit = semaphore.acquire_owned().await.ok();
                 let attempted = provider.complete(&request).await;
                 progress.inc(1);

@@ -70,7 +70,9 @@ pub fn mean(values: &[f64]) -> f64 {
 
 /// Sample standard deviation with n − 1 in the denominator; 0 for fewer than two values.
 pub fn sample_sd(values: &[f64]) -> f64 {
-    if values.len() < 2 {
+    // Equal values have no spread; the two-pass formula would leave rounding noise (~1e-17)
+    // that reads as "almost certain" downstream (n_eff = p(1−p)/SE² explodes).
+    if values.len() < 2 || values.iter().all(|v| *v == values[0]) {
         return 0.0;
     }
     let m = mean(values);
@@ -258,6 +260,14 @@ mod tests {
         close(acc.effective_sample_size, 29.0, 1e-9);
         close(acc.estimate.lower, 0.7639649666868911, 1e-9);
         close(acc.estimate.upper, 0.996166170724633, 1e-9);
+    }
+
+    #[test]
+    fn equal_case_means_have_zero_spread() {
+        // Every case 2/3: no spread, so the interval takes the worst case n_eff = n.
+        let acc = accuracy(&cases(&[2; 10], 3), 0.95, IntervalMethod::default()).unwrap();
+        assert_eq!(acc.estimate.standard_error, 0.0);
+        assert_eq!(acc.effective_sample_size, 10.0);
     }
 
     #[test]

@@ -90,7 +90,8 @@ impl LabelGrader {
 
 /// The first 80 characters, for reasons.
 fn short(text: &str) -> String {
-    let text = text.trim();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.as_str();
     match text.char_indices().nth(80) {
         Some((index, _)) => format!("{}…", &text[..index]),
         None => text.to_string(),

@@ -1,0 +1,149 @@
+//! Bad input ends with exit 2 (or 4 when nothing is selected), a message naming the file and
+//! line or field, a hint, and never a panic.
+
+mod support;
+
+use predicates::prelude::*;
+use support::fake_openai::{FakeOpenAi, Reply};
+use support::Project;
+
+fn project() -> (FakeOpenAi, Project) {
+    let server = FakeOpenAi::start(|_| Reply::label("notify"));
+    let project = Project::new(&server.base_url, &["notify", "suppress"], 1, "");
+    (server, project)
+}
+
+fn fails_with(project: &Project, args: &[&str], code: i32, needles: &[&str]) {
+    let output = project.command().args(args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "missing `{needle}` in: {stderr}");
+    }
+    assert!(stderr.contains("hint:"), "no hint in: {stderr}");
+    assert!(output.stdout.is_empty(), "nothing on stdout on error");
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    let (server, project) = project();
+    project.write(
+        "promptgate.toml",
+        "schema_version = 1\n[models.m]\nprovider = \"fake\"\nmodel = \n",
+    );
+    fails_with(&project, &["run"], 2, &["promptgate.toml", "line 4"]);
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn missing_config_says_how_to_point_at_one() {
+    let (_server, project) = project();
+    fails_with(
+        &project,
+        &["--config", "nope.toml", "run"],
+        2,
+        &["nope.toml", "--config"],
+    );
+}
+
+#[test]
+fn malformed_case_json_names_file_and_line() {
+    let (_server, project) = project();
+    project.write(
+        "cases/s/more.jsonl",
+        "{\"id\": \"x\", \"expect\": {\"label\": \"notify\"}}\n{\"id\": \"y\", \"expect\": \n",
+    );
+    fails_with(&project, &["run"], 2, &["cases/s/more.jsonl", "line 2"]);
+}
+
+#[test]
+fn missing_shared_file_names_the_case() {
+    let (_server, project) = project();
+    project.write("cases/s/x.json", r#"{"id": "x", "vars": {"rule": "r", "finding": {"$file": "findings/gone.json"}}, "expect": {"label": "notify"}}"#);
+    fails_with(&project, &["run"], 2, &["gone.json", "case `x`"]);
+}
+
+#[test]
+fn unknown_template_variable_names_prompt_template_and_case() {
+    let (server, project) = project();
+    project.write(
+        "prompts/p.toml",
+        "user = \"\"\"Rule: {{ rule }}\n{{ ticket | tojson }}\"\"\"\n",
+    );
+    fails_with(
+        &project,
+        &["run"],
+        2,
+        &["prompts/p.toml", "template `user`, line 2", "`ticket`", "case `c00`"],
+    );
+    assert_eq!(server.request_count(), 0, "no call before all input is checked");
+}
+
+#[test]
+fn label_outside_the_allowed_set_names_the_case() {
+    let (_server, project) = project();
+    project.write(
+        "cases/s/x.json",
+        r#"{"id": "x", "vars": {"rule": "r", "finding": {}}, "expect": {"label": "ignore"}}"#,
+    );
+    fails_with(&project, &["run"], 2, &["cases/s/x.json", "case `x`", "`ignore`"]);
+}
+
+#[test]
+fn unknown_suite_and_model_list_the_known_ones() {
+    let (_server, project) = project();
+    fails_with(
+        &project,
+        &["run", "--suite", "nope"],
+        2,
+        &["unknown suite `nope`", "suites in", ": s"],
+    );
+    fails_with(
+        &project,
+        &["run", "--model", "nope"],
+        2,
+        &["unknown model `nope`", "models in", ": m"],
+    );
+}
+
+#[test]
+fn unknown_model_in_config_names_the_field() {
+    let (_server, project) = project();
+    let config = std::fs::read_to_string(project.file("promptgate.toml"))
+        .unwrap()
+        .replace("models = [\"m\"]", "models = [\"m2\"]");
+    project.write("promptgate.toml", &config);
+    fails_with(&project, &["run"], 2, &["suites.s.models", "unknown model `m2`"]);
+}
+
+#[test]
+fn empty_selection_exits_4() {
+    let (_server, project) = project();
+    std::fs::remove_file(project.file("cases/s/cases.jsonl")).unwrap();
+    fails_with(&project, &["run"], 4, &["nothing selected"]);
+}
+
+#[test]
+fn a_cache_file_that_is_not_a_database_is_a_clear_error() {
+    let (_server, project) = project();
+    project.write(".promptgate/cache.sqlite", &"not a database ".repeat(100));
+    fails_with(&project, &["run"], 2, &["cache.sqlite"]);
+}
+
+#[test]
+fn help_teaches_and_lists_exit_codes() {
+    let (_server, project) = project();
+    project
+        .command()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:").and(predicate::str::contains("--offline")));
+    project
+        .command()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("3  inconclusive")));
+}

@@ -1,0 +1,271 @@
+//! A fake OpenAI Chat Completions server: real HTTP/1.1 on 127.0.0.1, real wire format,
+//! scripted answers and injectable faults (429 + Retry-After, 5xx, slow answers, garbled
+//! bodies, connection resets).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the server does with one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// 200 with a chat completion whose message content is this text.
+    Content(String),
+    /// Any status, body and extra headers.
+    Raw {
+        status: u16,
+        body: String,
+        headers: Vec<(String, String)>,
+    },
+    /// 200 with a body that is not JSON.
+    Garbled,
+    /// Close the connection with a TCP reset, no answer.
+    Reset,
+    /// Wait, then reply.
+    Delay(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// 200 with `{"decision": label}` as the content.
+    pub fn label(label: &str) -> Reply {
+        Reply::Content(json!({"decision": label}).to_string())
+    }
+
+    /// 429 with OpenAI's rate-limit body and a `Retry-After` header.
+    pub fn rate_limited(retry_after_secs: u32) -> Reply {
+        Reply::Raw {
+            status: 429,
+            body: json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}).to_string(),
+            headers: vec![("retry-after".into(), retry_after_secs.to_string())],
+        }
+    }
+
+    /// A 5xx with a non-JSON body, as gateways send.
+    pub fn server_error(status: u16) -> Reply {
+        Reply::Raw {
+            status,
+            body: "<html><body>upstream error</body></html>".into(),
+            headers: vec![],
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    /// How many earlier requests had the same body (0 for the first attempt).
+    pub attempt: usize,
+    pub at: Instant,
+}
+
+impl Seen {
+    /// The `case=...` id the test prompt puts first in the user message.
+    pub fn case_id(&self) -> String {
+        self.user_message()
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("case="))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn user_message(&self) -> String {
+        self.body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The seed sent, which promptgate sets to base seed + sample index.
+    pub fn seed(&self) -> i64 {
+        self.body["seed"].as_i64().unwrap_or(-1)
+    }
+}
+
+type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+struct State {
+    script: Box<Script>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A running fake server; stops when dropped.
+pub struct FakeOpenAi {
+    pub base_url: String,
+    state: Arc<State>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl FakeOpenAi {
+    /// Start a server that answers each request with `script(request)`.
+    pub fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let state = Arc::new(State {
+            script: Box::new(script),
+            seen: Mutex::new(Vec::new()),
+        });
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let address = listener.local_addr().expect("address");
+        let accept_state = Arc::clone(&state);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&accept_state);
+                tokio::spawn(async move {
+                    let _ = serve(stream, state).await;
+                });
+            }
+        });
+        FakeOpenAi {
+            base_url: format!("http://{address}/v1"),
+            state,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().expect("lock").clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.state.seen.lock().expect("lock").len()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A complete `chat.completion` body with one choice.
+pub fn completion(content: &str, model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1732350000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47}
+    })
+}
+
+async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await? == 0 {
+            return Ok(());
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+            }
+        }
+        let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await?;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let seen = {
+            let mut log = state.seen.lock().expect("lock");
+            let attempt = log.iter().filter(|s| s.body == body).count();
+            let seen = Seen {
+                path,
+                headers,
+                body,
+                attempt,
+                at: Instant::now(),
+            };
+            log.push(seen.clone());
+            seen
+        };
+        let mut reply = if seen.path.ends_with("/chat/completions") {
+            (state.script)(&seen)
+        } else {
+            Reply::Raw {
+                status: 404,
+                body: json!({"error": {"message": "not found", "type": "invalid_request_error", "param": null, "code": null}}).to_string(),
+                headers: vec![],
+            }
+        };
+        while let Reply::Delay(wait, inner) = reply {
+            tokio::time::sleep(wait).await;
+            reply = *inner;
+        }
+        let model = seen.body["model"].as_str().unwrap_or("fake").to_string();
+        let (status, body, extra) = match reply {
+            Reply::Content(text) => (200, completion(&text, &model).to_string(), vec![]),
+            Reply::Raw { status, body, headers } => (status, body, headers),
+            Reply::Garbled => (
+                200,
+                "{\"id\": \"chatcmpl-x\", \"choices\": [{\"mess".to_string(),
+                vec![],
+            ),
+            Reply::Reset => {
+                let stream = reader.into_inner();
+                // Linger 0 makes close send RST at once; with a zero timeout it cannot block.
+                #[allow(deprecated)]
+                stream.set_linger(Some(Duration::ZERO))?;
+                drop(stream);
+                return Ok(());
+            }
+            Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+        };
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: req_fake\r\n",
+            reason(status),
+            body.len()
+        );
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let stream = reader.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.flush().await?;
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}

@@ -1,0 +1,122 @@
+//! Test fixtures: an in-process fake OpenAI-compatible server on 127.0.0.1 and helpers that
+//! lay out a project (config, prompt, cases) in a temporary folder.
+//!
+//! The fake speaks real HTTP/1.1 and the real Chat Completions wire format, so the product's
+//! real client code (async-openai over reqwest) runs against it. It is a fixture, never a
+//! product feature.
+
+#![allow(dead_code)]
+
+pub mod fake_openai;
+
+use std::path::{Path, PathBuf};
+
+/// A project folder with `promptgate.toml`, a prompt and cases.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose single suite `s` has `cases` label cases (ids c00, c01, …) with the
+    /// given expected labels, on model `m` served at `base_url`.
+    pub fn new(base_url: &str, labels: &[&str], samples: u32, provider_extra: &str) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let project = Project { dir };
+        project.write(
+            "promptgate.toml",
+            &format!(
+                r#"schema_version = 1
+[defaults]
+concurrency = 4
+
+[providers.fake]
+kind = "openai"
+base_url = "{base_url}"
+max_attempts = 4
+retry_base_ms = 10
+retry_max_ms = 3000
+timeout_secs = 5
+{provider_extra}
+
+[models.m]
+provider = "fake"
+model = "fake-model"
+temperature = 1.0
+max_tokens = 50
+seed = 100
+
+[suites.s]
+prompt = "prompts/p.toml"
+cases = "cases/s"
+models = ["m"]
+samples = {samples}
+grader = {{ kind = "label", field = "decision", labels = ["suppress", "notify"] }}
+"#
+            ),
+        );
+        project.write(
+            "prompts/p.toml",
+            r#"system = "Answer suppress or notify."
+user = """case={{ case_id }}
+Rule: {{ rule }}
+Finding: {{ finding | tojson }}"""
+[response_schema]
+name = "decision"
+strict = true
+schema = { type = "object", properties = { decision = { type = "string", enum = ["suppress", "notify"] } }, required = ["decision"] }
+"#,
+        );
+        project.write(
+            "cases/s/findings/f.json",
+            r#"{"Id": "arn:aws:securityhub:ap-northeast-1:111122223333:x", "Severity": {"Label": "LOW"}}"#,
+        );
+        let mut lines = String::new();
+        for (index, label) in labels.iter().enumerate() {
+            lines.push_str(&format!(
+                "{{\"id\": \"c{index:02}\", \"vars\": {{\"rule\": \"rule {index}\", \"finding\": {{\"$file\": \"findings/f.json\"}}}}, \"expect\": {{\"label\": \"{label}\"}}}}\n"
+            ));
+        }
+        project.write("cases/s/cases.jsonl", &lines);
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.file(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// `promptgate` run in this project folder, with a clean environment for the provider.
+    pub fn command(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_command())
+    }
+
+    /// The same as [`Project::command`], as a plain `std::process::Command` (to spawn).
+    pub fn std_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("promptgate"));
+        command
+            .current_dir(self.path())
+            .env_remove("PROMPTGATE_CONFIG")
+            .env_remove("PROMPTGATE_CACHE")
+            .env_remove("OPENAI_BASE_URL")
+            .env("OPENAI_API_KEY", "test-key")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    /// Rows in the project's cache.
+    pub fn cached_rows(&self) -> i64 {
+        let connection = rusqlite::Connection::open(self.file(".promptgate/cache.sqlite")).expect("open cache");
+        connection
+            .query_row("SELECT COUNT(*) FROM responses", [], |row| row.get(0))
+            .expect("count")
+    }
+}
