@@ -12,6 +12,8 @@ pub mod env;
 pub mod error;
 pub mod exit_code;
 pub mod grader;
+pub mod paired;
+pub mod plan;
 pub mod prompt;
 pub mod provider;
 pub mod report;

@@ -1,0 +1,133 @@
+//! Sizing a suite: required cases, minimum detectable drop and power of the paired gate.
+//!
+//! Specification: `reference/statistics.md` §e. With baseline accuracy p_b, a drop δ, the share
+//! of per-sample variance that lies between cases ρ (the intra-case correlation), the
+//! correlation c of case difficulty between the two runs and k samples per case:
+//!
+//! σ_d² = ρ(v_b + v_c) − 2cρ√(v_b v_c) + (1−ρ)(v_b/k_b + v_c/k_c),  v = p(1−p), p_c = p_b − δ
+//! n    = ⌈(z_{1−α} + z_{1−β})² σ_d² / (δ − M)²⌉
+//! MDE  = M + (z_{1−α} + z_{1−β}) σ_d / √n
+//! power = Φ((δ − M)√n / σ_d − z_{1−α})
+
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::stats::z_quantile;
+
+/// The assumptions of a plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanInputs {
+    pub baseline_accuracy: f64,
+    pub intra_case_correlation: f64,
+    pub difficulty_correlation: f64,
+    pub samples_baseline: u32,
+    pub samples_candidate: u32,
+    pub alpha: f64,
+    pub power: f64,
+    pub margin: f64,
+}
+
+/// Standard deviation of one per-case difference when accuracy drops by `drop`.
+pub fn difference_sd(inputs: &PlanInputs, drop: f64) -> f64 {
+    let p_b = inputs.baseline_accuracy;
+    let p_c = (p_b - drop).clamp(0.0, 1.0);
+    let (v_b, v_c) = (p_b * (1.0 - p_b), p_c * (1.0 - p_c));
+    let rho = inputs.intra_case_correlation;
+    let c = inputs.difficulty_correlation;
+    let variance = rho * (v_b + v_c) - 2.0 * c * rho * (v_b * v_c).sqrt()
+        + (1.0 - rho) * (v_b / f64::from(inputs.samples_baseline) + v_c / f64::from(inputs.samples_candidate));
+    variance.max(0.0).sqrt()
+}
+
+/// Cases needed to detect `drop` (normal approximation).
+pub fn required_cases(inputs: &PlanInputs, drop: f64) -> Option<u64> {
+    let effect = drop - inputs.margin;
+    if effect <= 0.0 {
+        return None;
+    }
+    let z = z_quantile(1.0 - inputs.alpha) + z_quantile(inputs.power);
+    let sd = difference_sd(inputs, drop);
+    Some(((z * sd / effect).powi(2)).ceil().max(2.0) as u64)
+}
+
+/// The smallest drop `cases` cases detect with the planned power (solved by bisection, since
+/// σ_d depends on the drop).
+pub fn minimum_detectable_drop(inputs: &PlanInputs, cases: u64) -> f64 {
+    let z = z_quantile(1.0 - inputs.alpha) + z_quantile(inputs.power);
+    let n = (cases as f64).sqrt();
+    let (mut low, mut high) = (0.0f64, inputs.baseline_accuracy);
+    for _ in 0..100 {
+        let mid = (low + high) / 2.0;
+        let needed = inputs.margin + z * difference_sd(inputs, mid) / n;
+        if mid >= needed {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high
+}
+
+/// Power to detect `drop` with `cases` cases.
+pub fn power(inputs: &PlanInputs, cases: u64, drop: f64) -> f64 {
+    let sd = difference_sd(inputs, drop);
+    let z = (drop - inputs.margin) * (cases as f64).sqrt() / sd - z_quantile(1.0 - inputs.alpha);
+    Normal::new(0.0, 1.0).map_or(f64::NAN, |d| d.cdf(z))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(k: u32) -> PlanInputs {
+        PlanInputs {
+            baseline_accuracy: 0.9,
+            intra_case_correlation: 0.5,
+            difficulty_correlation: 0.5,
+            samples_baseline: k,
+            samples_candidate: k,
+            alpha: 0.05,
+            power: 0.8,
+            margin: 0.0,
+        }
+    }
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!(
+            (actual - expected).abs() <= tolerance,
+            "{actual} != {expected} (± {tolerance})"
+        );
+    }
+
+    // Reference values: reference/statistics.md (kind `power_paired`), recomputed with scipy
+    // 1.17.1 (norm.ppf, norm.cdf) from the same formula.
+
+    #[test]
+    fn required_cases_match_reference() {
+        close(difference_sd(&inputs(5), 0.05), 0.2773793193191025, 1e-12);
+        assert_eq!(required_cases(&inputs(5), 0.05), Some(191));
+        close(difference_sd(&inputs(1), 0.05), 0.40489416738936684, 1e-12);
+        assert_eq!(required_cases(&inputs(1), 0.05), Some(406));
+        assert_eq!(required_cases(&inputs(5), 0.10), Some(56));
+        assert_eq!(required_cases(&inputs(5), 0.0), None);
+    }
+
+    #[test]
+    fn power_matches_reference() {
+        close(power(&inputs(5), 100, 0.05), 0.5626660447370563, 1e-9);
+        close(power(&inputs(1), 100, 0.05), 0.34091653373007713, 1e-9);
+        close(power(&inputs(5), 100, 0.10), 0.9543404093359658, 1e-9);
+    }
+
+    #[test]
+    fn minimum_detectable_drop_solves_the_power_equation() {
+        // The spec's MDE(100) = 0.069 holds σ_d at its δ = 0.05 value; solving with σ_d(δ)
+        // gives the drop at which power is exactly 0.8.
+        let mde = minimum_detectable_drop(&inputs(5), 100);
+        close(power(&inputs(5), 100, mde), 0.8, 1e-6);
+        assert!(mde > 0.06 && mde < 0.075, "{mde}");
+        assert!(
+            minimum_detectable_drop(&inputs(5), 400) < mde,
+            "more cases detect smaller drops"
+        );
+    }
+}
