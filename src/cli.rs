@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::baseline::Baseline;
 use crate::cache::Cache;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
+use crate::gate::{self, GateOptions};
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
@@ -23,6 +25,16 @@ Regression-test LLM prompts the way `cargo test` tests code.
 promptgate runs labelled cases against each prompt and model several times, caches every
 response in SQLite (an unchanged request is never paid for twice), and reports accuracy with a
 confidence interval that treats the samples of one case as correlated.";
+
+const GATE_AFTER_HELP: &str = "\
+Examples:
+  promptgate gate                                every suite against baselines/<suite>/<model>.json
+  promptgate gate --margin 0.02                  tolerate drops up to 2 points
+  promptgate gate --format markdown >> \"$GITHUB_STEP_SUMMARY\"
+
+Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
+t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
+significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
 
 const RUN_AFTER_HELP: &str = "\
 Examples:
@@ -89,10 +101,30 @@ enum Command {
     /// Run suites against models and report accuracy with confidence intervals.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Run, compare each suite × model with its baseline, and fail only on a significant drop.
+    #[command(after_help = GATE_AFTER_HELP)]
+    Gate(GateArgs),
+    /// Manage baselines.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
     /// Inspect the response cache.
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BaselineCommand {
+    /// Run the selection (mostly from cache) and write baselines/<suite>/<model>.json.
+    Update {
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Folder of the baselines [default: `baselines` beside the config file].
+        #[arg(long, value_name = "DIR")]
+        baseline_dir: Option<PathBuf>,
     },
 }
 
@@ -108,6 +140,44 @@ enum CacheCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct GateArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Folder of the baselines [default: `baselines` beside the config file].
+    #[arg(long, value_name = "DIR")]
+    baseline_dir: Option<PathBuf>,
+    /// One-sided significance level, family-wise (Holm) across the pairs gated in one run.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    alpha: f64,
+    /// Tolerated drop: fail only when accuracy fell by more than this (e.g. 0.02).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    margin: f64,
+    /// Exact sign-flip test (= exact McNemar at k = 1) instead of the paired t-test.
+    #[arg(long)]
+    exact: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Terminal)]
+    format: OutputFormat,
+    /// Also write the JSON run record to this file (atomically).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SelectionArgs {
     /// Run only this suite (repeatable). Default: every suite.
     #[arg(long = "suite", short = 's', value_name = "SUITE")]
     suites: Vec<String>,
@@ -129,18 +199,13 @@ struct RunArgs {
     /// Plain Wilson interval on the number of cases (wider; for many samples of few cases).
     #[arg(long)]
     conservative_ci: bool,
-    /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Terminal)]
-    format: OutputFormat,
-    /// Also write the JSON run record to this file (atomically).
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Terminal,
     Json,
+    Markdown,
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -189,15 +254,36 @@ fn print_error(error: &Error, color: bool) {
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
-        Command::Run(args) => run_command(&cli.global, args),
+        Command::Run(args) => {
+            let record = run::run(&run_options(&cli.global, &args.selection))?;
+            emit(&cli.global, &args.output, &record)
+        }
+        Command::Gate(args) => {
+            let options = GateOptions {
+                baseline_dir: baseline_dir(&cli.global, args.baseline_dir.as_ref()),
+                alpha: args.alpha,
+                margin: args.margin,
+                exact: args.exact,
+            };
+            let record = run::run(&run_options(&cli.global, &args.selection))?;
+            let record = gate::gate(record, &options)?;
+            emit(&cli.global, &args.output, &record)
+        }
+        Command::Baseline {
+            command:
+                BaselineCommand::Update {
+                    selection,
+                    baseline_dir: dir,
+                },
+        } => baseline_update(&cli.global, selection, &baseline_dir(&cli.global, dir.as_ref())),
         Command::Cache {
             command: CacheCommand::Stats { json },
         } => cache_stats(&cli.global, *json),
     }
 }
 
-fn run_command(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
-    let options = RunOptions {
+fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
+    RunOptions {
         config_path: global.config.clone(),
         cache_path: global.cache.clone(),
         suites: args.suites.clone(),
@@ -213,29 +299,75 @@ fn run_command(global: &GlobalArgs, args: &RunArgs) -> Result<i32, Error> {
         },
         progress: !global.quiet && std::io::stderr().is_terminal(),
         env: EnvVars::from_process(),
-    };
-    let record = run::run(&options)?;
-    if let Some(path) = &args.out {
-        let json = report::exporter(Format::Json, Style::default()).export(&record)?;
+    }
+}
+
+/// `--baseline-dir`, else `baselines` beside the config file.
+fn baseline_dir(global: &GlobalArgs, flag: Option<&PathBuf>) -> PathBuf {
+    match flag {
+        Some(dir) => dir.clone(),
+        None => global
+            .config
+            .parent()
+            .map_or_else(|| PathBuf::from("baselines"), |p| p.join("baselines")),
+    }
+}
+
+/// Print the record in the chosen format, write `--out`, and return the exit code.
+fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<i32, Error> {
+    if let Some(path) = &output.out {
+        let json = report::exporter(Format::Json, Style::default()).export(record)?;
         report::write_atomic(path, &json)?;
     }
-    let format = match args.format {
+    let format = match output.format {
         OutputFormat::Terminal => Format::Terminal,
         OutputFormat::Json => Format::Json,
+        OutputFormat::Markdown => Format::Markdown,
     };
     let style = Style {
         color: color_enabled(global.color, std::io::stdout().is_terminal()),
         verbose: global.verbose,
     };
-    let text = report::exporter(format, style).export(&record)?;
+    let text = report::exporter(format, style).export(record)?;
     print!("{text}");
-    Ok(exit_code_for(&record))
+    Ok(exit_code_for(record))
+}
+
+fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::path::Path) -> Result<i32, Error> {
+    let record = run::run(&run_options(global, selection))?;
+    let mut written = 0;
+    for result in &record.results {
+        if result.verdict == Verdict::Inconclusive {
+            eprintln!(
+                "not updated: {}/{} is inconclusive ({} failed calls); a baseline must come from a complete run",
+                result.suite, result.model, result.errors
+            );
+            continue;
+        }
+        let path = Baseline::path(dir, &result.suite, &result.model);
+        Baseline::from_result(result, &record.started_at).save(&path)?;
+        written += 1;
+        let accuracy = result
+            .accuracy
+            .map_or_else(|| "n/a".to_string(), |a| format!("{:.1}%", a.point * 100.0));
+        println!(
+            "wrote {} ({} cases, k = {}, accuracy {accuracy})",
+            path.display(),
+            result.cases,
+            result.samples_per_case
+        );
+    }
+    if written < record.results.len() {
+        return Ok(exit_code::INCONCLUSIVE);
+    }
+    Ok(exit_code::SUCCESS)
 }
 
 /// The one place a run's verdict becomes an exit code.
 pub fn exit_code_for(record: &RunRecord) -> i32 {
     match record.verdict {
         Verdict::Pass => exit_code::SUCCESS,
+        Verdict::Regressed => exit_code::REGRESSION,
         Verdict::Inconclusive => exit_code::INCONCLUSIVE,
     }
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: load (config, cases, prompts) → render → sample (cache or provider) →
 //! grade → aggregate (stats) → report → exit code. Each module holds one of those concepts.
 
+pub mod baseline;
 pub mod cache;
 pub mod case;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod digest;
 pub mod env;
 pub mod error;
 pub mod exit_code;
+pub mod gate;
 pub mod grader;
 pub mod paired;
 pub mod plan;

@@ -431,6 +431,7 @@ fn aggregate(
         calls,
         tokens,
         verdict,
+        baseline: None,
         per_case,
     }
 }

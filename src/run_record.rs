@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gate::BaselineComparison;
 use crate::grader::Outcome;
 use crate::provider::FailureKind;
 use crate::stats::Estimate;
@@ -20,8 +21,10 @@ pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Everything ran within the allowed failure rate.
+    /// Everything ran within the allowed failure rate (and, under the gate, nothing regressed).
     Pass,
+    /// The gate found a significant drop against the baseline.
+    Regressed,
     /// Too many provider failures, or cache misses under `--offline`: no judgement possible.
     Inconclusive,
 }
@@ -101,6 +104,9 @@ pub struct SuiteResult {
     pub calls: Calls,
     pub tokens: Tokens,
     pub verdict: Verdict,
+    /// The comparison with the stored baseline (`promptgate gate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineComparison>,
     pub per_case: Vec<CaseResult>,
 }
 

@@ -1,6 +1,7 @@
 //! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
 
 pub mod json;
+pub mod markdown;
 pub mod terminal;
 
 use crate::error::Error;
@@ -11,6 +12,7 @@ use crate::run_record::RunRecord;
 pub enum Format {
     Terminal,
     Json,
+    Markdown,
 }
 
 /// Options that shape human-readable output.
@@ -32,6 +34,7 @@ pub fn exporter(format: Format, style: Style) -> Box<dyn Exporter> {
     match format {
         Format::Terminal => Box::new(terminal::TerminalExporter { style }),
         Format::Json => Box::new(json::JsonExporter),
+        Format::Markdown => Box::new(markdown::MarkdownExporter),
     }
 }
 

@@ -4,6 +4,7 @@ use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
 use super::{Exporter, Style};
 use crate::error::Error;
+use crate::gate::GateVerdict;
 use crate::grader::Outcome;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 
@@ -31,7 +32,49 @@ impl TerminalExporter {
     fn verdict(&self, verdict: Verdict) -> String {
         match verdict {
             Verdict::Pass => self.paint("pass", "32"),
+            Verdict::Regressed => self.paint("REGRESSED", "31;1"),
             Verdict::Inconclusive => self.paint("inconclusive", "33;1"),
+        }
+    }
+
+    fn baseline(&self, result: &SuiteResult, out: &mut String) {
+        let Some(b) = &result.baseline else { return };
+        let verdict = match b.verdict {
+            GateVerdict::Regressed => self.paint("Regressed", "31;1"),
+            GateVerdict::Improved => self.paint("Improved", "32;1"),
+            GateVerdict::NoSignificantChange => self.paint("NoSignificantChange", "32"),
+            GateVerdict::Inconclusive => self.paint("Inconclusive", "33;1"),
+        };
+        let baseline = b.accuracy.map_or_else(|| "n/a".to_string(), |a| percent(a.point));
+        out.push_str(&format!(
+            "\n{} {}/{}: {verdict} — Δ {:+.1} pts [{:+.1}, {:+.1}] vs baseline {baseline}, p = {:.4} (Holm {:.4}, α = {}, margin {}), {} cases paired, {} changed ({} down, {} up){}\n",
+            self.paint("gate", "1"),
+            result.suite,
+            result.model,
+            b.delta.point * 100.0,
+            b.delta.lower * 100.0,
+            b.delta.upper * 100.0,
+            b.p_value,
+            b.adjusted_p_value,
+            b.alpha,
+            b.margin,
+            b.cases_compared,
+            b.changed_cases,
+            b.regressed_cases.len(),
+            b.improved_cases.len(),
+            if b.prompt_changed { ", prompt changed" } else { "" },
+        ));
+        if !b.regressed_cases.is_empty() && b.verdict == GateVerdict::Regressed {
+            out.push_str(&format!("  went down: {}\n", b.regressed_cases.join(", ")));
+        }
+        if !b.new_cases.is_empty() {
+            out.push_str(&format!("  new cases (not gated): {}\n", b.new_cases.join(", ")));
+        }
+        if !b.missing_cases.is_empty() {
+            out.push_str(&format!("  no longer present: {}\n", b.missing_cases.join(", ")));
+        }
+        if let Some(note) = &b.note {
+            out.push_str(&format!("  note: {note}\n"));
         }
     }
 
@@ -121,6 +164,7 @@ impl Exporter for TerminalExporter {
         let mut out = table.to_string();
         out.push('\n');
         for result in &record.results {
+            self.baseline(result, &mut out);
             self.misses(result, &mut out);
             if let Some(error) = &result.first_error {
                 let kinds: Vec<String> = result

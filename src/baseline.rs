@@ -1,0 +1,203 @@
+//! Baselines: the per-case outcomes of an accepted run, in `baselines/<suite>/<model>.json`.
+//!
+//! Written for review: stable key order and one case per line, so that the git diff of a
+//! baseline change shows which cases moved. Writes are atomic (temp file + rename).
+//!
+//! Changelog: 1 — first version.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{self, Error};
+use crate::report::write_atomic;
+use crate::run_record::SuiteResult;
+use crate::stats::Estimate;
+
+/// The baseline format version this build reads and writes.
+pub const BASELINE_SCHEMA_VERSION: u32 = 1;
+
+/// A stored baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    pub schema_version: u32,
+    pub suite: String,
+    pub model: String,
+    pub model_id: String,
+    pub provider: String,
+    pub prompt_sha256: String,
+    pub samples_per_case: u32,
+    pub accuracy: Option<Estimate>,
+    pub created_at: String,
+    pub promptgate_version: String,
+    pub cases: Vec<BaselineCase>,
+}
+
+/// One case of a baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineCase {
+    pub id: String,
+    pub correct: u32,
+    /// Valid samples.
+    pub samples: u32,
+    pub errors: u32,
+}
+
+impl Baseline {
+    /// The baseline of one suite × model result.
+    pub fn from_result(result: &SuiteResult, created_at: &str) -> Baseline {
+        Baseline {
+            schema_version: BASELINE_SCHEMA_VERSION,
+            suite: result.suite.clone(),
+            model: result.model.clone(),
+            model_id: result.model_id.clone(),
+            provider: result.provider.clone(),
+            prompt_sha256: result.prompt_sha256.clone(),
+            samples_per_case: result.samples_per_case,
+            accuracy: result.accuracy,
+            created_at: created_at.to_string(),
+            promptgate_version: env!("CARGO_PKG_VERSION").to_string(),
+            cases: result
+                .per_case
+                .iter()
+                .map(|c| BaselineCase {
+                    id: c.id.clone(),
+                    correct: c.correct,
+                    samples: c.samples,
+                    errors: c.errors,
+                })
+                .collect(),
+        }
+    }
+
+    /// Where the baseline of `suite` × `model` lives under `dir`.
+    pub fn path(dir: &Path, suite: &str, model: &str) -> PathBuf {
+        dir.join(suite).join(format!("{model}.json"))
+    }
+
+    /// The review-friendly text: header fields in a fixed order, then one case per line.
+    pub fn to_text(&self) -> Result<String, Error> {
+        let mut out = String::from("{\n");
+        let header: [(&str, String); 10] = [
+            ("schema_version", compact(&self.schema_version)?),
+            ("suite", compact(&self.suite)?),
+            ("model", compact(&self.model)?),
+            ("model_id", compact(&self.model_id)?),
+            ("provider", compact(&self.provider)?),
+            ("prompt_sha256", compact(&self.prompt_sha256)?),
+            ("samples_per_case", compact(&self.samples_per_case)?),
+            ("accuracy", compact(&self.accuracy)?),
+            ("created_at", compact(&self.created_at)?),
+            ("promptgate_version", compact(&self.promptgate_version)?),
+        ];
+        for (key, value) in header {
+            out.push_str(&format!("  \"{key}\": {value},\n"));
+        }
+        out.push_str("  \"cases\": [\n");
+        for (index, case) in self.cases.iter().enumerate() {
+            let comma = if index + 1 < self.cases.len() { "," } else { "" };
+            out.push_str(&format!("    {}{comma}\n", compact(case)?));
+        }
+        out.push_str("  ]\n}\n");
+        Ok(out)
+    }
+
+    /// Write atomically.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        write_atomic(path, &self.to_text()?)
+    }
+
+    /// Read a baseline; a missing file says which command creates it.
+    pub fn load(path: &Path, suite: &str, model: &str) -> Result<Baseline, Error> {
+        if !path.exists() {
+            return Err(Error::usage(format!(
+                "no baseline for suite `{suite}` on model `{model}` at `{}`",
+                path.display()
+            ))
+            .with_hint(format!(
+                "create it with: promptgate baseline update --suite {suite} --model {model}"
+            )));
+        }
+        let text = error::read_to_string(path, "baseline")?;
+        let baseline: Baseline = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid("baseline", path, error::json_location(&e), error::json_message(&e))
+                .with_hint("regenerate it with `promptgate baseline update`")
+        })?;
+        if baseline.schema_version != BASELINE_SCHEMA_VERSION {
+            return Err(Error::invalid(
+                "baseline",
+                path,
+                " (field `schema_version`)",
+                format!(
+                    "schema_version {} is not supported (this build reads {BASELINE_SCHEMA_VERSION})",
+                    baseline.schema_version
+                ),
+            ));
+        }
+        Ok(baseline)
+    }
+}
+
+/// Compact JSON of any serde value.
+fn compact<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::usage(format!("failed to serialize a baseline: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Baseline {
+        Baseline {
+            schema_version: 1,
+            suite: "triage".into(),
+            model: "m".into(),
+            model_id: "gemma".into(),
+            provider: "local".into(),
+            prompt_sha256: "ab".into(),
+            samples_per_case: 3,
+            accuracy: None,
+            created_at: "2026-11-23T00:00:00Z".into(),
+            promptgate_version: "0.1.0".into(),
+            cases: vec![
+                BaselineCase {
+                    id: "a".into(),
+                    correct: 2,
+                    samples: 3,
+                    errors: 0,
+                },
+                BaselineCase {
+                    id: "b".into(),
+                    correct: 0,
+                    samples: 2,
+                    errors: 1,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn one_case_per_line_and_round_trips() {
+        let text = sample().to_text().unwrap();
+        assert!(
+            text.contains("\n    {\"id\":\"a\",\"correct\":2,\"samples\":3,\"errors\":0},\n"),
+            "{text}"
+        );
+        assert!(text.find("\"schema_version\"").unwrap() < text.find("\"suite\"").unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = Baseline::path(dir.path(), "triage", "m");
+        sample().save(&path).unwrap();
+        assert_eq!(Baseline::load(&path, "triage", "m").unwrap(), sample());
+    }
+
+    #[test]
+    fn missing_baseline_names_the_command_that_creates_it() {
+        let err = Baseline::load(Path::new("/nowhere/x.json"), "triage", "m").unwrap_err();
+        assert_eq!(
+            err.hint(),
+            Some("create it with: promptgate baseline update --suite triage --model m")
+        );
+    }
+}

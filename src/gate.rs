@@ -1,0 +1,215 @@
+//! The gate: compare each suite × model of a run with its stored baseline, case by case, and
+//! fail only on a statistically significant drop (Holm-adjusted across the pairs of one run).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::Baseline;
+use crate::error::Error;
+use crate::paired::{self, PairedTest, TestMethod};
+use crate::run_record::{RunRecord, SuiteResult, Verdict};
+use crate::stats::{self, CaseOutcome, Estimate, IntervalMethod};
+
+/// How to judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateOptions {
+    pub baseline_dir: PathBuf,
+    /// One-sided significance level, family-wise across the pairs of one run.
+    pub alpha: f64,
+    /// Non-inferiority margin: drops up to this size are tolerated.
+    pub margin: f64,
+    /// Use the exact sign-flip test instead of the paired t-test.
+    pub exact: bool,
+}
+
+/// The verdict on one suite × model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GateVerdict {
+    Improved,
+    Regressed,
+    NoSignificantChange,
+    /// Too many provider failures, or too few paired cases, to judge.
+    Inconclusive,
+}
+
+/// A result compared with its baseline (the `baseline` block of the JSON record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineComparison {
+    /// The baseline's own accuracy.
+    pub accuracy: Option<Estimate>,
+    pub prompt_sha256: String,
+    pub prompt_changed: bool,
+    /// Candidate − baseline over the paired cases, with its two-sided interval.
+    pub delta: Estimate,
+    /// One-sided upper confidence bound of the difference at level 1 − α.
+    pub upper_bound: f64,
+    pub p_value: f64,
+    /// Holm-adjusted across the pairs gated in this run.
+    pub adjusted_p_value: f64,
+    pub alpha: f64,
+    pub margin: f64,
+    pub method: TestMethod,
+    pub verdict: GateVerdict,
+    pub cases_compared: usize,
+    pub changed_cases: usize,
+    /// Ids of the cases whose per-case accuracy went down.
+    pub regressed_cases: Vec<String>,
+    pub improved_cases: Vec<String>,
+    /// Cases without a baseline: reported, not gated.
+    pub new_cases: Vec<String>,
+    pub new_cases_accuracy: Option<Estimate>,
+    /// Baseline cases the run no longer has.
+    pub missing_cases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Load the baseline of every result, compare, adjust, and set the verdicts. A missing baseline
+/// is an error naming the command that creates it.
+pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {
+    let baselines = record
+        .results
+        .iter()
+        .map(|r| {
+            Baseline::load(
+                &Baseline::path(&options.baseline_dir, &r.suite, &r.model),
+                &r.suite,
+                &r.model,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut comparisons: Vec<BaselineComparison> = record
+        .results
+        .iter()
+        .zip(&baselines)
+        .map(|(result, baseline)| compare(result, baseline, options))
+        .collect();
+    // Holm across the pairs that were actually tested.
+    let tested: Vec<usize> = (0..comparisons.len())
+        .filter(|i| comparisons[*i].method != TestMethod::None)
+        .collect();
+    let adjusted = paired::holm(&tested.iter().map(|i| comparisons[*i].p_value).collect::<Vec<_>>());
+    for (index, p) in tested.iter().zip(adjusted) {
+        comparisons[*index].adjusted_p_value = p;
+    }
+    for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
+        comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.method == TestMethod::None {
+            GateVerdict::Inconclusive
+        } else if comparison.adjusted_p_value <= options.alpha {
+            GateVerdict::Regressed
+        } else if comparison.delta.lower > 0.0 {
+            GateVerdict::Improved
+        } else {
+            GateVerdict::NoSignificantChange
+        };
+        result.verdict = match comparison.verdict {
+            GateVerdict::Regressed => Verdict::Regressed,
+            GateVerdict::Inconclusive => Verdict::Inconclusive,
+            GateVerdict::Improved | GateVerdict::NoSignificantChange => Verdict::Pass,
+        };
+        result.baseline = Some(comparison);
+    }
+    record.command = "gate".into();
+    record.verdict = if record.results.iter().any(|r| r.verdict == Verdict::Regressed) {
+        Verdict::Regressed
+    } else if record.results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    Ok(record)
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> BaselineComparison {
+    let base: HashMap<&str, _> = baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut differences = Vec::new();
+    let mut scale = 1u32;
+    let (mut regressed_cases, mut improved_cases, mut new_cases) = (Vec::new(), Vec::new(), Vec::new());
+    let mut new_outcomes = Vec::new();
+    for case in &result.per_case {
+        match base.get(case.id.as_str()) {
+            None => {
+                new_cases.push(case.id.clone());
+                new_outcomes.push(CaseOutcome {
+                    correct: case.correct,
+                    samples: case.samples,
+                });
+            }
+            Some(b) if b.samples > 0 && case.samples > 0 => {
+                let d = f64::from(case.correct) / f64::from(case.samples) - f64::from(b.correct) / f64::from(b.samples);
+                if d < -1e-12 {
+                    regressed_cases.push(case.id.clone());
+                } else if d > 1e-12 {
+                    improved_cases.push(case.id.clone());
+                }
+                for k in [case.samples, b.samples] {
+                    // lcm, capped: beyond it the exact test's rounding is negligible anyway.
+                    scale = (scale / gcd(scale, k)).saturating_mul(k).min(10_000);
+                }
+                differences.push(d);
+            }
+            // A case with no valid sample on either side cannot be paired.
+            Some(_) => {}
+        }
+    }
+    let present: std::collections::HashSet<&str> = result.per_case.iter().map(|c| c.id.as_str()).collect();
+    let missing_cases: Vec<String> = baseline
+        .cases
+        .iter()
+        .filter(|c| !present.contains(c.id.as_str()))
+        .map(|c| c.id.clone())
+        .collect();
+    let confidence_level = result.accuracy.map_or(0.95, |a| a.confidence_level);
+    let test: PairedTest = paired::compare(
+        &differences,
+        scale,
+        options.margin,
+        options.alpha,
+        confidence_level,
+        options.exact,
+    );
+    let note = if test.method == TestMethod::None {
+        Some(format!("only {} paired case(s): no test is possible", test.cases))
+    } else if options.exact && paired::smallest_exact_p_value(test.changed_cases) > options.alpha {
+        Some(format!(
+            "only {} case(s) changed: the exact test cannot reach p ≤ {} with so few, so a drop cannot be detected",
+            test.changed_cases, options.alpha
+        ))
+    } else if test.changed_cases == 0 {
+        Some("no case changed".to_string())
+    } else {
+        None
+    };
+    BaselineComparison {
+        accuracy: baseline.accuracy,
+        prompt_sha256: baseline.prompt_sha256.clone(),
+        prompt_changed: baseline.prompt_sha256 != result.prompt_sha256,
+        delta: test.delta,
+        upper_bound: test.upper_bound,
+        p_value: test.p_value,
+        adjusted_p_value: test.p_value,
+        alpha: options.alpha,
+        margin: options.margin,
+        method: test.method,
+        verdict: GateVerdict::Inconclusive,
+        cases_compared: test.cases,
+        changed_cases: test.changed_cases,
+        regressed_cases,
+        improved_cases,
+        new_cases,
+        new_cases_accuracy: stats::accuracy(&new_outcomes, confidence_level, IntervalMethod::WilsonEffectiveT)
+            .map(|a| a.estimate),
+        missing_cases,
+        note,
+    }
+}

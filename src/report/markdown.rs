@@ -1,0 +1,112 @@
+//! Markdown for `$GITHUB_STEP_SUMMARY` and pull-request comments: one table, verdict first,
+//! then the cases that regressed, by id.
+
+use super::Exporter;
+use crate::error::Error;
+use crate::gate::GateVerdict;
+use crate::run_record::{RunRecord, SuiteResult, Verdict};
+
+/// GitHub-flavoured Markdown.
+pub struct MarkdownExporter;
+
+fn percent(value: f64) -> String {
+    format!("{:.1}%", value * 100.0)
+}
+
+fn points(value: f64) -> String {
+    format!("{:+.1}", value * 100.0)
+}
+
+fn verdict_of(result: &SuiteResult) -> &'static str {
+    match result.baseline.as_ref().map(|b| b.verdict) {
+        Some(GateVerdict::Regressed) => "❌ **Regressed**",
+        Some(GateVerdict::Improved) => "✅ Improved",
+        Some(GateVerdict::NoSignificantChange) => "✅ No significant change",
+        Some(GateVerdict::Inconclusive) => "⚠️ Inconclusive",
+        None => match result.verdict {
+            Verdict::Inconclusive => "⚠️ Inconclusive",
+            _ => "✅ Pass",
+        },
+    }
+}
+
+impl Exporter for MarkdownExporter {
+    fn export(&self, record: &RunRecord) -> Result<String, Error> {
+        let headline = match record.verdict {
+            Verdict::Pass => "✅ pass",
+            Verdict::Regressed => "❌ significant regression",
+            Verdict::Inconclusive => "⚠️ inconclusive",
+        };
+        let mut out = format!("## promptgate {}: {headline}\n\n", record.command);
+        out.push_str("| verdict | suite | model | accuracy [CI] | Δ vs baseline [CI] | p (Holm) | cases | k | invalid | errors |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for result in &record.results {
+            let accuracy = result.accuracy.map_or_else(
+                || "n/a".to_string(),
+                |a| format!("{} [{}, {}]", percent(a.point), percent(a.lower), percent(a.upper)),
+            );
+            let (delta, p) = match &result.baseline {
+                Some(b) => (
+                    format!(
+                        "{} pts [{}, {}]",
+                        points(b.delta.point),
+                        points(b.delta.lower),
+                        points(b.delta.upper)
+                    ),
+                    format!("{:.3}", b.adjusted_p_value),
+                ),
+                None => ("—".to_string(), "—".to_string()),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {accuracy} | {delta} | {p} | {} | {} | {} | {} |\n",
+                verdict_of(result),
+                result.suite,
+                result.model,
+                result.cases,
+                result.samples_per_case,
+                result.invalid_outputs,
+                result.errors
+            ));
+        }
+        for result in &record.results {
+            let Some(b) = &result.baseline else { continue };
+            let name = format!("{} / {}", result.suite, result.model);
+            if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
+                let ids: Vec<String> = b.regressed_cases.iter().map(|id| format!("`{id}`")).collect();
+                out.push_str(&format!(
+                    "\n**{name}**: {} case(s) went down: {}\n",
+                    b.regressed_cases.len(),
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                ));
+            }
+            if !b.new_cases.is_empty() {
+                let accuracy = b
+                    .new_cases_accuracy
+                    .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
+                out.push_str(&format!(
+                    "\n**{name}**: {} new case(s), not gated (accuracy {accuracy})\n",
+                    b.new_cases.len()
+                ));
+            }
+            if !b.missing_cases.is_empty() {
+                out.push_str(&format!(
+                    "\n**{name}**: {} baseline case(s) no longer present\n",
+                    b.missing_cases.len()
+                ));
+            }
+            if let Some(note) = &b.note {
+                out.push_str(&format!("\n**{name}**: {note}\n"));
+            }
+        }
+        let calls = &record.calls;
+        out.push_str(&format!(
+            "\n<sub>calls: {} made, {} cached, {} failed · one-sided α per run, Holm-adjusted · promptgate {}</sub>\n",
+            calls.made, calls.cached, calls.failed, record.promptgate_version
+        ));
+        Ok(out)
+    }
+}

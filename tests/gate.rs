@@ -1,0 +1,182 @@
+//! The gate end to end: baselines written by `baseline update`, compared by `gate`, exit 1 only
+//! on a significant drop.
+
+mod support;
+
+use serde_json::Value;
+use support::fake_openai::{FakeOpenAi, Reply, Seen};
+use support::Project;
+
+fn labels(n: usize) -> Vec<&'static str> {
+    (0..n).map(|i| if i % 2 == 0 { "suppress" } else { "notify" }).collect()
+}
+
+fn expected(seen: &Seen) -> &'static str {
+    let case: usize = seen.case_id().trim_start_matches('c').parse().expect("case id");
+    if case % 2 == 0 {
+        "suppress"
+    } else {
+        "notify"
+    }
+}
+
+fn flip(label: &str) -> &'static str {
+    if label == "suppress" {
+        "notify"
+    } else {
+        "suppress"
+    }
+}
+
+/// Right on every case except those `wrong` says, always.
+fn server(wrong: fn(usize, i64) -> bool) -> FakeOpenAi {
+    FakeOpenAi::start(move |seen| {
+        let case: usize = seen.case_id().trim_start_matches('c').parse().expect("case id");
+        let right = expected(seen);
+        Reply::label(if wrong(case, seen.seed()) { flip(right) } else { right })
+    })
+}
+
+fn gate_json(project: &Project, args: &[&str]) -> (Value, i32) {
+    let output = project
+        .command()
+        .args(["gate", "--format", "json"])
+        .args(args)
+        .output()
+        .expect("gate");
+    let record = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&output.stderr)));
+    (record, output.status.code().expect("code"))
+}
+
+#[test]
+fn unchanged_run_passes_and_a_real_drop_fails_with_exit_1() {
+    // Baseline: only c00 and c05 wrong, on one sample in three.
+    let baseline_server = server(|case, seed| (case == 0 || case == 5) && seed == 100);
+    let project = Project::new(&baseline_server.base_url, &labels(30), 3, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    let text = std::fs::read_to_string(project.file("baselines/s/m.json")).unwrap();
+    assert!(
+        text.contains("\n    {\"id\":\"c00\",\"correct\":2,\"samples\":3,\"errors\":0},\n"),
+        "{text}"
+    );
+
+    // Same answers (all from the cache): no significant change, exit 0.
+    let (record, code) = gate_json(&project, &[]);
+    assert_eq!(code, 0, "{record:#}");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["verdict"], "NoSignificantChange");
+    assert_eq!(b["cases_compared"], 30);
+    assert_eq!(b["changed_cases"], 0);
+    assert_eq!(b["p_value"], 1.0);
+    assert_eq!(record["calls"]["made"], 0);
+    assert_eq!(record["command"], "gate");
+
+    // A candidate that got 12 cases wrong every time: a significant drop.
+    let worse = server(|case, _| case % 5 == 1 || case % 5 == 3);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config.replace(&baseline_server.base_url, &worse.base_url),
+    );
+    let (record, code) = gate_json(&project, &["--cache", "candidate.sqlite"]);
+    assert_eq!(code, 1, "{record:#}");
+    assert_eq!(record["verdict"], "regressed");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["verdict"], "Regressed");
+    assert_eq!(b["regressed_cases"].as_array().unwrap().len(), 12);
+    assert!(b["adjusted_p_value"].as_f64().unwrap() < 0.001);
+    assert!(b["delta"]["point"].as_f64().unwrap() < -0.3);
+
+    let markdown = project
+        .command()
+        .args(["gate", "--cache", "candidate.sqlite", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(markdown.status.code(), Some(1));
+    let markdown = String::from_utf8_lossy(&markdown.stdout);
+    assert!(
+        markdown.starts_with("## promptgate gate: ❌ significant regression"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("❌ **Regressed**") && markdown.contains("`c01`"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn a_tolerated_drop_passes_with_a_margin() {
+    let baseline_server = server(|_, _| false);
+    let project = Project::new(&baseline_server.base_url, &labels(40), 3, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    // One sample in three wrong on 8 of 40 cases: a drop of 6.7 points.
+    let worse = server(|case, seed| case % 5 == 0 && seed == 101);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config.replace(&baseline_server.base_url, &worse.base_url),
+    );
+    let (strict, code) = gate_json(&project, &["--cache", "c.sqlite"]);
+    assert_eq!(code, 1, "{strict:#}");
+    let (tolerant, code) = gate_json(&project, &["--cache", "c.sqlite", "--margin", "0.1"]);
+    assert_eq!(code, 0, "{tolerant:#}");
+    assert_eq!(tolerant["results"][0]["baseline"]["margin"], 0.1);
+}
+
+#[test]
+fn new_cases_are_reported_not_gated_and_a_missing_baseline_says_how_to_make_one() {
+    let fake = server(|_, _| false);
+    let project = Project::new(&fake.base_url, &labels(10), 1, "");
+    project
+        .command()
+        .arg("gate")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "hint: create it with: promptgate baseline update --suite s --model m",
+        ));
+    project.command().args(["baseline", "update"]).assert().success();
+    let cases = std::fs::read_to_string(project.file("cases/s/cases.jsonl")).unwrap();
+    let added = cases
+        + "{\"id\": \"c10\", \"vars\": {\"rule\": \"new\", \"finding\": {}}, \"expect\": {\"label\": \"suppress\"}}\n";
+    let without_first: String = added.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    project.write("cases/s/cases.jsonl", &without_first);
+    let (record, code) = gate_json(&project, &[]);
+    assert_eq!(code, 0, "{record:#}");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["new_cases"], serde_json::json!(["c10"]));
+    assert_eq!(b["missing_cases"], serde_json::json!(["c00"]));
+    assert_eq!(b["cases_compared"], 9);
+    assert_eq!(b["new_cases_accuracy"]["point"], 1.0);
+}
+
+#[test]
+fn provider_failures_make_the_gate_inconclusive_not_green() {
+    let fake = server(|_, _| false);
+    let project = Project::new(&fake.base_url, &labels(10), 1, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    let failing = FakeOpenAi::start(|seen| {
+        if seen.case_id() == "c03" {
+            Reply::server_error(503)
+        } else {
+            Reply::label(expected(seen))
+        }
+    });
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &config.replace(&fake.base_url, &failing.base_url));
+    let (record, code) = gate_json(&project, &["--cache", "other.sqlite"]);
+    assert_eq!(code, 3, "{record:#}");
+    assert_eq!(record["results"][0]["baseline"]["verdict"], "Inconclusive");
+    // And a baseline is never written from an inconclusive run.
+    let before = std::fs::read_to_string(project.file("baselines/s/m.json")).unwrap();
+    project
+        .command()
+        .args(["--cache", "other.sqlite", "baseline", "update"])
+        .assert()
+        .code(3);
+    assert_eq!(
+        std::fs::read_to_string(project.file("baselines/s/m.json")).unwrap(),
+        before
+    );
+}
