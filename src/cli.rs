@@ -12,6 +12,7 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
+use crate::plan::{self, PlanInputs};
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
@@ -35,6 +36,14 @@ Examples:
 Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
 significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
+
+const PLAN_AFTER_HELP: &str = "\
+Examples:
+  promptgate plan --accuracy 0.9 --samples 5 --drop 0.05     cases needed to catch a 5-point drop
+  promptgate plan --accuracy 0.9 --samples 3 --cases 44      smallest drop 44 cases can catch
+
+Repeats only shrink the within-case noise: beyond k = 5 they buy little; more cases always help.
+Formula and sources: the README's statistics section.";
 
 const RUN_AFTER_HELP: &str = "\
 Examples:
@@ -104,6 +113,9 @@ enum Command {
     /// Run, compare each suite × model with its baseline, and fail only on a significant drop.
     #[command(after_help = GATE_AFTER_HELP)]
     Gate(GateArgs),
+    /// Size a suite: cases needed to detect a drop, or the smallest drop N cases detect.
+    #[command(after_help = PLAN_AFTER_HELP)]
+    Plan(PlanArgs),
     /// Manage baselines.
     Baseline {
         #[command(subcommand)]
@@ -164,6 +176,38 @@ struct GateArgs {
     exact: bool,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Baseline accuracy.
+    #[arg(long, value_parser = parse_share, value_name = "P")]
+    accuracy: f64,
+    /// Samples per case (k) in both runs.
+    #[arg(long, short = 'k', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    samples: u32,
+    /// The drop to detect (e.g. 0.05 for 5 points).
+    #[arg(long, value_parser = parse_share, value_name = "D")]
+    drop: Option<f64>,
+    /// Cases in the suite: prints the smallest detectable drop and the power for --drop.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    cases: Option<u64>,
+    /// One-sided significance level.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    alpha: f64,
+    /// Wanted power.
+    #[arg(long, default_value_t = 0.8, value_parser = parse_share)]
+    power: f64,
+    /// Share of per-sample variance that lies between cases (intra-case correlation).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    icc: f64,
+    /// Correlation of case difficulty between baseline and candidate (1: the change does not
+    /// reshuffle which cases are hard; 0: it reshuffles them completely).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    difficulty_correlation: f64,
+    /// Tolerated drop, as in `gate --margin`.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    margin: f64,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +313,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let record = gate::gate(record, &options)?;
             emit(&cli.global, &args.output, &record)
         }
+        Command::Plan(args) => plan_command(args),
         Command::Baseline {
             command:
                 BaselineCommand::Update {
@@ -331,6 +376,74 @@ fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<
     let text = report::exporter(format, style).export(record)?;
     print!("{text}");
     Ok(exit_code_for(record))
+}
+
+fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
+    if args.drop.is_none() && args.cases.is_none() {
+        return Err(Error::usage(
+            "plan needs --drop (to get the number of cases) or --cases (to get the smallest detectable drop)",
+        )
+        .with_hint("e.g. promptgate plan --accuracy 0.9 --samples 5 --drop 0.05"));
+    }
+    let inputs = |difficulty_correlation: f64| PlanInputs {
+        baseline_accuracy: args.accuracy,
+        intra_case_correlation: args.icc,
+        difficulty_correlation,
+        samples_baseline: args.samples,
+        samples_candidate: args.samples,
+        alpha: args.alpha,
+        power: args.power,
+        margin: args.margin,
+    };
+    println!(
+        "baseline accuracy {:.1}%, k = {}, one-sided α = {}, power {}, ICC {}, margin {}",
+        args.accuracy * 100.0,
+        args.samples,
+        args.alpha,
+        args.power,
+        args.icc,
+        args.margin
+    );
+    let scenarios = [
+        (args.difficulty_correlation, "as given"),
+        (0.0, "pessimistic: the change reshuffles which cases are hard"),
+    ];
+    match (args.drop, args.cases) {
+        (Some(drop), None) => {
+            for (c, label) in scenarios {
+                match plan::required_cases(&inputs(c), drop) {
+                    Some(n) => println!(
+                        "to detect a {:.1}-point drop: {n} cases (difficulty correlation {c}, {label}; σ_d = {:.4})",
+                        drop * 100.0,
+                        plan::difference_sd(&inputs(c), drop)
+                    ),
+                    None => {
+                        return Err(Error::usage("the drop must be larger than the margin")
+                            .with_hint("lower --margin or raise --drop"))
+                    }
+                }
+            }
+        }
+        (drop, Some(cases)) => {
+            for (c, label) in scenarios {
+                let mde = plan::minimum_detectable_drop(&inputs(c), cases);
+                print!(
+                    "with {cases} cases: smallest detectable drop {:.1} points (difficulty correlation {c}, {label})",
+                    mde * 100.0
+                );
+                if let Some(drop) = drop {
+                    print!(
+                        "; power for a {:.1}-point drop: {:.2}",
+                        drop * 100.0,
+                        plan::power(&inputs(c), cases, drop)
+                    );
+                }
+                println!();
+            }
+        }
+        (None, None) => unreachable!("checked above"),
+    }
+    Ok(exit_code::SUCCESS)
 }
 
 fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::path::Path) -> Result<i32, Error> {

@@ -147,3 +147,16 @@ fn help_teaches_and_lists_exit_codes() {
         .success()
         .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("3  inconclusive")));
 }
+
+#[test]
+fn plan_sizes_a_suite_and_asks_for_what_it_needs() {
+    let (_server, project) = project();
+    // 191 and MDE figures: reference/statistics.md §e (p_b = 0.9, δ = 0.05, ρ = 0.5, c = 0.5, k = 5).
+    project
+        .command()
+        .args(["plan", "--accuracy", "0.9", "--samples", "5", "--drop", "0.05"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("5.0-point drop: 191 cases").and(predicate::str::contains("323 cases")));
+    fails_with(&project, &["plan", "--accuracy", "0.9"], 2, &["--drop", "--cases"]);
+}
