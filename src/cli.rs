@@ -215,9 +215,10 @@ struct OutputArgs {
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Terminal)]
     format: OutputFormat,
-    /// Also write the JSON run record to this file (atomically).
+    /// Also write a report to FILE (atomically), its format by extension: .json (the run
+    /// record), .md (Markdown), .xml (JUnit), .txt (terminal table). Repeatable.
     #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
+    out: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +251,7 @@ enum OutputFormat {
     Terminal,
     Json,
     Markdown,
+    Junit,
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -299,10 +301,12 @@ fn print_error(error: &Error, color: bool) {
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Run(args) => {
+            out_formats(&args.output)?;
             let record = run::run(&run_options(&cli.global, &args.selection))?;
             emit(&cli.global, &args.output, &record)
         }
         Command::Gate(args) => {
+            out_formats(&args.output)?;
             let options = GateOptions {
                 baseline_dir: baseline_dir(&cli.global, args.baseline_dir.as_ref()),
                 alpha: args.alpha,
@@ -358,16 +362,35 @@ fn baseline_dir(global: &GlobalArgs, flag: Option<&PathBuf>) -> PathBuf {
     }
 }
 
+/// The format of each `--out` file, checked before anything runs.
+fn out_formats(output: &OutputArgs) -> Result<Vec<(&PathBuf, Format)>, Error> {
+    output
+        .out
+        .iter()
+        .map(|path| {
+            let format = Format::from_extension(path).ok_or_else(|| {
+                Error::usage(format!(
+                    "cannot tell the report format of `{}` from its extension",
+                    path.display()
+                ))
+                .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
+            })?;
+            Ok((path, format))
+        })
+        .collect()
+}
+
 /// Print the record in the chosen format, write `--out`, and return the exit code.
 fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<i32, Error> {
-    if let Some(path) = &output.out {
-        let json = report::exporter(Format::Json, Style::default()).export(record)?;
-        report::write_atomic(path, &json)?;
+    for (path, format) in out_formats(output)? {
+        let text = report::exporter(format, Style::default()).export(record)?;
+        report::write_atomic(path, &text)?;
     }
     let format = match output.format {
         OutputFormat::Terminal => Format::Terminal,
         OutputFormat::Json => Format::Json,
         OutputFormat::Markdown => Format::Markdown,
+        OutputFormat::Junit => Format::Junit,
     };
     let style = Style {
         color: color_enabled(global.color, std::io::stdout().is_terminal()),

@@ -22,6 +22,7 @@ pub mod report;
 pub mod retry;
 pub mod run;
 pub mod run_record;
+pub mod simulation;
 pub mod stats;
 
 pub use config::Config;

@@ -53,6 +53,7 @@ fn triage_suite_against_llama_cpp_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_tree(&root.join("prompts"), &dir.path().join("prompts"));
     copy_tree(&root.join("cases/triage"), &dir.path().join("cases/triage"));
+    copy_tree(&root.join("baselines/triage"), &dir.path().join("baselines/triage"));
     let config = std::fs::read_to_string(root.join("promptgate.toml")).expect("config");
     assert!(
         config.contains("http://127.0.0.1:8089/v1"),
@@ -105,4 +106,24 @@ fn triage_suite_against_llama_cpp_server() {
     assert_eq!(again["calls"]["made"], 0);
     assert_eq!(again["calls"]["cached"].as_u64().unwrap(), cases * 3);
     assert_eq!(again["results"][0]["accuracy"], *accuracy);
+
+    // The committed baseline came from this model on this suite: on a fresh clone the gate
+    // passes against it (from the cache just filled, so no further call).
+    let output = assert_cmd::Command::cargo_bin("promptgate")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["gate", "--suite", "triage", "--offline", "--format", "json"])
+        .output()
+        .expect("gate");
+    let gated: Value = serde_json::from_slice(&output.stdout).expect("gate JSON");
+    assert_eq!(output.status.code(), Some(0), "{gated:#}");
+    let comparison = &gated["results"][0]["baseline"];
+    assert_eq!(comparison["cases_compared"].as_u64().unwrap(), cases);
+    assert_eq!(gated["calls"]["made"], 0);
+    eprintln!(
+        "gate against the committed baseline: {} (delta {:+.3}, p = {:.3})",
+        comparison["verdict"],
+        comparison["delta"]["point"].as_f64().unwrap(),
+        comparison["p_value"].as_f64().unwrap()
+    );
 }

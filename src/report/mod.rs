@@ -1,6 +1,7 @@
 //! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
 
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
@@ -13,6 +14,7 @@ pub enum Format {
     Terminal,
     Json,
     Markdown,
+    Junit,
 }
 
 /// Options that shape human-readable output.
@@ -35,6 +37,20 @@ pub fn exporter(format: Format, style: Style) -> Box<dyn Exporter> {
         Format::Terminal => Box::new(terminal::TerminalExporter { style }),
         Format::Json => Box::new(json::JsonExporter),
         Format::Markdown => Box::new(markdown::MarkdownExporter),
+        Format::Junit => Box::new(junit::JunitExporter),
+    }
+}
+
+impl Format {
+    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.xml` (JUnit).
+    pub fn from_extension(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Format::Json),
+            "md" | "markdown" => Some(Format::Markdown),
+            "xml" => Some(Format::Junit),
+            "txt" => Some(Format::Terminal),
+            _ => None,
+        }
     }
 }
 
