@@ -29,6 +29,7 @@ fn measure(concurrency: usize, latency: Duration, calls_per_slot: usize) {
 }
 
 fn main() {
+    measure(64, Duration::from_millis(0), 40);
     measure(8, Duration::from_millis(50), 40);
     measure(64, Duration::from_millis(50), 40);
 }

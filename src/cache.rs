@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
+use crate::config::ProviderKind;
 use crate::digest;
 use crate::error::Error;
 use crate::provider::{Request, Response, Usage};
@@ -28,6 +29,77 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cache {
     path: PathBuf,
     connection: Mutex<Connection>,
+}
+
+/// A response to store, with the parts of its request the cache keeps beside it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub sample_index: u32,
+    pub response: Response,
+}
+
+impl Entry {
+    /// The entry for `response` to `request`, stored under `key`.
+    pub fn new(key: String, request: &Request, response: Response) -> Entry {
+        Entry {
+            key,
+            provider: request.provider,
+            model: request.model.clone(),
+            sample_index: request.sample_index,
+            response,
+        }
+    }
+}
+
+/// A thread that commits responses as they arrive, off the async workers. Responses that queue
+/// up while a commit is running go into the next commit together, so a busy run pays for fewer
+/// transactions; none waits for company.
+pub struct Writer {
+    sender: Option<std::sync::mpsc::Sender<Entry>>,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl Writer {
+    /// Start the writer thread for `cache`.
+    pub fn start(cache: std::sync::Arc<Cache>) -> Writer {
+        let (sender, receiver) = std::sync::mpsc::channel::<Entry>();
+        let thread = std::thread::spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut batch = vec![first];
+                batch.extend(receiver.try_iter().take(255));
+                cache.put_many(&batch)?;
+            }
+            Ok(())
+        });
+        Writer {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queue a response for commit.
+    pub fn send(&self, entry: Entry) -> Result<(), Error> {
+        let sender = self
+            .sender
+            .as_ref()
+            .ok_or_else(|| Error::usage("the cache writer is closed"))?;
+        // The thread only stops early after a failed commit; `finish` reports that error.
+        let _ = sender.send(entry);
+        Ok(())
+    }
+
+    /// Commit everything queued and stop; reports the first failed commit.
+    pub fn finish(mut self) -> Result<(), Error> {
+        self.sender.take();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::usage("the cache writer thread panicked")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Counts for `promptgate cache stats`.
@@ -195,33 +267,46 @@ impl Cache {
 
     /// Store a successful response; the first writer of a key wins.
     pub fn put(&self, key: &str, request: &Request, response: &Response) -> Result<(), Error> {
-        let tool_calls = serde_json::to_string(&response.tool_calls).map_err(|e| self.error(e.to_string()))?;
-        let connection = self.lock();
-        connection
-            .prepare_cached(
-                "INSERT INTO responses
-                 (key, provider, model, sample_index, text, tool_calls, raw_body,
-                  input_tokens, output_tokens, latency_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT(key) DO NOTHING",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    key,
-                    request.provider.as_str(),
-                    request.model,
-                    request.sample_index,
-                    response.text,
-                    tool_calls,
-                    response.raw_body,
-                    response.usage.map(|u| u.input_tokens),
-                    response.usage.map(|u| u.output_tokens),
-                    response.latency_ms,
-                    jiff::Timestamp::now().to_string(),
-                ])
-            })
-            .map_err(|e| self.error(format!("failed to store a response: {e}")))?;
-        Ok(())
+        self.put_many(&[Entry::new(key.to_string(), request, response.clone())])
+    }
+
+    /// Store several responses in one transaction (a group commit); the first writer of a key wins.
+    pub fn put_many(&self, entries: &[Entry]) -> Result<(), Error> {
+        let fail = |e: rusqlite::Error| self.error(format!("failed to store a response: {e}"));
+        let created_at = jiff::Timestamp::now().to_string();
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(fail)?;
+        {
+            let mut statement = transaction
+                .prepare_cached(
+                    "INSERT INTO responses
+                     (key, provider, model, sample_index, text, tool_calls, raw_body,
+                      input_tokens, output_tokens, latency_ms, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(key) DO NOTHING",
+                )
+                .map_err(fail)?;
+            for entry in entries {
+                let response = &entry.response;
+                let tool_calls = serde_json::to_string(&response.tool_calls).map_err(|e| self.error(e.to_string()))?;
+                statement
+                    .execute(params![
+                        entry.key,
+                        entry.provider.as_str(),
+                        entry.model,
+                        entry.sample_index,
+                        response.text,
+                        tool_calls,
+                        response.raw_body,
+                        response.usage.map(|u| u.input_tokens),
+                        response.usage.map(|u| u.output_tokens),
+                        response.latency_ms,
+                        created_at,
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        transaction.commit().map_err(fail)
     }
 
     /// Entry counts and token totals per model.
@@ -267,7 +352,6 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderKind;
     use crate::prompt::{Message, RenderedPrompt};
     use crate::provider::SamplingParams;
 

@@ -128,13 +128,14 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
                 (name.as_str(), Arc::new(Semaphore::new(limit)))
             })
             .collect();
+        let writer = Arc::new(cache::Writer::start(Arc::clone(&cache)));
         let mut tasks = tokio::task::JoinSet::new();
         for (s, c, j, key) in pending {
             let request = selections[s].requests[c][j].clone();
             let provider_name = selections[s].provider_name.as_str();
             let provider = Arc::clone(&providers[provider_name]);
             let provider_limit = Arc::clone(&provider_limits[provider_name]);
-            let (semaphore, cache, progress) = (Arc::clone(&semaphore), Arc::clone(&cache), progress.clone());
+            let (semaphore, writer, progress) = (Arc::clone(&semaphore), Arc::clone(&writer), progress.clone());
             tasks.spawn(async move {
                 // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
                 // (FIFO), so calls start in case order: the k samples of a case reach the server
@@ -145,8 +146,8 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
                 progress.inc(1);
                 let answer = match attempted.result {
                     Ok(response) => {
-                        // Committed now, so a killed run keeps every answer it received.
-                        cache.put(&key, &request, &response)?;
+                        // Committed as it arrives, so a killed run keeps every answer it received.
+                        writer.send(cache::Entry::new(key, &request, response.clone()))?;
                         Answer::Live {
                             response,
                             attempts: attempted.attempts,
@@ -165,6 +166,10 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
             answers[s][c][j] = Some(answer);
         }
         progress.finish_and_clear();
+        // Every task has ended, so this is the last reference.
+        if let Some(writer) = Arc::into_inner(writer) {
+            writer.finish()?;
+        }
     }
 
     let max_error_rate = options.max_error_rate.unwrap_or(config.defaults.max_error_rate);

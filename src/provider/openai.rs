@@ -16,6 +16,7 @@ use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::CreateChatCompletionResponse;
 use async_openai::Client;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
@@ -115,21 +116,22 @@ impl OpenAiProvider {
     pub async fn complete_once(&self, request: &Request) -> Result<Response, ProviderError> {
         let body = self.request_body(request);
         let started = Instant::now();
-        let raw: Value = self.client.chat().create_byot(body).await.map_err(classify)?;
+        // The body is kept as received (RawValue): it is stored verbatim and parsed once.
+        let raw: Box<RawValue> = self.client.chat().create_byot(body).await.map_err(classify)?;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        parse_completion(raw, latency_ms)
+        parse_completion(raw.get(), latency_ms)
     }
 }
 
 /// Turn a completion body into a [`Response`], checking it against async-openai's types.
-pub fn parse_completion(raw: Value, latency_ms: u64) -> Result<Response, ProviderError> {
-    let raw_body = raw.to_string();
-    let typed: CreateChatCompletionResponse = serde_json::from_value(raw.clone()).map_err(|e| {
+pub fn parse_completion(raw_body: &str, latency_ms: u64) -> Result<Response, ProviderError> {
+    let not_a_completion = |e: serde_json::Error| {
         ProviderError::new(
             FailureKind::BadResponse,
-            format!("not a chat completion: {e}: {}", excerpt(&raw_body)),
+            format!("not a chat completion: {e}: {}", excerpt(raw_body)),
         )
-    })?;
+    };
+    let typed: CreateChatCompletionResponse = serde_json::from_str(raw_body).map_err(not_a_completion)?;
     let Some(choice) = typed.choices.first() else {
         return Err(ProviderError::new(
             FailureKind::BadResponse,
@@ -137,6 +139,13 @@ pub fn parse_completion(raw: Value, latency_ms: u64) -> Result<Response, Provide
         ));
     };
     let text = choice.message.content.clone();
+    // Tool calls are read from the JSON itself (arguments arrive as a string of JSON); most
+    // answers have none, so the second parse is only paid when there are some.
+    let raw: Value = if choice.message.tool_calls.is_some() {
+        serde_json::from_str(raw_body).map_err(not_a_completion)?
+    } else {
+        Value::Null
+    };
     let tool_calls = raw["choices"][0]["message"]["tool_calls"]
         .as_array()
         .map(|calls| {
@@ -164,7 +173,7 @@ pub fn parse_completion(raw: Value, latency_ms: u64) -> Result<Response, Provide
     Ok(Response {
         text,
         tool_calls,
-        raw_body,
+        raw_body: raw_body.to_string(),
         usage,
         latency_ms,
     })
@@ -341,7 +350,7 @@ mod tests {
                     "function": {"name": "listAutomaticSuppressionRules", "arguments": "{}"}}]}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
         });
-        let response = parse_completion(body, 5).unwrap();
+        let response = parse_completion(&body.to_string(), 5).unwrap();
         assert_eq!(response.text, None);
         assert_eq!(response.tool_calls[0].name, "listAutomaticSuppressionRules");
         assert_eq!(response.tool_calls[0].arguments, json!({}));
@@ -350,10 +359,10 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_bad_responses() {
-        let err = parse_completion(json!({"hello": "world"}), 1).unwrap_err();
+        let err = parse_completion(r#"{"hello": "world"}"#, 1).unwrap_err();
         assert_eq!(err.kind, FailureKind::BadResponse);
         let err = parse_completion(
-            json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}),
+            &json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}).to_string(),
             1,
         )
         .unwrap_err();
