@@ -230,13 +230,7 @@ impl Config {
     /// Parse and validate config text; `path` is used for messages and to resolve relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         let file: ConfigFile = toml::from_str(text).map_err(|err| {
-            let location = err
-                .span()
-                .map(|span| {
-                    let (line, column) = error::line_column(text, span.start);
-                    format!(" at line {line}, column {column}")
-                })
-                .unwrap_or_default();
+            let location = error::toml_location(text, &err);
             Error::invalid("config", path, location, err.message().trim().to_string())
                 .with_hint("see the configuration section of the README for every key")
         })?;

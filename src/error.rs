@@ -124,6 +124,16 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The location string for a TOML error (" at line L, column C"), from its span in `text`.
+pub fn toml_location(text: &str, err: &toml::de::Error) -> String {
+    err.span()
+        .map(|span| {
+            let (line, column) = line_column(text, span.start);
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default()
+}
+
 /// The location string for a serde_json error (which already knows line and column).
 pub fn json_location(err: &serde_json::Error) -> String {
     if err.line() == 0 {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod digest;
 pub mod env;
 pub mod error;
+pub mod excerpt;
 pub mod exit_code;
 pub mod gate;
 pub mod grader;

@@ -14,6 +14,7 @@ use crate::case::{self, LoadedCase};
 use crate::config::{self, Config, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
+use crate::excerpt::excerpt;
 use crate::grader::{Grade, Grader, Outcome};
 use crate::prompt::Prompt;
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
@@ -392,7 +393,7 @@ fn aggregate(
                         sample: sample_index as u32,
                         outcome,
                         reason,
-                        excerpt: excerpt(response.text.as_deref().unwrap_or_default()),
+                        excerpt: excerpt(response.text.as_deref().unwrap_or_default(), 120),
                     });
                 }
             }
@@ -438,14 +439,5 @@ fn aggregate(
         verdict,
         baseline: None,
         per_case,
-    }
-}
-
-/// The first 120 characters of an answer, on one line.
-fn excerpt(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(120) {
-        Some((index, _)) => format!("{}…", &flat[..index]),
-        None => flat,
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{strip_code_fence, Grade};
+use crate::excerpt::excerpt;
 use crate::provider::Response;
 
 /// Grades a label answer against `expect = {"label": "..."}`.
@@ -59,11 +60,11 @@ impl LabelGrader {
     }
 
     fn label_in_field<'a>(&'a self, text: &str, field: &str) -> Result<&'a str, String> {
-        let json: Value =
-            serde_json::from_str(strip_code_fence(text)).map_err(|e| format!("not JSON ({e}): {}", short(text)))?;
+        let json: Value = serde_json::from_str(strip_code_fence(text))
+            .map_err(|e| format!("not JSON ({e}): {}", excerpt(text, 80)))?;
         let value = json
             .get(field)
-            .ok_or_else(|| format!("no `{field}` field in {}", short(text)))?;
+            .ok_or_else(|| format!("no `{field}` field in {}", excerpt(text, 80)))?;
         let word = value
             .as_str()
             .ok_or_else(|| format!("`{field}` is {value}, not a string"))?;
@@ -82,19 +83,9 @@ impl LabelGrader {
         }
         match found.as_slice() {
             [one] => Ok(one),
-            [] => Err(format!("none of {} in: {}", self.labels.join(", "), short(text))),
+            [] => Err(format!("none of {} in: {}", self.labels.join(", "), excerpt(text, 80))),
             several => Err(format!("ambiguous: mentions {}", several.join(" and "))),
         }
-    }
-}
-
-/// The first 80 characters, for reasons.
-fn short(text: &str) -> String {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = text.as_str();
-    match text.char_indices().nth(80) {
-        Some((index, _)) => format!("{}…", &text[..index]),
-        None => text.to_string(),
     }
 }
 

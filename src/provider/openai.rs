@@ -23,6 +23,7 @@ use super::{parse_retry_after, FailureKind, ProviderError, Request, Response, To
 use crate::config::{ProviderConfig, ResponseFormatMode};
 use crate::env::EnvVars;
 use crate::error::Error;
+use crate::excerpt::excerpt;
 use crate::retry::RetryPolicy;
 
 /// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
@@ -128,7 +129,7 @@ pub fn parse_completion(raw_body: &str, latency_ms: u64) -> Result<Response, Pro
     let not_a_completion = |e: serde_json::Error| {
         ProviderError::new(
             FailureKind::BadResponse,
-            format!("not a chat completion: {e}: {}", excerpt(raw_body)),
+            format!("not a chat completion: {e}: {}", excerpt(raw_body, 200)),
         )
     };
     let typed: CreateChatCompletionResponse = serde_json::from_str(raw_body).map_err(not_a_completion)?;
@@ -177,14 +178,6 @@ pub fn parse_completion(raw_body: &str, latency_ms: u64) -> Result<Response, Pro
         usage,
         latency_ms,
     })
-}
-
-fn excerpt(text: &str) -> String {
-    const LIMIT: usize = 200;
-    match text.char_indices().nth(LIMIT) {
-        Some((index, _)) => format!("{}…", &text[..index]),
-        None => text.to_string(),
-    }
 }
 
 /// A non-2xx HTTP answer, with what the retry loop needs from it.
@@ -264,7 +257,7 @@ fn classify(error: OpenAIError) -> ProviderError {
         }
         OpenAIError::JSONDeserialize(e, body) => ProviderError::new(
             FailureKind::BadResponse,
-            format!("unreadable body ({e}): {}", excerpt(&body)),
+            format!("unreadable body ({e}): {}", excerpt(&body, 200)),
         ),
         other => ProviderError::new(FailureKind::BadResponse, other.to_string()),
     }
@@ -275,11 +268,11 @@ fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -> Pr
         Ok(value) => (
             value["error"]["message"]
                 .as_str()
-                .map_or_else(|| excerpt(body), str::to_string),
+                .map_or_else(|| excerpt(body, 200), str::to_string),
             value["error"]["type"].as_str().map(str::to_string),
             value["error"]["code"].as_str().map(str::to_string),
         ),
-        Err(_) => (excerpt(body), None, None),
+        Err(_) => (excerpt(body, 200), None, None),
     };
     let quota = error_type.as_deref() == Some("insufficient_quota") || code.as_deref() == Some("insufficient_quota");
     let kind = match status {
