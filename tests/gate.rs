@@ -180,3 +180,23 @@ fn provider_failures_make_the_gate_inconclusive_not_green() {
         before
     );
 }
+
+#[test]
+fn a_real_improvement_is_reported_as_improved_and_passes() {
+    let worse = server(|case, _| case % 3 == 0);
+    let project = Project::new(&worse.base_url, &labels(30), 2, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    let better = server(|_, _| false);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &config.replace(&worse.base_url, &better.base_url));
+    let (record, code) = gate_json(&project, &["--cache", "better.sqlite"]);
+    assert_eq!(code, 0, "{record:#}");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["verdict"], "Improved");
+    assert_eq!(b["improved_cases"].as_array().unwrap().len(), 10);
+    assert!(b["delta"]["lower"].as_f64().unwrap() > 0.0);
+    assert!(
+        b["p_value"].as_f64().unwrap() > 0.99,
+        "an improvement is no evidence of a drop"
+    );
+}
