@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::Baseline;
 use crate::error::Error;
 use crate::paired::{self, PairedTest, TestMethod};
+use crate::plan::{self, PlanInputs};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 use crate::stats::{self, CaseOutcome, Estimate, IntervalMethod};
 
@@ -62,9 +63,15 @@ pub struct BaselineComparison {
     pub new_cases_accuracy: Option<Estimate>,
     /// Baseline cases the run no longer has.
     pub missing_cases: Vec<String>,
+    /// The smallest drop this comparison detects with 80% power (`plan`'s formula, with the
+    /// baseline's accuracy and intra-case correlation, difficulty correlation 0.5).
+    pub minimum_detectable_drop: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
+
+/// Power at which the minimum detectable drop is stated.
+const REPORTED_POWER: f64 = 0.8;
 
 /// Load the baseline of every result, compare, adjust, and set the verdicts. A missing baseline
 /// is an error naming the command that creates it.
@@ -190,7 +197,30 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
     } else {
         None
     };
+    let baseline_outcomes: Vec<CaseOutcome> = baseline
+        .cases
+        .iter()
+        .map(|c| CaseOutcome {
+            correct: c.correct,
+            samples: c.samples,
+        })
+        .collect();
+    let minimum_detectable_drop = baseline.accuracy.filter(|_| test.cases >= 2).map(|accuracy| {
+        let inputs = PlanInputs {
+            baseline_accuracy: accuracy.point,
+            // Unknown at k = 1 or at 0% / 100%: assume half the variance lies between cases.
+            intra_case_correlation: stats::intra_case_correlation(&baseline_outcomes).unwrap_or(0.5),
+            difficulty_correlation: 0.5,
+            samples_baseline: baseline.samples_per_case.max(1),
+            samples_candidate: result.samples_per_case.max(1),
+            alpha: options.alpha,
+            power: REPORTED_POWER,
+            margin: options.margin,
+        };
+        plan::minimum_detectable_drop(&inputs, test.cases as u64)
+    });
     BaselineComparison {
+        minimum_detectable_drop,
         accuracy: baseline.accuracy,
         prompt_sha256: baseline.prompt_sha256.clone(),
         prompt_changed: baseline.prompt_sha256 != result.prompt_sha256,

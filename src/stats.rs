@@ -157,6 +157,34 @@ pub fn accuracy(outcomes: &[CaseOutcome], confidence_level: f64, method: Interva
     })
 }
 
+/// Estimated intra-case correlation ρ̂: the share of per-sample variance that lies between
+/// cases (`reference/statistics.md` §b1). `None` when it cannot be estimated: a case with fewer
+/// than two samples, or accuracy 0 or 1.
+///
+/// within_i = k_i m_i(1−m_i)/(k_i−1); σ̂²_between = s² − mean(within)/k̄ (k̄ harmonic, clamped at
+/// 0); ρ̂ = clamp(σ̂²_between / (p̂(1−p̂)), 0, 1).
+pub fn intra_case_correlation(outcomes: &[CaseOutcome]) -> Option<f64> {
+    let graded: Vec<CaseOutcome> = outcomes.iter().copied().filter(|o| o.samples > 0).collect();
+    if graded.len() < 2 || graded.iter().any(|o| o.samples < 2) {
+        return None;
+    }
+    let means: Vec<f64> = graded.iter().map(|o| o.mean()).collect();
+    let p = mean(&means);
+    if p <= 0.0 || p >= 1.0 {
+        return None;
+    }
+    let within: Vec<f64> = graded
+        .iter()
+        .map(|o| {
+            let (k, m) = (f64::from(o.samples), o.mean());
+            k * m * (1.0 - m) / (k - 1.0)
+        })
+        .collect();
+    let harmonic_k = graded.len() as f64 / graded.iter().map(|o| 1.0 / f64::from(o.samples)).sum::<f64>();
+    let between = (sample_sd(&means).powi(2) - mean(&within) / harmonic_k).max(0.0);
+    Some((between / (p * (1.0 - p))).clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +288,22 @@ mod tests {
         close(acc.effective_sample_size, 29.0, 1e-9);
         close(acc.estimate.lower, 0.7639649666868911, 1e-9);
         close(acc.estimate.upper, 0.996166170724633, 1e-9);
+    }
+
+    #[test]
+    fn intra_case_correlation_matches_the_formula() {
+        // numpy, from reference/statistics.md §b1: m = c/k; s2 = m.var(ddof=1);
+        // within = k·m(1−m)/(k−1); between = max(s2 − within.mean()/k, 0); ρ = between/(p(1−p)).
+        let rho = intra_case_correlation(&cases(&[4, 3, 0, 2, 4, 1, 4, 2], 4)).unwrap();
+        close(rho, 0.45396825396825397, 1e-12);
+        let rho = intra_case_correlation(&cases(&[3, 3, 3, 2, 3, 0, 3, 1, 3, 3, 2, 3], 3)).unwrap();
+        close(rho, 0.5266457680250783, 1e-12);
+        assert_eq!(
+            intra_case_correlation(&cases(&[1, 0, 1], 1)),
+            None,
+            "k = 1 cannot separate the parts"
+        );
+        assert_eq!(intra_case_correlation(&cases(&[3, 3], 3)), None, "all correct");
     }
 
     #[test]

@@ -69,6 +69,11 @@ fn unchanged_run_passes_and_a_real_drop_fails_with_exit_1() {
     assert_eq!(b["cases_compared"], 30);
     assert_eq!(b["changed_cases"], 0);
     assert_eq!(b["p_value"], 1.0);
+    let mde = b["minimum_detectable_drop"].as_f64().unwrap();
+    assert!(
+        mde > 0.0 && mde < 0.3,
+        "30 cases x 3 samples near 98% detect drops of {mde}"
+    );
     assert_eq!(record["calls"]["made"], 0);
     assert_eq!(record["command"], "gate");
 

@@ -101,6 +101,12 @@ impl Exporter for MarkdownExporter {
             if let Some(note) = &b.note {
                 out.push_str(&format!("\n**{name}**: {note}\n"));
             }
+            if let Some(mde) = b.minimum_detectable_drop {
+                out.push_str(&format!(
+                    "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",
+                    mde * 100.0
+                ));
+            }
         }
         let calls = &record.calls;
         out.push_str(&format!(

@@ -73,6 +73,12 @@ impl TerminalExporter {
         if !b.missing_cases.is_empty() {
             out.push_str(&format!("  no longer present: {}\n", b.missing_cases.join(", ")));
         }
+        if let Some(mde) = b.minimum_detectable_drop {
+            out.push_str(&format!(
+                "  this comparison detects drops of {:.1} points or more (80% power)\n",
+                mde * 100.0
+            ));
+        }
         if let Some(note) = &b.note {
             out.push_str(&format!("  note: {note}\n"));
         }
