@@ -125,17 +125,7 @@ impl Baseline {
             Error::invalid("baseline", path, error::json_location(&e), error::json_message(&e))
                 .with_hint("regenerate it with `promptgate baseline update`")
         })?;
-        if baseline.schema_version != BASELINE_SCHEMA_VERSION {
-            return Err(Error::invalid(
-                "baseline",
-                path,
-                " (field `schema_version`)",
-                format!(
-                    "schema_version {} is not supported (this build reads {BASELINE_SCHEMA_VERSION})",
-                    baseline.schema_version
-                ),
-            ));
-        }
+        error::check_schema_version("baseline", path, baseline.schema_version, BASELINE_SCHEMA_VERSION)?;
         Ok(baseline)
     }
 }

@@ -234,18 +234,7 @@ impl Config {
             Error::invalid("config", path, location, err.message().trim().to_string())
                 .with_hint("see the configuration section of the README for every key")
         })?;
-        if file.schema_version != CONFIG_SCHEMA_VERSION {
-            return Err(Error::invalid(
-                "config",
-                path,
-                " (field `schema_version`)",
-                format!(
-                    "schema_version {} is not supported by this promptgate (it reads {CONFIG_SCHEMA_VERSION})",
-                    file.schema_version
-                ),
-            )
-            .with_hint("upgrade promptgate, or write the config for this version"));
-        }
+        error::check_schema_version("config", path, file.schema_version, CONFIG_SCHEMA_VERSION)?;
         let root = path
             .parent()
             .map(Path::to_path_buf)
@@ -401,6 +390,13 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
         assert!(err.to_string().contains("suites.s.models"), "{err}");
         assert!(err.to_string().contains("unknown model `nope`"), "{err}");
         assert_eq!(err.hint(), Some("known models: m"));
+    }
+
+    #[test]
+    fn a_newer_schema_version_asks_for_an_upgrade() {
+        let err = Config::parse(Path::new("p.toml"), &format!("schema_version = 9\n{GOOD}")).unwrap_err();
+        assert!(err.to_string().contains("schema_version 9 is not supported"), "{err}");
+        assert_eq!(err.hint(), Some("upgrade promptgate to read this file"));
     }
 
     #[test]

@@ -102,6 +102,29 @@ impl Error {
     }
 }
 
+/// Check an on-disk format's `schema_version` against the one this build reads.
+pub fn check_schema_version(
+    what: &'static str,
+    path: &std::path::Path,
+    found: u32,
+    supported: u32,
+) -> Result<(), Error> {
+    if found == supported {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        what,
+        path,
+        " (field `schema_version`)",
+        format!("schema_version {found} is not supported (this promptgate reads {supported})"),
+    )
+    .with_hint(if found > supported {
+        "upgrade promptgate to read this file"
+    } else {
+        "rewrite the file in the current format (see the README)"
+    }))
+}
+
 /// Read a file to a string, naming the path on failure.
 pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| {

@@ -81,17 +81,7 @@ impl Prompt {
             Error::invalid("prompt", path, location, err.message().trim().to_string())
                 .with_hint("a prompt file has `user` (and optionally `system`, `description`, `[response_schema]`)")
         })?;
-        if file.schema_version != PROMPT_SCHEMA_VERSION {
-            return Err(Error::invalid(
-                "prompt",
-                path,
-                " (field `schema_version`)",
-                format!(
-                    "schema_version {} is not supported (this build reads {PROMPT_SCHEMA_VERSION})",
-                    file.schema_version
-                ),
-            ));
-        }
+        error::check_schema_version("prompt", path, file.schema_version, PROMPT_SCHEMA_VERSION)?;
         let canonical = json!({
             "schema_version": file.schema_version,
             "system": file.system,

@@ -57,20 +57,9 @@ fn scripted(seen: &Seen) -> Reply {
 }
 
 fn run_json(project: &Project, args: &[&str]) -> (Value, i32) {
-    let output = project
-        .command()
-        .args(["run", "--format", "json"])
-        .args(args)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let record: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (record, output.status.code().expect("exit code"))
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    project.json(&all)
 }
 
 #[test]

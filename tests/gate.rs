@@ -38,15 +38,9 @@ fn server(wrong: fn(usize, i64) -> bool) -> FakeOpenAi {
 }
 
 fn gate_json(project: &Project, args: &[&str]) -> (Value, i32) {
-    let output = project
-        .command()
-        .args(["gate", "--format", "json"])
-        .args(args)
-        .output()
-        .expect("gate");
-    let record = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&output.stderr)));
-    (record, output.status.code().expect("code"))
+    let mut all = vec!["gate"];
+    all.extend_from_slice(args);
+    project.json(&all)
 }
 
 #[test]

@@ -112,6 +112,24 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
         command
     }
 
+    /// Run `promptgate ARGS… --format json` and return the record and the exit code.
+    pub fn json(&self, args: &[&str]) -> (serde_json::Value, i32) {
+        let output = self
+            .command()
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .expect("run");
+        let record = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (record, output.status.code().expect("exit code"))
+    }
+
     /// Rows in the project's cache.
     pub fn cached_rows(&self) -> i64 {
         let connection = rusqlite::Connection::open(self.file(".promptgate/cache.sqlite")).expect("open cache");
