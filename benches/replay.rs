@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use promptgate::report::{self, Format, Style};
-use support::fake_openai::{FakeOpenAi, Reply};
+use support::fake_server::{FakeServer, Reply};
 use support::Project;
 
 const CASES: usize = 10_000;
@@ -15,7 +15,7 @@ const SAMPLES: u32 = 5;
 const REPEATS: usize = 5;
 
 fn main() {
-    let server = FakeOpenAi::start(|seen| Reply::label(if seen.seed() % 2 == 0 { "notify" } else { "suppress" }));
+    let server = FakeServer::start(|seen| Reply::label(if seen.seed() % 2 == 0 { "notify" } else { "suppress" }));
     let labels = common::labels(CASES);
     let project = Project::new(&server.base_url, &labels, SAMPLES, "");
     let (fill, fill_time) = common::timed(&common::options(project.path(), SAMPLES, 64, false));

@@ -8,11 +8,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::fake_openai::{FakeOpenAi, Reply};
+use support::fake_server::{FakeServer, Reply};
 use support::Project;
 
 fn measure(concurrency: usize, latency: Duration, calls_per_slot: usize) {
-    let server = FakeOpenAi::start(move |_| Reply::Delay(latency, Box::new(Reply::label("notify"))));
+    let server = FakeServer::start(move |_| Reply::Delay(latency, Box::new(Reply::label("notify"))));
     let cases = concurrency * calls_per_slot;
     let project = Project::new(&server.base_url, &common::labels(cases), 1, "");
     let (record, elapsed) = common::timed(&common::options(project.path(), 1, concurrency, false));

@@ -352,6 +352,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProviderKind;
     use crate::prompt::{Message, RenderedPrompt};
     use crate::provider::SamplingParams;
 
@@ -403,6 +404,16 @@ mod tests {
         drop(cache);
         let cache = Cache::open(&dir.path().join("sub/cache.sqlite")).unwrap();
         assert!(cache.get(&a).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_same_prompt_on_another_provider_is_another_entry() {
+        let openai = request(0);
+        let bedrock = Request {
+            provider: ProviderKind::Bedrock,
+            ..request(0)
+        };
+        assert_ne!(key(&openai), key(&bedrock));
     }
 
     #[test]

@@ -89,6 +89,8 @@ fn default_confidence_level() -> f64 {
 pub enum ProviderKind {
     /// OpenAI Chat Completions, or any server that speaks it (vLLM, llama.cpp, Ollama).
     Openai,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -96,6 +98,7 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Openai => "openai",
+            ProviderKind::Bedrock => "bedrock",
         }
     }
 }
@@ -118,8 +121,12 @@ pub enum ResponseFormatMode {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// Base URL including `/v1`. Unset: `OPENAI_BASE_URL`, then the OpenAI API.
+    /// `openai`: base URL including `/v1`. Unset: `OPENAI_BASE_URL`, then the OpenAI API.
     pub base_url: Option<String>,
+    /// `bedrock`: AWS region. Unset: `AWS_REGION`, then the AWS profile.
+    pub region: Option<String>,
+    /// `bedrock`: endpoint override. Unset: `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
     /// The environment variable that holds the API key (never the key itself).
     #[serde(default = "default_api_key_env")]
     pub api_key_env: String,
@@ -274,6 +281,21 @@ impl Config {
             ));
         }
         for (name, provider) in &self.providers {
+            let misplaced = match provider.kind {
+                ProviderKind::Openai => [
+                    ("region", provider.region.is_some()),
+                    ("endpoint_url", provider.endpoint_url.is_some()),
+                ],
+                ProviderKind::Bedrock => [
+                    ("base_url", provider.base_url.is_some()),
+                    ("api_key_env", provider.api_key_env != default_api_key_env()),
+                ],
+            };
+            if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
+                return Err(self
+                    .field_error(format!("providers.{name}.{key}"), format!("`{key}` does not apply to a `{}` provider", provider.kind.as_str()))
+                    .with_hint("openai providers take base_url and api_key_env; bedrock providers take region and endpoint_url"));
+            }
             if provider.max_attempts == 0 {
                 return Err(self.field_error(
                     format!("providers.{name}.max_attempts"),
@@ -397,6 +419,22 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
         let err = Config::parse(Path::new("p.toml"), &format!("schema_version = 9\n{GOOD}")).unwrap_err();
         assert!(err.to_string().contains("schema_version 9 is not supported"), "{err}");
         assert_eq!(err.hint(), Some("upgrade promptgate to read this file"));
+    }
+
+    #[test]
+    fn provider_keys_must_fit_the_kind() {
+        let bad = GOOD.replace("kind = \"openai\"", "kind = \"bedrock\"");
+        let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
+        assert!(err.to_string().contains("providers.local.base_url"), "{err}");
+        assert!(
+            err.to_string().contains("does not apply to a `bedrock` provider"),
+            "{err}"
+        );
+        let good = bad.replace("base_url = \"http://127.0.0.1:1/v1\"", "region = \"us-east-1\"");
+        assert_eq!(
+            Config::parse(Path::new("p.toml"), &good).unwrap().providers["local"].kind,
+            ProviderKind::Bedrock
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
     }
 
     if !pending.is_empty() {
-        let providers = build_providers(&config, &selections, &options.env)?;
+        let providers = build_providers(&config, &selections, &options.env).await?;
         let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
         let progress = progress_bar(options.progress, pending.len());
         let semaphore = Arc::new(Semaphore::new(concurrency));
@@ -296,7 +296,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
     Ok(selections)
 }
 
-fn build_providers(
+async fn build_providers(
     config: &Config,
     selections: &[Selection],
     env: &EnvVars,
@@ -305,7 +305,7 @@ fn build_providers(
     for selection in selections {
         let name = &selection.provider_name;
         if !providers.contains_key(name) {
-            let provider = Provider::new(name, &config.providers[name], env)?;
+            let provider = Provider::new(name, &config.providers[name], env).await?;
             providers.insert(name.clone(), Arc::new(provider));
         }
     }

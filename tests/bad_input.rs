@@ -4,11 +4,11 @@
 mod support;
 
 use predicates::prelude::*;
-use support::fake_openai::{FakeOpenAi, Reply};
+use support::fake_server::{FakeServer, Reply};
 use support::Project;
 
-fn project() -> (FakeOpenAi, Project) {
-    let server = FakeOpenAi::start(|_| Reply::label("notify"));
+fn project() -> (FakeServer, Project) {
+    let server = FakeServer::start(|_| Reply::label("notify"));
     let project = Project::new(&server.base_url, &["notify", "suppress"], 1, "");
     (server, project)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use predicates::prelude::*;
 use promptgate::stats::{self, CaseOutcome, IntervalMethod};
 use serde_json::Value;
-use support::fake_openai::{FakeOpenAi, Reply, Seen};
+use support::fake_server::{FakeServer, Reply, Seen};
 use support::Project;
 
 const BASE_SEED: i64 = 100;
@@ -64,7 +64,7 @@ fn run_json(project: &Project, args: &[&str]) -> (Value, i32) {
 
 #[test]
 fn exact_accuracy_then_zero_calls_from_cache() {
-    let server = FakeOpenAi::start(scripted);
+    let server = FakeServer::start(scripted);
     let project = Project::new(&server.base_url, &LABELS, 3, "");
     let (record, code) = run_json(&project, &[]);
     assert_eq!(code, 0);
@@ -118,7 +118,7 @@ fn exact_accuracy_then_zero_calls_from_cache() {
 
 #[test]
 fn offline_serves_from_cache_and_exits_3_on_a_miss() {
-    let server = FakeOpenAi::start(scripted);
+    let server = FakeServer::start(scripted);
     let project = Project::new(&server.base_url, &LABELS, 2, "");
     let (record, code) = run_json(&project, &["--offline"]);
     assert_eq!(code, 3);
@@ -137,7 +137,7 @@ fn offline_serves_from_cache_and_exits_3_on_a_miss() {
 #[test]
 fn transient_faults_are_retried_and_rate_limits_honour_retry_after() {
     // Each case's first attempt fails in a different way; the next attempt succeeds.
-    let server = FakeOpenAi::start(|seen| {
+    let server = FakeServer::start(|seen| {
         if seen.attempt > 0 {
             return scripted(seen);
         }
@@ -169,7 +169,7 @@ fn transient_faults_are_retried_and_rate_limits_honour_retry_after() {
 #[test]
 fn failures_are_errors_not_wrong_answers() {
     // Case c01 always fails with 500; c02 always gets a 400 (not retried).
-    let server = FakeOpenAi::start(|seen| {
+    let server = FakeServer::start(|seen| {
         match case_index(seen) {
         1 => Reply::server_error(500),
         2 => Reply::Raw {
@@ -207,7 +207,7 @@ fn failures_are_errors_not_wrong_answers() {
 
 #[test]
 fn slow_answers_time_out_and_are_classified() {
-    let server = FakeOpenAi::start(|seen| match case_index(seen) {
+    let server = FakeServer::start(|seen| match case_index(seen) {
         0 => Reply::Delay(Duration::from_secs(3), Box::new(Reply::label("suppress"))),
         i => Reply::label(LABELS[i]),
     });
@@ -226,7 +226,7 @@ fn slow_answers_time_out_and_are_classified() {
 
 #[test]
 fn llama_cpp_schema_form_is_sent_when_configured() {
-    let server = FakeOpenAi::start(scripted);
+    let server = FakeServer::start(scripted);
     let project = Project::new(
         &server.base_url,
         &LABELS[..1],
@@ -248,7 +248,7 @@ fn llama_cpp_schema_form_is_sent_when_configured() {
 fn a_killed_run_resumes_with_only_the_missing_calls() {
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);
-    let server = FakeOpenAi::start(move |seen| {
+    let server = FakeServer::start(move |seen| {
         counter.fetch_add(1, Ordering::SeqCst);
         Reply::Delay(Duration::from_millis(100), Box::new(scripted(seen)))
     });
@@ -281,7 +281,7 @@ fn a_killed_run_resumes_with_only_the_missing_calls() {
 
 #[test]
 fn two_concurrent_runs_share_one_cache() {
-    let server = FakeOpenAi::start(|seen| Reply::Delay(Duration::from_millis(5), Box::new(scripted(seen))));
+    let server = FakeServer::start(|seen| Reply::Delay(Duration::from_millis(5), Box::new(scripted(seen))));
     let labels: Vec<&str> = (0..30).map(|i| LABELS[i % 10]).collect();
     let project = Project::new(&server.base_url, &labels, 3, "");
     let spawn = || {
@@ -313,7 +313,7 @@ fn two_concurrent_runs_share_one_cache() {
 
 #[test]
 fn out_writes_the_json_record_and_terminal_goes_to_stdout() {
-    let server = FakeOpenAi::start(scripted);
+    let server = FakeServer::start(scripted);
     let project = Project::new(&server.base_url, &LABELS, 3, "");
     let output = project
         .command()

@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::Value;
-use support::fake_openai::{FakeOpenAi, Reply, Seen};
+use support::fake_server::{FakeServer, Reply, Seen};
 use support::Project;
 
 fn labels(n: usize) -> Vec<&'static str> {
@@ -29,8 +29,8 @@ fn flip(label: &str) -> &'static str {
 }
 
 /// Right on every case except those `wrong` says, always.
-fn server(wrong: fn(usize, i64) -> bool) -> FakeOpenAi {
-    FakeOpenAi::start(move |seen| {
+fn server(wrong: fn(usize, i64) -> bool) -> FakeServer {
+    FakeServer::start(move |seen| {
         let case: usize = seen.case_id().trim_start_matches('c').parse().expect("case id");
         let right = expected(seen);
         Reply::label(if wrong(case, seen.seed()) { flip(right) } else { right })
@@ -155,7 +155,7 @@ fn provider_failures_make_the_gate_inconclusive_not_green() {
     let fake = server(|_, _| false);
     let project = Project::new(&fake.base_url, &labels(10), 1, "");
     project.command().args(["baseline", "update"]).assert().success();
-    let failing = FakeOpenAi::start(|seen| {
+    let failing = FakeServer::start(|seen| {
         if seen.case_id() == "c03" {
             Reply::server_error(503)
         } else {

@@ -1,6 +1,7 @@
 //! Model providers: the request promptgate sends, the response it keeps, and how a failure is
 //! classified. One file per wire protocol.
 
+pub mod bedrock;
 pub mod openai;
 
 use std::time::Duration;
@@ -138,14 +139,19 @@ impl ProviderError {
 /// A configured provider client.
 #[derive(Debug)]
 pub enum Provider {
-    Openai(openai::OpenAiProvider),
+    // Boxed: the OpenAI client is large, and providers are built once per run.
+    Openai(Box<openai::OpenAiProvider>),
+    Bedrock(bedrock::BedrockProvider),
 }
 
 impl Provider {
     /// Build the client for a `[providers.NAME]` table.
-    pub fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<Provider, Error> {
+    pub async fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<Provider, Error> {
         match config.kind {
-            ProviderKind::Openai => Ok(Provider::Openai(openai::OpenAiProvider::new(name, config, env)?)),
+            ProviderKind::Openai => Ok(Provider::Openai(Box::new(openai::OpenAiProvider::new(
+                name, config, env,
+            )?))),
+            ProviderKind::Bedrock => Ok(Provider::Bedrock(bedrock::BedrockProvider::new(config, env).await)),
         }
     }
 
@@ -153,6 +159,7 @@ impl Provider {
     pub fn retry_policy(&self) -> RetryPolicy {
         match self {
             Provider::Openai(p) => p.retry_policy(),
+            Provider::Bedrock(p) => p.retry_policy(),
         }
     }
 
@@ -161,6 +168,7 @@ impl Provider {
         let policy = self.retry_policy();
         match self {
             Provider::Openai(p) => retry::with_retries(policy, || p.complete_once(request)).await,
+            Provider::Bedrock(p) => retry::with_retries(policy, || p.complete_once(request)).await,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-pub mod fake_openai;
+pub mod fake_server;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,29 @@ impl Project {
     /// A project whose single suite `s` has `cases` label cases (ids c00, c01, …) with the
     /// given expected labels, on model `m` served at `base_url`.
     pub fn new(base_url: &str, labels: &[&str], samples: u32, provider_extra: &str) -> Project {
+        Project::with_provider(
+            &format!("kind = \"openai\"\nbase_url = \"{base_url}\""),
+            "fake-model",
+            labels,
+            samples,
+            provider_extra,
+        )
+    }
+
+    /// The same project on a Bedrock provider at `endpoint`, model id `model_id`.
+    pub fn bedrock(endpoint: &str, model_id: &str, labels: &[&str], samples: u32) -> Project {
+        let provider = format!("kind = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"");
+        Project::with_provider(&provider, model_id, labels, samples, "")
+    }
+
+    /// A project with the given `[providers.fake]` settings.
+    pub fn with_provider(
+        provider: &str,
+        model_id: &str,
+        labels: &[&str],
+        samples: u32,
+        provider_extra: &str,
+    ) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let project = Project { dir };
         project.write(
@@ -30,8 +53,7 @@ impl Project {
 concurrency = 4
 
 [providers.fake]
-kind = "openai"
-base_url = "{base_url}"
+{provider}
 max_attempts = 4
 retry_base_ms = 10
 retry_max_ms = 3000
@@ -40,7 +62,7 @@ timeout_secs = 5
 
 [models.m]
 provider = "fake"
-model = "fake-model"
+model = "{model_id}"
 temperature = 1.0
 max_tokens = 50
 seed = 100
@@ -108,6 +130,16 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
             .env_remove("PROMPTGATE_CACHE")
             .env_remove("OPENAI_BASE_URL")
             .env("OPENAI_API_KEY", "test-key")
+            // Static AWS credentials and no profile or instance metadata: the default chain
+            // resolves at once and never leaves the machine.
+            .env("AWS_ACCESS_KEY_ID", "AKIDPROMPTGATETEST")
+            .env("AWS_SECRET_ACCESS_KEY", "promptgate-test-secret")
+            .env("AWS_CONFIG_FILE", "/nonexistent/promptgate-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/promptgate-test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
             .env("NO_COLOR", "1");
         command
     }

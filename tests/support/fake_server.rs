@@ -1,6 +1,7 @@
-//! A fake OpenAI Chat Completions server: real HTTP/1.1 on 127.0.0.1, real wire format,
-//! scripted answers and injectable faults (429 + Retry-After, 5xx, slow answers, garbled
-//! bodies, connection resets).
+//! A fake model server: real HTTP/1.1 on 127.0.0.1 speaking two real wire formats —
+//! OpenAI Chat Completions on `POST /v1/chat/completions` and Bedrock Converse on
+//! `POST /model/{modelId}/converse` (SigV4 accepted, not checked) — with scripted answers and
+//! injectable faults (429 + Retry-After, 5xx, slow answers, garbled bodies, connection resets).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,18 @@ impl Reply {
         }
     }
 
+    /// A Bedrock error as the service sends it: `x-amzn-errortype` header and a JSON message.
+    pub fn bedrock_error(status: u16, error_type: &str, message: &str) -> Reply {
+        Reply::Raw {
+            status,
+            body: json!({"message": message}).to_string(),
+            headers: vec![(
+                "x-amzn-errortype".into(),
+                format!("{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            )],
+        }
+    }
+
     /// A 5xx with a non-JSON body, as gateways send.
     pub fn server_error(status: u16) -> Reply {
         Reply::Raw {
@@ -76,13 +89,35 @@ impl Seen {
             .to_string()
     }
 
+    /// The text of the first user message, in either wire format.
     pub fn user_message(&self) -> String {
-        self.body["messages"]
+        let message = self.body["messages"]
             .as_array()
-            .and_then(|m| m.iter().find(|m| m["role"] == "user"))
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_string()
+            .and_then(|m| m.iter().find(|m| m["role"] == "user"));
+        let Some(message) = message else { return String::new() };
+        match &message["content"] {
+            Value::String(text) => text.clone(),
+            // Bedrock: a list of content blocks.
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+
+    /// Whether this is a Bedrock Converse request.
+    pub fn is_bedrock(&self) -> bool {
+        self.path.starts_with("/model/")
+    }
+
+    /// The model id: the body's `model` (OpenAI) or the percent-decoded path label (Bedrock).
+    pub fn model_id(&self) -> String {
+        if let Some(rest) = self.path.strip_prefix("/model/") {
+            return percent_decode(rest.trim_end_matches("/converse"));
+        }
+        self.body["model"].as_str().unwrap_or_default().to_string()
     }
 
     /// The seed sent, which promptgate sets to base seed + sample index.
@@ -101,15 +136,18 @@ struct State {
 }
 
 /// A running fake server; stops when dropped.
-pub struct FakeOpenAi {
+pub struct FakeServer {
+    /// OpenAI base URL (`http://127.0.0.1:PORT/v1`).
     pub base_url: String,
+    /// Bedrock endpoint URL (`http://127.0.0.1:PORT`).
+    pub endpoint: String,
     state: Arc<State>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl FakeOpenAi {
+impl FakeServer {
     /// Start a server that answers each request with `script(request)`.
-    pub fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
+    pub fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -132,8 +170,9 @@ impl FakeOpenAi {
                 });
             }
         });
-        FakeOpenAi {
+        FakeServer {
             base_url: format!("http://{address}/v1"),
+            endpoint: format!("http://{address}"),
             state,
             runtime: Some(runtime),
         }
@@ -155,7 +194,7 @@ impl FakeOpenAi {
     }
 }
 
-impl Drop for FakeOpenAi {
+impl Drop for FakeServer {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -181,6 +220,41 @@ pub fn completion(content: &str, model: &str) -> Value {
     })
 }
 
+/// A complete Converse response. When the request forces a tool (promptgate's way of asking for
+/// a schema), the answer comes back as that tool's input, as a model that obeys would send it.
+pub fn converse_output(content: &str, request: &Value) -> Value {
+    let forced = request["toolConfig"]["toolChoice"]["tool"]["name"].as_str();
+    let block = match (forced, serde_json::from_str::<Value>(content)) {
+        (Some(name), Ok(input)) => json!({"toolUse": {"toolUseId": "tooluse_fake", "name": name, "input": input}}),
+        _ => json!({"text": content}),
+    };
+    json!({
+        "output": {"message": {"role": "assistant", "content": [block]}},
+        "stopReason": if forced.is_some() { "tool_use" } else { "end_turn" },
+        "usage": {"inputTokens": 40, "outputTokens": 7, "totalTokens": 47},
+        "metrics": {"latencyMs": 5}
+    })
+}
+
+/// Decode %XX escapes (smithy percent-encodes the model id label: `:` arrives as `%3A`).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
@@ -204,15 +278,17 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body).await?;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let attempt = {
             let mut attempts = state.attempts.lock().expect("lock");
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(&body, &mut hasher);
+            // Canonical form: the AWS SDK writes JSON object keys in a different order each
+            // time (its documents are hash maps), so raw bytes would not match across retries.
+            std::hash::Hash::hash(&promptgate::digest::canonical_json(&body), &mut hasher);
             let count = attempts.entry(std::hash::Hasher::finish(&hasher)).or_insert(0);
             *count += 1;
             *count - 1
         };
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let seen = {
             let mut log = state.seen.lock().expect("lock");
             let seen = Arc::new(Seen {
@@ -225,7 +301,9 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             log.push(Arc::clone(&seen));
             seen
         };
-        let mut reply = if seen.path.ends_with("/chat/completions") {
+        let mut reply = if seen.path.ends_with("/chat/completions")
+            || seen.is_bedrock() && seen.path.ends_with("/converse")
+        {
             (state.script)(&seen)
         } else {
             Reply::Raw {
@@ -238,8 +316,13 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             tokio::time::sleep(wait).await;
             reply = *inner;
         }
-        let model = seen.body["model"].as_str().unwrap_or("fake").to_string();
+        let model = seen.model_id();
         let (status, body, extra) = match reply {
+            Reply::Content(text) if seen.is_bedrock() => (
+                200,
+                converse_output(&text, &seen.body).to_string(),
+                vec![("x-amzn-requestid".to_string(), "fake-request".to_string())],
+            ),
             Reply::Content(text) => (200, completion(&text, &model).to_string(), vec![]),
             Reply::Raw { status, body, headers } => (status, body, headers),
             Reply::Garbled => (
@@ -281,6 +364,8 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        408 => "Request Timeout",
+        424 => "Failed Dependency",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
