@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::baseline::Baseline;
 use crate::cache::Cache;
+use crate::compare;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
@@ -36,6 +37,15 @@ Examples:
 Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
 significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
+
+const COMPARE_AFTER_HELP: &str = "\
+Examples:
+  promptgate compare --model gemma-local --model gpt-4o-mini
+  promptgate compare --suite triage --model gpt-4o-mini --model claude-3-5-sonnet --format markdown
+
+Every row after the first is compared with the first, case by case: the difference in
+accuracy with its interval and a two-sided paired p-value, Holm-adjusted across rows. Cost uses
+each model's price_input_per_million / price_output_per_million from the config.";
 
 const PLAN_AFTER_HELP: &str = "\
 Examples:
@@ -113,6 +123,9 @@ enum Command {
     /// Run, compare each suite × model with its baseline, and fail only on a significant drop.
     #[command(after_help = GATE_AFTER_HELP)]
     Gate(GateArgs),
+    /// Several models side by side on the same cases: accuracy, paired differences, cost, latency.
+    #[command(after_help = COMPARE_AFTER_HELP)]
+    Compare(CompareArgs),
     /// Size a suite: cases needed to detect a drop, or the smallest drop N cases detect.
     #[command(after_help = PLAN_AFTER_HELP)]
     Plan(PlanArgs),
@@ -176,6 +189,25 @@ struct GateArgs {
     exact: bool,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Terminal)]
+    format: CompareFormat,
+    /// Also write the comparison to FILE (atomically): .json or .md. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    out: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompareFormat {
+    Terminal,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +350,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             emit(&cli.global, &args.output, &record)
         }
         Command::Plan(args) => plan_command(args),
+        Command::Compare(args) => compare_command(&cli.global, args),
         Command::Baseline {
             command:
                 BaselineCommand::Update {
@@ -399,6 +432,41 @@ fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<
     let text = report::exporter(format, style).export(record)?;
     print!("{text}");
     Ok(exit_code_for(record))
+}
+
+fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error> {
+    if args.selection.models.len() < 2 {
+        return Err(Error::usage("compare needs at least two models")
+            .with_hint("e.g. promptgate compare --model gemma-local --model gpt-4o-mini"));
+    }
+    let render = |format: CompareFormat, record: &compare::CompareRecord| -> Result<String, Error> {
+        Ok(match format {
+            CompareFormat::Terminal => report::compare::terminal(record),
+            CompareFormat::Markdown => report::compare::markdown(record),
+            CompareFormat::Json => {
+                serde_json::to_string_pretty(record).map_err(|e| Error::usage(e.to_string()))? + "\n"
+            }
+        })
+    };
+    let outputs = args
+        .out
+        .iter()
+        .map(|path| match Format::from_extension(path) {
+            Some(Format::Json) => Ok((path, CompareFormat::Json)),
+            Some(Format::Markdown) => Ok((path, CompareFormat::Markdown)),
+            _ => Err(
+                Error::usage(format!("cannot write a comparison to `{}`", path.display()))
+                    .with_hint("use .json or .md"),
+            ),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = run::run(&run_options(global, &args.selection))?;
+    let comparison = compare::compare(&record, &args.selection.models);
+    for (path, format) in outputs {
+        report::write_atomic(path, &render(format, &comparison)?)?;
+    }
+    print!("{}", render(args.format, &comparison)?);
+    Ok(exit_code_for(&record))
 }
 
 fn plan_command(args: &PlanArgs) -> Result<i32, Error> {

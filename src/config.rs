@@ -180,6 +180,10 @@ pub struct ModelConfig {
     pub top_p: Option<f32>,
     /// Base seed; sample j is sent with `seed + j` so that the k samples of a case differ.
     pub seed: Option<i64>,
+    /// USD per million input tokens, for cost in reports.
+    pub price_input_per_million: Option<f64>,
+    /// USD per million output tokens.
+    pub price_output_per_million: Option<f64>,
 }
 
 /// One `[suites.NAME]` table.

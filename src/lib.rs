@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod cache;
 pub mod case;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod digest;
 pub mod env;

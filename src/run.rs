@@ -18,7 +18,9 @@ use crate::excerpt::excerpt;
 use crate::grader::{Grade, Grader, Outcome};
 use crate::prompt::Prompt;
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
-use crate::run_record::{Calls, CaseResult, Miss, RunRecord, SuiteResult, Tokens, Verdict, RUN_RECORD_SCHEMA_VERSION};
+use crate::run_record::{
+    Calls, CaseResult, Latency, Miss, RunRecord, SuiteResult, Tokens, Verdict, RUN_RECORD_SCHEMA_VERSION,
+};
 use crate::stats::{self, CaseOutcome, IntervalMethod};
 
 /// What to run and how.
@@ -325,6 +327,12 @@ fn progress_bar(enabled: bool, total: usize) -> ProgressBar {
     bar
 }
 
+/// The cost of `tokens` at the model's prices, when both prices are configured.
+fn cost(model: &ModelConfig, tokens: &Tokens) -> Option<f64> {
+    let (input, output) = (model.price_input_per_million?, model.price_output_per_million?);
+    Some((tokens.input as f64 * input + tokens.output as f64 * output) / 1e6)
+}
+
 /// Grade every answer of one suite × model and compute its accuracy.
 fn aggregate(
     selection: &Selection,
@@ -338,6 +346,7 @@ fn aggregate(
     let mut errors_by_kind = BTreeMap::new();
     let mut first_error = None;
     let mut invalid_outputs = 0;
+    let mut latencies = Vec::new();
     let mut per_case = Vec::with_capacity(selection.cases.len());
     let mut outcomes = Vec::with_capacity(selection.cases.len());
     for (loaded, samples) in selection.cases.iter().zip(answers) {
@@ -376,6 +385,7 @@ fn aggregate(
                     continue;
                 }
             };
+            latencies.push(response.latency_ms);
             if let Some(usage) = response.usage {
                 tokens.input += usage.input_tokens;
                 tokens.output += usage.output_tokens;
@@ -436,6 +446,8 @@ fn aggregate(
         first_error,
         calls,
         tokens,
+        cost_usd: cost(&selection.model, &tokens),
+        latency: Latency::of(&mut latencies),
         verdict,
         baseline: None,
         per_case,

@@ -59,6 +59,28 @@ pub struct Tokens {
     pub output: u64,
 }
 
+/// Response latency over the samples of a result (cached samples keep their original latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `values`; `None` when empty.
+    pub fn of(values: &mut [u64]) -> Option<Latency> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let rank = |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Some(Latency {
+            p50_ms: rank(0.50),
+            p95_ms: rank(0.95),
+        })
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -103,6 +125,11 @@ pub struct SuiteResult {
     pub first_error: Option<String>,
     pub calls: Calls,
     pub tokens: Tokens,
+    /// What these samples cost at the model's configured prices (USD), cached ones included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
     pub verdict: Verdict,
     /// The comparison with the stored baseline (`promptgate gate` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,4 +161,17 @@ pub struct Miss {
     pub reason: String,
     /// The start of the model's answer.
     pub excerpt: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut values: Vec<u64> = (1..=20).collect();
+        assert_eq!(Latency::of(&mut values), Some(Latency { p50_ms: 10, p95_ms: 19 }));
+        assert_eq!(Latency::of(&mut [7]), Some(Latency { p50_ms: 7, p95_ms: 7 }));
+        assert_eq!(Latency::of(&mut []), None);
+    }
 }

@@ -335,6 +335,7 @@ fn out_writes_the_json_record_and_terminal_goes_to_stdout() {
             ".duration_ms" => "[duration_ms]",
             ".promptgate_version" => "[version]",
             ".results[].prompt_sha256" => "[sha256]",
+            ".results[].latency" => "[latency]",
         });
     });
 }

@@ -207,6 +207,8 @@ mod tests {
             max_tokens: None,
             top_p: None,
             seed: Some(40),
+            price_input_per_million: None,
+            price_output_per_million: None,
         };
         assert_eq!(SamplingParams::for_sample(&model, 2).seed, Some(42));
         let unseeded = ModelConfig { seed: None, ..model };

@@ -1,5 +1,6 @@
 //! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
 
+pub mod compare;
 pub mod json;
 pub mod junit;
 pub mod markdown;

@@ -1,0 +1,212 @@
+//! `promptgate compare`: several models side by side on the same cases. Every row after the
+//! first is compared with the first, case by case (two-sided paired test, Holm-adjusted across
+//! the rows of the run), beside its invalid-output and error rates, tokens, cost and latency, and
+//! the cases where the models disagree.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paired;
+use crate::run_record::{Calls, Latency, RunRecord, SuiteResult, Tokens};
+use crate::stats::{t_quantile, Estimate};
+
+/// The JSON schema version of [`CompareRecord`].
+///
+/// Changelog: 1 — first version.
+pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+
+/// The result of `promptgate compare`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareRecord {
+    pub schema_version: u32,
+    pub promptgate_version: String,
+    pub calls: Calls,
+    pub suites: Vec<SuiteComparison>,
+    pub started_at: String,
+    pub duration_ms: u64,
+}
+
+/// One suite, one row per model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteComparison {
+    pub suite: String,
+    /// The model every other row is compared with (the first `--model`).
+    pub reference: String,
+    pub rows: Vec<Row>,
+    /// Case ids whose per-case accuracy differs between any two models.
+    pub disagreements: Vec<String>,
+}
+
+/// One model on one suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub model_id: String,
+    pub provider: String,
+    pub accuracy: Option<Estimate>,
+    /// This row minus the reference row, over the cases both answered (none on the first row).
+    pub difference: Option<Difference>,
+    pub invalid_output_rate: f64,
+    pub error_rate: f64,
+    pub tokens: Tokens,
+    pub cost_usd: Option<f64>,
+    pub latency: Option<Latency>,
+}
+
+/// A paired difference against the reference row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub delta: Estimate,
+    pub p_value: f64,
+    pub adjusted_p_value: f64,
+    pub cases_compared: usize,
+}
+
+/// Build the comparison from a run over the compared models (suites in run order, models in
+/// `models` order).
+pub fn compare(record: &RunRecord, models: &[String]) -> CompareRecord {
+    let mut suites: Vec<SuiteComparison> = Vec::new();
+    let mut suite_names: Vec<&str> = Vec::new();
+    for result in &record.results {
+        if !suite_names.contains(&result.suite.as_str()) {
+            suite_names.push(&result.suite);
+        }
+    }
+    for suite in suite_names {
+        let mut results: Vec<&SuiteResult> = record.results.iter().filter(|r| r.suite == suite).collect();
+        results.sort_by_key(|r| models.iter().position(|m| *m == r.model).unwrap_or(usize::MAX));
+        let reference = results[0];
+        let rows = results
+            .iter()
+            .map(|r| row(r, (r.model != reference.model).then_some(reference)))
+            .collect();
+        suites.push(SuiteComparison {
+            suite: suite.to_string(),
+            reference: reference.model.clone(),
+            rows,
+            disagreements: disagreements(&results),
+        });
+    }
+    // Holm across every compared row of the run.
+    let mut p_values = Vec::new();
+    for suite in &suites {
+        for row in &suite.rows {
+            if let Some(d) = &row.difference {
+                p_values.push(d.p_value);
+            }
+        }
+    }
+    let mut adjusted = paired::holm(&p_values).into_iter();
+    for suite in &mut suites {
+        for row in &mut suite.rows {
+            if let Some(d) = &mut row.difference {
+                d.adjusted_p_value = adjusted.next().unwrap_or(d.p_value);
+            }
+        }
+    }
+    CompareRecord {
+        schema_version: COMPARE_SCHEMA_VERSION,
+        promptgate_version: record.promptgate_version.clone(),
+        calls: record.calls,
+        suites,
+        started_at: record.started_at.clone(),
+        duration_ms: record.duration_ms,
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn row(result: &SuiteResult, reference: Option<&SuiteResult>) -> Row {
+    let samples = result.calls.made + result.calls.cached + result.calls.failed;
+    let answered = samples - result.calls.failed;
+    Row {
+        model: result.model.clone(),
+        model_id: result.model_id.clone(),
+        provider: result.provider.clone(),
+        accuracy: result.accuracy,
+        difference: reference.and_then(|reference| difference(result, reference)),
+        invalid_output_rate: share(result.invalid_outputs, answered),
+        error_rate: result.error_rate,
+        tokens: result.tokens,
+        cost_usd: result.cost_usd,
+        latency: result.latency,
+    }
+}
+
+fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Difference> {
+    let base: HashMap<&str, _> = reference.per_case.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut differences = Vec::new();
+    let mut scale = 1u32;
+    for case in &result.per_case {
+        let Some(b) = base.get(case.id.as_str()) else { continue };
+        if case.samples == 0 || b.samples == 0 {
+            continue;
+        }
+        differences
+            .push(f64::from(case.correct) / f64::from(case.samples) - f64::from(b.correct) / f64::from(b.samples));
+        for k in [case.samples, b.samples] {
+            scale = (scale / gcd(scale, k)).saturating_mul(k).min(10_000);
+        }
+    }
+    let n = differences.len();
+    if n < 2 {
+        return None;
+    }
+    let confidence_level = result.accuracy.map_or(0.95, |a| a.confidence_level);
+    let mean = crate::stats::mean(&differences);
+    let se = crate::stats::sample_sd(&differences) / (n as f64).sqrt();
+    let q = t_quantile(1.0 - (1.0 - confidence_level) / 2.0, n as f64 - 1.0);
+    let p_value = paired::two_sided_p_value(&differences, scale);
+    Some(Difference {
+        delta: Estimate {
+            point: mean,
+            lower: (mean - q * se).max(-1.0),
+            upper: (mean + q * se).min(1.0),
+            confidence_level,
+            standard_error: se,
+        },
+        p_value,
+        adjusted_p_value: p_value,
+        cases_compared: n,
+    })
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Cases whose per-case accuracy is not the same for every model.
+fn disagreements(results: &[&SuiteResult]) -> Vec<String> {
+    let Some(first) = results.first() else {
+        return Vec::new();
+    };
+    first
+        .per_case
+        .iter()
+        .filter(|case| {
+            let mean_of = |r: &SuiteResult| {
+                r.per_case
+                    .iter()
+                    .find(|c| c.id == case.id && c.samples > 0)
+                    .map(|c| f64::from(c.correct) / f64::from(c.samples))
+            };
+            let means: Vec<Option<f64>> = results.iter().map(|r| mean_of(r)).collect();
+            means
+                .iter()
+                .flatten()
+                .any(|m| (m - means.iter().flatten().next().copied().unwrap_or(*m)).abs() > 1e-12)
+        })
+        .map(|case| case.id.clone())
+        .collect()
+}

@@ -1,0 +1,75 @@
+//! `promptgate compare` end to end: one suite on an OpenAI-compatible model and a Bedrock model,
+//! both served by the fake server, side by side.
+
+mod support;
+
+use support::fake_server::{FakeServer, Reply, Seen};
+use support::Project;
+
+fn labels(n: usize) -> Vec<&'static str> {
+    (0..n).map(|i| if i % 2 == 0 { "suppress" } else { "notify" }).collect()
+}
+
+fn right(seen: &Seen) -> (usize, &'static str) {
+    let case: usize = seen.case_id().trim_start_matches('c').parse().expect("case id");
+    (case, if case % 2 == 0 { "suppress" } else { "notify" })
+}
+
+#[test]
+fn two_providers_side_by_side() {
+    // The OpenAI-compatible model misses c00..c03; the Bedrock model answers everything right.
+    let server = FakeServer::start(|seen| {
+        let (case, label) = right(seen);
+        let wrong = !seen.is_bedrock() && case < 4;
+        Reply::label(if wrong {
+            if label == "suppress" {
+                "notify"
+            } else {
+                "suppress"
+            }
+        } else {
+            label
+        })
+    });
+    let project = Project::new(&server.base_url, &labels(20), 1, "");
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &format!(
+            "{config}\n[providers.aws]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n\
+             [models.b]\nprovider = \"aws\"\nmodel = \"anthropic.claude-3-haiku-20240307-v1:0\"\ntemperature = 1.0\n\
+             max_tokens = 50\nprice_input_per_million = 0.25\nprice_output_per_million = 1.25\n",
+            server.endpoint
+        ),
+    );
+    let (record, code) = project.json(&["compare", "--model", "m", "--model", "b", "--out", "compare.md"]);
+    assert_eq!(code, 0, "{record:#}");
+    let suite = &record["suites"][0];
+    assert_eq!(suite["reference"], "m");
+    let rows = suite["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["model"], "m");
+    assert!(rows[0]["difference"].is_null());
+    assert_eq!(rows[0]["accuracy"]["point"], 0.8);
+    assert_eq!(rows[1]["provider"], "aws");
+    let difference = &rows[1]["difference"];
+    assert!((difference["delta"]["point"].as_f64().unwrap() - 0.2).abs() < 1e-12);
+    // scipy.stats.ttest_rel(ones(20), [0]*4 + [1]*16).pvalue (two-sided); one row, so Holm = raw.
+    assert!((difference["p_value"].as_f64().unwrap() - 0.04208628671050175).abs() < 1e-9);
+    assert_eq!(difference["adjusted_p_value"], difference["p_value"]);
+    assert_eq!(suite["disagreements"], serde_json::json!(["c00", "c01", "c02", "c03"]));
+    // 20 calls × (40 in, 7 out) tokens at $0.25 / $1.25 per million.
+    assert!((rows[1]["cost_usd"].as_f64().unwrap() - (800.0 * 0.25 + 140.0 * 1.25) / 1e6).abs() < 1e-12);
+    assert!(rows[0]["cost_usd"].is_null(), "no prices configured for m");
+    assert!(rows[1]["latency"]["p95_ms"].as_u64().unwrap() >= rows[1]["latency"]["p50_ms"].as_u64().unwrap());
+    assert_eq!(server.seen().iter().filter(|s| s.is_bedrock()).count(), 20);
+
+    let markdown = std::fs::read_to_string(project.file("compare.md")).unwrap();
+    assert!(markdown.contains("| b | 100.0% ["), "{markdown}");
+    assert!(
+        markdown.contains("Disagreements (4): `c00`, `c01`, `c02`, `c03`"),
+        "{markdown}"
+    );
+
+    // A comparison needs two models.
+    project.command().args(["compare", "--model", "m"]).assert().code(2);
+}
