@@ -28,8 +28,44 @@ fn measure(concurrency: usize, latency: Duration, calls_per_slot: usize) {
     );
 }
 
+/// Issue 5's figure: `compare` over 40 cases × k = 5 × 3 models (two OpenAI-compatible, one
+/// Bedrock, all on the fake server) at latency L, against the ideal calls / C × L.
+fn measure_compare(concurrency: usize, latency: Duration) {
+    let server = FakeServer::start(move |_| Reply::Delay(latency, Box::new(Reply::label("notify"))));
+    let project = Project::new(&server.base_url, &common::labels(40), 5, "");
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).expect("config");
+    project.write(
+        "promptgate.toml",
+        &format!(
+            "{config}\n[models.m2]\nprovider = \"fake\"\nmodel = \"other-model\"\nmax_tokens = 50\n\n\
+             [providers.aws]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n\
+             [models.b]\nprovider = \"aws\"\nmodel = \"anthropic.claude-3-haiku-20240307-v1:0\"\nmax_tokens = 50\n",
+            server.endpoint
+        ),
+    );
+    let mut options = common::options(project.path(), 5, concurrency, false);
+    options.models = vec!["m".into(), "m2".into(), "b".into()];
+    // The AWS default chain reads the process environment for credentials.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDPROMPTGATEBENCH");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let (record, elapsed) = common::timed(&options);
+    let comparison = promptgate::compare::compare(&record, &options.models);
+    assert_eq!(comparison.suites[0].rows.len(), 3);
+    let calls = record.calls.made as f64;
+    let ideal = calls / concurrency as f64 * latency.as_secs_f64();
+    println!(
+        "compare 40 cases x k = 5 x 3 models ({calls} calls), C = {concurrency}, L = {} ms: {:.2} s, ideal {ideal:.2} s ({:.1} % of ideal)",
+        latency.as_millis(),
+        elapsed.as_secs_f64(),
+        100.0 * ideal / elapsed.as_secs_f64()
+    );
+}
+
 fn main() {
     measure(64, Duration::from_millis(0), 40);
     measure(8, Duration::from_millis(50), 40);
     measure(64, Duration::from_millis(50), 40);
+    measure_compare(16, Duration::from_millis(50));
+    measure_compare(64, Duration::from_millis(50));
 }
