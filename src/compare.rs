@@ -151,9 +151,7 @@ fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Differenc
         }
         differences
             .push(f64::from(case.correct) / f64::from(case.samples) - f64::from(b.correct) / f64::from(b.samples));
-        for k in [case.samples, b.samples] {
-            scale = (scale / gcd(scale, k)).saturating_mul(k).min(10_000);
-        }
+        scale = paired::extend_scale(paired::extend_scale(scale, case.samples), b.samples);
     }
     let n = differences.len();
     if n < 2 {
@@ -176,14 +174,6 @@ fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Differenc
         adjusted_p_value: p_value,
         cases_compared: n,
     })
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// Cases whose per-case accuracy is not the same for every model.

@@ -129,14 +129,6 @@ pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, E
     Ok(record)
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> BaselineComparison {
     let base: HashMap<&str, _> = baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut differences = Vec::new();
@@ -159,10 +151,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
                 } else if d > 1e-12 {
                     improved_cases.push(case.id.clone());
                 }
-                for k in [case.samples, b.samples] {
-                    // lcm, capped: beyond it the exact test's rounding is negligible anyway.
-                    scale = (scale / gcd(scale, k)).saturating_mul(k).min(10_000);
-                }
+                scale = paired::extend_scale(paired::extend_scale(scale, case.samples), b.samples);
                 differences.push(d);
             }
             // A case with no valid sample on either side cannot be paired.

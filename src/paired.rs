@@ -169,6 +169,22 @@ pub fn two_sided_p_value(differences: &[f64], scale: u32) -> f64 {
     (2.0 * t_cdf(-t.abs(), n as f64 - 1.0)).min(1.0)
 }
 
+/// The integer scale L for the exact test: the least common multiple of the sample counts seen
+/// so far and `samples`, capped (beyond the cap the test's rounding is negligible).
+pub fn extend_scale(scale: u32, samples: u32) -> u32 {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if samples == 0 {
+        return scale;
+    }
+    (scale / gcd(scale, samples)).saturating_mul(samples).min(10_000)
+}
+
 /// Holm–Bonferroni adjusted p-values, returned in input order.
 pub fn holm(p_values: &[f64]) -> Vec<f64> {
     let m = p_values.len();
@@ -284,6 +300,12 @@ mod tests {
         // Zero spread: exact, 2 · 2^−5.
         close(two_sided_p_value(&[1.0; 5], 1), 0.0625, 1e-12);
         assert_eq!(two_sided_p_value(&[0.0; 5], 1), 1.0);
+    }
+
+    #[test]
+    fn scale_is_the_lcm_of_sample_counts() {
+        assert_eq!([3, 5, 3, 1].iter().fold(1, |l, k| extend_scale(l, *k)), 15);
+        assert_eq!(extend_scale(4, 0), 4);
     }
 
     #[test]
