@@ -275,7 +275,12 @@ impl Cache {
         let fail = |e: rusqlite::Error| self.error(format!("failed to store a response: {e}"));
         let created_at = jiff::Timestamp::now().to_string();
         let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(fail)?;
+        // IMMEDIATE takes the write lock up front. A deferred transaction would read first and
+        // then upgrade, and in WAL mode that upgrade fails at once with SQLITE_BUSY (no busy
+        // wait) when another process committed in between — two runs sharing a cache.
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
         {
             let mut statement = transaction
                 .prepare_cached(

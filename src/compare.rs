@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::paired;
 use crate::run_record::{Calls, Latency, RunRecord, SuiteResult, Tokens};
-use crate::stats::{t_quantile, Estimate};
+use crate::stats::Estimate;
 
 /// The JSON schema version of [`CompareRecord`].
 ///
@@ -158,18 +158,11 @@ fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Differenc
         return None;
     }
     let confidence_level = result.accuracy.map_or(0.95, |a| a.confidence_level);
-    let mean = crate::stats::mean(&differences);
-    let se = crate::stats::sample_sd(&differences) / (n as f64).sqrt();
-    let q = t_quantile(1.0 - (1.0 - confidence_level) / 2.0, n as f64 - 1.0);
+    // The interval is the paired test's two-sided one; only the p-value differs (two-sided here).
+    let delta = paired::compare(&differences, scale, 0.0, 0.05, confidence_level, false).delta;
     let p_value = paired::two_sided_p_value(&differences, scale);
     Some(Difference {
-        delta: Estimate {
-            point: mean,
-            lower: (mean - q * se).max(-1.0),
-            upper: (mean + q * se).min(1.0),
-            confidence_level,
-            standard_error: se,
-        },
+        delta,
         p_value,
         adjusted_p_value: p_value,
         cases_compared: n,

@@ -26,7 +26,7 @@ use aws_sdk_bedrockruntime::Client;
 use aws_smithy_types::{Document, Number};
 use serde_json::{json, Map, Value};
 
-use super::{FailureKind, ProviderError, Request, Response, ToolCall, Usage};
+use super::{error_chain, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::config::ProviderConfig;
 use crate::env::EnvVars;
 use crate::retry::RetryPolicy;
@@ -232,17 +232,6 @@ fn classify(error: SdkError<ConverseError, HttpResponse>) -> ProviderError {
         status,
         retry_after,
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// serde_json → smithy Document (tool input schemas).

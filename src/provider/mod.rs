@@ -173,6 +173,18 @@ impl Provider {
     }
 }
 
+/// An error and its sources on one line ("error sending request: connection reset").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 /// Parse a `Retry-After` value: delta-seconds (possibly fractional) or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

@@ -19,7 +19,7 @@ use async_openai::Client;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::{parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
+use super::{error_chain, parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::config::{ProviderConfig, ResponseFormatMode};
 use crate::env::EnvVars;
 use crate::error::Error;
@@ -291,18 +291,6 @@ fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -> Pr
         status: Some(status),
         retry_after,
     }
-}
-
-/// An error and its sources on one line ("error sending request: connection reset").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
