@@ -159,9 +159,22 @@ impl Cache {
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
         // WAL lets readers and one writer work at once; NORMAL sync is durable across process
         // crashes (only an OS crash can lose the last commits), which is what a killed run needs.
+        // Switching a new file to WAL needs a lock that SQLite does not wait for with the busy
+        // handler, so two runs creating one cache at once retry here, within the same bound.
+        let started = std::time::Instant::now();
+        loop {
+            match connection.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(fail(format!("failed to switch to WAL: {e}"))),
+            }
+        }
         connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| fail(e.to_string()))?;
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
