@@ -123,9 +123,9 @@ pub struct ModelStats {
 }
 
 /// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
-/// rendered messages, sampling parameters, response schema and sample index.
+/// rendered messages, sampling parameters, response schema, tools and sample index.
 pub fn key(request: &Request) -> String {
-    let value = json!({
+    let mut value = json!({
         "key_version": 1,
         "provider": request.provider.as_str(),
         "model": request.model,
@@ -134,6 +134,11 @@ pub fn key(request: &Request) -> String {
         "params": request.params,
         "sample_index": request.sample_index,
     });
+    // Only present when used: keys of prompts without tools are unchanged.
+    if !request.prompt.tools.is_empty() {
+        value["tools"] = json!(request.prompt.tools);
+        value["tool_choice"] = json!(request.prompt.tool_choice);
+    }
     digest::sha256_of_json(&value)
 }
 
@@ -384,6 +389,8 @@ mod tests {
                     content: "hi".into(),
                 }],
                 response_schema: None,
+                tools: vec![],
+                tool_choice: None,
             },
             params: SamplingParams {
                 temperature: Some(0.5),
@@ -432,6 +439,28 @@ mod tests {
             ..request(0)
         };
         assert_ne!(key(&openai), key(&bedrock));
+    }
+
+    #[test]
+    fn tools_are_part_of_the_key_and_absent_tools_change_nothing() {
+        // Pinned: a key must not change between releases, or every cache is lost on upgrade.
+        // Independently: sha256 of Python's json.dumps(v, sort_keys=True, separators=(",", ":"))
+        // of the same object.
+        assert_eq!(
+            key(&request(0)),
+            "36618ea23e06be5afc22b79ce9fcb6f7c181965f1037799a71abadb3262af6a3"
+        );
+        let mut with_tools = request(0);
+        with_tools.prompt.tools = vec![crate::prompt::ToolDefinition {
+            name: "listAutomaticSuppressionRules".into(),
+            description: None,
+            parameters: json!({"type": "object", "properties": {}}),
+        }];
+        with_tools.prompt.tool_choice = Some(crate::prompt::ToolChoice::Auto);
+        let mut required = with_tools.clone();
+        required.prompt.tool_choice = Some(crate::prompt::ToolChoice::Required);
+        assert_ne!(key(&with_tools), key(&request(0)));
+        assert_ne!(key(&with_tools), key(&required));
     }
 
     #[test]

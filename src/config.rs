@@ -218,6 +218,8 @@ pub enum GraderConfig {
         /// The allowed labels, e.g. `["suppress", "notify"]`.
         labels: Vec<String>,
     },
+    /// The expected function calls with argument matchers (`expect.calls`).
+    ToolCall,
 }
 
 impl Config {
@@ -337,12 +339,13 @@ impl Config {
             if suite.samples == 0 {
                 return Err(self.field_error(format!("suites.{name}.samples"), "must be at least 1".into()));
             }
-            let GraderConfig::Label { labels, .. } = &suite.grader;
-            if labels.is_empty() {
-                return Err(self.field_error(
-                    format!("suites.{name}.grader.labels"),
-                    "a label grader needs at least one label".into(),
-                ));
+            if let GraderConfig::Label { labels, .. } = &suite.grader {
+                if labels.is_empty() {
+                    return Err(self.field_error(
+                        format!("suites.{name}.grader.labels"),
+                        "a label grader needs at least one label".into(),
+                    ));
+                }
             }
         }
         Ok(())

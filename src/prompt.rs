@@ -13,7 +13,7 @@ use crate::error::{self, Error};
 
 /// The prompt file format version this build reads.
 ///
-/// Changelog: 1 — first version (system, user, response_schema).
+/// Changelog: 1 — first version (system, user, response_schema, tools, tool_choice).
 pub const PROMPT_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +25,9 @@ struct PromptFile {
     system: Option<String>,
     user: String,
     response_schema: Option<ResponseSchema>,
+    #[serde(default)]
+    tools: Vec<ToolDefinition>,
+    tool_choice: Option<String>,
 }
 
 fn default_version() -> u32 {
@@ -41,6 +44,30 @@ pub struct ResponseSchema {
     pub schema: Value,
 }
 
+/// A function the model may call, defined once and sent as an OpenAI `function` tool or a
+/// Bedrock `toolSpec`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments (an object schema).
+    pub parameters: Value,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides (OpenAI `auto`, Bedrock `auto`).
+    Auto,
+    /// The model must call some tool (OpenAI `required`, Bedrock `any`).
+    Required,
+    /// The model must call this tool (OpenAI `{"type": "function", …}`, Bedrock `tool`).
+    Tool(String),
+}
+
 /// A loaded prompt with its templates compiled.
 #[derive(Debug)]
 pub struct Prompt {
@@ -49,6 +76,8 @@ pub struct Prompt {
     /// SHA-256 of the canonical content: the prompt's version.
     pub sha256: String,
     pub response_schema: Option<ResponseSchema>,
+    pub tools: Vec<ToolDefinition>,
+    pub tool_choice: Option<ToolChoice>,
     environment: Environment<'static>,
     has_system: bool,
 }
@@ -65,6 +94,10 @@ pub struct Message {
 pub struct RenderedPrompt {
     pub messages: Vec<Message>,
     pub response_schema: Option<ResponseSchema>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
 }
 
 impl Prompt {
@@ -82,12 +115,18 @@ impl Prompt {
                 .with_hint("a prompt file has `user` (and optionally `system`, `description`, `[response_schema]`)")
         })?;
         error::check_schema_version("prompt", path, file.schema_version, PROMPT_SCHEMA_VERSION)?;
-        let canonical = json!({
+        let tool_choice = check_tools(path, &file)?;
+        let mut canonical = json!({
             "schema_version": file.schema_version,
             "system": file.system,
             "user": file.user,
             "response_schema": file.response_schema,
         });
+        // Only present when used, so that adding tool support left existing versions unchanged.
+        if !file.tools.is_empty() {
+            canonical["tools"] = json!(file.tools);
+            canonical["tool_choice"] = json!(tool_choice);
+        }
         let sha256 = digest::sha256_of_json(&canonical);
 
         let mut environment = Environment::new();
@@ -105,6 +144,8 @@ impl Prompt {
             description: file.description,
             sha256,
             response_schema: file.response_schema,
+            tools: file.tools,
+            tool_choice,
             environment,
             has_system,
         })
@@ -154,6 +195,8 @@ impl Prompt {
         Ok(RenderedPrompt {
             messages,
             response_schema: self.response_schema.clone(),
+            tools: self.tools.clone(),
+            tool_choice: self.tool_choice.clone(),
         })
     }
 
@@ -191,6 +234,75 @@ impl Prompt {
             None => error,
         }
     }
+}
+
+/// Check tool definitions (names both wire formats accept, object schemas, no duplicates) and
+/// resolve `tool_choice`.
+fn check_tools(path: &Path, file: &PromptFile) -> Result<Option<ToolChoice>, Error> {
+    let invalid = |field: String, message: String, hint: &str| {
+        Error::invalid("prompt", path, format!(" (field `{field}`)"), message).with_hint(hint.to_string())
+    };
+    if file.tools.is_empty() {
+        return match &file.tool_choice {
+            Some(_) => Err(invalid(
+                "tool_choice".into(),
+                "`tool_choice` without any `[[tools]]`".into(),
+                "define the tools with [[tools]] name, description, parameters",
+            )),
+            None => Ok(None),
+        };
+    }
+    if file.response_schema.is_some() {
+        return Err(invalid(
+            "response_schema".into(),
+            "a prompt cannot have both `[[tools]]` and `[response_schema]`".into(),
+            "on Bedrock the response schema is itself sent as a forced tool; answer through a tool instead",
+        ));
+    }
+    for (index, tool) in file.tools.iter().enumerate() {
+        let field = |name: &str| format!("tools[{index}].{name}");
+        // OpenAI and Bedrock both accept exactly this alphabet, up to 64 characters.
+        let valid_name = !tool.name.is_empty()
+            && tool.name.len() <= 64
+            && tool
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(invalid(
+                field("name"),
+                format!("tool name `{}` is not 1–64 of a-z, A-Z, 0-9, _ and -", tool.name),
+                "OpenAI functions and Bedrock toolSpecs share this naming rule",
+            ));
+        }
+        if file.tools[..index].iter().any(|other| other.name == tool.name) {
+            return Err(invalid(
+                field("name"),
+                format!("tool `{}` is defined twice", tool.name),
+                "give each tool a distinct name",
+            ));
+        }
+        if tool.parameters.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(invalid(
+                field("parameters"),
+                format!("the parameters of tool `{}` are not an object schema", tool.name),
+                "write parameters = { type = \"object\", properties = { … } } (also for no arguments)",
+            ));
+        }
+    }
+    let choice = match file.tool_choice.as_deref() {
+        None | Some("auto") => ToolChoice::Auto,
+        Some("required") => ToolChoice::Required,
+        Some(name) if file.tools.iter().any(|tool| tool.name == name) => ToolChoice::Tool(name.to_string()),
+        Some(other) => {
+            return Err(invalid(
+                "tool_choice".into(),
+                format!("`tool_choice = \"{other}\"` is neither auto, required nor a defined tool"),
+                "use \"auto\" (the default), \"required\" or the name of one of the [[tools]]",
+            ))
+        }
+    };
+    Ok(Some(choice))
 }
 
 /// The 1-based line of the first `{{ … }}` or `{% … %}` that mentions `name`.
@@ -296,5 +408,84 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
     fn template_syntax_error_names_line() {
         let err = Prompt::parse(Path::new("p.toml"), "user = \"\"\"ok\n{{ broken \"\"\"").unwrap_err();
         assert!(err.to_string().contains("template `user`, line 2"), "{err}");
+    }
+
+    const TOOLS: &str = r#"
+user = "{{ message }}"
+tool_choice = "required"
+[[tools]]
+name = "listAutomaticSuppressionRules"
+description = "List the automatic suppression rules."
+parameters = { type = "object", properties = {} }
+[[tools]]
+name = "deleteAutomaticSuppressionRule"
+parameters = { type = "object", properties = { controlId = { type = "string" } }, required = ["controlId"] }
+"#;
+
+    #[test]
+    fn tools_render_with_their_choice() {
+        let prompt = Prompt::parse(Path::new("p.toml"), TOOLS).unwrap();
+        let rendered = prompt.render(&loaded(json!({"message": "一覧"}))).unwrap();
+        assert_eq!(rendered.tools.len(), 2);
+        assert_eq!(rendered.tools[1].parameters["required"], json!(["controlId"]));
+        assert_eq!(rendered.tool_choice, Some(ToolChoice::Required));
+        let named = Prompt::parse(
+            Path::new("p.toml"),
+            &TOOLS.replace("\"required\"", "\"listAutomaticSuppressionRules\""),
+        )
+        .unwrap();
+        assert_eq!(
+            named.tool_choice,
+            Some(ToolChoice::Tool("listAutomaticSuppressionRules".into()))
+        );
+        // Tools are part of the version.
+        let other = Prompt::parse(Path::new("p.toml"), &TOOLS.replace("List the", "Show the")).unwrap();
+        assert_ne!(prompt.sha256, other.sha256);
+    }
+
+    #[test]
+    fn bad_tool_definitions_name_the_field() {
+        let cases = [
+            (
+                TOOLS.replace("\"required\"", "\"suppress\""),
+                "field `tool_choice`",
+                "neither auto",
+            ),
+            (
+                TOOLS.replace("name = \"deleteAutomaticSuppressionRule\"", "name = \"delete rule\""),
+                "field `tools[1].name`",
+                "not 1–64",
+            ),
+            (
+                TOOLS.replace(
+                    "\"deleteAutomaticSuppressionRule\"",
+                    "\"listAutomaticSuppressionRules\"",
+                ),
+                "field `tools[1].name`",
+                "defined twice",
+            ),
+            (
+                TOOLS.replace("type = \"object\", properties = {}", "type = \"string\""),
+                "field `tools[0].parameters`",
+                "not an object schema",
+            ),
+            (
+                format!("{TOOLS}\n[response_schema]\nname = \"x\"\nschema = {{}}\n"),
+                "field `response_schema`",
+                "both",
+            ),
+            (
+                "user = \"x\"\ntool_choice = \"auto\"\n".to_string(),
+                "field `tool_choice`",
+                "without any",
+            ),
+        ];
+        for (text, location, message) in cases {
+            let err = Prompt::parse(Path::new("p.toml"), &text).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains("p.toml") && shown.contains(location), "{shown}");
+            assert!(shown.contains(message), "{shown}");
+            assert!(err.hint().is_some(), "{shown}");
+        }
     }
 }

@@ -240,7 +240,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         }
         let prompt = Prompt::load(&config.resolve(&suite.prompt))?;
         let cases = case::load_cases(&config.resolve(&suite.cases))?;
-        let grader = Grader::new(&suite.grader);
+        let grader = Grader::new(&suite.grader, &prompt);
         for loaded in &cases {
             grader.check_expect(&loaded.case.expect).map_err(|message| {
                 Error::invalid(

@@ -4,11 +4,14 @@
 //! counted on its own, because malformed output is itself a regression users care about.
 
 pub mod label;
+pub mod matcher;
+pub mod tool_call;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::GraderConfig;
+use crate::prompt::Prompt;
 use crate::provider::Response;
 
 /// The verdict on one sample.
@@ -54,15 +57,19 @@ impl Grade {
 #[derive(Debug, Clone)]
 pub enum Grader {
     Label(label::LabelGrader),
+    ToolCall(tool_call::ToolCallGrader),
 }
 
 impl Grader {
-    /// Build the grader a suite's config describes.
-    pub fn new(config: &GraderConfig) -> Grader {
+    /// Build the grader a suite's config describes, for the suite's prompt.
+    pub fn new(config: &GraderConfig, prompt: &Prompt) -> Grader {
         match config {
             GraderConfig::Label { field, labels } => {
                 Grader::Label(label::LabelGrader::new(field.clone(), labels.clone()))
             }
+            GraderConfig::ToolCall => Grader::ToolCall(tool_call::ToolCallGrader::new(
+                prompt.tools.iter().map(|tool| tool.name.clone()).collect(),
+            )),
         }
     }
 
@@ -70,6 +77,7 @@ impl Grader {
     pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
         match self {
             Grader::Label(g) => g.check_expect(expect),
+            Grader::ToolCall(g) => g.check_expect(expect),
         }
     }
 
@@ -77,6 +85,7 @@ impl Grader {
     pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
         match self {
             Grader::Label(g) => g.grade(response, expect),
+            Grader::ToolCall(g) => g.grade(response, expect),
         }
     }
 }

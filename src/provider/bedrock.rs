@@ -16,11 +16,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
-use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput as Output, InferenceConfiguration, Message, SpecificToolChoice,
-    SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
+    AnyToolChoice, AutoToolChoice, ContentBlock, ConversationRole, ConverseOutput as Output, InferenceConfiguration,
+    Message, SpecificToolChoice, SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema,
+    ToolSpecification,
 };
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_types::{Document, Number};
@@ -29,6 +30,7 @@ use serde_json::{json, Map, Value};
 use super::{error_chain, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::config::ProviderConfig;
 use crate::env::EnvVars;
+use crate::prompt::{RenderedPrompt, ToolChoice as PromptToolChoice};
 use crate::retry::RetryPolicy;
 
 /// A client for one `[providers.NAME]` table of kind `bedrock`.
@@ -76,8 +78,7 @@ impl BedrockProvider {
 
     /// One attempt, no retries.
     pub async fn complete_once(&self, request: &Request) -> Result<Response, ProviderError> {
-        let invalid =
-            |e: aws_sdk_bedrockruntime::error::BuildError| ProviderError::new(FailureKind::Client, e.to_string());
+        let invalid = |e: BuildError| ProviderError::new(FailureKind::Client, e.to_string());
         let mut call = self.client.converse().model_id(&request.model);
         for message in &request.prompt.messages {
             match message.role.as_str() {
@@ -114,22 +115,7 @@ impl BedrockProvider {
             .response_schema
             .as_ref()
             .map(|schema| schema.name.clone());
-        if let Some(schema) = &request.prompt.response_schema {
-            let spec = ToolSpecification::builder()
-                .name(&schema.name)
-                .description("Give your answer by calling this tool; its input is the answer.")
-                .input_schema(ToolInputSchema::Json(to_document(&schema.schema)))
-                .build()
-                .map_err(invalid)?;
-            let choice = SpecificToolChoice::builder()
-                .name(&schema.name)
-                .build()
-                .map_err(invalid)?;
-            let tools = ToolConfiguration::builder()
-                .tools(Tool::ToolSpec(spec))
-                .tool_choice(ToolChoice::Tool(choice))
-                .build()
-                .map_err(invalid)?;
+        if let Some(tools) = tool_configuration(&request.prompt).map_err(invalid)? {
             call = call.tool_config(tools);
         }
         let started = Instant::now();
@@ -137,6 +123,46 @@ impl BedrockProvider {
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(response_of(&output, forced_tool.as_deref(), latency_ms))
     }
+}
+
+/// The `toolConfig` of a prompt: its tools as `toolSpec`s with the choice mapped (OpenAI
+/// `required` is Bedrock `any`), or the response schema as one forced tool.
+fn tool_configuration(prompt: &RenderedPrompt) -> Result<Option<ToolConfiguration>, BuildError> {
+    let specific = |name: &str| -> Result<ToolChoice, BuildError> {
+        Ok(ToolChoice::Tool(SpecificToolChoice::builder().name(name).build()?))
+    };
+    let (tools, choice) = if let Some(schema) = &prompt.response_schema {
+        let spec = ToolSpecification::builder()
+            .name(&schema.name)
+            .description("Give your answer by calling this tool; its input is the answer.")
+            .input_schema(ToolInputSchema::Json(to_document(&schema.schema)))
+            .build()?;
+        (vec![Tool::ToolSpec(spec)], specific(&schema.name)?)
+    } else if !prompt.tools.is_empty() {
+        let mut tools = Vec::with_capacity(prompt.tools.len());
+        for tool in &prompt.tools {
+            let spec = ToolSpecification::builder()
+                .name(&tool.name)
+                .set_description(tool.description.clone())
+                .input_schema(ToolInputSchema::Json(to_document(&tool.parameters)))
+                .build()?;
+            tools.push(Tool::ToolSpec(spec));
+        }
+        let choice = match &prompt.tool_choice {
+            None | Some(PromptToolChoice::Auto) => ToolChoice::Auto(AutoToolChoice::builder().build()),
+            Some(PromptToolChoice::Required) => ToolChoice::Any(AnyToolChoice::builder().build()),
+            Some(PromptToolChoice::Tool(name)) => specific(name)?,
+        };
+        (tools, choice)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(
+        ToolConfiguration::builder()
+            .set_tools(Some(tools))
+            .tool_choice(choice)
+            .build()?,
+    ))
 }
 
 /// The [`Response`] of a Converse output; the answer to a forced schema tool becomes the text.

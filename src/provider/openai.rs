@@ -24,6 +24,7 @@ use crate::config::{ProviderConfig, ResponseFormatMode};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
+use crate::prompt::ToolChoice;
 use crate::retry::RetryPolicy;
 
 /// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
@@ -108,6 +109,27 @@ impl OpenAiProvider {
             if let Some(format) = format {
                 body.insert("response_format".into(), format);
             }
+        }
+        if !request.prompt.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .prompt
+                .tools
+                .iter()
+                .map(|tool| {
+                    let mut function = json!({"name": tool.name, "parameters": tool.parameters});
+                    if let Some(description) = &tool.description {
+                        function["description"] = json!(description);
+                    }
+                    json!({"type": "function", "function": function})
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+            let choice = match &request.prompt.tool_choice {
+                None | Some(ToolChoice::Auto) => json!("auto"),
+                Some(ToolChoice::Required) => json!("required"),
+                Some(ToolChoice::Tool(name)) => json!({"type": "function", "function": {"name": name}}),
+            };
+            body.insert("tool_choice".into(), choice);
         }
         body.insert("stream".into(), json!(false));
         Value::Object(body)

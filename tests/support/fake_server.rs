@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Reply {
     /// 200 with a chat completion whose message content is this text.
     Content(String),
+    /// 200 with these tool calls (name, arguments): OpenAI `tool_calls` or Bedrock `toolUse`.
+    ToolCalls(Vec<(String, Value)>),
     /// Any status, body and extra headers.
     Raw {
         status: u16,
@@ -220,6 +222,39 @@ pub fn completion(content: &str, model: &str) -> Value {
     })
 }
 
+/// A `chat.completion` whose message calls tools (arguments travel as a string of JSON).
+pub fn tool_completion(calls: &[(String, Value)], model: &str) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(index, (name, arguments))| {
+            json!({"id": format!("call_{index}"), "type": "function",
+                   "function": {"name": name, "arguments": arguments.to_string()}})
+        })
+        .collect();
+    let mut body = completion("", model);
+    body["choices"][0]["message"] = json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": calls});
+    body["choices"][0]["finish_reason"] = json!("tool_calls");
+    body
+}
+
+/// A Converse response whose message holds `toolUse` blocks.
+pub fn converse_tool_output(calls: &[(String, Value)]) -> Value {
+    let blocks: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(index, (name, input))| {
+            json!({"toolUse": {"toolUseId": format!("tooluse_{index}"), "name": name, "input": input}})
+        })
+        .collect();
+    json!({
+        "output": {"message": {"role": "assistant", "content": blocks}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 40, "outputTokens": 7, "totalTokens": 47},
+        "metrics": {"latencyMs": 5}
+    })
+}
+
 /// A complete Converse response. When the request forces a tool (promptgate's way of asking for
 /// a schema), the answer comes back as that tool's input, as a model that obeys would send it.
 pub fn converse_output(content: &str, request: &Value) -> Value {
@@ -324,6 +359,8 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 vec![("x-amzn-requestid".to_string(), "fake-request".to_string())],
             ),
             Reply::Content(text) => (200, completion(&text, &model).to_string(), vec![]),
+            Reply::ToolCalls(calls) if seen.is_bedrock() => (200, converse_tool_output(&calls).to_string(), vec![]),
+            Reply::ToolCalls(calls) => (200, tool_completion(&calls, &model).to_string(), vec![]),
             Reply::Raw { status, body, headers } => (status, body, headers),
             Reply::Garbled => (
                 200,
