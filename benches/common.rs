@@ -14,6 +14,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         config_path: dir.join("promptgate.toml"),
         cache_path: dir.join(".promptgate/cache.sqlite"),
         suites: vec![],
+        prompts: Vec::new(),
         models: vec![],
         samples: Some(samples),
         concurrency: Some(concurrency),

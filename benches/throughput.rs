@@ -50,7 +50,7 @@ fn measure_compare(concurrency: usize, latency: Duration) {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     let (record, elapsed) = common::timed(&options);
-    let comparison = promptgate::compare::compare(&record, &options.models);
+    let comparison = promptgate::compare::compare(&record, &options.models, &options.prompts);
     assert_eq!(comparison.suites[0].rows.len(), 3);
     let calls = record.calls.made as f64;
     let ideal = calls / concurrency as f64 * latency.as_secs_f64();

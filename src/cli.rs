@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::baseline::Baseline;
 use crate::cache::Cache;
 use crate::compare;
+use crate::config;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
@@ -42,8 +43,11 @@ const COMPARE_AFTER_HELP: &str = "\
 Examples:
   promptgate compare --model gemma-local --model gpt-4o-mini
   promptgate compare --suite triage --model gpt-4o-mini --model claude-3-5-sonnet --format markdown
+  promptgate compare --suite triage --prompt default --prompt terse      two versions of a prompt
+  promptgate compare --model gpt-4o-mini --model claude-3-5-sonnet --out compare.html
 
-Every row after the first is compared with the first, case by case: the difference in
+Rows are every --model × --prompt (a prompt is `default`, a name from the suite's `variants`, or a
+path to a prompt file). Every row after the first is compared with the first, case by case: the difference in
 accuracy with its interval and a two-sided paired p-value, Holm-adjusted across rows. Cost uses
 each model's price_input_per_million / price_output_per_million from the config.";
 
@@ -261,6 +265,10 @@ struct SelectionArgs {
     /// Run on this model instead of each suite's own list (repeatable).
     #[arg(long = "model", short = 'm', value_name = "MODEL")]
     models: Vec<String>,
+    /// Run with this prompt version (repeatable): `default` (the suite's `prompt`), a name from
+    /// the suite's `variants`, or a path to a prompt file.
+    #[arg(long = "prompt", short = 'p', value_name = "PROMPT")]
+    prompts: Vec<String>,
     /// Samples per case (k), overriding the suites' `samples`.
     #[arg(long, short = 'k', value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1000))]
     samples: Option<u32>,
@@ -370,6 +378,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         cache_path: global.cache.clone(),
         suites: args.suites.clone(),
         models: args.models.clone(),
+        prompts: args.prompts.clone(),
         samples: args.samples,
         concurrency: args.concurrency.map(|n| n as usize),
         offline: args.offline,
@@ -435,9 +444,12 @@ fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<
 }
 
 fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error> {
-    if args.selection.models.len() < 2 {
-        return Err(Error::usage("compare needs at least two models")
-            .with_hint("e.g. promptgate compare --model gemma-local --model gpt-4o-mini"));
+    if args.selection.models.len() < 2 && args.selection.prompts.len() < 2 {
+        return Err(
+            Error::usage("compare needs at least two models or two prompt versions").with_hint(
+                "e.g. promptgate compare --model gemma-local --model gpt-4o-mini, or --prompt default --prompt terse",
+            ),
+        );
     }
     let render = |format: CompareFormat, record: &compare::CompareRecord| -> Result<String, Error> {
         Ok(match format {
@@ -461,7 +473,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
         })
         .collect::<Result<Vec<_>, _>>()?;
     let record = run::run(&run_options(global, &args.selection))?;
-    let comparison = compare::compare(&record, &args.selection.models);
+    let comparison = compare::compare(&record, &args.selection.models, &args.selection.prompts);
     for (path, format) in outputs {
         report::write_atomic(path, &render(format, &comparison)?)?;
     }
@@ -538,6 +550,12 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
 }
 
 fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::path::Path) -> Result<i32, Error> {
+    if let Some(other) = selection.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
+        return Err(Error::usage(format!(
+            "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"
+        ))
+        .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
+    }
     let record = run::run(&run_options(global, selection))?;
     let mut written = 0;
     for result in &record.results {

@@ -1,5 +1,5 @@
-//! `promptgate compare`: several models side by side on the same cases. Every row after the
-//! first is compared with the first, case by case (two-sided paired test, Holm-adjusted across
+//! `promptgate compare`: several models, or several versions of a prompt, side by side on the
+//! same cases. Every row after the first is compared with the first, case by case (two-sided paired test, Holm-adjusted across
 //! the rows of the run), beside its invalid-output and error rates, tokens, cost and latency, and
 //! the cases where the models disagree.
 
@@ -13,8 +13,9 @@ use crate::stats::Estimate;
 
 /// The JSON schema version of [`CompareRecord`].
 ///
-/// Changelog: 1 — first version.
-pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+/// Changelog: 1 — first version; 2 — rows are model × prompt version: `name` and `prompt`
+/// added, `reference` names a row.
+pub const COMPARE_SCHEMA_VERSION: u32 = 2;
 
 /// The result of `promptgate compare`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,21 +28,25 @@ pub struct CompareRecord {
     pub duration_ms: u64,
 }
 
-/// One suite, one row per model.
+/// One suite, one row per model × prompt version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuiteComparison {
     pub suite: String,
-    /// The model every other row is compared with (the first `--model`).
+    /// The row every other row is compared with (the first `--model` / `--prompt`).
     pub reference: String,
     pub rows: Vec<Row>,
     /// Case ids whose per-case accuracy differs between any two models.
     pub disagreements: Vec<String>,
 }
 
-/// One model on one suite.
+/// One model with one prompt version on one suite.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// What the row is called: the model, the prompt version, or `model@prompt` when both vary.
+    pub name: String,
     pub model: String,
+    /// The prompt version (`default` is the suite's own prompt).
+    pub prompt: String,
     pub model_id: String,
     pub provider: String,
     pub accuracy: Option<Estimate>,
@@ -63,9 +68,9 @@ pub struct Difference {
     pub cases_compared: usize,
 }
 
-/// Build the comparison from a run over the compared models (suites in run order, models in
-/// `models` order).
-pub fn compare(record: &RunRecord, models: &[String]) -> CompareRecord {
+/// Build the comparison from a run over the compared models and prompt versions (suites in run
+/// order, rows in `models` order, then `prompts` order).
+pub fn compare(record: &RunRecord, models: &[String], prompts: &[String]) -> CompareRecord {
     let mut suites: Vec<SuiteComparison> = Vec::new();
     let mut suite_names: Vec<&str> = Vec::new();
     for result in &record.results {
@@ -75,15 +80,25 @@ pub fn compare(record: &RunRecord, models: &[String]) -> CompareRecord {
     }
     for suite in suite_names {
         let mut results: Vec<&SuiteResult> = record.results.iter().filter(|r| r.suite == suite).collect();
-        results.sort_by_key(|r| models.iter().position(|m| *m == r.model).unwrap_or(usize::MAX));
+        let position = |list: &[String], item: &String| list.iter().position(|x| x == item).unwrap_or(usize::MAX);
+        // Stable: models the run chose itself (a suite's own list) keep the run's order.
+        results.sort_by_key(|r| (position(models, &r.model), position(prompts, &r.prompt)));
+        let many_models = results.iter().any(|r| r.model != results[0].model);
+        let many_prompts = results.iter().any(|r| r.prompt != results[0].prompt);
+        let name = |r: &SuiteResult| match (many_models, many_prompts) {
+            (true, true) => format!("{}@{}", r.model, r.prompt),
+            (false, true) => r.prompt.clone(),
+            _ => r.model.clone(),
+        };
         let reference = results[0];
         let rows = results
             .iter()
-            .map(|r| row(r, (r.model != reference.model).then_some(reference)))
+            .enumerate()
+            .map(|(index, r)| row(name(r), r, (index > 0).then_some(reference)))
             .collect();
         suites.push(SuiteComparison {
             suite: suite.to_string(),
-            reference: reference.model.clone(),
+            reference: name(reference),
             rows,
             disagreements: disagreements(&results),
         });
@@ -123,11 +138,13 @@ fn share(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn row(result: &SuiteResult, reference: Option<&SuiteResult>) -> Row {
+fn row(name: String, result: &SuiteResult, reference: Option<&SuiteResult>) -> Row {
     let samples = result.calls.made + result.calls.cached + result.calls.failed;
     let answered = samples - result.calls.failed;
     Row {
+        name,
         model: result.model.clone(),
+        prompt: result.prompt.clone(),
         model_id: result.model_id.clone(),
         provider: result.provider.clone(),
         accuracy: result.accuracy,
@@ -169,7 +186,7 @@ fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Differenc
     })
 }
 
-/// Cases whose per-case accuracy is not the same for every model.
+/// Cases whose per-case accuracy is not the same in every row.
 fn disagreements(results: &[&SuiteResult]) -> Vec<String> {
     let Some(first) = results.first() else {
         return Vec::new();

@@ -191,8 +191,13 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct SuiteConfig {
     pub description: Option<String>,
-    /// The prompt file (TOML), relative to the config's folder.
+    /// The prompt file (TOML), relative to the config's folder: what `run`, `gate` and the
+    /// baselines use.
     pub prompt: PathBuf,
+    /// Other versions of the prompt by name, to run with `--prompt NAME` and compare with
+    /// `compare --prompt`.
+    #[serde(default)]
+    pub variants: BTreeMap<String, PathBuf>,
     /// The case folder or file, relative to the config's folder.
     pub cases: PathBuf,
     pub grader: GraderConfig,
@@ -205,6 +210,26 @@ pub struct SuiteConfig {
 
 fn default_samples() -> u32 {
     1
+}
+
+/// The name `--prompt` and the reports give a suite's own `prompt`.
+pub const DEFAULT_PROMPT: &str = "default";
+
+impl SuiteConfig {
+    /// The prompt file `--prompt VALUE` means for this suite, relative to the config's folder
+    /// unless `VALUE` is a path: the suite's own prompt (`default`), a named variant, or a path
+    /// to any prompt file (it contains `/` or ends in `.toml`), relative to the working folder.
+    pub fn prompt_file(&self, config: &Config, value: &str) -> Option<PathBuf> {
+        if value == DEFAULT_PROMPT {
+            Some(config.resolve(&self.prompt))
+        } else if let Some(path) = self.variants.get(value) {
+            Some(config.resolve(path))
+        } else if value.contains('/') || value.contains('\\') || value.ends_with(".toml") {
+            Some(PathBuf::from(value))
+        } else {
+            None
+        }
+    }
 }
 
 /// How a suite's responses are graded.
@@ -335,6 +360,14 @@ impl Config {
                         .field_error(format!("suites.{name}.models"), format!("unknown model `{model}`"))
                         .with_hint(format!("known models: {}", names(self.models.keys()))));
                 }
+            }
+            if suite.variants.contains_key(DEFAULT_PROMPT) {
+                return Err(self
+                    .field_error(
+                        format!("suites.{name}.variants.{DEFAULT_PROMPT}"),
+                        format!("`{DEFAULT_PROMPT}` names the suite's own `prompt`"),
+                    )
+                    .with_hint("give the variant another name"));
             }
             if suite.samples == 0 {
                 return Err(self.field_error(format!("suites.{name}.samples"), "must be at least 1".into()));

@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub suites: Vec<String>,
     /// Models to run each suite on; empty means each suite's own list.
     pub models: Vec<String>,
+    /// Prompt versions to run each suite with (`default`, a variant name or a prompt file);
+    /// empty means the suite's own prompt.
+    pub prompts: Vec<String>,
     /// Samples per case, overriding the suites' `samples`.
     pub samples: Option<u32>,
     pub concurrency: Option<usize>,
@@ -47,6 +50,7 @@ pub struct RunOptions {
 /// A suite × model, ready to sample.
 struct Selection {
     suite: String,
+    prompt_name: String,
     model_name: String,
     model: ModelConfig,
     provider_name: String,
@@ -238,27 +242,73 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         if !options.suites.is_empty() && !options.suites.contains(suite_name) {
             continue;
         }
-        let prompt = Prompt::load(&config.resolve(&suite.prompt))?;
         let cases = case::load_cases(&config.resolve(&suite.cases))?;
-        let grader = Grader::new(&suite.grader, &prompt);
-        for loaded in &cases {
-            grader.check_expect(&loaded.case.expect).map_err(|message| {
-                Error::invalid(
-                    "case file",
-                    &loaded.file,
-                    loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
-                    format!("case `{}`: {message}", loaded.case.id),
-                )
-                .with_hint(format!("suite `{suite_name}` grades with {:?}", suite.grader))
-            })?;
-        }
-        let rendered = cases.iter().map(|c| prompt.render(c)).collect::<Result<Vec<_>, _>>()?;
-        let samples = options.samples.unwrap_or(suite.samples).max(1);
-        let model_names = if options.models.is_empty() {
-            &suite.models
+        let default_prompt = [config::DEFAULT_PROMPT.to_string()];
+        let prompt_names = if options.prompts.is_empty() {
+            &default_prompt[..]
         } else {
-            &options.models
+            &options.prompts[..]
         };
+        for prompt_name in prompt_names {
+            let path = suite.prompt_file(config, prompt_name).ok_or_else(|| {
+                Error::usage(format!("suite `{suite_name}` has no prompt `{prompt_name}`")).with_hint(format!(
+                    "use `{}`, a variant of the suite ({}), or a path to a prompt file",
+                    config::DEFAULT_PROMPT,
+                    config::names(suite.variants.keys())
+                ))
+            })?;
+            let prompt = Prompt::load(&path)?;
+            selections.extend(select_models(
+                config,
+                options,
+                suite_name,
+                suite,
+                prompt_name,
+                &prompt,
+                &cases,
+            )?);
+        }
+    }
+    if selections.is_empty() {
+        return Err(Error::NothingSelected {
+            message: "no suite × model matches the selection".into(),
+            hint: Some("check --suite and --model, and each suite's `models` list".into()),
+        });
+    }
+    Ok(selections)
+}
+
+/// One suite with one prompt version on each selected model.
+fn select_models(
+    config: &Config,
+    options: &RunOptions,
+    suite_name: &str,
+    suite: &config::SuiteConfig,
+    prompt_name: &str,
+    prompt: &Prompt,
+    cases: &[LoadedCase],
+) -> Result<Vec<Selection>, Error> {
+    let grader = Grader::new(&suite.grader, prompt);
+    for loaded in cases {
+        grader.check_expect(&loaded.case.expect).map_err(|message| {
+            Error::invalid(
+                "case file",
+                &loaded.file,
+                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                format!("case `{}`: {message}", loaded.case.id),
+            )
+            .with_hint(format!("suite `{suite_name}` grades with {:?}", suite.grader))
+        })?;
+    }
+    let rendered = cases.iter().map(|c| prompt.render(c)).collect::<Result<Vec<_>, _>>()?;
+    let samples = options.samples.unwrap_or(suite.samples).max(1);
+    let model_names = if options.models.is_empty() {
+        &suite.models
+    } else {
+        &options.models
+    };
+    let mut selections = Vec::with_capacity(model_names.len());
+    {
         for model_name in model_names {
             let model = &config.models[model_name];
             let provider = &config.providers[&model.provider];
@@ -277,23 +327,18 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
                 })
                 .collect();
             selections.push(Selection {
-                suite: suite_name.clone(),
+                suite: suite_name.to_string(),
+                prompt_name: prompt_name.to_string(),
                 model_name: model_name.clone(),
                 model: model.clone(),
                 provider_name: model.provider.clone(),
                 prompt_sha256: prompt.sha256.clone(),
                 samples,
                 grader: grader.clone(),
-                cases: cases.clone(),
+                cases: cases.to_vec(),
                 requests,
             });
         }
-    }
-    if selections.is_empty() {
-        return Err(Error::NothingSelected {
-            message: "no suite × model matches the selection".into(),
-            hint: Some("check --suite and --model, and each suite's `models` list".into()),
-        });
     }
     Ok(selections)
 }
@@ -432,6 +477,7 @@ fn aggregate(
         model: selection.model_name.clone(),
         model_id: selection.model.model.clone(),
         provider: selection.provider_name.clone(),
+        prompt: selection.prompt_name.clone(),
         prompt_sha256: selection.prompt_sha256.clone(),
         cases: selection.cases.len(),
         samples_per_case: selection.samples,

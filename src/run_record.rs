@@ -15,6 +15,9 @@ use crate::provider::FailureKind;
 use crate::stats::Estimate;
 
 /// The JSON schema version of [`RunRecord`].
+///
+/// Changelog: 1 — first version. Additions that older readers may ignore and newer readers
+/// default keep the version: `prompt` on each result (default `default`).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -104,6 +107,9 @@ pub struct SuiteResult {
     /// The id the provider knows the model by.
     pub model_id: String,
     pub provider: String,
+    /// The prompt version: `default` (the suite's own prompt), a variant name or a file.
+    #[serde(default = "default_prompt")]
+    pub prompt: String,
     pub prompt_sha256: String,
     /// Cases in the suite.
     pub cases: usize,
@@ -135,6 +141,21 @@ pub struct SuiteResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineComparison>,
     pub per_case: Vec<CaseResult>,
+}
+
+fn default_prompt() -> String {
+    crate::config::DEFAULT_PROMPT.to_string()
+}
+
+impl SuiteResult {
+    /// `suite` for the suite's own prompt, `suite@prompt` for another version.
+    pub fn label(&self) -> String {
+        if self.prompt == crate::config::DEFAULT_PROMPT {
+            self.suite.clone()
+        } else {
+            format!("{}@{}", self.suite, self.prompt)
+        }
+    }
 }
 
 /// One case of a result.

@@ -73,3 +73,74 @@ fn two_providers_side_by_side() {
     // A comparison needs two models.
     project.command().args(["compare", "--model", "m"]).assert().code(2);
 }
+
+#[test]
+fn prompt_versions_side_by_side() {
+    // The variant `terse` loses c00..c05; the suite's own prompt answers everything right.
+    let server = FakeServer::start(|seen| {
+        let (case, label) = right(seen);
+        let terse = seen.body["messages"][0]["content"] == "Terse.";
+        let flipped = if label == "suppress" { "notify" } else { "suppress" };
+        Reply::label(if terse && case < 6 { flipped } else { label })
+    });
+    let project = Project::new(&server.base_url, &labels(20), 1, "");
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config.replace(
+            "prompt = \"prompts/p.toml\"",
+            "prompt = \"prompts/p.toml\"\nvariants = { terse = \"prompts/terse.toml\" }",
+        ),
+    );
+    let prompt = std::fs::read_to_string(project.file("prompts/p.toml")).unwrap();
+    project.write(
+        "prompts/terse.toml",
+        &prompt.replace("Answer suppress or notify.", "Terse."),
+    );
+
+    let (record, code) = project.json(&["compare", "--prompt", "default", "--prompt", "terse"]);
+    assert_eq!(code, 0, "{record:#}");
+    let suite = &record["suites"][0];
+    assert_eq!(suite["reference"], "default");
+    let rows = suite["rows"].as_array().unwrap();
+    assert_eq!(
+        (rows[0]["name"].as_str(), rows[1]["name"].as_str()),
+        (Some("default"), Some("terse"))
+    );
+    assert_eq!(rows[1]["prompt"], "terse");
+    assert_eq!(rows[1]["model"], "m");
+    assert!((rows[1]["difference"]["delta"]["point"].as_f64().unwrap() + 0.3).abs() < 1e-12);
+    // scipy.stats.ttest_rel([0]*6 + [1]*14, ones(20)).pvalue
+    assert!((rows[1]["difference"]["p_value"].as_f64().unwrap() - 0.010162572120690608).abs() < 1e-9);
+    assert_eq!(suite["disagreements"].as_array().unwrap().len(), 6);
+    assert_eq!(server.request_count(), 40);
+
+    // A prompt file by path works the same way; it is the same request, so it comes from the cache.
+    let (by_path, _) = project.json(&["run", "--prompt", "prompts/terse.toml"]);
+    assert_eq!(by_path["results"][0]["prompt"], "prompts/terse.toml");
+    assert_eq!(by_path["calls"]["cached"], 20);
+    let output = project.command().args(["run", "--prompt", "terse"]).output().unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains(" s@terse "), "{table}");
+
+    // A variant is gated against the suite's baseline, but never becomes it.
+    project.command().args(["baseline", "update"]).assert().code(0);
+    let (gated, code) = project.json(&["gate", "--prompt", "terse"]);
+    assert_eq!(code, 1, "{gated:#}");
+    assert_eq!(gated["results"][0]["baseline"]["verdict"], "Regressed");
+    let refused = project
+        .command()
+        .args(["baseline", "update", "--prompt", "terse"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("make it the suite's `prompt`"));
+
+    let unknown = project.command().args(["run", "--prompt", "verbose"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("suite `s` has no prompt `verbose`") && stderr.contains("terse"),
+        "{stderr}"
+    );
+}

@@ -31,7 +31,7 @@ fn cells(row: &Row) -> Vec<String> {
         .map_or_else(|| "—".to_string(), |l| format!("{} / {} ms", l.p50_ms, l.p95_ms));
     let cost = row.cost_usd.map_or_else(|| "—".to_string(), |c| format!("${c:.4}"));
     vec![
-        row.model.clone(),
+        row.name.clone(),
         accuracy,
         delta,
         p,
@@ -44,7 +44,7 @@ fn cells(row: &Row) -> Vec<String> {
 }
 
 const HEADER: [&str; 9] = [
-    "model",
+    "row",
     "accuracy [CI]",
     "Δ pts vs first [CI]",
     "p (Holm)",
@@ -77,10 +77,10 @@ pub fn terminal(record: &CompareRecord) -> String {
             suite.suite, suite.reference
         ));
         if suite.disagreements.is_empty() {
-            out.push_str("the models agree on every case\n\n");
+            out.push_str("the rows agree on every case\n\n");
         } else {
             out.push_str(&format!(
-                "they disagree on {} case(s): {}\n\n",
+                "the rows disagree on {} case(s): {}\n\n",
                 suite.disagreements.len(),
                 suite.disagreements.join(", ")
             ));

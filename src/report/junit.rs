@@ -87,7 +87,7 @@ impl Exporter for JunitExporter {
             let text = escape(&summary(result));
             out.push_str(&format!(
                 "    <testcase classname=\"promptgate.{}\" name=\"{}\">\n",
-                escape(&result.suite),
+                escape(&result.label()),
                 escape(&result.model)
             ));
             match result.verdict {

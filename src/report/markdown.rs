@@ -60,7 +60,7 @@ impl Exporter for MarkdownExporter {
             out.push_str(&format!(
                 "| {} | {} | {} | {accuracy} | {delta} | {p} | {} | {} | {} | {} |\n",
                 verdict_of(result),
-                result.suite,
+                result.label(),
                 result.model,
                 result.cases,
                 result.samples_per_case,
@@ -70,7 +70,7 @@ impl Exporter for MarkdownExporter {
         }
         for result in &record.results {
             let Some(b) = &result.baseline else { continue };
-            let name = format!("{} / {}", result.suite, result.model);
+            let name = format!("{} / {}", result.label(), result.model);
             if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
                 let ids: Vec<String> = b.regressed_cases.iter().map(|id| format!("`{id}`")).collect();
                 out.push_str(&format!(

@@ -49,7 +49,7 @@ impl TerminalExporter {
         out.push_str(&format!(
             "\n{} {}/{}: {verdict} — Δ {:+.1} pts [{:+.1}, {:+.1}] vs baseline {baseline}, p = {:.4} (Holm {:.4}, α = {}, margin {}), {} cases paired, {} changed ({} down, {} up){}\n",
             self.paint("gate", "1"),
-            result.suite,
+            result.label(),
             result.model,
             b.delta.point * 100.0,
             b.delta.lower * 100.0,
@@ -92,7 +92,7 @@ impl TerminalExporter {
         out.push_str(&format!(
             "\n{} {}/{}: {} of {} cases not always right\n",
             self.paint("misses", "1"),
-            result.suite,
+            result.label(),
             result.model,
             missed.len(),
             result.cases
@@ -148,7 +148,7 @@ impl Exporter for TerminalExporter {
                 None => ("n/a".to_string(), "no valid sample".to_string()),
             };
             table.add_row(vec![
-                result.suite.clone(),
+                result.label(),
                 result.model.clone(),
                 accuracy,
                 interval,
@@ -181,7 +181,7 @@ impl Exporter for TerminalExporter {
                 out.push_str(&format!(
                     "\n{} {}/{}: {} failed calls ({}, {:.1}% of samples); first: {error}\n",
                     self.paint("errors", "31;1"),
-                    result.suite,
+                    result.label(),
                     result.model,
                     result.errors,
                     kinds.join(", "),
