@@ -202,7 +202,8 @@ struct CompareArgs {
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = CompareFormat::Terminal)]
     format: CompareFormat,
-    /// Also write the comparison to FILE (atomically): .json or .md. Repeatable.
+    /// Also write the comparison to FILE (atomically): .json, .md or .html (a self-contained
+    /// page with forest plots). Repeatable.
     #[arg(long, value_name = "FILE")]
     out: Vec<PathBuf>,
 }
@@ -212,6 +213,7 @@ enum CompareFormat {
     Terminal,
     Json,
     Markdown,
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -455,6 +457,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
         Ok(match format {
             CompareFormat::Terminal => report::compare::terminal(record),
             CompareFormat::Markdown => report::compare::markdown(record),
+            CompareFormat::Html => report::html::compare_page(record),
             CompareFormat::Json => {
                 serde_json::to_string_pretty(record).map_err(|e| Error::usage(e.to_string()))? + "\n"
             }
@@ -463,13 +466,20 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
     let outputs = args
         .out
         .iter()
-        .map(|path| match Format::from_extension(path) {
-            Some(Format::Json) => Ok((path, CompareFormat::Json)),
-            Some(Format::Markdown) => Ok((path, CompareFormat::Markdown)),
-            _ => Err(
-                Error::usage(format!("cannot write a comparison to `{}`", path.display()))
-                    .with_hint("use .json or .md"),
-            ),
+        .map(|path| {
+            let html = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+            match Format::from_extension(path) {
+                _ if html => Ok((path, CompareFormat::Html)),
+                Some(Format::Json) => Ok((path, CompareFormat::Json)),
+                Some(Format::Markdown) => Ok((path, CompareFormat::Markdown)),
+                _ => Err(
+                    Error::usage(format!("cannot write a comparison to `{}`", path.display()))
+                        .with_hint("use .json, .md or .html"),
+                ),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let record = run::run(&run_options(global, &args.selection))?;

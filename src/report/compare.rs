@@ -1,4 +1,5 @@
-//! Reports of `promptgate compare`: a terminal table and Markdown (JSON is the record itself).
+//! Reports of `promptgate compare`: a terminal table and Markdown (JSON is the record itself;
+//! the HTML page is `html.rs`).
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
@@ -9,7 +10,7 @@ fn percent(value: f64) -> String {
 }
 
 /// The cells of one row, shared by both formats.
-fn cells(row: &Row) -> Vec<String> {
+pub(crate) fn cells(row: &Row) -> Vec<String> {
     let accuracy = row.accuracy.map_or_else(
         || "n/a".to_string(),
         |a| format!("{} [{}, {}]", percent(a.point), percent(a.lower), percent(a.upper)),
@@ -43,7 +44,7 @@ fn cells(row: &Row) -> Vec<String> {
     ]
 }
 
-const HEADER: [&str; 9] = [
+pub(crate) const HEADER: [&str; 9] = [
     "row",
     "accuracy [CI]",
     "Δ pts vs first [CI]",

@@ -1,6 +1,7 @@
 //! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
 
 pub mod compare;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -43,7 +44,7 @@ pub fn exporter(format: Format, style: Style) -> Box<dyn Exporter> {
 }
 
 impl Format {
-    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.xml` (JUnit).
+    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.xml` (JUnit), `.txt`.
     pub fn from_extension(path: &std::path::Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
