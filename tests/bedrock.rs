@@ -148,3 +148,21 @@ fn a_slow_model_times_out_per_call() {
     assert_eq!(code, 3);
     assert_eq!(record["results"][0]["errors_by_kind"]["timeout"], 1);
 }
+
+#[test]
+fn inference_profiles_travel_by_id_and_by_arn() {
+    for model in [
+        "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+    ] {
+        let server = FakeServer::start(|seen| Reply::label(LABELS[case_index(seen)]));
+        let project = Project::bedrock(&server.endpoint, model, &LABELS, 1);
+        let (record, code) = project.json(&["run"]);
+        assert_eq!(code, 0, "{record:#}");
+        assert_eq!(record["results"][0]["accuracy"]["point"], 1.0);
+        let seen = server.seen();
+        // One path segment: the ARN's `/` and `:` are percent-encoded, and decode to the id.
+        assert_eq!(seen[0].path.matches('/').count(), 3, "{}", seen[0].path);
+        assert_eq!(seen[0].model_id(), model);
+    }
+}
