@@ -200,7 +200,9 @@ pub struct SuiteConfig {
     pub variants: BTreeMap<String, PathBuf>,
     /// The case folder or file, relative to the config's folder.
     pub cases: PathBuf,
-    pub grader: GraderConfig,
+    /// One grader, or an array of graders that must all pass.
+    #[serde(deserialize_with = "one_or_many")]
+    pub grader: Vec<GraderConfig>,
     /// Models the suite runs on by default.
     pub models: Vec<String>,
     /// Samples per case (k).
@@ -245,6 +247,67 @@ pub enum GraderConfig {
     },
     /// The expected function calls with argument matchers (`expect.calls`).
     ToolCall,
+    /// JSON output: parses (a fenced block is tolerated), follows a JSON Schema (the file
+    /// `schema`, else the prompt's response schema), and `expect.fields` match.
+    Json {
+        /// A JSON Schema file, relative to the config's folder.
+        schema: Option<PathBuf>,
+    },
+    /// Structured text: the `headings` in order, and the severity under `severity_heading` one
+    /// of `severities` and equal to `expect.severity`.
+    Sections {
+        headings: Vec<String>,
+        severity_heading: Option<String>,
+        #[serde(default = "default_severities")]
+        severities: Vec<String>,
+    },
+    /// `expect.facts.required` present and `expect.facts.forbidden` absent (strings or regexes).
+    Facts,
+    /// A Falco rules file: it parses, every rule is complete, every macro it uses is defined
+    /// (in the output or `base_rules`), MITRE technique tags agree with their tactics, and
+    /// `expect.falco.required_tags` are present.
+    Falco {
+        /// A rules file whose macros and lists the output may use, relative to the config.
+        base_rules: Option<PathBuf>,
+    },
+}
+
+impl GraderConfig {
+    /// The grader's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GraderConfig::Label { .. } => "label",
+            GraderConfig::ToolCall => "tool_call",
+            GraderConfig::Json { .. } => "json",
+            GraderConfig::Sections { .. } => "sections",
+            GraderConfig::Facts => "facts",
+            GraderConfig::Falco { .. } => "falco",
+        }
+    }
+}
+
+fn default_severities() -> Vec<String> {
+    ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `grader = { … }` or `grader = [{ … }, { … }]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<GraderConfig>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<GraderConfig>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a grader table or an array of grader tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            GraderConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|g| vec![g])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
 }
 
 impl Config {
@@ -372,12 +435,26 @@ impl Config {
             if suite.samples == 0 {
                 return Err(self.field_error(format!("suites.{name}.samples"), "must be at least 1".into()));
             }
-            if let GraderConfig::Label { labels, .. } = &suite.grader {
-                if labels.is_empty() {
-                    return Err(self.field_error(
-                        format!("suites.{name}.grader.labels"),
-                        "a label grader needs at least one label".into(),
-                    ));
+            if suite.grader.is_empty() {
+                return Err(self.field_error(format!("suites.{name}.grader"), "no grader".into()));
+            }
+            for grader in &suite.grader {
+                let problem = match grader {
+                    GraderConfig::Label { labels, .. } if labels.is_empty() => {
+                        Some("a label grader needs at least one label")
+                    }
+                    GraderConfig::Sections { headings, .. } if headings.is_empty() => {
+                        Some("a sections grader needs `headings`")
+                    }
+                    GraderConfig::Sections {
+                        severity_heading: Some(heading),
+                        headings,
+                        ..
+                    } if !headings.contains(heading) => Some("`severity_heading` must be one of `headings`"),
+                    _ => None,
+                };
+                if let Some(problem) = problem {
+                    return Err(self.field_error(format!("suites.{name}.grader"), problem.into()));
                 }
             }
         }

@@ -11,11 +11,11 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{self, Cache};
 use crate::case::{self, LoadedCase};
-use crate::config::{self, Config, ModelConfig};
+use crate::config::{self, Config, GraderConfig, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
-use crate::grader::{Grade, Grader, Outcome};
+use crate::grader::{Grade, Graders, Outcome};
 use crate::prompt::Prompt;
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
 use crate::run_record::{
@@ -56,7 +56,7 @@ struct Selection {
     provider_name: String,
     prompt_sha256: String,
     samples: u32,
-    grader: Grader,
+    grader: Graders,
     cases: Vec<LoadedCase>,
     /// Rendered request per case and sample, in case order.
     requests: Vec<Vec<Request>>,
@@ -288,7 +288,7 @@ fn select_models(
     prompt: &Prompt,
     cases: &[LoadedCase],
 ) -> Result<Vec<Selection>, Error> {
-    let grader = Grader::new(&suite.grader, prompt);
+    let grader = Graders::new(&suite.grader, prompt, config)?;
     for loaded in cases {
         grader.check_expect(&loaded.case.expect).map_err(|message| {
             Error::invalid(
@@ -297,7 +297,15 @@ fn select_models(
                 loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
                 format!("case `{}`: {message}", loaded.case.id),
             )
-            .with_hint(format!("suite `{suite_name}` grades with {:?}", suite.grader))
+            .with_hint(format!(
+                "suite `{suite_name}` grades with {}; the README's Graders section shows each one's `expect`",
+                suite
+                    .grader
+                    .iter()
+                    .map(GraderConfig::kind)
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ))
         })?;
     }
     let rendered = cases.iter().map(|c| prompt.render(c)).collect::<Result<Vec<_>, _>>()?;

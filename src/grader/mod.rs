@@ -3,14 +3,20 @@
 //! Invalid output (unparseable JSON, no label) counts as a wrong sample in accuracy and is also
 //! counted on its own, because malformed output is itself a regression users care about.
 
+pub mod facts;
+pub mod falco;
+pub mod json;
 pub mod label;
 pub mod matcher;
+pub mod mitre;
+pub mod sections;
 pub mod tool_call;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::GraderConfig;
+use crate::config::{Config, GraderConfig};
+use crate::error::{self, Error};
 use crate::prompt::Prompt;
 use crate::provider::Response;
 
@@ -58,18 +64,80 @@ impl Grade {
 pub enum Grader {
     Label(label::LabelGrader),
     ToolCall(tool_call::ToolCallGrader),
+    Json(json::JsonGrader),
+    Sections(sections::SectionsGrader),
+    Facts(facts::FactsGrader),
+    Falco(falco::FalcoGrader),
 }
 
 impl Grader {
-    /// Build the grader a suite's config describes, for the suite's prompt.
-    pub fn new(config: &GraderConfig, prompt: &Prompt) -> Grader {
-        match config {
+    /// Build the grader a suite's config describes, for the suite's prompt. Files the grader
+    /// names (a JSON Schema, base rules) are read here, before any call.
+    pub fn new(grader: &GraderConfig, prompt: &Prompt, config: &Config) -> Result<Grader, Error> {
+        Ok(match grader {
             GraderConfig::Label { field, labels } => {
                 Grader::Label(label::LabelGrader::new(field.clone(), labels.clone()))
             }
             GraderConfig::ToolCall => Grader::ToolCall(tool_call::ToolCallGrader::new(
                 prompt.tools.iter().map(|tool| tool.name.clone()).collect(),
             )),
+            GraderConfig::Json { schema } => {
+                let (path, schema) = match schema {
+                    Some(file) => {
+                        let path = config.resolve(file);
+                        let text = error::read_to_string(&path, "JSON Schema")?;
+                        let value = serde_json::from_str(&text).map_err(|e| {
+                            Error::invalid("JSON Schema", &path, error::json_location(&e), e.to_string())
+                        })?;
+                        (path, Some(value))
+                    }
+                    None => (
+                        prompt.path.clone(),
+                        prompt.response_schema.as_ref().map(|s| s.schema.clone()),
+                    ),
+                };
+                Grader::Json(json::JsonGrader::new(schema.as_ref()).map_err(|message| {
+                    Error::invalid("JSON Schema", &path, String::new(), message)
+                        .with_hint("the json grader validates answers against it; see json-schema.org")
+                })?)
+            }
+            GraderConfig::Sections {
+                headings,
+                severity_heading,
+                severities,
+            } => Grader::Sections(sections::SectionsGrader::new(
+                headings.clone(),
+                severity_heading.clone(),
+                severities.clone(),
+            )),
+            GraderConfig::Facts => Grader::Facts(facts::FactsGrader),
+            GraderConfig::Falco { base_rules } => {
+                let base = match base_rules {
+                    Some(file) => {
+                        let path = config.resolve(file);
+                        let text = error::read_to_string(&path, "Falco base rules")?;
+                        falco::Definitions::of_rules_file(&text).map_err(|message| {
+                            Error::invalid("Falco base rules", &path, String::new(), message).with_hint(
+                                "a Falco rules file is a YAML list of `- macro:`, `- list:` and `- rule:` items",
+                            )
+                        })?
+                    }
+                    None => falco::Definitions::default(),
+                };
+                Grader::Falco(falco::FalcoGrader::new(base))
+            }
+        })
+    }
+
+    /// The grader's name in reasons when several grade one case.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grader::Label(_) => "label",
+            Grader::ToolCall(_) => "tool_call",
+            Grader::Json(_) => "json",
+            Grader::Sections(_) => "sections",
+            Grader::Facts(_) => "facts",
+            Grader::Falco(_) => "falco",
         }
     }
 
@@ -78,14 +146,74 @@ impl Grader {
         match self {
             Grader::Label(g) => g.check_expect(expect),
             Grader::ToolCall(g) => g.check_expect(expect),
+            Grader::Json(g) => g.check_expect(expect),
+            Grader::Sections(g) => g.check_expect(expect),
+            Grader::Facts(g) => g.check_expect(expect),
+            Grader::Falco(g) => g.check_expect(expect),
         }
     }
 
     /// Grade one response against a case's `expect`.
     pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
+        let text = || response.text.as_deref().unwrap_or_default();
         match self {
             Grader::Label(g) => g.grade(response, expect),
             Grader::ToolCall(g) => g.grade(response, expect),
+            Grader::Json(g) => g.grade(text(), expect),
+            Grader::Sections(g) => g.grade(text(), expect),
+            Grader::Facts(g) => g.grade(text(), expect),
+            Grader::Falco(g) => g.grade(text(), expect),
+        }
+    }
+}
+
+/// The graders of a suite: a sample is correct only if every one of them says so.
+#[derive(Debug, Clone)]
+pub struct Graders(Vec<Grader>);
+
+impl Graders {
+    /// Build every grader of a suite.
+    pub fn new(configs: &[GraderConfig], prompt: &Prompt, config: &Config) -> Result<Graders, Error> {
+        configs
+            .iter()
+            .map(|g| Grader::new(g, prompt, config))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Graders)
+    }
+
+    /// Check a case's `expect` against every grader.
+    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+        for grader in &self.0 {
+            grader.check_expect(expect).map_err(|e| self.prefixed(grader, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Invalid output from any grader makes the sample invalid; otherwise the first wrong
+    /// verdict makes it wrong; a correct sample's reason joins every grader's.
+    pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
+        let grades: Vec<(&Grader, Grade)> = self.0.iter().map(|g| (g, g.grade(response, expect))).collect();
+        for outcome in [Outcome::Invalid, Outcome::Wrong] {
+            if let Some((grader, grade)) = grades.iter().find(|(_, grade)| grade.outcome == outcome) {
+                return Grade {
+                    outcome,
+                    reason: self.prefixed(grader, &grade.reason),
+                };
+            }
+        }
+        let reasons: Vec<String> = grades
+            .iter()
+            .map(|(g, grade)| self.prefixed(g, &grade.reason))
+            .collect();
+        Grade::correct(reasons.join("; "))
+    }
+
+    /// With several graders, a reason says which one gave it.
+    fn prefixed(&self, grader: &Grader, reason: &str) -> String {
+        if self.0.len() > 1 {
+            format!("{}: {reason}", grader.kind())
+        } else {
+            reason.to_string()
         }
     }
 }
@@ -103,6 +231,42 @@ pub fn strip_code_fence(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn response(text: &str) -> Response {
+        Response {
+            text: Some(text.into()),
+            tool_calls: vec![],
+            raw_body: String::new(),
+            usage: None,
+            latency_ms: 0,
+        }
+    }
+
+    #[test]
+    fn combined_graders_pass_only_together_and_say_which_failed() {
+        let graders = Graders(vec![
+            Grader::Json(json::JsonGrader::new(None).unwrap()),
+            Grader::Facts(facts::FactsGrader),
+        ]);
+        let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
+        let both = graders.grade(&response(r#"{"action": "none", "note": "EC2.19"}"#), &expect);
+        assert_eq!(both.outcome, Outcome::Correct);
+        assert_eq!(
+            both.reason,
+            "json: JSON with every expected field; facts: all 1 required facts, no forbidden one"
+        );
+        let one = graders.grade(&response(r#"{"action": "none", "note": "IAM.6"}"#), &expect);
+        assert_eq!(
+            (one.outcome, one.reason.as_str()),
+            (Outcome::Wrong, "facts: missing `EC2.19`")
+        );
+        // Invalid output outranks a wrong verdict from another grader.
+        let invalid = graders.grade(&response("none"), &expect);
+        assert_eq!(invalid.outcome, Outcome::Invalid);
+        assert!(invalid.reason.starts_with("json: not JSON"), "{}", invalid.reason);
+        let err = graders.check_expect(&serde_json::json!({"fields": {}})).unwrap_err();
+        assert!(err.starts_with("facts: "), "{err}");
+    }
 
     #[test]
     fn fences_are_stripped() {
