@@ -208,6 +208,8 @@ pub struct SuiteConfig {
     /// Samples per case (k).
     #[serde(default = "default_samples")]
     pub samples: u32,
+    /// The answer length this task needs, overriding the model's `max_tokens`.
+    pub max_tokens: Option<u32>,
 }
 
 fn default_samples() -> u32 {
@@ -436,7 +438,9 @@ impl Config {
                 return Err(self.field_error(format!("suites.{name}.samples"), "must be at least 1".into()));
             }
             if suite.grader.is_empty() {
-                return Err(self.field_error(format!("suites.{name}.grader"), "no grader".into()));
+                return Err(self
+                    .field_error(format!("suites.{name}.grader"), "no grader".into())
+                    .with_hint("e.g. grader = { kind = \"label\", field = \"decision\", labels = [\"suppress\", \"notify\"] }"));
             }
             for grader in &suite.grader {
                 let problem = match grader {
@@ -454,7 +458,9 @@ impl Config {
                     _ => None,
                 };
                 if let Some(problem) = problem {
-                    return Err(self.field_error(format!("suites.{name}.grader"), problem.into()));
+                    return Err(self
+                        .field_error(format!("suites.{name}.grader"), problem.into())
+                        .with_hint("the README's Graders section lists each grader's settings"));
                 }
             }
         }

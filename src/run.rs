@@ -328,7 +328,7 @@ fn select_models(
                             provider: provider.kind,
                             model: model.model.clone(),
                             prompt: prompt.clone(),
-                            params: SamplingParams::for_sample(model, sample_index),
+                            params: SamplingParams::for_sample(model, suite.max_tokens, sample_index),
                             sample_index,
                         })
                         .collect()

@@ -160,3 +160,78 @@ fn plan_sizes_a_suite_and_asks_for_what_it_needs() {
         .stdout(predicate::str::contains("5.0-point drop: 191 cases").and(predicate::str::contains("323 cases")));
     fails_with(&project, &["plan", "--accuracy", "0.9"], 2, &["--drop", "--cases"]);
 }
+
+/// Replace the suite's grader line of the test project's config.
+fn with_grader(project: &Project, grader: &str) {
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.starts_with("grader = "))
+        .expect("a grader line")
+        .to_string();
+    project.write("promptgate.toml", &config.replace(&line, &format!("grader = {grader}")));
+}
+
+#[test]
+fn grader_files_and_settings_are_checked_before_any_call() {
+    let (server, project) = project();
+    with_grader(&project, "{ kind = \"json\", schema = \"schemas/missing.json\" }");
+    fails_with(&project, &["run"], 2, &["schemas/missing.json"]);
+
+    project.write("schemas/bad.json", "{\"type\": 5}");
+    with_grader(&project, "{ kind = \"json\", schema = \"schemas/bad.json\" }");
+    fails_with(&project, &["run"], 2, &["schemas/bad.json", "not a usable JSON Schema"]);
+
+    project.write("base.yaml", "- macro: [unclosed\n");
+    with_grader(&project, "{ kind = \"falco\", base_rules = \"base.yaml\" }");
+    fails_with(&project, &["run"], 2, &["base.yaml", "not YAML"]);
+
+    with_grader(
+        &project,
+        "{ kind = \"sections\", headings = [\"概要\", \"影響\"], severity_heading = \"重要度\" }",
+    );
+    fails_with(
+        &project,
+        &["run"],
+        2,
+        &["promptgate.toml", "suites.s.grader", "severity_heading"],
+    );
+
+    with_grader(&project, "[]");
+    fails_with(&project, &["run"], 2, &["suites.s.grader", "no grader"]);
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn an_expectation_a_grader_cannot_use_names_case_line_and_grader() {
+    let (server, project) = project();
+    with_grader(
+        &project,
+        "[{ kind = \"label\", field = \"decision\", labels = [\"suppress\", \"notify\"] }, { kind = \"facts\" }]",
+    );
+    // The label cases have no `facts`.
+    fails_with(
+        &project,
+        &["run"],
+        2,
+        &[
+            "cases/s/cases.jsonl",
+            "at line 1",
+            "case `c00`",
+            "facts: the facts grader needs",
+            "label + facts",
+        ],
+    );
+    with_grader(&project, "{ kind = \"json\" }");
+    project.write(
+        "cases/s/cases.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"rule\": \"r\", \"finding\": {}}, \"expect\": {\"fields\": {\"decision\": {\"startswith\": \"s\"}}}}\n",
+    );
+    fails_with(
+        &project,
+        &["run"],
+        2,
+        &["cases/s/cases.jsonl", "unknown matcher `startswith`"],
+    );
+    assert_eq!(server.request_count(), 0);
+}

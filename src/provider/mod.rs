@@ -30,11 +30,12 @@ pub struct SamplingParams {
 }
 
 impl SamplingParams {
-    /// The parameters of sample `sample_index` of `model`.
-    pub fn for_sample(model: &ModelConfig, sample_index: u32) -> SamplingParams {
+    /// The parameters of sample `sample_index` of `model`; a suite's `max_tokens` wins over the
+    /// model's.
+    pub fn for_sample(model: &ModelConfig, max_tokens: Option<u32>, sample_index: u32) -> SamplingParams {
         SamplingParams {
             temperature: model.temperature,
-            max_tokens: model.max_tokens,
+            max_tokens: max_tokens.or(model.max_tokens),
             top_p: model.top_p,
             seed: model.seed.map(|seed| seed.wrapping_add(i64::from(sample_index))),
         }
@@ -216,14 +217,20 @@ mod tests {
             provider: "p".into(),
             model: "m".into(),
             temperature: Some(1.0),
-            max_tokens: None,
+            max_tokens: Some(96),
             top_p: None,
             seed: Some(40),
             price_input_per_million: None,
             price_output_per_million: None,
         };
-        assert_eq!(SamplingParams::for_sample(&model, 2).seed, Some(42));
-        let unseeded = ModelConfig { seed: None, ..model };
-        assert_eq!(SamplingParams::for_sample(&unseeded, 2).seed, None);
+        assert_eq!(SamplingParams::for_sample(&model, None, 2).seed, Some(42));
+        let unseeded = ModelConfig {
+            seed: None,
+            ..model.clone()
+        };
+        assert_eq!(SamplingParams::for_sample(&unseeded, None, 2).seed, None);
+        // A suite's answer length wins over the model's.
+        assert_eq!(SamplingParams::for_sample(&model, None, 0).max_tokens, Some(96));
+        assert_eq!(SamplingParams::for_sample(&model, Some(320), 0).max_tokens, Some(320));
     }
 }
