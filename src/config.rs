@@ -272,6 +272,13 @@ pub enum GraderConfig {
         /// A rules file whose macros and lists the output may use, relative to the config.
         base_rules: Option<PathBuf>,
     },
+    /// Another model reads the answer against a rubric (a prompt file) and says pass or fail.
+    Judge {
+        /// The judge: a model of `[models]`.
+        model: String,
+        /// The rubric prompt, relative to the config's folder.
+        rubric: PathBuf,
+    },
 }
 
 impl GraderConfig {
@@ -284,6 +291,7 @@ impl GraderConfig {
             GraderConfig::Sections { .. } => "sections",
             GraderConfig::Facts => "facts",
             GraderConfig::Falco { .. } => "falco",
+            GraderConfig::Judge { .. } => "judge",
         }
     }
 }
@@ -440,7 +448,9 @@ impl Config {
             if suite.grader.is_empty() {
                 return Err(self
                     .field_error(format!("suites.{name}.grader"), "no grader".into())
-                    .with_hint("e.g. grader = { kind = \"label\", field = \"decision\", labels = [\"suppress\", \"notify\"] }"));
+                    .with_hint(
+                        "e.g. grader = { kind = \"label\", field = \"decision\", labels = [\"suppress\", \"notify\"] }",
+                    ));
             }
             for grader in &suite.grader {
                 let problem = match grader {
@@ -455,6 +465,9 @@ impl Config {
                         headings,
                         ..
                     } if !headings.contains(heading) => Some("`severity_heading` must be one of `headings`"),
+                    GraderConfig::Judge { model, .. } if !self.models.contains_key(model) => {
+                        Some("the judge's `model` is not one of `[models]`")
+                    }
                     _ => None,
                 };
                 if let Some(problem) = problem {

@@ -11,10 +11,11 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{self, Cache};
 use crate::case::{self, LoadedCase};
-use crate::config::{self, Config, GraderConfig, ModelConfig};
+use crate::config::{self, Config, GraderConfig, ModelConfig, ProviderKind};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
+use crate::grader::judge::JudgeGrader;
 use crate::grader::{Grade, Graders, Outcome};
 use crate::prompt::Prompt;
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
@@ -57,9 +58,38 @@ struct Selection {
     prompt_sha256: String,
     samples: u32,
     grader: Graders,
+    judge: Option<Arc<Judge>>,
     cases: Vec<LoadedCase>,
     /// Rendered request per case and sample, in case order.
     requests: Vec<Vec<Request>>,
+}
+
+/// The judge of a suite: the rubric and the model that reads it.
+struct Judge {
+    rubric: Prompt,
+    model: ModelConfig,
+    provider_name: String,
+    provider_kind: ProviderKind,
+}
+
+impl Judge {
+    /// The judge call for one answer of one case. The judge samples once, with its own seed:
+    /// the same answer always gets the same (cached) verdict.
+    fn request(&self, loaded: &LoadedCase, response: &Response) -> Result<Request, Error> {
+        let mut judged = loaded.clone();
+        judged.case.vars = JudgeGrader::rubric_vars(
+            &loaded.case.vars,
+            response.text.as_deref().unwrap_or_default(),
+            &loaded.case.expect,
+        );
+        Ok(Request {
+            provider: self.provider_kind,
+            model: self.model.model.clone(),
+            prompt: self.rubric.render(&judged)?,
+            params: SamplingParams::for_sample(&self.model, None, 0),
+            sample_index: 0,
+        })
+    }
 }
 
 /// The answer to one sample.
@@ -97,95 +127,43 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
     }
     let cache = Arc::new(Cache::open(&options.cache_path)?);
 
-    // Cache look-ups first, so that only misses need a provider.
-    let mut answers: Vec<Vec<Vec<Option<Answer>>>> = Vec::with_capacity(selections.len());
-    let mut pending: Vec<(usize, usize, usize, String)> = Vec::new();
-    for (s, selection) in selections.iter().enumerate() {
-        let mut per_case = Vec::with_capacity(selection.requests.len());
-        for (c, requests) in selection.requests.iter().enumerate() {
-            let mut per_sample = Vec::with_capacity(requests.len());
-            for (j, request) in requests.iter().enumerate() {
-                let key = cache::key(request);
-                match cache.get(&key)? {
-                    Some(response) => per_sample.push(Some(Answer::Cached(response))),
-                    None if options.offline => per_sample.push(Some(Answer::Failed {
-                        error: ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)"),
-                        attempts: 0,
-                    })),
-                    None => {
-                        per_sample.push(None);
-                        pending.push((s, c, j, key));
-                    }
-                }
-            }
-            per_case.push(per_sample);
-        }
-        answers.push(per_case);
+    let mut answers: Vec<Vec<Vec<Option<Answer>>>> = selections
+        .iter()
+        .map(|s| s.requests.iter().map(|r| r.iter().map(|_| None).collect()).collect())
+        .collect();
+    let items = selections.iter().enumerate().flat_map(|(s, selection)| {
+        selection.requests.iter().enumerate().flat_map(move |(c, requests)| {
+            requests
+                .iter()
+                .enumerate()
+                .map(move |(j, request)| ((s, c, j), request, selection.provider_name.as_str()))
+        })
+    });
+    for ((s, c, j), answer) in fetch(&config, options, &cache, items.collect()).await? {
+        answers[s][c][j] = Some(answer);
     }
-
-    if !pending.is_empty() {
-        let providers = build_providers(&config, &selections, &options.env).await?;
-        let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
-        let progress = progress_bar(options.progress, pending.len());
-        let semaphore = Arc::new(Semaphore::new(concurrency));
-        let provider_limits: HashMap<&str, Arc<Semaphore>> = providers
-            .keys()
-            .map(|name| {
-                let limit = config.providers[name].concurrency.unwrap_or(concurrency);
-                (name.as_str(), Arc::new(Semaphore::new(limit)))
-            })
-            .collect();
-        let writer = Arc::new(cache::Writer::start(Arc::clone(&cache)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (s, c, j, key) in pending {
-            let request = selections[s].requests[c][j].clone();
-            let provider_name = selections[s].provider_name.as_str();
-            let provider = Arc::clone(&providers[provider_name]);
-            let provider_limit = Arc::clone(&provider_limits[provider_name]);
-            let (semaphore, writer, progress) = (Arc::clone(&semaphore), Arc::clone(&writer), progress.clone());
-            tasks.spawn(async move {
-                // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
-                // (FIFO), so calls start in case order: the k samples of a case reach the server
-                // back to back, which lets a local server reuse the prompt it just processed.
-                let _provider_permit = provider_limit.acquire_owned().await.ok();
-                let _permit = semaphore.acquire_owned().await.ok();
-                let attempted = provider.complete(&request).await;
-                progress.inc(1);
-                let answer = match attempted.result {
-                    Ok(response) => {
-                        // Committed as it arrives, so a killed run keeps every answer it received.
-                        writer.send(cache::Entry::new(key, &request, response.clone()))?;
-                        Answer::Live {
-                            response,
-                            attempts: attempted.attempts,
-                        }
-                    }
-                    Err(error) => Answer::Failed {
-                        error,
-                        attempts: attempted.attempts,
-                    },
-                };
-                Ok::<_, Error>((s, c, j, answer))
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (s, c, j, answer) = joined.map_err(|e| Error::usage(format!("a sampling task failed: {e}")))??;
-            answers[s][c][j] = Some(answer);
-        }
-        progress.finish_and_clear();
-        // Every task has ended, so this is the last reference.
-        if let Some(writer) = Arc::into_inner(writer) {
-            writer.finish()?;
-        }
+    // Judges read the answers every other grader passed; their calls are cached like any other.
+    let mut judgments: Vec<Vec<Vec<Option<Answer>>>> = selections
+        .iter()
+        .map(|s| s.requests.iter().map(|r| r.iter().map(|_| None).collect()).collect())
+        .collect();
+    let judge_requests = judge_requests(&selections, &answers)?;
+    let items = judge_requests
+        .iter()
+        .map(|(index, request, provider)| (*index, request, provider.as_str()))
+        .collect();
+    for ((s, c, j), answer) in fetch(&config, options, &cache, items).await? {
+        judgments[s][c][j] = Some(answer);
     }
 
     let max_error_rate = options.max_error_rate.unwrap_or(config.defaults.max_error_rate);
     let mut calls = Calls::default();
     let mut results = Vec::with_capacity(selections.len());
-    for (selection, answers) in selections.iter().zip(answers) {
+    for ((selection, answers), judgments) in selections.iter().zip(answers).zip(judgments) {
         let result = aggregate(
             selection,
             answers,
+            judgments,
             max_error_rate,
             config.defaults.confidence_level,
             options.interval,
@@ -289,6 +267,35 @@ fn select_models(
     cases: &[LoadedCase],
 ) -> Result<Vec<Selection>, Error> {
     let grader = Graders::new(&suite.grader, prompt, config)?;
+    let judge = suite
+        .grader
+        .iter()
+        .find_map(|g| match g {
+            GraderConfig::Judge { model, rubric } => Some((model, rubric)),
+            _ => None,
+        })
+        .map(|(model_name, rubric)| -> Result<Arc<Judge>, Error> {
+            let model = config.models[model_name].clone();
+            let judge = Judge {
+                rubric: Prompt::load(&config.resolve(rubric))?,
+                provider_kind: config.providers[&model.provider].kind,
+                provider_name: model.provider.clone(),
+                model,
+            };
+            // A rubric that cannot render fails now, not after every answer was paid for.
+            let empty = Response {
+                text: Some(String::new()),
+                tool_calls: Vec::new(),
+                raw_body: String::new(),
+                usage: None,
+                latency_ms: 0,
+            };
+            for loaded in cases {
+                judge.request(loaded, &empty)?;
+            }
+            Ok(Arc::new(judge))
+        })
+        .transpose()?;
     for loaded in cases {
         grader.check_expect(&loaded.case.expect).map_err(|message| {
             Error::invalid(
@@ -343,6 +350,7 @@ fn select_models(
                 prompt_sha256: prompt.sha256.clone(),
                 samples,
                 grader: grader.clone(),
+                judge: judge.clone(),
                 cases: cases.to_vec(),
                 requests,
             });
@@ -351,18 +359,129 @@ fn select_models(
     Ok(selections)
 }
 
+/// Answer each request from the cache or, on a miss, from its provider (named beside it).
+/// Cache look-ups come first, so that only misses need a provider; answers are committed to
+/// the cache as they arrive.
+async fn fetch<I: Copy + Send + 'static>(
+    config: &Config,
+    options: &RunOptions,
+    cache: &Arc<Cache>,
+    items: Vec<(I, &Request, &str)>,
+) -> Result<Vec<(I, Answer)>, Error> {
+    let mut answers = Vec::with_capacity(items.len());
+    let mut pending = Vec::new();
+    for (index, request, provider) in items {
+        let key = cache::key(request);
+        match cache.get(&key)? {
+            Some(response) => answers.push((index, Answer::Cached(response))),
+            None if options.offline => answers.push((
+                index,
+                Answer::Failed {
+                    error: ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)"),
+                    attempts: 0,
+                },
+            )),
+            None => pending.push((index, key, request, provider)),
+        }
+    }
+    if pending.is_empty() {
+        return Ok(answers);
+    }
+    let mut names: Vec<&str> = pending.iter().map(|(_, _, _, provider)| *provider).collect();
+    names.sort_unstable();
+    names.dedup();
+    let providers = build_providers(config, &names, &options.env).await?;
+    let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
+    let progress = progress_bar(options.progress, pending.len());
+    let semaphore = Arc::new(Semaphore::new(concurrency));
+    let provider_limits: HashMap<&str, Arc<Semaphore>> = providers
+        .keys()
+        .map(|name| {
+            let limit = config.providers[name].concurrency.unwrap_or(concurrency);
+            (name.as_str(), Arc::new(Semaphore::new(limit)))
+        })
+        .collect();
+    let writer = Arc::new(cache::Writer::start(Arc::clone(cache)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, key, request, provider_name) in pending {
+        let request = request.clone();
+        let provider = Arc::clone(&providers[provider_name]);
+        let provider_limit = Arc::clone(&provider_limits[provider_name]);
+        let (semaphore, writer, progress) = (Arc::clone(&semaphore), Arc::clone(&writer), progress.clone());
+        tasks.spawn(async move {
+            // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
+            // (FIFO), so calls start in case order: the k samples of a case reach the server
+            // back to back, which lets a local server reuse the prompt it just processed.
+            let _provider_permit = provider_limit.acquire_owned().await.ok();
+            let _permit = semaphore.acquire_owned().await.ok();
+            let attempted = provider.complete(&request).await;
+            progress.inc(1);
+            let answer = match attempted.result {
+                Ok(response) => {
+                    // Committed as it arrives, so a killed run keeps every answer it received.
+                    writer.send(cache::Entry::new(key, &request, response.clone()))?;
+                    Answer::Live {
+                        response,
+                        attempts: attempted.attempts,
+                    }
+                }
+                Err(error) => Answer::Failed {
+                    error,
+                    attempts: attempted.attempts,
+                },
+            };
+            Ok::<_, Error>((index, answer))
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        answers.push(joined.map_err(|e| Error::usage(format!("a sampling task failed: {e}")))??);
+    }
+    progress.finish_and_clear();
+    // Every task has ended, so this is the last reference.
+    if let Some(writer) = Arc::into_inner(writer) {
+        writer.finish()?;
+    }
+    Ok(answers)
+}
+
+/// A judge call: (selection, case, sample), the request, the judge's provider.
+type JudgeCall = ((usize, usize, usize), Request, String);
+
+/// The judge calls a run needs: one per answer that every other grader passed, for the
+/// selections whose graders include a judge.
+fn judge_requests(
+    selections: &[Selection],
+    answers: &[Vec<Vec<Option<Answer>>>],
+) -> Result<Vec<JudgeCall>, Error> {
+    let mut requests = Vec::new();
+    for (s, selection) in selections.iter().enumerate() {
+        let Some(judge) = &selection.judge else { continue };
+        for (c, samples) in answers[s].iter().enumerate() {
+            let loaded = &selection.cases[c];
+            for (j, answer) in samples.iter().enumerate() {
+                let response = match answer {
+                    Some(Answer::Cached(response) | Answer::Live { response, .. }) => response,
+                    _ => continue,
+                };
+                if !selection.grader.needs_judgment(response, &loaded.case.expect) {
+                    continue;
+                }
+                requests.push(((s, c, j), judge.request(loaded, response)?, judge.provider_name.clone()));
+            }
+        }
+    }
+    Ok(requests)
+}
+
 async fn build_providers(
     config: &Config,
-    selections: &[Selection],
+    names: &[&str],
     env: &EnvVars,
 ) -> Result<HashMap<String, Arc<Provider>>, Error> {
     let mut providers = HashMap::new();
-    for selection in selections {
-        let name = &selection.provider_name;
-        if !providers.contains_key(name) {
-            let provider = Provider::new(name, &config.providers[name], env).await?;
-            providers.insert(name.clone(), Arc::new(provider));
-        }
+    for name in names {
+        let provider = Provider::new(name, &config.providers[*name], env).await?;
+        providers.insert((*name).to_string(), Arc::new(provider));
     }
     Ok(providers)
 }
@@ -390,6 +509,7 @@ fn cost(model: &ModelConfig, tokens: &Tokens) -> Option<f64> {
 fn aggregate(
     selection: &Selection,
     answers: Vec<Vec<Option<Answer>>>,
+    judgments: Vec<Vec<Option<Answer>>>,
     max_error_rate: f64,
     confidence_level: f64,
     interval: IntervalMethod,
@@ -402,7 +522,7 @@ fn aggregate(
     let mut latencies = Vec::new();
     let mut per_case = Vec::with_capacity(selection.cases.len());
     let mut outcomes = Vec::with_capacity(selection.cases.len());
-    for (loaded, samples) in selection.cases.iter().zip(answers) {
+    for ((loaded, samples), judged) in selection.cases.iter().zip(answers).zip(judgments) {
         let mut case_result = CaseResult {
             id: loaded.case.id.clone(),
             correct: 0,
@@ -411,7 +531,7 @@ fn aggregate(
             errors: 0,
             misses: Vec::new(),
         };
-        for (sample_index, answer) in samples.into_iter().enumerate() {
+        for ((sample_index, answer), judgment) in samples.into_iter().enumerate().zip(judged) {
             let response = match answer {
                 Some(Answer::Cached(response)) => {
                     calls.cached += 1;
@@ -443,7 +563,37 @@ fn aggregate(
                 tokens.input += usage.input_tokens;
                 tokens.output += usage.output_tokens;
             }
-            let Grade { outcome, reason } = selection.grader.grade(&response, &loaded.case.expect);
+            // A judge's call counts like any other: its tokens are spent, and when it failed the
+            // sample cannot be graded, so it is an error, not a wrong answer.
+            let judgment = match judgment {
+                Some(Answer::Cached(judgment)) => {
+                    calls.cached += 1;
+                    Some(judgment)
+                }
+                Some(Answer::Live { response, attempts }) => {
+                    calls.made += 1;
+                    calls.attempts += u64::from(attempts);
+                    Some(response)
+                }
+                Some(Answer::Failed { error, attempts }) => {
+                    calls.failed += 1;
+                    calls.attempts += u64::from(attempts);
+                    case_result.errors += 1;
+                    *errors_by_kind.entry(error.kind).or_insert(0) += 1;
+                    first_error.get_or_insert_with(|| {
+                        format!("case `{}` sample {sample_index} (judge): {error}", loaded.case.id)
+                    });
+                    continue;
+                }
+                None => None,
+            };
+            if let Some(usage) = judgment.as_ref().and_then(|j| j.usage) {
+                tokens.input += usage.input_tokens;
+                tokens.output += usage.output_tokens;
+            }
+            let Grade { outcome, reason } = selection
+                .grader
+                .grade(&response, &loaded.case.expect, judgment.as_ref());
             case_result.samples += 1;
             match outcome {
                 Outcome::Correct => case_result.correct += 1,

@@ -1,4 +1,4 @@
-//! The triage example suite against a real local model: llama.cpp's OpenAI-compatible server
+//! The triage and chatops-tools example suites against a real local model: llama.cpp's OpenAI-compatible server
 //! with Gemma 3 270M, started by `ci/local-model.sh` (which `ci/test.sh` runs). Skipped unless
 //! PROMPTGATE_REAL_MODEL_URL points at that server; under CI its absence is a failure.
 //!
@@ -54,6 +54,11 @@ fn triage_suite_against_llama_cpp_server() {
     copy_tree(&root.join("prompts"), &dir.path().join("prompts"));
     copy_tree(&root.join("cases/triage"), &dir.path().join("cases/triage"));
     copy_tree(&root.join("baselines/triage"), &dir.path().join("baselines/triage"));
+    copy_tree(&root.join("cases/chatops"), &dir.path().join("cases/chatops"));
+    copy_tree(
+        &root.join("baselines/chatops-tools"),
+        &dir.path().join("baselines/chatops-tools"),
+    );
     let config = std::fs::read_to_string(root.join("promptgate.toml")).expect("config");
     assert!(
         config.contains("http://127.0.0.1:8089/v1"),
@@ -125,5 +130,26 @@ fn triage_suite_against_llama_cpp_server() {
         comparison["verdict"],
         comparison["delta"]["point"].as_f64().unwrap(),
         comparison["p_value"].as_f64().unwrap()
+    );
+
+    // Tool definitions on a real OpenAI-compatible server: llama-cpp-python accepts them, answers
+    // `tool_choice = auto` in text, and the gate passes against the committed baseline.
+    let output = assert_cmd::Command::cargo_bin("promptgate")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["gate", "--suite", "chatops-tools", "--format", "json"])
+        .output()
+        .expect("gate");
+    let gated: Value = serde_json::from_slice(&output.stdout).expect("gate JSON");
+    assert_eq!(output.status.code(), Some(0), "{gated:#}");
+    let result = &gated["results"][0];
+    assert_eq!(gated["calls"]["failed"], 0);
+    assert_eq!(
+        result["baseline"]["cases_compared"].as_u64().unwrap(),
+        result["cases"].as_u64().unwrap()
+    );
+    eprintln!(
+        "chatops-tools gate: {} at accuracy {}",
+        result["baseline"]["verdict"], result["accuracy"]["point"]
     );
 }

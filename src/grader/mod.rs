@@ -6,6 +6,7 @@
 pub mod facts;
 pub mod falco;
 pub mod json;
+pub mod judge;
 pub mod label;
 pub mod matcher;
 pub mod mitre;
@@ -68,6 +69,8 @@ pub enum Grader {
     Sections(sections::SectionsGrader),
     Facts(facts::FactsGrader),
     Falco(falco::FalcoGrader),
+    /// Graded from the judge's response, which the run fetches (see [`Graders::grade`]).
+    Judge(judge::JudgeGrader),
 }
 
 impl Grader {
@@ -126,6 +129,7 @@ impl Grader {
                 };
                 Grader::Falco(falco::FalcoGrader::new(base))
             }
+            GraderConfig::Judge { .. } => Grader::Judge(judge::JudgeGrader),
         })
     }
 
@@ -138,6 +142,7 @@ impl Grader {
             Grader::Sections(_) => "sections",
             Grader::Facts(_) => "facts",
             Grader::Falco(_) => "falco",
+            Grader::Judge(_) => "judge",
         }
     }
 
@@ -150,13 +155,18 @@ impl Grader {
             Grader::Sections(g) => g.check_expect(expect),
             Grader::Facts(g) => g.check_expect(expect),
             Grader::Falco(g) => g.check_expect(expect),
+            Grader::Judge(g) => g.check_expect(expect),
         }
     }
 
-    /// Grade one response against a case's `expect`.
-    pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
+    /// Grade one response against a case's `expect`; a judge grades the judge's response.
+    fn grade(&self, response: &Response, expect: &Value, judgment: Option<&Response>) -> Grade {
         let text = || response.text.as_deref().unwrap_or_default();
         match self {
+            Grader::Judge(g) => match judgment {
+                Some(judgment) => g.grade(judgment),
+                None => Grade::invalid("not judged"),
+            },
             Grader::Label(g) => g.grade(response, expect),
             Grader::ToolCall(g) => g.grade(response, expect),
             Grader::Json(g) => g.grade(text(), expect),
@@ -189,10 +199,29 @@ impl Graders {
         Ok(())
     }
 
+    /// Whether the sample needs a judge's verdict: the suite has a judge and every other
+    /// grader passed it.
+    pub fn needs_judgment(&self, response: &Response, expect: &Value) -> bool {
+        self.0.iter().any(|g| matches!(g, Grader::Judge(_)))
+            && self
+                .0
+                .iter()
+                .filter(|g| !matches!(g, Grader::Judge(_)))
+                .all(|g| g.grade(response, expect, None).outcome == Outcome::Correct)
+    }
+
     /// Invalid output from any grader makes the sample invalid; otherwise the first wrong
-    /// verdict makes it wrong; a correct sample's reason joins every grader's.
-    pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
-        let grades: Vec<(&Grader, Grade)> = self.0.iter().map(|g| (g, g.grade(response, expect))).collect();
+    /// verdict makes it wrong; a correct sample's reason joins every grader's. A judge is only
+    /// asked (`judgment`) when every other grader passed.
+    pub fn grade(&self, response: &Response, expect: &Value, judgment: Option<&Response>) -> Grade {
+        let (judges, others): (Vec<&Grader>, Vec<&Grader>) = self.0.iter().partition(|g| matches!(g, Grader::Judge(_)));
+        let mut grades: Vec<(&Grader, Grade)> = others
+            .into_iter()
+            .map(|g| (g, g.grade(response, expect, None)))
+            .collect();
+        if grades.iter().all(|(_, grade)| grade.outcome == Outcome::Correct) {
+            grades.extend(judges.into_iter().map(|g| (g, g.grade(response, expect, judgment))));
+        }
         for outcome in [Outcome::Invalid, Outcome::Wrong] {
             if let Some((grader, grade)) = grades.iter().find(|(_, grade)| grade.outcome == outcome) {
                 return Grade {
@@ -249,19 +278,19 @@ mod tests {
             Grader::Facts(facts::FactsGrader),
         ]);
         let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
-        let both = graders.grade(&response(r#"{"action": "none", "note": "EC2.19"}"#), &expect);
+        let both = graders.grade(&response(r#"{"action": "none", "note": "EC2.19"}"#), &expect, None);
         assert_eq!(both.outcome, Outcome::Correct);
         assert_eq!(
             both.reason,
             "json: JSON with every expected field; facts: all 1 required facts, no forbidden one"
         );
-        let one = graders.grade(&response(r#"{"action": "none", "note": "IAM.6"}"#), &expect);
+        let one = graders.grade(&response(r#"{"action": "none", "note": "IAM.6"}"#), &expect, None);
         assert_eq!(
             (one.outcome, one.reason.as_str()),
             (Outcome::Wrong, "facts: missing `EC2.19`")
         );
         // Invalid output outranks a wrong verdict from another grader.
-        let invalid = graders.grade(&response("none"), &expect);
+        let invalid = graders.grade(&response("none"), &expect, None);
         assert_eq!(invalid.outcome, Outcome::Invalid);
         assert!(invalid.reason.starts_with("json: not JSON"), "{}", invalid.reason);
         let err = graders.check_expect(&serde_json::json!({"fields": {}})).unwrap_err();
