@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::config::ProviderKind;
 use crate::digest;
 use crate::error::Error;
+use crate::prompt::RenderedPrompt;
 use crate::provider::{Request, Response, Usage};
 
 /// On-disk schema version, kept in SQLite's `user_version`.
@@ -125,21 +126,60 @@ pub struct ModelStats {
 /// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
 /// rendered messages, sampling parameters, response schema, tools and sample index.
 pub fn key(request: &Request) -> String {
-    let mut value = json!({
-        "key_version": 1,
-        "provider": request.provider.as_str(),
-        "model": request.model,
-        "messages": request.prompt.messages,
-        "response_schema": request.prompt.response_schema,
-        "params": request.params,
-        "sample_index": request.sample_index,
-    });
-    // Only present when used: keys of prompts without tools are unchanged.
-    if !request.prompt.tools.is_empty() {
-        value["tools"] = json!(request.prompt.tools);
-        value["tool_choice"] = json!(request.prompt.tool_choice);
+    key_with(request, &PromptKey::of(&request.prompt))
+}
+
+/// The prompt's share of a cache key, in canonical JSON. A prompt's k samples differ only in
+/// their parameters and index, so a run computes this once per rendered prompt: canonicalizing
+/// the messages (whole findings) was most of a warm replay's time.
+#[derive(Debug, Clone)]
+pub struct PromptKey {
+    messages: String,
+    response_schema: String,
+    /// `tool_choice` and `tools`, present only when the prompt has tools.
+    tools: Option<(String, String)>,
+}
+
+impl PromptKey {
+    pub fn of(prompt: &RenderedPrompt) -> PromptKey {
+        PromptKey {
+            messages: digest::canonical_json(&json!(prompt.messages)),
+            response_schema: digest::canonical_json(&json!(prompt.response_schema)),
+            // Only present when used: keys of prompts without tools are unchanged.
+            tools: (!prompt.tools.is_empty()).then(|| {
+                (
+                    digest::canonical_json(&json!(prompt.tool_choice)),
+                    digest::canonical_json(&json!(prompt.tools)),
+                )
+            }),
+        }
     }
-    digest::sha256_of_json(&value)
+}
+
+/// [`key`] with the prompt's share already computed. The object is written in canonical form
+/// (keys sorted, no spaces) by hand: the same bytes `digest::canonical_json` gives for it.
+pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
+    let mut text = String::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
+    text.push_str("{\"key_version\":1,\"messages\":");
+    text.push_str(&prompt.messages);
+    text.push_str(",\"model\":");
+    text.push_str(&digest::canonical_json(&json!(request.model)));
+    text.push_str(",\"params\":");
+    text.push_str(&digest::canonical_json(&json!(request.params)));
+    text.push_str(",\"provider\":");
+    text.push_str(&digest::canonical_json(&json!(request.provider.as_str())));
+    text.push_str(",\"response_schema\":");
+    text.push_str(&prompt.response_schema);
+    text.push_str(",\"sample_index\":");
+    text.push_str(&request.sample_index.to_string());
+    if let Some((tool_choice, tools)) = &prompt.tools {
+        text.push_str(",\"tool_choice\":");
+        text.push_str(tool_choice);
+        text.push_str(",\"tools\":");
+        text.push_str(tools);
+    }
+    text.push('}');
+    digest::sha256_hex(text.as_bytes())
 }
 
 impl Cache {
@@ -376,14 +416,14 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::config::ProviderKind;
-    use crate::prompt::{Message, RenderedPrompt};
+    use crate::prompt::Message;
     use crate::provider::SamplingParams;
 
     fn request(sample_index: u32) -> Request {
         Request {
             provider: ProviderKind::Openai,
             model: "m".into(),
-            prompt: RenderedPrompt {
+            prompt: std::sync::Arc::new(RenderedPrompt {
                 messages: vec![Message {
                     role: "user".into(),
                     content: "hi".into(),
@@ -391,7 +431,7 @@ mod tests {
                 response_schema: None,
                 tools: vec![],
                 tool_choice: None,
-            },
+            }),
             params: SamplingParams {
                 temperature: Some(0.5),
                 max_tokens: Some(10),
@@ -441,6 +481,43 @@ mod tests {
         assert_ne!(key(&openai), key(&bedrock));
     }
 
+    /// The key as first defined: the whole object built as JSON, then canonicalized.
+    fn reference_key(request: &Request) -> String {
+        let mut value = json!({
+            "key_version": 1,
+            "provider": request.provider.as_str(),
+            "model": request.model,
+            "messages": request.prompt.messages,
+            "response_schema": request.prompt.response_schema,
+            "params": request.params,
+            "sample_index": request.sample_index,
+        });
+        if !request.prompt.tools.is_empty() {
+            value["tools"] = json!(request.prompt.tools);
+            value["tool_choice"] = json!(request.prompt.tool_choice);
+        }
+        digest::sha256_of_json(&value)
+    }
+
+    #[test]
+    fn the_assembled_key_is_the_canonical_json_key() {
+        let mut with_tools = request(3);
+        std::sync::Arc::make_mut(&mut with_tools.prompt).tools = vec![crate::prompt::ToolDefinition {
+            name: "deleteAutomaticSuppressionRule".into(),
+            description: Some("削除する \"quoted\"".into()),
+            parameters: json!({"type": "object", "properties": {"controlId": {"type": "string"}}}),
+        }];
+        std::sync::Arc::make_mut(&mut with_tools.prompt).tool_choice = Some(crate::prompt::ToolChoice::Required);
+        std::sync::Arc::make_mut(&mut with_tools.prompt).response_schema = Some(crate::prompt::ResponseSchema {
+            name: "x".into(),
+            strict: true,
+            schema: json!({"b": [1, 2.5], "a": "é\n"}),
+        });
+        for request in [request(0), request(7), with_tools] {
+            assert_eq!(key(&request), reference_key(&request));
+        }
+    }
+
     #[test]
     fn tools_are_part_of_the_key_and_absent_tools_change_nothing() {
         // Pinned: a key must not change between releases, or every cache is lost on upgrade.
@@ -451,14 +528,14 @@ mod tests {
             "36618ea23e06be5afc22b79ce9fcb6f7c181965f1037799a71abadb3262af6a3"
         );
         let mut with_tools = request(0);
-        with_tools.prompt.tools = vec![crate::prompt::ToolDefinition {
+        std::sync::Arc::make_mut(&mut with_tools.prompt).tools = vec![crate::prompt::ToolDefinition {
             name: "listAutomaticSuppressionRules".into(),
             description: None,
             parameters: json!({"type": "object", "properties": {}}),
         }];
-        with_tools.prompt.tool_choice = Some(crate::prompt::ToolChoice::Auto);
+        std::sync::Arc::make_mut(&mut with_tools.prompt).tool_choice = Some(crate::prompt::ToolChoice::Auto);
         let mut required = with_tools.clone();
-        required.prompt.tool_choice = Some(crate::prompt::ToolChoice::Required);
+        std::sync::Arc::make_mut(&mut required.prompt).tool_choice = Some(crate::prompt::ToolChoice::Required);
         assert_ne!(key(&with_tools), key(&request(0)));
         assert_ne!(key(&with_tools), key(&required));
     }

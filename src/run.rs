@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::grader::judge::JudgeGrader;
 use crate::grader::{Grade, Graders, Outcome};
-use crate::prompt::Prompt;
+use crate::prompt::{Prompt, RenderedPrompt};
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
 use crate::run_record::{
     Calls, CaseResult, Latency, Miss, RunRecord, SuiteResult, Tokens, Verdict, RUN_RECORD_SCHEMA_VERSION,
@@ -85,7 +85,7 @@ impl Judge {
         Ok(Request {
             provider: self.provider_kind,
             model: self.model.model.clone(),
-            prompt: self.rubric.render(&judged)?,
+            prompt: Arc::new(self.rubric.render(&judged)?),
             params: SamplingParams::for_sample(&self.model, None, 0),
             sample_index: 0,
         })
@@ -315,7 +315,10 @@ fn select_models(
             ))
         })?;
     }
-    let rendered = cases.iter().map(|c| prompt.render(c)).collect::<Result<Vec<_>, _>>()?;
+    let rendered = cases
+        .iter()
+        .map(|c| prompt.render(c).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let samples = options.samples.unwrap_or(suite.samples).max(1);
     let model_names = if options.models.is_empty() {
         &suite.models
@@ -334,7 +337,7 @@ fn select_models(
                         .map(|sample_index| Request {
                             provider: provider.kind,
                             model: model.model.clone(),
-                            prompt: prompt.clone(),
+                            prompt: Arc::clone(prompt),
                             params: SamplingParams::for_sample(model, suite.max_tokens, sample_index),
                             sample_index,
                         })
@@ -370,8 +373,13 @@ async fn fetch<I: Copy + Send + 'static>(
 ) -> Result<Vec<(I, Answer)>, Error> {
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
+    // The k samples of a case share one rendered prompt, and so its share of the key.
+    let mut prompt_keys: HashMap<*const RenderedPrompt, cache::PromptKey> = HashMap::new();
     for (index, request, provider) in items {
-        let key = cache::key(request);
+        let prompt_key = prompt_keys
+            .entry(Arc::as_ptr(&request.prompt))
+            .or_insert_with(|| cache::PromptKey::of(&request.prompt));
+        let key = cache::key_with(request, prompt_key);
         match cache.get(&key)? {
             Some(response) => answers.push((index, Answer::Cached(response))),
             None if options.offline => answers.push((
@@ -449,10 +457,7 @@ type JudgeCall = ((usize, usize, usize), Request, String);
 
 /// The judge calls a run needs: one per answer that every other grader passed, for the
 /// selections whose graders include a judge.
-fn judge_requests(
-    selections: &[Selection],
-    answers: &[Vec<Vec<Option<Answer>>>],
-) -> Result<Vec<JudgeCall>, Error> {
+fn judge_requests(selections: &[Selection], answers: &[Vec<Vec<Option<Answer>>>]) -> Result<Vec<JudgeCall>, Error> {
     let mut requests = Vec::new();
     for (s, selection) in selections.iter().enumerate() {
         let Some(judge) = &selection.judge else { continue };

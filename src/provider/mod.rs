@@ -4,6 +4,7 @@
 pub mod bedrock;
 pub mod openai;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,8 @@ pub struct Request {
     pub provider: ProviderKind,
     /// The provider's model id.
     pub model: String,
-    pub prompt: RenderedPrompt,
+    /// Shared by the k samples of a case.
+    pub prompt: Arc<RenderedPrompt>,
     pub params: SamplingParams,
     pub sample_index: u32,
 }
