@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::compare::{cells, HEADER};
+use super::escape;
 use crate::compare::{CompareRecord, SuiteComparison};
 
 /// Rows whose Holm-adjusted p-value is below this are coloured as a real difference.
@@ -324,22 +325,6 @@ pub fn compare_page(record: &CompareRecord) -> String {
     }
     page.push_str("</body></html>\n");
     page
-}
-
-/// Escape text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,30 +1,12 @@
 //! JUnit XML: one testcase per suite × model, a failure on a regression and an error when the
 //! run was inconclusive, so CI systems that read JUnit show the gate like any test.
 
-use super::Exporter;
+use super::{escape, Exporter};
 use crate::error::Error;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 
 /// JUnit XML in the common (Jenkins / GitHub / GitLab) dialect.
 pub struct JunitExporter;
-
-/// Escape text for XML attributes and content.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters other than tab and newlines are not allowed in XML 1.0.
-            c if c.is_control() && c != '\t' && c != '\n' && c != '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn summary(result: &SuiteResult) -> String {
     let accuracy = result.accuracy.map_or_else(
@@ -103,15 +85,5 @@ impl Exporter for JunitExporter {
         }
         out.push_str("  </testsuite>\n</testsuites>\n");
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup_and_control_characters() {
-        assert_eq!(escape("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;&quot;&apos;c");
     }
 }

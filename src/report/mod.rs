@@ -56,6 +56,24 @@ impl Format {
     }
 }
 
+/// Escape text for XML and HTML, content and attribute values alike. Control characters other
+/// than tab and newlines are dropped: XML 1.0 does not allow them.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && c != '\t' && c != '\n' && c != '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
 /// reader never sees half a report.
 pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
@@ -77,4 +95,12 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
         .map_err(|e| io_error("write", e))?;
     file.persist(path).map_err(|e| io_error("write", e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(super::escape("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;&quot;&apos;c");
+    }
 }
