@@ -283,13 +283,7 @@ fn select_models(
                 model,
             };
             // A rubric that cannot render fails now, not after every answer was paid for.
-            let empty = Response {
-                text: Some(String::new()),
-                tool_calls: Vec::new(),
-                raw_body: String::new(),
-                usage: None,
-                latency_ms: 0,
-            };
+            let empty = Response::from_text("");
             for loaded in cases {
                 judge.request(loaded, &empty)?;
             }

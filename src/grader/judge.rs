@@ -62,27 +62,22 @@ mod tests {
     use crate::grader::Outcome;
     use serde_json::json;
 
-    fn judged(text: &str) -> Response {
-        Response {
-            text: Some(text.into()),
-            tool_calls: vec![],
-            raw_body: String::new(),
-            usage: None,
-            latency_ms: 0,
-        }
-    }
-
     #[test]
     fn verdicts_become_grades_with_the_judges_reason() {
-        let pass = JudgeGrader.grade(&judged(r#"{"verdict": "pass", "reason": "平易で正確"}"#));
+        let pass = JudgeGrader.grade(&Response::from_text(r#"{"verdict": "pass", "reason": "平易で正確"}"#));
         assert_eq!((pass.outcome, pass.reason.as_str()), (Outcome::Correct, "平易で正確"));
-        let fail = JudgeGrader.grade(&judged(
+        let fail = JudgeGrader.grade(&Response::from_text(
             "```json\n{\"verdict\": \"FAIL\", \"reason\": \"専門用語だらけ\"}\n```",
         ));
         assert_eq!((fail.outcome, fail.reason.as_str()), (Outcome::Wrong, "専門用語だらけ"));
-        assert_eq!(JudgeGrader.grade(&judged("pass")).outcome, Outcome::Invalid);
         assert_eq!(
-            JudgeGrader.grade(&judged(r#"{"verdict": "maybe"}"#)).outcome,
+            JudgeGrader.grade(&Response::from_text("pass")).outcome,
+            Outcome::Invalid
+        );
+        assert_eq!(
+            JudgeGrader
+                .grade(&Response::from_text(r#"{"verdict": "maybe"}"#))
+                .outcome,
             Outcome::Invalid
         );
     }

@@ -95,16 +95,6 @@ mod tests {
     use crate::grader::Outcome;
     use serde_json::json;
 
-    fn response(text: &str) -> Response {
-        Response {
-            text: Some(text.into()),
-            tool_calls: vec![],
-            raw_body: String::new(),
-            usage: None,
-            latency_ms: 0,
-        }
-    }
-
     fn field_grader() -> LabelGrader {
         LabelGrader::new(Some("decision".into()), vec!["suppress".into(), "notify".into()])
     }
@@ -114,48 +104,65 @@ mod tests {
         let g = field_grader();
         let expect = json!({"label": "suppress"});
         assert_eq!(
-            g.grade(&response(r#"{"decision": "suppress", "reason": "x"}"#), &expect)
+            g.grade(
+                &Response::from_text(r#"{"decision": "suppress", "reason": "x"}"#),
+                &expect
+            )
+            .outcome,
+            Outcome::Correct
+        );
+        assert_eq!(
+            g.grade(&Response::from_text(r#"{"decision": "SUPPRESS"}"#), &expect)
                 .outcome,
             Outcome::Correct
         );
         assert_eq!(
-            g.grade(&response(r#"{"decision": "SUPPRESS"}"#), &expect).outcome,
-            Outcome::Correct
-        );
-        assert_eq!(
-            g.grade(&response("```json\n{\"decision\": \"notify\"}\n```"), &expect)
-                .outcome,
+            g.grade(
+                &Response::from_text("```json\n{\"decision\": \"notify\"}\n```"),
+                &expect
+            )
+            .outcome,
             Outcome::Wrong
         );
-        let invalid = g.grade(&response(r#"{"decision": "maybe"}"#), &expect);
+        let invalid = g.grade(&Response::from_text(r#"{"decision": "maybe"}"#), &expect);
         assert_eq!(invalid.outcome, Outcome::Invalid);
         assert!(invalid.reason.contains("`maybe`"), "{}", invalid.reason);
-        assert_eq!(g.grade(&response("suppress"), &expect).outcome, Outcome::Invalid);
         assert_eq!(
-            g.grade(&response(r#"{"verdict": "suppress"}"#), &expect).outcome,
+            g.grade(&Response::from_text("suppress"), &expect).outcome,
             Outcome::Invalid
         );
         assert_eq!(
-            g.grade(&response(r#"{"decision": 1}"#), &expect).outcome,
+            g.grade(&Response::from_text(r#"{"verdict": "suppress"}"#), &expect)
+                .outcome,
             Outcome::Invalid
         );
-        assert_eq!(g.grade(&response("  "), &expect).outcome, Outcome::Invalid);
+        assert_eq!(
+            g.grade(&Response::from_text(r#"{"decision": 1}"#), &expect).outcome,
+            Outcome::Invalid
+        );
+        assert_eq!(g.grade(&Response::from_text("  "), &expect).outcome, Outcome::Invalid);
     }
 
     #[test]
     fn free_text_labels() {
         let g = LabelGrader::new(None, vec!["suppress".into(), "notify".into()]);
         let expect = json!({"label": "notify"});
-        assert_eq!(g.grade(&response("Notify."), &expect).outcome, Outcome::Correct);
         assert_eq!(
-            g.grade(&response("I would suppress this."), &expect).outcome,
+            g.grade(&Response::from_text("Notify."), &expect).outcome,
+            Outcome::Correct
+        );
+        assert_eq!(
+            g.grade(&Response::from_text("I would suppress this."), &expect).outcome,
             Outcome::Wrong
         );
-        let ambiguous = g.grade(&response("suppress or notify?"), &expect);
+        let ambiguous = g.grade(&Response::from_text("suppress or notify?"), &expect);
         assert_eq!(ambiguous.outcome, Outcome::Invalid);
         assert!(ambiguous.reason.contains("ambiguous"));
         // "notifying" is not the word "notify".
-        assert_eq!(g.grade(&response("notifying"), &expect).outcome, Outcome::Invalid);
+        assert_eq!(
+            g.grade(&Response::from_text("notifying"), &expect).outcome,
+            Outcome::Invalid
+        );
     }
 
     #[test]

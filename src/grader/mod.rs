@@ -261,16 +261,6 @@ pub fn strip_code_fence(text: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn response(text: &str) -> Response {
-        Response {
-            text: Some(text.into()),
-            tool_calls: vec![],
-            raw_body: String::new(),
-            usage: None,
-            latency_ms: 0,
-        }
-    }
-
     #[test]
     fn combined_graders_pass_only_together_and_say_which_failed() {
         let graders = Graders(vec![
@@ -278,19 +268,27 @@ mod tests {
             Grader::Facts(facts::FactsGrader),
         ]);
         let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
-        let both = graders.grade(&response(r#"{"action": "none", "note": "EC2.19"}"#), &expect, None);
+        let both = graders.grade(
+            &Response::from_text(r#"{"action": "none", "note": "EC2.19"}"#),
+            &expect,
+            None,
+        );
         assert_eq!(both.outcome, Outcome::Correct);
         assert_eq!(
             both.reason,
             "json: JSON with every expected field; facts: all 1 required facts, no forbidden one"
         );
-        let one = graders.grade(&response(r#"{"action": "none", "note": "IAM.6"}"#), &expect, None);
+        let one = graders.grade(
+            &Response::from_text(r#"{"action": "none", "note": "IAM.6"}"#),
+            &expect,
+            None,
+        );
         assert_eq!(
             (one.outcome, one.reason.as_str()),
             (Outcome::Wrong, "facts: missing `EC2.19`")
         );
         // Invalid output outranks a wrong verdict from another grader.
-        let invalid = graders.grade(&response("none"), &expect, None);
+        let invalid = graders.grade(&Response::from_text("none"), &expect, None);
         assert_eq!(invalid.outcome, Outcome::Invalid);
         assert!(invalid.reason.starts_with("json: not JSON"), "{}", invalid.reason);
         let err = graders.check_expect(&serde_json::json!({"fields": {}})).unwrap_err();

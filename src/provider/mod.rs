@@ -81,6 +81,19 @@ pub struct Response {
     pub latency_ms: u64,
 }
 
+impl Response {
+    /// A plain text answer with nothing else known (for checks and tests).
+    pub fn from_text(text: &str) -> Response {
+        Response {
+            text: Some(text.to_string()),
+            tool_calls: Vec::new(),
+            raw_body: String::new(),
+            usage: None,
+            latency_ms: 0,
+        }
+    }
+}
+
 /// Why a call failed. A failure is never graded as a wrong answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
