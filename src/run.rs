@@ -127,10 +127,7 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
     }
     let cache = Arc::new(Cache::open(&options.cache_path)?);
 
-    let mut answers: Vec<Vec<Vec<Option<Answer>>>> = selections
-        .iter()
-        .map(|s| s.requests.iter().map(|r| r.iter().map(|_| None).collect()).collect())
-        .collect();
+    let mut answers = unanswered(&selections);
     let items = selections.iter().enumerate().flat_map(|(s, selection)| {
         selection.requests.iter().enumerate().flat_map(move |(c, requests)| {
             requests
@@ -143,10 +140,7 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
         answers[s][c][j] = Some(answer);
     }
     // Judges read the answers every other grader passed; their calls are cached like any other.
-    let mut judgments: Vec<Vec<Vec<Option<Answer>>>> = selections
-        .iter()
-        .map(|s| s.requests.iter().map(|r| r.iter().map(|_| None).collect()).collect())
-        .collect();
+    let mut judgments = unanswered(&selections);
     let judge_requests = judge_requests(&selections, &answers)?;
     let items = judge_requests
         .iter()
@@ -320,40 +314,46 @@ fn select_models(
         &options.models
     };
     let mut selections = Vec::with_capacity(model_names.len());
-    {
-        for model_name in model_names {
-            let model = &config.models[model_name];
-            let provider = &config.providers[&model.provider];
-            let requests = rendered
-                .iter()
-                .map(|prompt| {
-                    (0..samples)
-                        .map(|sample_index| Request {
-                            provider: provider.kind,
-                            model: model.model.clone(),
-                            prompt: Arc::clone(prompt),
-                            params: SamplingParams::for_sample(model, suite.max_tokens, sample_index),
-                            sample_index,
-                        })
-                        .collect()
-                })
-                .collect();
-            selections.push(Selection {
-                suite: suite_name.to_string(),
-                prompt_name: prompt_name.to_string(),
-                model_name: model_name.clone(),
-                model: model.clone(),
-                provider_name: model.provider.clone(),
-                prompt_sha256: prompt.sha256.clone(),
-                samples,
-                grader: grader.clone(),
-                judge: judge.clone(),
-                cases: cases.to_vec(),
-                requests,
-            });
-        }
+    for model_name in model_names {
+        let model = &config.models[model_name];
+        let provider = &config.providers[&model.provider];
+        let requests = rendered
+            .iter()
+            .map(|prompt| {
+                (0..samples)
+                    .map(|sample_index| Request {
+                        provider: provider.kind,
+                        model: model.model.clone(),
+                        prompt: Arc::clone(prompt),
+                        params: SamplingParams::for_sample(model, suite.max_tokens, sample_index),
+                        sample_index,
+                    })
+                    .collect()
+            })
+            .collect();
+        selections.push(Selection {
+            suite: suite_name.to_string(),
+            prompt_name: prompt_name.to_string(),
+            model_name: model_name.clone(),
+            model: model.clone(),
+            provider_name: model.provider.clone(),
+            prompt_sha256: prompt.sha256.clone(),
+            samples,
+            grader: grader.clone(),
+            judge: judge.clone(),
+            cases: cases.to_vec(),
+            requests,
+        });
     }
     Ok(selections)
+}
+
+/// One empty slot per sample of every selection, filled by (selection, case, sample).
+fn unanswered(selections: &[Selection]) -> Vec<Vec<Vec<Option<Answer>>>> {
+    selections
+        .iter()
+        .map(|s| s.requests.iter().map(|r| r.iter().map(|_| None).collect()).collect())
+        .collect()
 }
 
 /// Answer each request from the cache or, on a miss, from its provider (named beside it).
