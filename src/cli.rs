@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
 use crate::plan::{self, PlanInputs};
+use crate::record::{self, Decision, FromRunOptions, RecordOptions, RecordOutcome};
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
@@ -58,6 +59,30 @@ Examples:
 
 Repeats only shrink the within-case noise: beyond k = 5 they buy little; more cases always help.
 Formula and sources: the README's statistics section.";
+
+const RECORD_AFTER_HELP: &str = "\
+Examples:
+  promptgate record --suite triage --finding finding.json --expect notify --rule \"EC2.19 は dev なら抑制\"
+  aws securityhub get-findings --filters ... | promptgate record -s triage --finding - --index 0 --expect notify --rule ...
+  promptgate record --suite triage --finding event.json --all --expect suppress --rule ...
+  promptgate record --suite guardduty-explain --finding gd.json --expect '{\"facts\": {\"required\": [\"i-0abc\"]}}'
+  promptgate record --suite triage --from-run shadow-run.json              confirm each miss on the terminal
+  promptgate record --suite triage --from-run shadow-run.json --case c7 --yes --expect notify
+
+Reads a bare ASFF finding, a {\"Findings\": [...]} batch, a \"Security Hub Findings - Imported\"
+EventBridge event, a GuardDuty finding or a \"GuardDuty Finding\" event, and writes one new case
+file <id>.json into the suite's case folder (atomically; never over an existing file). The next
+run includes it and the gate reports it as a new case.
+
+Redaction (on unless --no-redact) replaces, consistently across finding, rule, note and expect:
+account ids and ARN account fields, IPv4/IPv6 addresses (to documentation ranges), EC2 host names
+(ip-10-0-0-1), e-mail addresses, access key and IAM unique ids, and the [[record.redact]] patterns
+of the config. A finding equal to an existing case (ignoring timestamps, finding ids, counts and
+workflow state) is not written again (exit 5) unless --force.
+
+--from-run reads a run record (`promptgate run --out run.json`) of another suite, such as a shadow
+suite of recent production findings labelled with what the bot did, and proposes each case a model
+got wrong as a new case of --suite, for a person to confirm its label.";
 
 const RUN_AFTER_HELP: &str = "\
 Examples:
@@ -130,6 +155,9 @@ enum Command {
     /// Several models side by side on the same cases: accuracy, paired differences, cost, latency.
     #[command(after_help = COMPARE_AFTER_HELP)]
     Compare(CompareArgs),
+    /// Turn a production miss (a finding and its right answer) into a new, redacted case.
+    #[command(after_help = RECORD_AFTER_HELP)]
+    Record(RecordArgs),
     /// Size a suite: cases needed to detect a drop, or the smallest drop N cases detect.
     #[command(after_help = PLAN_AFTER_HELP)]
     Plan(PlanArgs),
@@ -214,6 +242,57 @@ enum CompareFormat {
     Json,
     Markdown,
     Html,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["finding", "from_run"])))]
+struct RecordArgs {
+    /// The suite the new case joins.
+    #[arg(long, short = 's', value_name = "SUITE")]
+    suite: String,
+    /// The finding: a file, or `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    finding: Option<PathBuf>,
+    /// The right answer: a label of the suite's label grader (e.g. notify), or the case's JSON
+    /// `expect` object for other graders.
+    #[arg(long, value_name = "LABEL")]
+    expect: Option<String>,
+    /// The rule the finding was judged by (stored as the case's `rule`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "from_run")]
+    rule: Option<String>,
+    /// A note for whoever reads the case later: what went wrong in production.
+    #[arg(long, value_name = "TEXT", conflicts_with = "from_run")]
+    note: Option<String>,
+    /// The case id (also its file name) [default: miss-<control or type>-<hash>].
+    #[arg(long, value_name = "ID", conflicts_with = "from_run")]
+    id: Option<String>,
+    /// Which finding of a multi-finding input to record (0-based).
+    #[arg(long, value_name = "N", conflicts_with_all = ["all", "from_run"])]
+    index: Option<usize>,
+    /// Record every finding of a multi-finding input, all with the same --expect.
+    #[arg(long, conflicts_with = "from_run")]
+    all: bool,
+    /// A JSON run record: propose each case a model got wrong as a new case of --suite.
+    #[arg(long, value_name = "RUN.json")]
+    from_run: Option<PathBuf>,
+    /// With --from-run: only samples graded wrong, not unreadable outputs.
+    #[arg(long, requires = "from_run")]
+    wrong_only: bool,
+    /// With --from-run: only this case of the run (repeatable).
+    #[arg(long = "case", value_name = "ID", requires = "from_run")]
+    cases: Vec<String>,
+    /// With --from-run: record every proposal with --expect, without asking.
+    #[arg(long, short = 'y', requires_all = ["from_run", "expect"])]
+    yes: bool,
+    /// Keep account ids, addresses, e-mails and keys as they are.
+    #[arg(long)]
+    no_redact: bool,
+    /// Write even when an equal case exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -360,6 +439,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             emit(&cli.global, &args.output, &record)
         }
         Command::Plan(args) => plan_command(args),
+        Command::Record(args) => record_command(&cli.global, args),
         Command::Compare(args) => compare_command(&cli.global, args),
         Command::Baseline {
             command:
@@ -593,6 +673,177 @@ fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::pa
         return Ok(exit_code::INCONCLUSIVE);
     }
     Ok(exit_code::SUCCESS)
+}
+
+fn record_command(global: &GlobalArgs, args: &RecordArgs) -> Result<i32, Error> {
+    let outcomes = match (&args.finding, &args.from_run) {
+        (Some(finding), _) => {
+            let expect = args.expect.clone().ok_or_else(|| {
+                Error::usage("--finding needs --expect: the answer the model should have given")
+                    .with_hint("e.g. --expect notify (a label of the suite), or the case's JSON `expect` object")
+            })?;
+            let options = RecordOptions {
+                config_path: global.config.clone(),
+                suite: args.suite.clone(),
+                expect,
+                rule: args.rule.clone(),
+                note: args.note.clone(),
+                id: args.id.clone(),
+                index: args.index,
+                all: args.all,
+                redact: !args.no_redact,
+                force: args.force,
+            };
+            let (bytes, source) = read_finding(finding)?;
+            record::record(&options, &bytes, &source)?
+        }
+        (None, Some(run_path)) => {
+            if args.expect.is_some() && !args.yes {
+                return Err(
+                    Error::usage("with --from-run, --expect applies only together with --yes")
+                        .with_hint("without --yes each proposal's label is asked for on the terminal"),
+                );
+            }
+            let options = FromRunOptions {
+                config_path: global.config.clone(),
+                run_path: run_path.clone(),
+                suite: args.suite.clone(),
+                wrong_only: args.wrong_only,
+                cases: args.cases.clone(),
+                redact: !args.no_redact,
+                force: args.force,
+            };
+            let (proposals, notes) = record::propose(&options)?;
+            for note in &notes {
+                eprintln!("note: {note}");
+            }
+            if proposals.is_empty() {
+                eprintln!(
+                    "nothing to propose: no case of the run has a {} answer",
+                    if args.wrong_only {
+                        "wrong"
+                    } else {
+                        "wrong or unreadable"
+                    }
+                );
+                return Ok(exit_code::SUCCESS);
+            }
+            if args.yes {
+                let expect = args.expect.clone().unwrap_or_default();
+                record::record_proposals(&options, proposals, |_, _| Ok(Decision::Record(expect.clone())))?
+            } else if std::io::stdin().is_terminal() {
+                let mut input = std::io::stdin().lock();
+                let mut output = std::io::stderr();
+                record::record_proposals(&options, proposals, |proposal, labels| {
+                    record::ask(&mut input, &mut output, proposal, labels)
+                })?
+            } else {
+                return Err(Error::usage(format!(
+                    "{} proposal(s) need a person to confirm their label, and stdin is not a terminal",
+                    proposals.len()
+                ))
+                .with_hint("run it in a terminal, or pass --yes --expect LABEL (with --case ID to pick cases)"));
+            }
+        }
+        (None, None) => unreachable!("clap requires --finding or --from-run"),
+    };
+    print_outcomes(args, &outcomes)
+}
+
+/// `--finding FILE|-`: at most one byte more than `record` accepts, so that a too-large input is
+/// refused without reading all of it.
+fn read_finding(path: &std::path::Path) -> Result<(Vec<u8>, PathBuf), Error> {
+    use std::io::Read;
+    let limit = record::input::MAX_INPUT_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        let source = PathBuf::from("<stdin>");
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Io {
+                action: "read",
+                path: source.clone(),
+                source: e,
+                hint: None,
+            })?;
+        return Ok((bytes, source));
+    }
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        hint: (source.kind() == std::io::ErrorKind::NotFound)
+            .then(|| "pass the finding's file, or `-` to read it from stdin".to_string()),
+        source,
+    })?;
+    file.take(limit).read_to_end(&mut bytes).map_err(|source| Error::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    })?;
+    Ok((bytes, path.to_path_buf()))
+}
+
+fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, Error> {
+    let refused = outcomes
+        .iter()
+        .any(|o| matches!(o, RecordOutcome::Duplicate { .. } | RecordOutcome::Conflict { .. }));
+    if args.json {
+        let value = serde_json::json!({"schema_version": record::RECORD_OUTPUT_SCHEMA_VERSION, "outcomes": outcomes});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(|e| Error::usage(e.to_string()))?
+        );
+    } else {
+        for outcome in outcomes {
+            match outcome {
+                RecordOutcome::Recorded { id, path, redaction, .. } => {
+                    let how = match redaction {
+                        Some(report) if report.replaced.is_empty() => "redacted: nothing to replace".to_string(),
+                        Some(report) => format!(
+                            "redacted: {}",
+                            report
+                                .replaced
+                                .iter()
+                                .map(|(rule, count)| format!("{count} {rule}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        None => "not redacted".to_string(),
+                    };
+                    println!("recorded case `{id}` in {} ({how})", path.display());
+                }
+                RecordOutcome::Duplicate { existing_id, existing } => println!(
+                    "not recorded: the same content with the same expectation is already case `{existing_id}` in {existing}"
+                ),
+                RecordOutcome::Conflict {
+                    existing_id,
+                    existing,
+                    existing_expect,
+                    expect,
+                } => println!(
+                    "not recorded: case `{existing_id}` in {existing} has the same content but expects {existing_expect}, not {expect}"
+                ),
+                RecordOutcome::Skipped { source_case } => println!("skipped case `{source_case}`"),
+            }
+        }
+        if outcomes.iter().any(RecordOutcome::is_recorded) {
+            eprintln!(
+                "next: promptgate run --suite {}   (the new case runs with the suite; the gate reports it as new)",
+                args.suite
+            );
+        }
+        if refused {
+            eprintln!("hint: --force writes it anyway; if the existing case's expectation is wrong, correct that case instead");
+        }
+    }
+    Ok(if refused {
+        exit_code::DUPLICATE
+    } else {
+        exit_code::SUCCESS
+    })
 }
 
 /// The one place a run's verdict becomes an exit code.

@@ -27,6 +27,8 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub suites: BTreeMap<String, SuiteConfig>,
     pub defaults: Defaults,
+    /// How `record` writes new cases.
+    pub record: RecordConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +44,8 @@ struct ConfigFile {
     models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
     suites: BTreeMap<String, SuiteConfig>,
+    #[serde(default)]
+    record: RecordConfig,
 }
 
 fn default_schema_version() -> u32 {
@@ -81,6 +85,26 @@ fn default_concurrency() -> usize {
 }
 fn default_confidence_level() -> f64 {
     0.95
+}
+
+/// The `[record]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Extra redaction patterns, applied after the built-in rules (`[[record.redact]]`).
+    #[serde(default)]
+    pub redact: Vec<RedactPatternConfig>,
+}
+
+/// One `[[record.redact]]` pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactPatternConfig {
+    /// The rule name the recorded case lists (lowercase letters, digits and `-`).
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax); with a capture group only the first group is
+    /// replaced.
+    pub pattern: String,
 }
 
 /// The wire protocol a provider speaks.
@@ -358,6 +382,7 @@ impl Config {
             models: file.models,
             suites: file.suites,
             defaults: file.defaults,
+            record: file.record,
         };
         config.validate()?;
         Ok(config)
@@ -477,7 +502,52 @@ impl Config {
                 }
             }
         }
+        for (index, pattern) in self.record.redact.iter().enumerate() {
+            let field = format!("record.redact[{index}]");
+            let slug = !pattern.name.is_empty()
+                && pattern
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !slug {
+                return Err(self.field_error(
+                    format!("{field}.name"),
+                    format!(
+                        "`{}` is not a rule name (lowercase letters, digits and `-`)",
+                        pattern.name
+                    ),
+                ));
+            }
+            if crate::record::redact::BUILTIN_RULES.contains(&pattern.name.as_str()) {
+                return Err(self
+                    .field_error(
+                        format!("{field}.name"),
+                        format!("`{}` is a built-in rule", pattern.name),
+                    )
+                    .with_hint("built-in rules always apply; give the extra pattern its own name"));
+            }
+            if let Err(err) = regex::Regex::new(&pattern.pattern) {
+                return Err(self
+                    .field_error(format!("{field}.pattern"), err.to_string())
+                    .with_hint("patterns use Rust regex syntax (docs.rs/regex); write them in '...' TOML strings"));
+            }
+        }
         Ok(())
+    }
+
+    /// The configured extra redaction patterns, compiled.
+    pub fn redact_patterns(&self) -> Vec<crate::record::redact::Pattern> {
+        self.record
+            .redact
+            .iter()
+            .filter_map(|p| {
+                let regex = regex::Regex::new(&p.pattern).ok()?;
+                Some(crate::record::redact::Pattern {
+                    name: p.name.clone(),
+                    regex,
+                })
+            })
+            .collect()
     }
 
     /// Resolve a path from the config against the config's folder.

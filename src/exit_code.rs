@@ -13,6 +13,8 @@ pub const BAD_INPUT: i32 = 2;
 pub const INCONCLUSIVE: i32 = 3;
 /// The selection (suites × models × cases) was empty: nothing was run.
 pub const NOTHING_SELECTED: i32 = 4;
+/// `record` wrote nothing for a finding because an equal case exists (use `--force`).
+pub const DUPLICATE: i32 = 5;
 
 /// The table printed by `--help`, kept next to the constants it describes.
 pub const HELP_TABLE: &str = "\
@@ -21,4 +23,5 @@ Exit codes:
   1  significant regression against the baseline
   2  bad usage, configuration, case or prompt
   3  inconclusive: too many provider failures, or a cache miss under --offline
-  4  nothing selected to run";
+  4  nothing selected to run
+  5  record: an equal case exists, so that finding was not recorded again";

@@ -20,6 +20,7 @@ pub mod paired;
 pub mod plan;
 pub mod prompt;
 pub mod provider;
+pub mod record;
 pub mod report;
 pub mod retry;
 pub mod run;

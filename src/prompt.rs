@@ -151,6 +151,19 @@ impl Prompt {
         })
     }
 
+    /// The variables the templates read (besides `case_id`), sorted.
+    pub fn variables(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .environment
+            .templates()
+            .flat_map(|(_, template)| template.undeclared_variables(false))
+            .filter(|name| name != "case_id")
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Render the messages for one case. A variable the case does not define is an error naming
     /// the case, the template and the line.
     pub fn render(&self, loaded: &LoadedCase) -> Result<RenderedPrompt, Error> {

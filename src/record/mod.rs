@@ -1,0 +1,885 @@
+//! `promptgate record`: a production miss becomes a labelled case of a suite, so the same
+//! mistake can never ship again.
+//!
+//! A finding (or a wrong answer of a saved run) is redacted, checked against the suite (its
+//! expectation grades, it renders in every prompt version, it is not already a case) and written
+//! as one new `<id>.json` in the suite's case folder: a temporary file in that folder, then a link
+//! that fails rather than replace an existing file, so a reader or a concurrent `record` never
+//! sees half a case and never loses one.
+
+pub mod fingerprint;
+pub mod input;
+pub mod redact;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::case::{self, Case, LoadedCase};
+use crate::config::{Config, GraderConfig, SuiteConfig};
+use crate::error::{self, Error};
+use crate::grader::{Graders, Outcome};
+use crate::prompt::Prompt;
+use crate::run_record::{Miss, RunRecord, RUN_RECORD_SCHEMA_VERSION};
+use input::Finding;
+use redact::{RedactionReport, Redactor};
+
+/// The variable a recorded finding is stored in, and the one a `--rule` text is stored in.
+pub const FINDING_VAR: &str = "finding";
+pub const RULE_VAR: &str = "rule";
+
+/// The version of `record --json` output.
+///
+/// Changelog: 1 — first version (`outcomes`: recorded, duplicate, conflict, skipped).
+pub const RECORD_OUTPUT_SCHEMA_VERSION: u32 = 1;
+
+/// What `record` was asked to write.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub config_path: PathBuf,
+    /// The suite the new case joins.
+    pub suite: String,
+    /// `--expect`: a label, or a JSON object for suites graded by something else.
+    pub expect: String,
+    pub rule: Option<String>,
+    pub note: Option<String>,
+    /// The case id; derived from the finding's topic and fingerprint when unset.
+    pub id: Option<String>,
+    /// Which finding of a multi-finding input (0-based).
+    pub index: Option<usize>,
+    /// One case per finding of a multi-finding input.
+    pub all: bool,
+    /// `false` with `--no-redact`.
+    pub redact: bool,
+    /// Write even when an equal case exists.
+    pub force: bool,
+}
+
+/// What happened to one proposed case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecordOutcome {
+    /// Written.
+    Recorded {
+        id: String,
+        path: PathBuf,
+        fingerprint: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        redaction: Option<RedactionReport>,
+    },
+    /// An equal case with the same expectation exists.
+    Duplicate { existing_id: String, existing: String },
+    /// An equal case exists with another expectation.
+    Conflict {
+        existing_id: String,
+        existing: String,
+        existing_expect: Value,
+        expect: Value,
+    },
+    /// A person declined the proposal (`--from-run`).
+    Skipped { source_case: String },
+}
+
+impl RecordOutcome {
+    /// Whether a case was written.
+    pub fn is_recorded(&self) -> bool {
+        matches!(self, RecordOutcome::Recorded { .. })
+    }
+}
+
+/// Record the findings in `bytes` (read from `source`, `-` for stdin) as new cases.
+pub fn record(options: &RecordOptions, bytes: &[u8], source: &Path) -> Result<Vec<RecordOutcome>, Error> {
+    let mut target = Target::open(&options.config_path, &options.suite)?;
+    let findings = input::parse(bytes, source)?;
+    let chosen = choose(findings, options)?;
+    target.check_variables(options.rule.is_some())?;
+    let expect = target.expect_from(&options.expect)?;
+    let mut outcomes = Vec::new();
+    for finding in chosen {
+        let mut vars = Map::new();
+        vars.insert(FINDING_VAR.into(), finding.value.clone());
+        if let Some(rule) = &options.rule {
+            vars.insert(RULE_VAR.into(), Value::String(rule.clone()));
+        }
+        let draft = Draft {
+            vars,
+            expect: expect.clone(),
+            note: options.note.clone(),
+            topic: finding.topic(),
+            source: json!({"kind": "production-miss", "input": {"envelope": finding.envelope, "format": finding.format}}),
+            answers: Vec::new(),
+        };
+        outcomes.push(target.write(draft, options.id.as_deref(), options.redact, options.force)?);
+    }
+    Ok(outcomes)
+}
+
+/// One finding, or all with `--all`, or the one `--index` names.
+fn choose(findings: Vec<Finding>, options: &RecordOptions) -> Result<Vec<Finding>, Error> {
+    if let Some(index) = options.index {
+        let count = findings.len();
+        return findings.into_iter().nth(index).map(|f| vec![f]).ok_or_else(|| {
+            Error::usage(format!(
+                "--index {index} is out of range: the input holds {count} finding(s)"
+            ))
+            .with_hint(format!("indexes start at 0; the last is {}", count - 1))
+        });
+    }
+    if findings.len() > 1 && !options.all {
+        let listing: Vec<String> = findings
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("  [{i}] {} ({})", f.title(), f.topic().unwrap_or_else(|| "?".into())))
+            .collect();
+        return Err(Error::usage(format!(
+            "the input holds {} findings; say which to record:\n{}",
+            findings.len(),
+            listing.join("\n")
+        ))
+        .with_hint("pass --index N for one of them, or --all for one case per finding (all with the same --expect)"));
+    }
+    if findings.len() > 1 && options.id.is_some() {
+        return Err(Error::usage("--id names one case, but --all records several")
+            .with_hint("drop --id: each case gets an id from its finding"));
+    }
+    Ok(findings)
+}
+
+/// A case before redaction and its id.
+#[derive(Debug, Clone)]
+struct Draft {
+    vars: Map<String, Value>,
+    expect: Value,
+    note: Option<String>,
+    /// The control id or finding type, for the id and the tags.
+    topic: Option<String>,
+    /// `source` without the fields `write` adds.
+    source: Value,
+    /// The model's wrong answers (`--from-run`), kept in `source` after redaction.
+    answers: Vec<Value>,
+}
+
+/// The suite a case is written to, loaded once.
+struct Target {
+    suite_name: String,
+    cases_dir: PathBuf,
+    /// The suite's cases with their fingerprints, and each case written since.
+    existing: Vec<(LoadedCase, String)>,
+    /// The suite's own prompt first, then its variants.
+    prompts: Vec<Prompt>,
+    graders: Graders,
+    labels: Option<Vec<String>>,
+    redactor: Redactor,
+}
+
+impl Target {
+    fn open(config_path: &Path, suite_name: &str) -> Result<Target, Error> {
+        let config = Config::load(config_path)?;
+        let suite = suite(&config, suite_name)?;
+        let cases_dir = config.resolve(&suite.cases);
+        // `./cases/x` reads worse than `cases/x` in every message and in the `path` printed.
+        let cases_dir = cases_dir.strip_prefix(".").map(Path::to_path_buf).unwrap_or(cases_dir);
+        if cases_dir.is_file() {
+            return Err(Error::invalid(
+                "config",
+                &config.path,
+                format!(" (field `suites.{suite_name}.cases`)"),
+                format!(
+                    "`{}` is a file; record writes one file per case into a folder",
+                    cases_dir.display()
+                ),
+            )
+            .with_hint("point `cases` at a folder and move the file into it: every .json/.jsonl file there is read"));
+        }
+        let existing = if cases_dir.exists() {
+            case::load_cases(&cases_dir)?
+        } else {
+            Vec::new()
+        };
+        let existing = existing
+            .into_iter()
+            .map(|loaded| {
+                let fingerprint = fingerprint::fingerprint(&loaded.case.vars);
+                (loaded, fingerprint)
+            })
+            .collect();
+        let mut prompts = vec![Prompt::load(&config.resolve(&suite.prompt))?];
+        for path in suite.variants.values() {
+            prompts.push(Prompt::load(&config.resolve(path))?);
+        }
+        let graders = Graders::new(&suite.grader, &prompts[0], &config)?;
+        let labels = suite.grader.iter().find_map(|g| match g {
+            GraderConfig::Label { labels, .. } => Some(labels.clone()),
+            _ => None,
+        });
+        Ok(Target {
+            suite_name: suite_name.to_string(),
+            cases_dir,
+            existing,
+            prompts,
+            graders,
+            labels,
+            redactor: Redactor::new(config.redact_patterns()),
+        })
+    }
+
+    /// The prompt must read the finding, and the rule exactly when one is given.
+    fn check_variables(&self, has_rule: bool) -> Result<(), Error> {
+        let variables = self.prompts[0].variables();
+        let prompt = &self.prompts[0].path;
+        let reads = |name: &str| variables.iter().any(|v| v == name);
+        let invalid = |message: String| Error::invalid("prompt", prompt, String::new(), message);
+        if !reads(FINDING_VAR) {
+            return Err(invalid(format!(
+                "suite `{}`'s prompt reads {}, not `{FINDING_VAR}`",
+                self.suite_name,
+                variables
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .with_hint(
+                "record stores the finding in the variable `finding`: record into a suite whose prompt reads it",
+            ));
+        }
+        if reads(RULE_VAR) && !has_rule {
+            return Err(Error::usage(format!(
+                "suite `{}`'s prompt reads `{RULE_VAR}`: the case needs the rule the finding was judged by",
+                self.suite_name
+            ))
+            .with_hint("pass --rule \"…\" with the suppression rule's text"));
+        }
+        if has_rule && !reads(RULE_VAR) {
+            return Err(Error::usage(format!(
+                "suite `{}`'s prompt does not read `{RULE_VAR}`: --rule would be stored but never shown to the model",
+                self.suite_name
+            ))
+            .with_hint("drop --rule, or record into a suite whose prompt reads {{ rule }}"));
+        }
+        Ok(())
+    }
+
+    /// `--expect`: a JSON object as is, else a label of the suite's label grader.
+    fn expect_from(&self, text: &str) -> Result<Value, Error> {
+        let expect = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<Value>(text)
+                .map_err(|err| Error::usage(format!("--expect is not a JSON object: {}", error::json_message(&err))))?
+        } else {
+            match &self.labels {
+                Some(labels) => match labels.iter().find(|l| l.eq_ignore_ascii_case(text.trim())) {
+                    Some(label) => json!({ "label": label }),
+                    None => {
+                        return Err(Error::usage(format!(
+                            "`{text}` is not a label of suite `{}`",
+                            self.suite_name
+                        ))
+                        .with_hint(format!("its labels: {}", labels.join(", "))))
+                    }
+                },
+                None => {
+                    return Err(Error::usage(format!(
+                        "suite `{}` has no label grader, so --expect must be the case's JSON `expect` object",
+                        self.suite_name
+                    ))
+                    .with_hint("e.g. --expect '{\"facts\": {\"required\": [\"EC2.19\"]}}'; the README's Graders section shows each one's `expect`"))
+                }
+            }
+        };
+        self.graders
+            .check_expect(&expect)
+            .map_err(|message| Error::usage(format!("--expect does not fit suite `{}`: {message}", self.suite_name)))?;
+        Ok(expect)
+    }
+
+    /// Redact, de-duplicate, name, check and write one case.
+    fn write(&mut self, draft: Draft, id: Option<&str>, redact: bool, force: bool) -> Result<RecordOutcome, Error> {
+        let Draft {
+            mut vars,
+            mut expect,
+            mut note,
+            topic,
+            mut source,
+            mut answers,
+        } = draft;
+        let redaction = if redact {
+            let mut vars_value = Value::Object(std::mem::take(&mut vars));
+            let mut note_value = note.take().map(Value::String).unwrap_or(Value::Null);
+            let mut answers_value = Value::Array(std::mem::take(&mut answers));
+            let report = self
+                .redactor
+                .redact(&mut [&mut vars_value, &mut expect, &mut note_value, &mut answers_value]);
+            vars = match vars_value {
+                Value::Object(map) => map,
+                _ => unreachable!("redaction keeps the shape"),
+            };
+            note = note_value.as_str().map(str::to_string);
+            answers = match answers_value {
+                Value::Array(items) => items,
+                _ => unreachable!("redaction keeps the shape"),
+            };
+            Some(report)
+        } else {
+            None
+        };
+
+        let fingerprint = fingerprint::fingerprint(&vars);
+        if let Some(outcome) = equal_in(&self.existing, &fingerprint, &expect, force) {
+            return Ok(outcome);
+        }
+
+        source["recorded_at"] = json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        source["promptgate_version"] = json!(env!("CARGO_PKG_VERSION"));
+        source["fingerprint"] = json!(fingerprint);
+        source["redaction"] = match &redaction {
+            Some(report) => json!(report),
+            None => json!("off"),
+        };
+        if !answers.is_empty() {
+            source["answers"] = Value::Array(answers);
+        }
+        let mut tags = vec!["production-miss".to_string()];
+        tags.extend(topic.clone());
+        let mut case = Case {
+            id: String::new(),
+            vars,
+            expect,
+            tags,
+            source: Some(source),
+            notes: note,
+        };
+
+        let base_id = match id {
+            Some(id) => {
+                check_id(id)?;
+                if let Some((other, _)) = self.existing.iter().find(|(l, _)| l.case.id == id) {
+                    return Err(
+                        Error::usage(format!("case id `{id}` is already used in {}", other.location()))
+                            .with_hint("choose another --id, or leave it out to derive one from the finding"),
+                    );
+                }
+                id.to_string()
+            }
+            None => derived_id(topic.as_deref(), &fingerprint),
+        };
+        case.id = base_id.clone();
+        self.check_renders(&case)?;
+        let mut attempt = 1;
+        loop {
+            let taken = self.existing.iter().any(|(l, _)| l.case.id == case.id);
+            if !taken {
+                let path = self.cases_dir.join(format!("{}.json", case.id));
+                if write_new(&path, &case)? {
+                    let outcome = RecordOutcome::Recorded {
+                        id: case.id.clone(),
+                        path: path.clone(),
+                        fingerprint: fingerprint.clone(),
+                        redaction,
+                    };
+                    // A later finding of the same input is checked against this one too.
+                    let loaded = LoadedCase {
+                        case,
+                        file: path,
+                        line: None,
+                    };
+                    self.existing.push((loaded, fingerprint));
+                    return Ok(outcome);
+                }
+                // Another `record` wrote this name first: the same case, or a name clash.
+                let other: Vec<(LoadedCase, String)> = case::load_cases(&path)?
+                    .into_iter()
+                    .map(|l| {
+                        let f = fingerprint::fingerprint(&l.case.vars);
+                        (l, f)
+                    })
+                    .collect();
+                if let Some(outcome) = equal_in(&other, &fingerprint, &case.expect, force) {
+                    return Ok(outcome);
+                }
+                if id.is_some() {
+                    return Err(
+                        Error::usage(format!("`{}` was just written by another process", path.display()))
+                            .with_hint("choose another --id"),
+                    );
+                }
+            }
+            attempt += 1;
+            case.id = format!("{base_id}-{attempt}");
+        }
+    }
+
+    /// The case renders in the suite's prompt and every variant.
+    fn check_renders(&self, case: &Case) -> Result<(), Error> {
+        let loaded = LoadedCase {
+            case: case.clone(),
+            file: self.cases_dir.join(format!("{}.json", case.id)),
+            line: None,
+        };
+        for prompt in &self.prompts {
+            prompt.render(&loaded)?;
+        }
+        Ok(())
+    }
+}
+
+/// The existing case with the same fingerprint, as a refusal (unless `force`).
+fn equal_in(
+    existing: &[(LoadedCase, String)],
+    fingerprint: &str,
+    expect: &Value,
+    force: bool,
+) -> Option<RecordOutcome> {
+    if force {
+        return None;
+    }
+    let (other, _) = existing.iter().find(|(_, f)| f == fingerprint)?;
+    let existing_id = other.case.id.clone();
+    let location = other.location();
+    Some(if &other.case.expect == expect {
+        RecordOutcome::Duplicate {
+            existing_id,
+            existing: location,
+        }
+    } else {
+        RecordOutcome::Conflict {
+            existing_id,
+            existing: location,
+            existing_expect: other.case.expect.clone(),
+            expect: expect.clone(),
+        }
+    })
+}
+
+fn suite<'a>(config: &'a Config, name: &str) -> Result<&'a SuiteConfig, Error> {
+    config.suites.get(name).ok_or_else(|| {
+        Error::usage(format!("no suite `{name}` in `{}`", config.path.display()))
+            .with_hint(format!("known suites: {}", crate::config::names(config.suites.keys())))
+    })
+}
+
+/// A case id is also a file name: letters, digits, `.`, `_`, `-`, not starting with `.`.
+fn check_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && id.len() <= 120
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("`{id}` cannot be a case id"))
+            .with_hint("use ASCII letters, digits, `.`, `_` and `-` (the id is also the file name)"))
+    }
+}
+
+/// `miss-<topic>-<8 hex of the fingerprint>`, e.g. `miss-ec2-19-3f9a1c2b`.
+fn derived_id(topic: Option<&str>, fingerprint: &str) -> String {
+    let hash = fingerprint.trim_start_matches("sha256:");
+    let short = &hash[..8.min(hash.len())];
+    let mut slug = String::new();
+    for c in topic.unwrap_or("").chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_end_matches('-').chars().take(64).collect();
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        format!("miss-{short}")
+    } else {
+        format!("miss-{slug}-{short}")
+    }
+}
+
+/// Write `case` to `path` unless a file is there: `Ok(false)` when one is. The bytes go to a
+/// temporary file in the same folder first, are synced, and are then linked into place.
+fn write_new(path: &Path, case: &Case) -> Result<bool, Error> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let io_error = |action: &'static str, source: std::io::Error| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    };
+    let text = serde_json::to_string_pretty(case).map_err(|e| Error::usage(e.to_string()))? + "\n";
+    std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
+    // Not `.json`: a temporary file left by a killed process is never read as a case.
+    let mut file = tempfile::Builder::new()
+        .prefix(".promptgate-record-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(|e| io_error("write", e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.as_file().sync_all())
+        .map_err(|e| io_error("write", e))?;
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(err) => return Err(io_error("write", err.error)),
+    }
+    // The new directory entry survives a crash only once the directory itself is synced.
+    #[cfg(unix)]
+    if let Ok(dir) = std::fs::File::open(folder) {
+        let _ = dir.sync_all();
+    }
+    Ok(true)
+}
+
+/// `--from-run`: which wrong answers to propose.
+#[derive(Debug, Clone)]
+pub struct FromRunOptions {
+    pub config_path: PathBuf,
+    pub run_path: PathBuf,
+    /// The suite the new cases join.
+    pub suite: String,
+    /// Only samples graded wrong, not those whose output could not be read.
+    pub wrong_only: bool,
+    /// Only these case ids of the run (all when empty).
+    pub cases: Vec<String>,
+    pub redact: bool,
+    pub force: bool,
+}
+
+/// A case of a run that a model got wrong, proposed as a new case of the target suite.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    /// `suite` of the run result, and the case id there.
+    pub source_suite: String,
+    pub source_case: String,
+    /// The models (and prompt versions) that got it wrong.
+    pub models: Vec<String>,
+    pub case: Case,
+    pub misses: Vec<Miss>,
+}
+
+/// Read a run record and propose one case per case with a wrong answer.
+pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>), Error> {
+    let text = error::read_to_string(&options.run_path, "run record")?;
+    let run: RunRecord = serde_json::from_str(&text).map_err(|err| {
+        Error::invalid(
+            "run record",
+            &options.run_path,
+            error::json_location(&err),
+            error::json_message(&err),
+        )
+        .with_hint("pass a JSON run record written by `promptgate run --out run.json`")
+    })?;
+    error::check_schema_version(
+        "run record",
+        &options.run_path,
+        run.schema_version,
+        RUN_RECORD_SCHEMA_VERSION,
+    )?;
+    let config = Config::load(&options.config_path)?;
+    let target_dir = config.resolve(&suite(&config, &options.suite)?.cases);
+
+    let mut notes = Vec::new();
+    let mut by_case: BTreeMap<(String, String), Proposal> = BTreeMap::new();
+    let mut sources: BTreeMap<String, Vec<LoadedCase>> = BTreeMap::new();
+    for result in &run.results {
+        let source_dir = match config.suites.get(&result.suite) {
+            Some(source) => config.resolve(&source.cases),
+            None => {
+                notes.push(format!(
+                    "suite `{}` of the run is not in the config: its misses are skipped",
+                    result.suite
+                ));
+                continue;
+            }
+        };
+        if source_dir == target_dir {
+            notes.push(format!(
+                "suite `{}` reads the same cases as `{}`: its misses are cases already",
+                result.suite, options.suite
+            ));
+            continue;
+        }
+        if !sources.contains_key(&result.suite) {
+            sources.insert(result.suite.clone(), case::load_cases(&source_dir)?);
+        }
+        let source_cases = &sources[&result.suite];
+        for case_result in &result.per_case {
+            if !options.cases.is_empty() && !options.cases.contains(&case_result.id) {
+                continue;
+            }
+            let misses: Vec<Miss> = case_result
+                .misses
+                .iter()
+                .filter(|m| !options.wrong_only || m.outcome == Outcome::Wrong)
+                .cloned()
+                .collect();
+            if misses.is_empty() {
+                continue;
+            }
+            let Some(loaded) = source_cases.iter().find(|l| l.case.id == case_result.id) else {
+                notes.push(format!(
+                    "case `{}` of suite `{}` is no longer in its cases: skipped",
+                    case_result.id, result.suite
+                ));
+                continue;
+            };
+            let key = (result.suite.clone(), case_result.id.clone());
+            let proposal = by_case.entry(key).or_insert_with(|| Proposal {
+                source_suite: result.suite.clone(),
+                source_case: case_result.id.clone(),
+                models: Vec::new(),
+                case: loaded.case.clone(),
+                misses: Vec::new(),
+            });
+            proposal.models.push(format!("{} on {}", result.label(), result.model));
+            proposal.misses.extend(misses);
+        }
+    }
+    for id in &options.cases {
+        if !by_case.keys().any(|(_, case)| case == id) {
+            notes.push(format!(
+                "case `{id}` has no {} answer in the run",
+                if options.wrong_only {
+                    "wrong"
+                } else {
+                    "wrong or unreadable"
+                }
+            ));
+        }
+    }
+    Ok((by_case.into_values().collect(), notes))
+}
+
+/// What a person (or `--yes`) says about one proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Record it with this `--expect` text (a label or a JSON object).
+    Record(String),
+    Skip,
+    /// Record nothing more.
+    Stop,
+}
+
+/// Write the proposals a person (or `--yes`) confirmed. `decide` is asked for each proposal, with
+/// the target suite's labels when it has a label grader.
+pub fn record_proposals(
+    options: &FromRunOptions,
+    proposals: Vec<Proposal>,
+    mut decide: impl FnMut(&Proposal, Option<&[String]>) -> Result<Decision, Error>,
+) -> Result<Vec<RecordOutcome>, Error> {
+    let mut target = Target::open(&options.config_path, &options.suite)?;
+    let mut outcomes = Vec::new();
+    for proposal in proposals {
+        let expect_text = match decide(&proposal, target.labels.as_deref())? {
+            Decision::Record(text) => text,
+            Decision::Skip => {
+                outcomes.push(RecordOutcome::Skipped {
+                    source_case: proposal.source_case.clone(),
+                });
+                continue;
+            }
+            Decision::Stop => break,
+        };
+        let expect = target.expect_from(&expect_text)?;
+        let topic = proposal
+            .case
+            .vars
+            .get(FINDING_VAR)
+            .and_then(|f| input::parse(f.to_string().as_bytes(), Path::new("finding")).ok())
+            .and_then(|found| found.into_iter().next())
+            .and_then(|f| f.topic());
+        let answers = proposal
+            .misses
+            .iter()
+            .map(|m| json!({"outcome": m.outcome, "reason": m.reason, "excerpt": m.excerpt}))
+            .collect();
+        let draft = Draft {
+            vars: proposal.case.vars.clone(),
+            expect,
+            note: proposal.case.notes.clone(),
+            topic,
+            source: json!({
+                "kind": "production-miss",
+                "from_run": {
+                    "run": options.run_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "suite": proposal.source_suite,
+                    "case": proposal.source_case,
+                    "models": proposal.models,
+                }
+            }),
+            answers,
+        };
+        outcomes.push(target.write(draft, None, options.redact, options.force)?);
+    }
+    Ok(outcomes)
+}
+
+/// Ask on `output`, read on `input`: the interactive `decide` of [`record_proposals`]. A label
+/// suite takes a label (Enter keeps the run's expectation); any other suite takes y/s. `s`
+/// skips; `q` or the end of input stops.
+pub fn ask<R: BufRead, W: Write>(
+    input: &mut R,
+    output: &mut W,
+    proposal: &Proposal,
+    labels: Option<&[String]>,
+) -> Result<Decision, Error> {
+    let io = |source: std::io::Error| Error::Io {
+        action: "ask on",
+        path: PathBuf::from("the terminal"),
+        source,
+        hint: None,
+    };
+    let expected = proposal.case.expect.clone();
+    let current_label = expected.get("label").and_then(Value::as_str).map(str::to_string);
+    writeln!(
+        output,
+        "\ncase `{}` of suite `{}` ({})",
+        proposal.source_case,
+        proposal.source_suite,
+        proposal.models.join(", ")
+    )
+    .map_err(io)?;
+    if let Some(rule) = proposal.case.vars.get(RULE_VAR).and_then(Value::as_str) {
+        writeln!(output, "  rule:     {rule}").map_err(io)?;
+    }
+    if let Some(finding) = proposal.case.vars.get(FINDING_VAR) {
+        let title = finding
+            .as_object()
+            .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("title")))
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("(no title)");
+        writeln!(output, "  finding:  {title}").map_err(io)?;
+    }
+    writeln!(output, "  expected: {}", crate::digest::canonical_json(&expected)).map_err(io)?;
+    for miss in proposal.misses.iter().take(3) {
+        writeln!(
+            output,
+            "  answered: {} ({})",
+            miss.excerpt.replace('\n', " "),
+            miss.reason
+        )
+        .map_err(io)?;
+    }
+    loop {
+        match (labels, &current_label) {
+            (Some(labels), Some(current)) => write!(
+                output,
+                "label for the new case [{}] (Enter: {current}, s: skip, q: quit): ",
+                labels.join("/")
+            ),
+            _ => write!(output, "record it with this expectation? [y/s/q]: "),
+        }
+        .map_err(io)?;
+        output.flush().map_err(io)?;
+        let mut line = String::new();
+        if input.read_line(&mut line).map_err(io)? == 0 {
+            writeln!(output).map_err(io)?;
+            return Ok(Decision::Stop);
+        }
+        match line.trim() {
+            "q" | "quit" => return Ok(Decision::Stop),
+            "s" | "skip" | "n" | "no" => return Ok(Decision::Skip),
+            "" | "y" | "yes" => {
+                return Ok(Decision::Record(match &current_label {
+                    Some(label) if labels.is_some() => label.clone(),
+                    _ => expected.to_string(),
+                }))
+            }
+            other => match labels.and_then(|l| l.iter().find(|l| l.eq_ignore_ascii_case(other))) {
+                Some(label) => return Ok(Decision::Record(label.clone())),
+                None => writeln!(output, "  `{other}` is not an answer here").map_err(io)?,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(expect: Value) -> Proposal {
+        let mut vars = Map::new();
+        vars.insert(RULE_VAR.into(), json!("EC2.19 は dev なら抑制"));
+        vars.insert(
+            FINDING_VAR.into(),
+            json!({"Title": "EC2.19 Security groups should not allow unrestricted access"}),
+        );
+        Proposal {
+            source_suite: "shadow".into(),
+            source_case: "p7".into(),
+            models: vec!["shadow on gemma-local".into()],
+            case: Case {
+                id: "p7".into(),
+                vars,
+                expect,
+                tags: vec![],
+                source: None,
+                notes: None,
+            },
+            misses: vec![Miss {
+                sample: 0,
+                outcome: Outcome::Wrong,
+                reason: "expected notify, got suppress".into(),
+                excerpt: "{\"decision\": \"suppress\"}".into(),
+            }],
+        }
+    }
+
+    fn answer(typed: &str, expect: Value, labels: Option<&[String]>) -> (Decision, String) {
+        let mut input = std::io::Cursor::new(typed.as_bytes().to_vec());
+        let mut output = Vec::new();
+        let decision = ask(&mut input, &mut output, &proposal(expect), labels).unwrap();
+        (decision, String::from_utf8(output).unwrap())
+    }
+
+    #[test]
+    fn a_person_confirms_changes_skips_or_stops() {
+        let labels = ["suppress".to_string(), "notify".to_string()];
+        let notify = json!({"label": "notify"});
+        let (decision, shown) = answer("\n", notify.clone(), Some(&labels));
+        assert_eq!(decision, Decision::Record("notify".into()));
+        assert!(
+            shown.contains("case `p7` of suite `shadow` (shadow on gemma-local)"),
+            "{shown}"
+        );
+        assert!(shown.contains("rule:     EC2.19 は dev なら抑制"), "{shown}");
+        assert!(
+            shown.contains("answered: {\"decision\": \"suppress\"} (expected notify, got suppress)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("[suppress/notify] (Enter: notify, s: skip, q: quit)"),
+            "{shown}"
+        );
+
+        // A typo is asked again; a label is taken case-insensitively.
+        let (decision, shown) = answer("maybe\nSUPPRESS\n", notify.clone(), Some(&labels));
+        assert_eq!(decision, Decision::Record("suppress".into()));
+        assert!(shown.contains("`maybe` is not an answer here"), "{shown}");
+
+        assert_eq!(answer("s\n", notify.clone(), Some(&labels)).0, Decision::Skip);
+        assert_eq!(answer("q\n", notify.clone(), Some(&labels)).0, Decision::Stop);
+        assert_eq!(answer("", notify, Some(&labels)).0, Decision::Stop);
+
+        // A suite graded by something else: yes keeps the run's whole expectation.
+        let facts = json!({"facts": {"required": ["EC2.19"]}});
+        let (decision, shown) = answer("y\n", facts.clone(), None);
+        assert_eq!(decision, Decision::Record(facts.to_string()));
+        assert!(shown.contains("record it with this expectation? [y/s/q]"), "{shown}");
+    }
+
+    #[test]
+    fn derived_ids_name_the_topic_and_the_content() {
+        let fingerprint = "sha256:3f9a1c2b00000000";
+        assert_eq!(derived_id(Some("EC2.19"), fingerprint), "miss-ec2-19-3f9a1c2b");
+        assert_eq!(
+            derived_id(Some("UnauthorizedAccess:EC2/SSHBruteForce"), fingerprint),
+            "miss-unauthorizedaccess-ec2-sshbruteforce-3f9a1c2b"
+        );
+        assert_eq!(derived_id(Some("::"), fingerprint), "miss-3f9a1c2b");
+        assert_eq!(derived_id(None, fingerprint), "miss-3f9a1c2b");
+        assert!(check_id("miss-ec2-19-3f9a1c2b").is_ok());
+        for bad in ["", ".hidden", "a/b", "../x", "日本"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+}
