@@ -9,7 +9,10 @@ use promptgate::record::redact::Redactor;
 use serde_json::{json, Value};
 
 fn sample() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/public/guardduty-asff-ssh-brute-force.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/public/guardduty-asff-ssh-brute-force.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
 }
 
@@ -40,5 +43,8 @@ fn main() {
     let large_bytes = large.to_string().len();
     let median = measure(&large, 5);
     let rate = large_bytes as f64 / median.as_secs_f64() / 1e6;
-    println!("large finding ({:.1} MB): median {median:.2?} ({rate:.0} MB/s)", large_bytes as f64 / 1e6);
+    println!(
+        "large finding ({:.1} MB): median {median:.2?} ({rate:.0} MB/s)",
+        large_bytes as f64 / 1e6
+    );
 }

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
 use crate::plan::{self, PlanInputs};
-use crate::record::{self, Decision, FromRunOptions, RecordOptions, RecordOutcome};
+use crate::record::from_run::{self, Decision, FromRunOptions};
+use crate::record::{self, RecordOptions, RecordOutcome};
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
@@ -62,12 +63,13 @@ Formula and sources: the README's statistics section.";
 
 const RECORD_AFTER_HELP: &str = "\
 Examples:
-  promptgate record --suite triage --finding finding.json --expect notify --rule \"EC2.19 は dev なら抑制\"
-  aws securityhub get-findings --filters ... | promptgate record -s triage --finding - --index 0 --expect notify --rule ...
-  promptgate record --suite triage --finding event.json --all --expect suppress --rule ...
-  promptgate record --suite guardduty-explain --finding gd.json --expect '{\"facts\": {\"required\": [\"i-0abc\"]}}'
-  promptgate record --suite triage --from-run shadow-run.json              confirm each miss on the terminal
-  promptgate record --suite triage --from-run shadow-run.json --case c7 --yes --expect notify
+  promptgate record -s triage --finding f.json --expect notify --rule \"EC2.19 は dev なら抑制\"
+  promptgate record -s triage --finding - --index 0 --expect notify --rule \"…\" < findings.json
+  promptgate record -s triage --finding event.json --all --expect suppress --rule \"…\"
+  promptgate record -s securityhub-interpret --finding f.json \\
+      --expect '{\"severity\": \"MEDIUM\", \"facts\": {\"required\": [\"CloudTrail.2\"]}}'
+  promptgate record -s triage --from-run shadow.json          confirm each miss on the terminal
+  promptgate record -s triage --from-run shadow.json --case p7 --yes --expect notify
 
 Reads a bare ASFF finding, a {\"Findings\": [...]} batch, a \"Security Hub Findings - Imported\"
 EventBridge event, a GuardDuty finding or a \"GuardDuty Finding\" event, and writes one new case
@@ -713,7 +715,7 @@ fn record_command(global: &GlobalArgs, args: &RecordArgs) -> Result<i32, Error> 
                 redact: !args.no_redact,
                 force: args.force,
             };
-            let (proposals, notes) = record::propose(&options)?;
+            let (proposals, notes) = from_run::propose(&options)?;
             for note in &notes {
                 eprintln!("note: {note}");
             }
@@ -730,12 +732,12 @@ fn record_command(global: &GlobalArgs, args: &RecordArgs) -> Result<i32, Error> 
             }
             if args.yes {
                 let expect = args.expect.clone().unwrap_or_default();
-                record::record_proposals(&options, proposals, |_, _| Ok(Decision::Record(expect.clone())))?
+                from_run::record_proposals(&options, proposals, |_, _| Ok(Decision::Record(expect.clone())))?
             } else if std::io::stdin().is_terminal() {
                 let mut input = std::io::stdin().lock();
                 let mut output = std::io::stderr();
-                record::record_proposals(&options, proposals, |proposal, labels| {
-                    record::ask(&mut input, &mut output, proposal, labels)
+                from_run::record_proposals(&options, proposals, |proposal, labels| {
+                    from_run::ask(&mut input, &mut output, proposal, labels)
                 })?
             } else {
                 return Err(Error::usage(format!(

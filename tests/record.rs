@@ -693,8 +693,9 @@ fn configured_patterns_are_redacted_and_a_bad_one_names_its_field() {
     assert!(stderr.contains("(field `record.redact[0].pattern`)"), "{stderr}");
 }
 
-#[test]
-fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
+/// A project with a second suite, `shadow`, of production findings labelled with what the bot
+/// did, and `run.json`: a run of it in which the model answered suppress to everything.
+fn shadow_run() -> (FakeServer, Project) {
     // The shadow suite holds recent production findings labelled with what the bot did.
     let server = FakeServer::start(|_| Reply::label("suppress"));
     let project = Project::new(&server.base_url, &["suppress", "notify"], 1, "");
@@ -720,6 +721,12 @@ fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
     let (_, code) = project.json(&["run", "--suite", "shadow", "--out", "run.json"]);
     assert_eq!(code, 0);
 
+    (server, project)
+}
+
+#[test]
+fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
+    let (_server, project) = shadow_run();
     // No terminal and no --yes: nothing is guessed.
     let output = project
         .command()
@@ -781,4 +788,39 @@ fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stderr).contains("its misses are cases already"));
+}
+
+#[test]
+fn from_run_asks_a_person_on_a_terminal() {
+    let (_server, project) = shadow_run();
+    let binary = assert_cmd::cargo::cargo_bin("promptgate");
+    // util-linux `script` runs the command on a pseudo-terminal and types our stdin into it.
+    let output = std::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("'{}' record -s s --from-run run.json", binary.display()))
+        .arg("/dev/null")
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            // p1: correct the label to suppress; p2: skip.
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"suppress\ns\n")?;
+            child.wait_with_output()
+        })
+        .expect("util-linux `script` runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("case `p1` of suite `shadow` (shadow on m)"), "{shown}");
+    assert!(
+        shown.contains("label for the new case [suppress/notify] (Enter: notify, s: skip, q: quit)"),
+        "{shown}"
+    );
+    assert!(shown.contains("skipped case `p2`"), "{shown}");
+    let files = recorded(&project);
+    assert_eq!(files.len(), 1, "{shown}");
+    let case = read_case(&files[0]);
+    assert_eq!(case["expect"], json!({"label": "suppress"}));
+    assert_eq!(case["source"]["from_run"]["case"], "p1");
 }
