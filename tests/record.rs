@@ -632,6 +632,16 @@ fn a_recorded_case_runs_at_once_and_the_gate_calls_it_new() {
         .collect();
     assert_eq!(ids, ["c00", "c01", "prod-miss-1"]);
     assert_eq!(run["results"][0]["baseline"]["new_cases"], json!(["prod-miss-1"]));
+    let summary = project
+        .command()
+        .args(["gate", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    assert!(
+        summary.contains("**s / m**: 1 new case(s), not gated (accuracy 100.0%): `prod-miss-1`"),
+        "{summary}"
+    );
     // The model saw the redacted finding.
     let seen = server.seen();
     let prompt = seen

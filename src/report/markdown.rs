@@ -87,9 +87,16 @@ impl Exporter for MarkdownExporter {
                 let accuracy = b
                     .new_cases_accuracy
                     .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
+                // Named, so a case recorded from a production miss shows up in the PR summary.
+                const SHOWN: usize = 10;
+                let mut ids: Vec<String> = b.new_cases.iter().take(SHOWN).map(|id| format!("`{id}`")).collect();
+                if b.new_cases.len() > SHOWN {
+                    ids.push(format!("and {} more", b.new_cases.len() - SHOWN));
+                }
                 out.push_str(&format!(
-                    "\n**{name}**: {} new case(s), not gated (accuracy {accuracy})\n",
-                    b.new_cases.len()
+                    "\n**{name}**: {} new case(s), not gated (accuracy {accuracy}): {}\n",
+                    b.new_cases.len(),
+                    ids.join(", ")
                 ));
             }
             if !b.missing_cases.is_empty() {
