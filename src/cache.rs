@@ -8,19 +8,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::io::{BufRead, Write};
+
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::config::ProviderKind;
 use crate::digest;
 use crate::error::Error;
 use crate::prompt::RenderedPrompt;
-use crate::provider::{Request, Response, Usage};
+use crate::provider::{Request, Response, ToolCall, Usage};
 
 /// On-disk schema version, kept in SQLite's `user_version`.
 ///
 /// Changelog: 1 — first version (`responses` table).
 pub const CACHE_SCHEMA_VERSION: i64 = 1;
+
+/// The version of `cache export`'s JSON Lines format, in its first line.
+///
+/// Changelog: 1 — first version (a header line, then one entry per line).
+pub const EXPORT_SCHEMA_VERSION: u32 = 1;
+
+/// The `format` of an export's header line.
+const EXPORT_FORMAT: &str = "promptgate-cache";
 
 /// How long a writer waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -121,6 +132,43 @@ pub struct ModelStats {
     pub entries: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+/// The first line of an export.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportHeader {
+    format: String,
+    schema_version: u32,
+}
+
+/// One cached response as a line of an export: every column, the tool calls as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEntry {
+    pub key: String,
+    pub provider: String,
+    pub model: String,
+    pub sample_index: u32,
+    pub text: Option<String>,
+    pub tool_calls: Value,
+    pub raw_body: String,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub latency_ms: u64,
+    pub created_at: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportStats {
+    /// Entries this cache did not have.
+    pub added: u64,
+    /// Entries it had, with the same answer.
+    pub present: u64,
+    /// Entries it had with another answer (the same request sampled elsewhere): the local one is
+    /// kept, as for any second writer of a key.
+    pub differing: u64,
 }
 
 /// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
@@ -370,6 +418,191 @@ impl Cache {
             }
         }
         transaction.commit().map_err(fail)
+    }
+
+    /// Write every entry (of `model` ids only, when given) to `out` as JSON Lines, in key order,
+    /// after a header line. Returns the number of entries.
+    pub fn export(&self, out: &mut dyn Write, model: Option<&str>) -> Result<u64, Error> {
+        let fail = |e: String| self.error(format!("failed to export: {e}"));
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            schema_version: EXPORT_SCHEMA_VERSION,
+        };
+        let line = serde_json::to_string(&header).map_err(|e| fail(e.to_string()))?;
+        writeln!(out, "{line}").map_err(|e| fail(e.to_string()))?;
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT key, provider, model, sample_index, text, tool_calls, raw_body, input_tokens,
+                        output_tokens, latency_ms, created_at
+                 FROM responses WHERE ?1 IS NULL OR model = ?1 ORDER BY key",
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        let mut rows = statement.query([model]).map_err(|e| fail(e.to_string()))?;
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(|e| fail(e.to_string()))? {
+            let tool_calls: String = row.get(5).map_err(|e| fail(e.to_string()))?;
+            let entry = (|| -> rusqlite::Result<ExportedEntry> {
+                Ok(ExportedEntry {
+                    key: row.get(0)?,
+                    provider: row.get(1)?,
+                    model: row.get(2)?,
+                    sample_index: row.get(3)?,
+                    text: row.get(4)?,
+                    tool_calls: serde_json::from_str(&tool_calls).unwrap_or(Value::String(tool_calls.clone())),
+                    raw_body: row.get(6)?,
+                    input_tokens: row.get(7)?,
+                    output_tokens: row.get(8)?,
+                    latency_ms: row.get(9)?,
+                    created_at: row.get(10)?,
+                })
+            })()
+            .map_err(|e| fail(e.to_string()))?;
+            let line = serde_json::to_string(&entry).map_err(|e| fail(e.to_string()))?;
+            writeln!(out, "{line}").map_err(|e| fail(e.to_string()))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Merge an export into this cache, in one transaction: a bad line (named by `source` and
+    /// its number) imports nothing. A key the cache has keeps its local answer.
+    pub fn import(&self, input: &mut dyn BufRead, source: &Path) -> Result<ImportStats, Error> {
+        let invalid = |line: usize, message: String| {
+            Error::invalid("cache export", source, format!(" at line {line}"), message)
+                .with_hint("import reads what `promptgate cache export` writes")
+        };
+        let mut lines = input.lines().enumerate();
+        let header = match lines.next() {
+            Some((_, Ok(text))) => serde_json::from_str::<ExportHeader>(&text).ok(),
+            Some((_, Err(e))) => return Err(invalid(1, e.to_string())),
+            None => return Err(invalid(1, "the file is empty".into())),
+        };
+        match header {
+            Some(h) if h.format == EXPORT_FORMAT => {
+                crate::error::check_schema_version("cache export", source, h.schema_version, EXPORT_SCHEMA_VERSION)?
+            }
+            _ => return Err(invalid(
+                1,
+                format!(
+                    "the first line is not a promptgate cache export header (`{{\"format\":\"{EXPORT_FORMAT}\",…}}`)"
+                ),
+            )),
+        }
+        let mut connection = self.lock();
+        let fail = |e: rusqlite::Error| self.error(format!("failed to import: {e}"));
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut stats = ImportStats::default();
+        {
+            let mut existing = transaction
+                .prepare("SELECT text, tool_calls FROM responses WHERE key = ?1")
+                .map_err(fail)?;
+            let mut insert = transaction
+                .prepare(
+                    "INSERT INTO responses
+                     (key, provider, model, sample_index, text, tool_calls, raw_body,
+                      input_tokens, output_tokens, latency_ms, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(fail)?;
+            for (index, line) in lines {
+                let number = index + 1;
+                let text = line.map_err(|e| invalid(number, e.to_string()))?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let entry: ExportedEntry =
+                    serde_json::from_str(&text).map_err(|e| invalid(number, crate::error::json_message(&e)))?;
+                let key_ok = entry.key.len() == 64 && entry.key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !key_ok {
+                    return Err(invalid(
+                        number,
+                        format!("`{}` is not a cache key (64 lowercase hex digits)", entry.key),
+                    ));
+                }
+                if ![ProviderKind::Openai, ProviderKind::Bedrock]
+                    .iter()
+                    .any(|k| k.as_str() == entry.provider)
+                {
+                    return Err(invalid(number, format!("unknown provider `{}`", entry.provider)));
+                }
+                let tool_calls: Vec<ToolCall> = serde_json::from_value(entry.tool_calls.clone())
+                    .map_err(|e| invalid(number, format!("`tool_calls`: {e}")))?;
+                let tool_calls = serde_json::to_string(&tool_calls).map_err(|e| invalid(number, e.to_string()))?;
+                let local = existing
+                    .query_row([&entry.key], |row| {
+                        Ok((row.get::<_, Option<String>>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .optional()
+                    .map_err(fail)?;
+                match local {
+                    Some((text, calls)) if text == entry.text && calls == tool_calls => stats.present += 1,
+                    Some(_) => stats.differing += 1,
+                    None => {
+                        insert
+                            .execute(params![
+                                entry.key,
+                                entry.provider,
+                                entry.model,
+                                entry.sample_index,
+                                entry.text,
+                                tool_calls,
+                                entry.raw_body,
+                                entry.input_tokens,
+                                entry.output_tokens,
+                                entry.latency_ms,
+                                entry.created_at,
+                            ])
+                            .map_err(fail)?;
+                        stats.added += 1;
+                    }
+                }
+            }
+        }
+        transaction.commit().map_err(fail)?;
+        Ok(stats)
+    }
+
+    /// Delete the entries created before `before` and/or of the `model` id (both when both are
+    /// given); with `dry_run`, only count them. Returns the count.
+    pub fn prune(&self, before: Option<jiff::Timestamp>, model: Option<&str>, dry_run: bool) -> Result<u64, Error> {
+        let fail = |e: rusqlite::Error| self.error(format!("failed to prune: {e}"));
+        let mut connection = self.lock();
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let mut doomed = Vec::new();
+        {
+            let mut statement = transaction
+                .prepare("SELECT key, created_at FROM responses WHERE ?1 IS NULL OR model = ?1")
+                .map_err(fail)?;
+            let mut rows = statement.query([model]).map_err(fail)?;
+            while let Some(row) = rows.next().map_err(fail)? {
+                let key: String = row.get(0).map_err(fail)?;
+                let created_at: String = row.get(1).map_err(fail)?;
+                // Compared as times, not as text: fractional seconds vary in length.
+                let old = match (before, created_at.parse::<jiff::Timestamp>()) {
+                    (None, _) => true,
+                    (Some(before), Ok(created)) => created < before,
+                    (Some(_), Err(_)) => false,
+                };
+                if old {
+                    doomed.push(key);
+                }
+            }
+        }
+        if !dry_run {
+            let mut delete = transaction
+                .prepare("DELETE FROM responses WHERE key = ?1")
+                .map_err(fail)?;
+            for key in &doomed {
+                delete.execute([key]).map_err(fail)?;
+            }
+        }
+        transaction.commit().map_err(fail)?;
+        Ok(doomed.len() as u64)
     }
 
     /// Entry counts and token totals per model.

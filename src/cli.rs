@@ -195,6 +195,62 @@ enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the cache as JSON Lines, to ship it (e.g. to CI) or merge it into another.
+    #[command(after_help = CACHE_EXPORT_AFTER_HELP)]
+    Export {
+        /// Write to FILE (atomically) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Only this model id (as `cache stats` lists it).
+        #[arg(long, value_name = "MODEL_ID")]
+        model: Option<String>,
+    },
+    /// Merge an export into the cache; entries it already has keep their local answer.
+    Import {
+        /// The export: a file, or `-` for stdin.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete entries by age and/or model id.
+    #[command(after_help = CACHE_PRUNE_AFTER_HELP)]
+    Prune {
+        /// Entries created longer ago than this: `30d`, `12h`, `2w`, `1 month`.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<jiff::Span>,
+        /// Entries of this model id (as `cache stats` lists it).
+        #[arg(long, value_name = "MODEL_ID")]
+        model: Option<String>,
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+const CACHE_EXPORT_AFTER_HELP: &str = "\
+Examples:
+  promptgate cache export --out cache.jsonl                   everything
+  promptgate cache export --model gpt-4o-mini | gzip > gpt.jsonl.gz
+  promptgate --cache ci-cache.sqlite cache import cache.jsonl   merge into another cache
+
+The first line is a header ({\"format\":\"promptgate-cache\",\"schema_version\":1}); each further
+line is one response with its key, model id, sample index, text, tool calls, token counts,
+latency and time. No secret is in it: keys and endpoints are never cached.";
+
+const CACHE_PRUNE_AFTER_HELP: &str = "\
+Examples:
+  promptgate cache prune --older-than 90d --dry-run           count first
+  promptgate cache prune --model gemma-3-270m                 every answer of one model id
+
+Freed pages are reused by later runs; the file does not shrink.";
+
+fn parse_age(text: &str) -> Result<jiff::Span, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not an age such as 30d, 12h or 2w ({e})"))?;
+    if span.is_negative() {
+        return Err(format!("`{text}` is negative"));
+    }
+    Ok(span)
 }
 
 #[derive(Debug, Args)]
@@ -450,9 +506,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     baseline_dir: dir,
                 },
         } => baseline_update(&cli.global, selection, &baseline_dir(&cli.global, dir.as_ref())),
-        Command::Cache {
-            command: CacheCommand::Stats { json },
-        } => cache_stats(&cli.global, *json),
+        Command::Cache { command } => match command {
+            CacheCommand::Stats { json } => cache_stats(&cli.global, *json),
+            CacheCommand::Export { out, model } => cache_export(&cli.global, out.as_deref(), model.as_deref()),
+            CacheCommand::Import { file } => cache_import(&cli.global, file),
+            CacheCommand::Prune {
+                older_than,
+                model,
+                dry_run,
+            } => cache_prune(&cli.global, *older_than, model.as_deref(), *dry_run),
+        },
     }
 }
 
@@ -857,12 +920,113 @@ pub fn exit_code_for(record: &RunRecord) -> i32 {
     }
 }
 
-fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
+/// The existing cache of `--cache`; reading commands never create one.
+fn existing_cache(global: &GlobalArgs) -> Result<Cache, Error> {
     if !global.cache.exists() {
         return Err(Error::usage(format!("no cache at `{}`", global.cache.display()))
             .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
     }
-    let stats = Cache::open(&global.cache)?.stats()?;
+    Cache::open(&global.cache)
+}
+
+fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Option<&str>) -> Result<i32, Error> {
+    let cache = existing_cache(global)?;
+    let count = match out {
+        Some(path) => {
+            // A failed export fails the write, so the temporary file is dropped, not renamed.
+            let (mut count, mut failure) = (0, None);
+            let written = report::write_atomic_with(path, |file| {
+                let mut buffered = std::io::BufWriter::new(file);
+                match cache.export(&mut buffered, model) {
+                    Ok(n) => {
+                        count = n;
+                        buffered.flush()
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        Err(std::io::Error::other("the export failed"))
+                    }
+                }
+            });
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            written?;
+            count
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut buffered = std::io::BufWriter::new(stdout.lock());
+            let count = cache.export(&mut buffered, model)?;
+            buffered.flush().map_err(|source| Error::Io {
+                action: "write",
+                path: PathBuf::from("<stdout>"),
+                source,
+                hint: None,
+            })?;
+            count
+        }
+    };
+    if !global.quiet {
+        eprintln!("exported {count} entries from {}", global.cache.display());
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+fn cache_import(global: &GlobalArgs, file: &std::path::Path) -> Result<i32, Error> {
+    let cache = Cache::open(&global.cache)?;
+    let stats = if file.as_os_str() == "-" {
+        cache.import(&mut std::io::stdin().lock(), std::path::Path::new("<stdin>"))?
+    } else {
+        let opened = std::fs::File::open(file).map_err(|source| Error::Io {
+            action: "read",
+            path: file.to_path_buf(),
+            source,
+            hint: Some("pass a file written by `promptgate cache export`, or `-` for stdin".into()),
+        })?;
+        cache.import(&mut std::io::BufReader::new(opened), file)?
+    };
+    println!(
+        "imported into {}: {} added, {} already present, {} kept with a different local answer",
+        global.cache.display(),
+        stats.added,
+        stats.present,
+        stats.differing
+    );
+    Ok(exit_code::SUCCESS)
+}
+
+fn cache_prune(
+    global: &GlobalArgs,
+    older_than: Option<jiff::Span>,
+    model: Option<&str>,
+    dry_run: bool,
+) -> Result<i32, Error> {
+    if older_than.is_none() && model.is_none() {
+        return Err(Error::usage("prune needs --older-than AGE and/or --model MODEL_ID")
+            .with_hint("to start from an empty cache, delete the file instead"));
+    }
+    let cache = existing_cache(global)?;
+    let before = match older_than {
+        Some(span) => Some(
+            jiff::Zoned::now()
+                .checked_sub(span)
+                .map_err(|e| Error::usage(format!("--older-than: {e}")))?
+                .timestamp(),
+        ),
+        None => None,
+    };
+    let count = cache.prune(before, model, dry_run)?;
+    if dry_run {
+        println!("would delete {count} entries from {}", global.cache.display());
+    } else {
+        println!("deleted {count} entries from {}", global.cache.display());
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
+    let stats = existing_cache(global)?.stats()?;
     if json {
         let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::usage(e.to_string()))?;
         println!("{text}");

@@ -7,6 +7,8 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
+use std::io::Write;
+
 use crate::error::Error;
 use crate::run_record::RunRecord;
 
@@ -77,7 +79,14 @@ pub(crate) fn escape(text: &str) -> String {
 /// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
 /// reader never sees half a report.
 pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    use std::io::Write;
+    write_atomic_with(path, |file| file.write_all(text.as_bytes()))
+}
+
+/// [`write_atomic`] for content that `write` streams into the file.
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -90,7 +99,7 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
     };
     std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
     let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| io_error("write", e))?;
-    file.write_all(text.as_bytes())
+    write(file.as_file_mut())
         .and_then(|_| file.as_file().sync_all())
         .map_err(|e| io_error("write", e))?;
     file.persist(path).map_err(|e| io_error("write", e.error))?;
