@@ -482,12 +482,14 @@ impl Cache {
             Some(h) if h.format == EXPORT_FORMAT => {
                 crate::error::check_schema_version("cache export", source, h.schema_version, EXPORT_SCHEMA_VERSION)?
             }
-            _ => return Err(invalid(
-                1,
-                format!(
+            _ => {
+                return Err(invalid(
+                    1,
+                    format!(
                     "the first line is not a promptgate cache export header (`{{\"format\":\"{EXPORT_FORMAT}\",…}}`)"
                 ),
-            )),
+                ))
+            }
         }
         let mut connection = self.lock();
         let fail = |e: rusqlite::Error| self.error(format!("failed to import: {e}"));

@@ -16,6 +16,16 @@ fn filled_project() -> (FakeServer, Project) {
     (server, project)
 }
 
+/// `cache export --out cache.jsonl`, and what it wrote.
+fn export(project: &Project) -> String {
+    project
+        .command()
+        .args(["cache", "export", "--out", "cache.jsonl"])
+        .assert()
+        .success();
+    std::fs::read_to_string(project.file("cache.jsonl")).unwrap()
+}
+
 fn stdout_of(project: &Project, args: &[&str]) -> (String, String, i32) {
     let output = project.command().args(args).output().unwrap();
     (
@@ -28,12 +38,7 @@ fn stdout_of(project: &Project, args: &[&str]) -> (String, String, i32) {
 #[test]
 fn an_exported_cache_answers_an_offline_run_elsewhere() {
     let (server, project) = filled_project();
-    project
-        .command()
-        .args(["cache", "export", "--out", "cache.jsonl"])
-        .assert()
-        .success();
-    let text = std::fs::read_to_string(project.file("cache.jsonl")).unwrap();
+    let text = export(&project);
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(
         lines[0],
@@ -76,12 +81,7 @@ fn an_exported_cache_answers_an_offline_run_elsewhere() {
 #[test]
 fn a_bad_export_imports_nothing_and_names_its_line() {
     let (_server, project) = filled_project();
-    project
-        .command()
-        .args(["cache", "export", "--out", "cache.jsonl"])
-        .assert()
-        .success();
-    let text = std::fs::read_to_string(project.file("cache.jsonl")).unwrap();
+    let text = export(&project);
     let mut lines: Vec<&str> = text.lines().collect();
     lines[4] = "{\"key\": \"nope\"";
     project.write("broken.jsonl", &(lines.join("\n") + "\n"));

@@ -57,6 +57,13 @@ fn record(project: &Project, args: &[&str]) -> (Value, i32, String) {
     (value, output.status.code().unwrap(), stderr)
 }
 
+/// `record --suite s --finding FINDING --expect EXPECT --rule RULE EXTRA… --json`.
+fn record_finding(project: &Project, finding: &str, expect: &str, rule: &str, extra: &[&str]) -> (Value, i32, String) {
+    let mut args = vec!["--finding", finding, "--expect", expect, "--rule", rule];
+    args.extend_from_slice(extra);
+    record(project, &args)
+}
+
 #[test]
 fn public_samples_in_every_envelope_become_redacted_cases() {
     let project = project();
@@ -72,33 +79,13 @@ fn public_samples_in_every_envelope_become_redacted_cases() {
     ];
     for sample in samples {
         let path = public(sample);
-        let (out, code, stderr) = record(
-            &project,
-            &[
-                "--finding",
-                path.to_str().unwrap(),
-                "--expect",
-                "notify",
-                "--rule",
-                RULE,
-            ],
-        );
+        let (out, code, stderr) = record_finding(&project, path.to_str().unwrap(), "notify", RULE, &[]);
         assert_eq!(code, 0, "{sample}: {stderr}");
         assert_eq!(out["outcomes"][0]["outcome"], "recorded", "{sample}: {out:#}");
     }
     // The GuardDuty sample again, inside its EventBridge envelope: the same finding and rule.
     let event = public("eventbridge-securityhub-imported.json");
-    let (out, code, _) = record(
-        &project,
-        &[
-            "--finding",
-            event.to_str().unwrap(),
-            "--expect",
-            "notify",
-            "--rule",
-            RULE,
-        ],
-    );
+    let (out, code, _) = record_finding(&project, event.to_str().unwrap(), "notify", RULE, &[]);
     assert_eq!(
         (code, out["outcomes"][0]["outcome"].as_str()),
         (5, Some("duplicate")),
@@ -164,10 +151,7 @@ fn several_findings_need_an_index_or_all() {
         json!({"Findings": [public_json("securityhub-fsbp.json"), public_json("guardduty-asff-ssh-brute-force.json")]});
     project.write("batch.json", &batch.to_string());
 
-    let (_, code, stderr) = record(
-        &project,
-        &["--finding", "batch.json", "--expect", "notify", "--rule", RULE],
-    );
+    let (_, code, stderr) = record_finding(&project, "batch.json", "notify", RULE, &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("the input holds 2 findings"), "{stderr}");
     assert!(
@@ -301,16 +285,12 @@ fn guardduty_findings_and_their_events_are_read_from_stdin() {
     again["service"]["count"] = json!(9);
     again["updatedAt"] = json!("2026-11-22T00:00:00.000Z");
     project.write("gd.json", &again.to_string());
-    let (out, code, _) = record(
+    let (out, code, _) = record_finding(
         &project,
-        &[
-            "--finding",
-            "gd.json",
-            "--expect",
-            "notify",
-            "--rule",
-            "listed IPs from 210987654321 are suppressed",
-        ],
+        "gd.json",
+        "notify",
+        "listed IPs from 210987654321 are suppressed",
+        &[],
     );
     assert_eq!((code, out["outcomes"][0]["outcome"].as_str()), (5, Some("duplicate")));
 }
@@ -320,19 +300,7 @@ fn duplicates_and_conflicts_are_refused_unless_forced() {
     let project = project();
     let sample = public("securityhub-fsbp.json");
     let sample = sample.to_str().unwrap();
-    let (first, code, _) = record(
-        &project,
-        &[
-            "--finding",
-            sample,
-            "--expect",
-            "suppress",
-            "--rule",
-            "r",
-            "--note",
-            "bot notified",
-        ],
-    );
+    let (first, code, _) = record_finding(&project, sample, "suppress", "r", &["--note", "bot notified"]);
     assert_eq!(code, 0);
     let path = first["outcomes"][0]["path"].as_str().unwrap().to_string();
 
@@ -359,58 +327,28 @@ fn duplicates_and_conflicts_are_refused_unless_forced() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
 
-    let (out, code, _) = record(&project, &["--finding", sample, "--expect", "notify", "--rule", "r"]);
+    let (out, code, _) = record_finding(&project, sample, "notify", "r", &[]);
     assert_eq!(code, 5);
     assert_eq!(out["outcomes"][0]["outcome"], "conflict");
     assert_eq!(out["outcomes"][0]["existing_expect"], json!({"label": "suppress"}));
     assert_eq!(out["outcomes"][0]["expect"], json!({"label": "notify"}));
 
     // Another rule is another case; --force writes a second copy under a new id.
-    let (out, code, _) = record(
-        &project,
-        &["--finding", sample, "--expect", "suppress", "--rule", "another rule"],
-    );
+    let (out, code, _) = record_finding(&project, sample, "suppress", "another rule", &[]);
     assert_eq!((code, out["outcomes"][0]["outcome"].as_str()), (0, Some("recorded")));
-    let (out, code, _) = record(
-        &project,
-        &["--finding", sample, "--expect", "suppress", "--rule", "r", "--force"],
-    );
+    let (out, code, _) = record_finding(&project, sample, "suppress", "r", &["--force"]);
     assert_eq!(code, 0);
     assert!(out["outcomes"][0]["id"].as_str().unwrap().ends_with("-2"), "{out:#}");
     assert_eq!(recorded(&project).len(), 3);
 
     // A chosen id that is taken is refused; so is one that cannot be a file name.
-    let (_, code, stderr) = record(
-        &project,
-        &[
-            "--finding",
-            sample,
-            "--expect",
-            "suppress",
-            "--rule",
-            "x",
-            "--id",
-            "c00",
-        ],
-    );
+    let (_, code, stderr) = record_finding(&project, sample, "suppress", "x", &["--id", "c00"]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("case id `c00` is already used in `cases/s/cases.jsonl` line 1"),
         "{stderr}"
     );
-    let (_, code, stderr) = record(
-        &project,
-        &[
-            "--finding",
-            sample,
-            "--expect",
-            "suppress",
-            "--rule",
-            "x",
-            "--id",
-            "../escape",
-        ],
-    );
+    let (_, code, stderr) = record_finding(&project, sample, "suppress", "x", &["--id", "../escape"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("`../escape` cannot be a case id"), "{stderr}");
 }
@@ -445,7 +383,7 @@ fn bad_input_is_refused_with_exit_2_and_writes_nothing() {
     ];
     for (name, bytes, message) in cases {
         std::fs::write(project.file(name), bytes).unwrap();
-        let (_, code, stderr) = record(&project, &["--finding", name, "--expect", "notify", "--rule", "r"]);
+        let (_, code, stderr) = record_finding(&project, name, "notify", "r", &[]);
         assert_eq!(code, 2, "{name}: {stderr}");
         assert!(
             stderr.contains(&format!("`{name}`")) && stderr.contains(message),
@@ -456,24 +394,11 @@ fn bad_input_is_refused_with_exit_2_and_writes_nothing() {
             "{name}: {stderr}"
         );
     }
-    let (_, code, stderr) = record(
-        &project,
-        &["--finding", "missing.json", "--expect", "notify", "--rule", "r"],
-    );
+    let (_, code, stderr) = record_finding(&project, "missing.json", "notify", "r", &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("failed to read `missing.json`"), "{stderr}");
     let sample = public("securityhub-fsbp.json");
-    let (_, code, stderr) = record(
-        &project,
-        &[
-            "--finding",
-            sample.to_str().unwrap(),
-            "--expect",
-            "maybe",
-            "--rule",
-            "r",
-        ],
-    );
+    let (_, code, stderr) = record_finding(&project, sample.to_str().unwrap(), "maybe", "r", &[]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("`maybe` is not a label of suite `s`") && stderr.contains("suppress, notify"),
@@ -607,18 +532,12 @@ fn a_recorded_case_runs_at_once_and_the_gate_calls_it_new() {
     project.command().args(["baseline", "update"]).assert().success();
 
     let sample = public("securityhub-fsbp.json");
-    let (out, code, _) = record(
+    let (out, code, _) = record_finding(
         &project,
-        &[
-            "--finding",
-            sample.to_str().unwrap(),
-            "--expect",
-            "notify",
-            "--rule",
-            "r",
-            "--id",
-            "prod-miss-1",
-        ],
+        sample.to_str().unwrap(),
+        "notify",
+        "r",
+        &["--id", "prod-miss-1"],
     );
     assert_eq!(code, 0, "{out:#}");
 
@@ -664,16 +583,12 @@ fn configured_patterns_are_redacted_and_a_bad_one_names_its_field() {
         &format!("{config}\n[[record.redact]]\nname = \"trail-name\"\npattern = 'trail/([A-Za-z-]+)'\n"),
     );
     let sample = public("securityhub-fsbp.json");
-    let (out, code, stderr) = record(
+    let (out, code, stderr) = record_finding(
         &project,
-        &[
-            "--finding",
-            sample.to_str().unwrap(),
-            "--expect",
-            "notify",
-            "--rule",
-            "trail AWSMacieTrail-DO-NOT-EDIT",
-        ],
+        sample.to_str().unwrap(),
+        "notify",
+        "trail AWSMacieTrail-DO-NOT-EDIT",
+        &[],
     );
     assert_eq!(code, 0, "{stderr}");
     let case = read_case(&project.path().join(out["outcomes"][0]["path"].as_str().unwrap()));
@@ -688,17 +603,7 @@ fn configured_patterns_are_redacted_and_a_bad_one_names_its_field() {
         "promptgate.toml",
         &format!("{config}\n[[record.redact]]\nname = \"broken\"\npattern = 'a(b'\n"),
     );
-    let (_, code, stderr) = record(
-        &project,
-        &[
-            "--finding",
-            sample.to_str().unwrap(),
-            "--expect",
-            "notify",
-            "--rule",
-            "r",
-        ],
-    );
+    let (_, code, stderr) = record_finding(&project, sample.to_str().unwrap(), "notify", "r", &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("(field `record.redact[0].pattern`)"), "{stderr}");
 }
