@@ -140,6 +140,18 @@ pub enum ResponseFormatMode {
     None,
 }
 
+/// Which field of an OpenAI-compatible request limits the answer's length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLimitField {
+    /// `max_tokens`: what every compatible server (vLLM, llama.cpp, Ollama) reads.
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`: what OpenAI's reasoning models (o-series, GPT-5) require; they
+    /// reject `max_tokens`.
+    MaxCompletionTokens,
+}
+
 /// One `[providers.NAME]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +168,9 @@ pub struct ProviderConfig {
     pub api_key_env: String,
     #[serde(default = "default_response_format")]
     pub response_format: ResponseFormatMode,
+    /// `openai`: the body field that carries the model's `max_tokens`.
+    #[serde(default)]
+    pub token_limit: TokenLimitField,
     /// Most calls in flight to this provider at once (e.g. 1 for a local server that answers
     /// one request at a time); `--concurrency` still bounds the total.
     pub concurrency: Option<usize>,
@@ -410,20 +425,21 @@ impl Config {
             ));
         }
         for (name, provider) in &self.providers {
-            let misplaced = match provider.kind {
-                ProviderKind::Openai => [
+            let misplaced: &[(&str, bool)] = match provider.kind {
+                ProviderKind::Openai => &[
                     ("region", provider.region.is_some()),
                     ("endpoint_url", provider.endpoint_url.is_some()),
                 ],
-                ProviderKind::Bedrock => [
+                ProviderKind::Bedrock => &[
                     ("base_url", provider.base_url.is_some()),
                     ("api_key_env", provider.api_key_env != default_api_key_env()),
+                    ("token_limit", provider.token_limit != TokenLimitField::default()),
                 ],
             };
             if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
                 return Err(self
                     .field_error(format!("providers.{name}.{key}"), format!("`{key}` does not apply to a `{}` provider", provider.kind.as_str()))
-                    .with_hint("openai providers take base_url and api_key_env; bedrock providers take region and endpoint_url"));
+                    .with_hint("openai providers take base_url, api_key_env and token_limit; bedrock providers take region and endpoint_url"));
             }
             if provider.max_attempts == 0 {
                 return Err(self.field_error(

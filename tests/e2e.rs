@@ -245,6 +245,34 @@ fn llama_cpp_schema_form_is_sent_when_configured() {
 }
 
 #[test]
+fn reasoning_models_get_max_completion_tokens_when_configured() {
+    let server = FakeServer::start(scripted);
+    let project = Project::new(
+        &server.base_url,
+        &LABELS[..1],
+        1,
+        "token_limit = \"max_completion_tokens\"",
+    );
+    project.command().arg("run").assert().success();
+    let body = &server.seen()[0].body;
+    assert_eq!(body["max_completion_tokens"], 50);
+    assert!(body.get("max_tokens").is_none(), "{body}");
+
+    // A Bedrock provider has no such field: the config says so.
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config
+            .replace("kind = \"openai\"", "kind = \"bedrock\"\nregion = \"us-east-1\"")
+            .replace(&format!("base_url = \"{}\"", server.base_url), ""),
+    );
+    let output = project.command().arg("run").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(field `providers.fake.token_limit`)"), "{stderr}");
+}
+
+#[test]
 fn a_killed_run_resumes_with_only_the_missing_calls() {
     let served = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&served);

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{error_chain, parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
-use crate::config::{ProviderConfig, ResponseFormatMode};
+use crate::config::{ProviderConfig, ResponseFormatMode, TokenLimitField};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
@@ -36,6 +36,7 @@ pub struct OpenAiProvider {
     client: Client<OpenAIConfig>,
     base_url: String,
     response_format: ResponseFormatMode,
+    token_limit: TokenLimitField,
     policy: RetryPolicy,
 }
 
@@ -60,6 +61,7 @@ impl OpenAiProvider {
             client,
             base_url,
             response_format: config.response_format,
+            token_limit: config.token_limit,
             policy: RetryPolicy {
                 max_attempts: config.max_attempts,
                 base_delay: Duration::from_millis(config.retry_base_ms),
@@ -90,9 +92,14 @@ impl OpenAiProvider {
         if let Some(p) = params.top_p {
             body.insert("top_p".into(), json!(p));
         }
-        // `max_tokens` rather than `max_completion_tokens`: every compatible server reads it.
+        // `max_tokens` unless the provider says otherwise: every compatible server reads it, but
+        // OpenAI's reasoning models accept only `max_completion_tokens`.
         if let Some(m) = params.max_tokens {
-            body.insert("max_tokens".into(), json!(m));
+            let field = match self.token_limit {
+                TokenLimitField::MaxTokens => "max_tokens",
+                TokenLimitField::MaxCompletionTokens => "max_completion_tokens",
+            };
+            body.insert(field.into(), json!(m));
         }
         if let Some(s) = params.seed {
             body.insert("seed".into(), json!(s));
