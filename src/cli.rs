@@ -823,6 +823,9 @@ fn read_finding(path: &std::path::Path) -> Result<(Vec<u8>, PathBuf), Error> {
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
         let source = PathBuf::from("<stdin>");
+        if std::io::stdin().is_terminal() {
+            eprintln!("reading the finding from the terminal: paste it, then press Ctrl-D");
+        }
         std::io::stdin()
             .lock()
             .take(limit)
