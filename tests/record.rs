@@ -57,6 +57,16 @@ fn record(project: &Project, args: &[&str]) -> (Value, i32, String) {
     (value, output.status.code().unwrap(), stderr)
 }
 
+/// The `outcome` of each entry of `record --json`'s output.
+fn outcomes(out: &Value) -> Vec<&str> {
+    out["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["outcome"].as_str().unwrap())
+        .collect()
+}
+
 /// `record --suite s --finding FINDING --expect EXPECT --rule RULE EXTRA… --json`.
 fn record_finding(project: &Project, finding: &str, expect: &str, rule: &str, extra: &[&str]) -> (Value, i32, String) {
     let mut args = vec!["--finding", finding, "--expect", expect, "--rule", rule];
@@ -206,13 +216,7 @@ fn several_findings_need_an_index_or_all() {
         &["--finding", "batch.json", "--all", "--expect", "notify", "--rule", RULE],
     );
     assert_eq!(code, 5, "{out:#}");
-    let outcomes: Vec<&str> = out["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["recorded", "duplicate"]);
+    assert_eq!(outcomes(&out), ["recorded", "duplicate"]);
     assert_eq!(recorded(&project).len(), 2);
 }
 
@@ -676,13 +680,7 @@ fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
     // The rest: p1 is new; p2 is a case now; p3 was answered right.
     let (out, code, _) = record(&project, &["--from-run", "run.json", "--yes", "--expect", "notify"]);
     assert_eq!(code, 5);
-    let outcomes: Vec<&str> = out["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["recorded", "duplicate"]);
+    assert_eq!(outcomes(&out), ["recorded", "duplicate"]);
 
     // A run of the target suite itself proposes nothing: its misses are cases already.
     let (_, code) = project.json(&["run", "--suite", "s", "--out", "own.json"]);
