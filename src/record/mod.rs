@@ -198,13 +198,7 @@ impl Target {
         } else {
             Vec::new()
         };
-        let existing = existing
-            .into_iter()
-            .map(|loaded| {
-                let fingerprint = fingerprint::fingerprint(&loaded.case.vars);
-                (loaded, fingerprint)
-            })
-            .collect();
+        let existing = with_fingerprints(existing);
         let mut prompts = vec![Prompt::load(&config.resolve(&suite.prompt))?];
         for path in suite.variants.values() {
             prompts.push(Prompt::load(&config.resolve(path))?);
@@ -388,13 +382,7 @@ impl Target {
                     return Ok(outcome);
                 }
                 // Another `record` wrote this name first: the same case, or a name clash.
-                let other: Vec<(LoadedCase, String)> = case::load_cases(&path)?
-                    .into_iter()
-                    .map(|l| {
-                        let f = fingerprint::fingerprint(&l.case.vars);
-                        (l, f)
-                    })
-                    .collect();
+                let other = with_fingerprints(case::load_cases(&path)?);
                 if let Some(outcome) = equal_in(&other, &fingerprint, &case.expect, force) {
                     return Ok(outcome);
                 }
@@ -422,6 +410,17 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// Each case with the fingerprint duplicates are found by.
+fn with_fingerprints(cases: Vec<LoadedCase>) -> Vec<(LoadedCase, String)> {
+    cases
+        .into_iter()
+        .map(|loaded| {
+            let fingerprint = fingerprint::fingerprint(&loaded.case.vars);
+            (loaded, fingerprint)
+        })
+        .collect()
 }
 
 /// The existing case with the same fingerprint, as a refusal (unless `force`).
