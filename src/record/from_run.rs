@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
@@ -166,13 +166,7 @@ pub fn record_proposals(
             Decision::Stop => break,
         };
         let expect = target.expect_from(&expect_text)?;
-        let topic = proposal
-            .case
-            .vars
-            .get(FINDING_VAR)
-            .and_then(|f| input::parse(f.to_string().as_bytes(), Path::new("finding")).ok())
-            .and_then(|found| found.into_iter().next())
-            .and_then(|f| f.topic());
+        let topic = proposal.case.vars.get(FINDING_VAR).and_then(input::topic_of);
         let answers = proposal
             .misses
             .iter()

@@ -83,28 +83,38 @@ impl Finding {
     /// What the finding is about: the control id of a control finding, else the finding type
     /// (`EC2.19`, `UnauthorizedAccess:EC2/SSHBruteForce`). Used in case ids and tags.
     pub fn topic(&self) -> Option<String> {
-        let map = self.value.as_object()?;
-        let text = |path: &[&str]| -> Option<String> {
-            let mut value = map.get(path[0])?;
-            for key in &path[1..] {
-                value = value.get(key)?;
-            }
-            value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
-        };
-        match self.format {
-            FindingFormat::Asff => text(&["Compliance", "SecurityControlId"])
-                .or_else(|| text(&["ProductFields", "ControlId"]))
-                .or_else(|| text(&["ProductFields", "RuleId"]))
-                .or_else(|| {
-                    // GuardDuty in ASFF: "TTPs/Initial Access/UnauthorizedAccess:EC2-SSHBruteForce".
-                    let first = map.get("Types")?.as_array()?.first()?.as_str()?;
-                    first
-                        .contains(':')
-                        .then(|| first.rsplit('/').next().unwrap_or(first).to_string())
-                })
-                .or_else(|| text(&["GeneratorId"]).map(|g| g.rsplit('/').next().unwrap_or(&g).to_string())),
-            FindingFormat::GuardDuty => get_ci(map, "type").and_then(Value::as_str).map(str::to_string),
+        topic(&self.value, self.format)
+    }
+}
+
+/// The topic of a finding that is already a JSON value (a case's `finding` variable), when it
+/// is one.
+pub fn topic_of(value: &Value) -> Option<String> {
+    topic(value, classify(value).ok()??)
+}
+
+fn topic(value: &Value, format: FindingFormat) -> Option<String> {
+    let map = value.as_object()?;
+    let text = |path: &[&str]| -> Option<String> {
+        let mut value = map.get(path[0])?;
+        for key in &path[1..] {
+            value = value.get(key)?;
         }
+        value.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+    };
+    match format {
+        FindingFormat::Asff => text(&["Compliance", "SecurityControlId"])
+            .or_else(|| text(&["ProductFields", "ControlId"]))
+            .or_else(|| text(&["ProductFields", "RuleId"]))
+            .or_else(|| {
+                // GuardDuty in ASFF: "TTPs/Initial Access/UnauthorizedAccess:EC2-SSHBruteForce".
+                let first = map.get("Types")?.as_array()?.first()?.as_str()?;
+                first
+                    .contains(':')
+                    .then(|| first.rsplit('/').next().unwrap_or(first).to_string())
+            })
+            .or_else(|| text(&["GeneratorId"]).map(|g| g.rsplit('/').next().unwrap_or(&g).to_string())),
+        FindingFormat::GuardDuty => get_ci(map, "type").and_then(Value::as_str).map(str::to_string),
     }
 }
 
