@@ -120,19 +120,127 @@ impl Baseline {
                 "create it with: promptgate baseline update --suite {suite} --model {model}"
             )));
         }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_BASELINE_BYTES {
+            return Err(Error::invalid(
+                "baseline",
+                path,
+                "",
+                format!("the file has {size} bytes; a baseline is at most {MAX_BASELINE_BYTES}"),
+            )
+            .with_hint("regenerate it with `promptgate baseline update`"));
+        }
         let text = error::read_to_string(path, "baseline")?;
         let baseline: Baseline = serde_json::from_str(&text).map_err(|e| {
             Error::invalid("baseline", path, error::json_location(&e), error::json_message(&e))
                 .with_hint("regenerate it with `promptgate baseline update`")
         })?;
         error::check_schema_version("baseline", path, baseline.schema_version, BASELINE_SCHEMA_VERSION)?;
+        baseline.validate(path, suite, model)?;
         Ok(baseline)
+    }
+
+    /// Check every field: a baseline is input like any other, and a wrong count would turn
+    /// into a false regression (`correct > samples`) or an allocation of gigabytes.
+    fn validate(&self, path: &Path, suite: &str, model: &str) -> Result<(), Error> {
+        let fail = |field: String, message: String| {
+            Error::invalid("baseline", path, format!(" (field `{field}`)"), message).with_hint(format!(
+                "regenerate it with: promptgate baseline update --suite {suite} --model {model}"
+            ))
+        };
+        if self.suite != suite {
+            return Err(fail(
+                "suite".into(),
+                format!("this is the baseline of suite `{}`, not `{suite}`", self.suite),
+            ));
+        }
+        if self.model != model {
+            return Err(fail(
+                "model".into(),
+                format!("this is the baseline of model `{}`, not `{model}`", self.model),
+            ));
+        }
+        let k = self.samples_per_case;
+        if !(1..=MAX_SAMPLES).contains(&k) {
+            return Err(fail(
+                "samples_per_case".into(),
+                format!("{k} is not between 1 and {MAX_SAMPLES}"),
+            ));
+        }
+        if let Some(a) = &self.accuracy {
+            let shares = [("point", a.point), ("lower", a.lower), ("upper", a.upper)];
+            for (name, value) in shares {
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(fail(
+                        format!("accuracy.{name}"),
+                        format!("{value} is not a share between 0 and 1"),
+                    ));
+                }
+            }
+            if !(a.lower <= a.point && a.point <= a.upper) {
+                return Err(fail(
+                    "accuracy".into(),
+                    "the interval does not hold its point (lower ≤ point ≤ upper)".into(),
+                ));
+            }
+            if !(a.confidence_level > 0.0 && a.confidence_level < 1.0) {
+                return Err(fail(
+                    "accuracy.confidence_level".into(),
+                    format!("{} is not between 0 and 1", a.confidence_level),
+                ));
+            }
+            if !(a.standard_error >= 0.0 && a.standard_error.is_finite()) {
+                return Err(fail(
+                    "accuracy.standard_error".into(),
+                    format!("{} is not a standard error", a.standard_error),
+                ));
+            }
+        }
+        if self.cases.len() > MAX_CASES {
+            return Err(fail(
+                "cases".into(),
+                format!("{} cases; at most {MAX_CASES}", self.cases.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.cases.len());
+        for (index, case) in self.cases.iter().enumerate() {
+            let field = |name: &str| format!("cases[{index}].{name}");
+            if case.id.is_empty() || !seen.insert(case.id.as_str()) {
+                return Err(fail(
+                    field("id"),
+                    format!("case id `{}` is empty or appears twice", case.id),
+                ));
+            }
+            if case.samples.saturating_add(case.errors) > k {
+                return Err(fail(
+                    field("samples"),
+                    format!(
+                        "{} valid samples and {} errors are more than samples_per_case = {k}",
+                        case.samples, case.errors
+                    ),
+                ));
+            }
+            if case.correct > case.samples {
+                return Err(fail(
+                    field("correct"),
+                    format!("{} correct of {} valid samples", case.correct, case.samples),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
+/// The largest baseline file read: 100,000 cases take about 6 MB.
+const MAX_BASELINE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most cases in a baseline.
+const MAX_CASES: usize = 1_000_000;
+/// Most samples per case, as `--samples` allows.
+const MAX_SAMPLES: u32 = 1000;
+
 /// Compact JSON of any serde value.
 fn compact<T: Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::usage(format!("failed to serialize a baseline: {e}")))
+    serde_json::to_string(value).map_err(|e| Error::internal(format!("failed to serialize a baseline: {e}")))
 }
 
 #[cfg(test)]
@@ -188,6 +296,57 @@ mod tests {
         assert_eq!(
             err.hint(),
             Some("create it with: promptgate baseline update --suite triage --model m")
+        );
+    }
+
+    #[test]
+    fn every_field_is_validated_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Baseline::path(dir.path(), "triage", "m");
+        let check = |edit: &dyn Fn(&mut Baseline), field: &str| {
+            let mut b = sample();
+            edit(&mut b);
+            b.save(&path).unwrap();
+            let err = Baseline::load(&path, "triage", "m").unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("(field `{field}`)")),
+                "{field}: {err}"
+            );
+            assert_eq!(err.exit_code(), crate::exit_code::BAD_INPUT);
+        };
+        check(&|b| b.cases[0].correct = 4_294_967_295, "cases[0].correct");
+        check(&|b| b.cases[0].samples = 4_294_967_295, "cases[0].samples");
+        check(&|b| b.cases[1].correct = 3, "cases[1].correct");
+        check(&|b| b.cases[1].errors = 9, "cases[1].samples");
+        check(&|b| b.cases[1].id = "a".into(), "cases[1].id");
+        check(&|b| b.suite = "other".into(), "suite");
+        check(&|b| b.model = "other".into(), "model");
+        check(&|b| b.samples_per_case = 0, "samples_per_case");
+        let estimate = |point: f64| Estimate {
+            point,
+            lower: 0.0,
+            upper: 1.0,
+            confidence_level: 0.95,
+            standard_error: 0.1,
+        };
+        check(&|b| b.accuracy = Some(estimate(-5.0)), "accuracy.point");
+        check(
+            &|b| {
+                b.accuracy = Some(Estimate {
+                    lower: 0.9,
+                    ..estimate(0.5)
+                })
+            },
+            "accuracy",
+        );
+        check(
+            &|b| {
+                b.accuracy = Some(Estimate {
+                    standard_error: -1.0,
+                    ..estimate(0.5)
+                })
+            },
+            "accuracy.standard_error",
         );
     }
 }

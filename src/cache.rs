@@ -36,6 +36,86 @@ const EXPORT_FORMAT: &str = "promptgate-cache";
 /// How long a writer waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// SQLite's `application_id` of a promptgate cache ("PGAT"), so that `--cache` pointed at
+/// another program's database is refused instead of gaining a table.
+pub const APPLICATION_ID: i32 = 0x5047_4154;
+
+/// An error opening `path` as a cache: the file is not (or not yet) a usable promptgate cache.
+fn open_error(path: &Path, message: String) -> Error {
+    Error::Cache {
+        path: path.to_path_buf(),
+        message,
+        io: false,
+        hint: Some(
+            "the cache must be a promptgate SQLite file: move this one aside, or pass --cache PATH (env PROMPTGATE_CACHE)"
+                .into(),
+        ),
+    }
+}
+
+/// The schema version of an open file (0: empty, ours to create), after checking that it is a
+/// promptgate cache: our application id, or (written before the id existed) our schema, or an
+/// empty database.
+fn check_identity(connection: &Connection, path: &Path) -> Result<i64, Error> {
+    let fail = |message: String| open_error(path, message);
+    let read = |pragma: &str| -> Result<i64, Error> {
+        connection
+            .query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
+            .map_err(|e| fail(format!("not a promptgate cache: {e}")))
+    };
+    let version = read("user_version")?;
+    let application_id = read("application_id")?;
+    let objects: i64 = connection
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(|e| fail(format!("not a promptgate cache: {e}")))?;
+    let has_responses: bool = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'responses'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(|e| fail(format!("not a promptgate cache: {e}")))?
+        > 0;
+    let ours = application_id == i64::from(APPLICATION_ID);
+    if application_id != 0 && !ours {
+        return Err(fail(format!(
+            "another application's SQLite database (application_id {application_id:#x})"
+        )));
+    }
+    if version == 0 && objects > 0 {
+        return Err(fail(format!(
+            "a SQLite database with {objects} table(s) or index(es) of another application"
+        )));
+    }
+    if version > CACHE_SCHEMA_VERSION {
+        return Err(fail(format!(
+            "schema version {version} is not supported (this promptgate reads {CACHE_SCHEMA_VERSION})"
+        ))
+        .with_hint("upgrade promptgate, or point --cache at another file"));
+    }
+    if version != 0 && !has_responses {
+        return Err(fail(format!(
+            "a SQLite database of another application (user_version {version}, no `responses` table)"
+        )));
+    }
+    Ok(version)
+}
+
+/// A path for an SQLite `file:` URI: `?` and `#` would end the path part, `%` starts an escape.
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An open cache file.
 #[derive(Debug)]
 pub struct Cache {
@@ -72,24 +152,37 @@ impl Entry {
 pub struct Writer {
     sender: Option<std::sync::mpsc::Sender<Entry>>,
     thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
     /// Start the writer thread for `cache`.
     pub fn start(cache: std::sync::Arc<Cache>) -> Writer {
         let (sender, receiver) = std::sync::mpsc::channel::<Entry>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&failed);
         let thread = std::thread::spawn(move || {
             while let Ok(first) = receiver.recv() {
                 let mut batch = vec![first];
                 batch.extend(receiver.try_iter().take(255));
-                cache.put_many(&batch)?;
+                if let Err(error) = cache.put_many(&batch) {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(error);
+                }
             }
             Ok(())
         });
         Writer {
             sender: Some(sender),
             thread: Some(thread),
+            failed,
         }
+    }
+
+    /// Whether a commit has failed: no further answer should be paid for, since it could not
+    /// be kept.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Queue a response for commit.
@@ -97,7 +190,7 @@ impl Writer {
         let sender = self
             .sender
             .as_ref()
-            .ok_or_else(|| Error::usage("the cache writer is closed"))?;
+            .ok_or_else(|| Error::internal("the cache writer is closed"))?;
         // The thread only stops early after a failed commit; `finish` reports that error.
         let _ = sender.send(entry);
         Ok(())
@@ -108,7 +201,7 @@ impl Writer {
         self.sender.take();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::usage("the cache writer thread panicked")),
+            Some(Err(_)) => Err(Error::internal("the cache writer thread panicked")),
             None => Ok(()),
         }
     }
@@ -233,13 +326,6 @@ pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
 impl Cache {
     /// Open (creating if needed) the cache at `path`.
     pub fn open(path: &Path) -> Result<Cache, Error> {
-        let fail = |message: String| {
-            Error::Cache {
-            path: path.to_path_buf(),
-            message,
-            hint: Some("the cache must be a promptgate SQLite file: move this one aside, or pass --cache PATH (env PROMPTGATE_CACHE)".into()),
-        }
-        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io {
                 action: "create the cache folder",
@@ -248,8 +334,11 @@ impl Cache {
                 hint: Some("pass --cache PATH (env PROMPTGATE_CACHE) to put the cache elsewhere".into()),
             })?;
         }
+        let fail = |message: String| open_error(path, message);
         let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        // Identity first: WAL and tables are only ever added to an empty file or our own.
+        let version = check_identity(&connection, path)?;
         // WAL lets readers and one writer work at once; NORMAL sync is durable across process
         // crashes (only an OS crash can lose the last commits), which is what a killed run needs.
         // Switching a new file to WAL needs a lock that SQLite does not wait for with the busy
@@ -269,39 +358,64 @@ impl Cache {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| fail(e.to_string()))?;
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|e| fail(format!("not a promptgate cache: {e}")))?;
-        match version {
-            0 => {
-                connection
-                    .execute_batch(
-                        "BEGIN IMMEDIATE;
-                         CREATE TABLE IF NOT EXISTS responses (
-                             key TEXT PRIMARY KEY,
-                             provider TEXT NOT NULL,
-                             model TEXT NOT NULL,
-                             sample_index INTEGER NOT NULL,
-                             text TEXT,
-                             tool_calls TEXT NOT NULL,
-                             raw_body TEXT NOT NULL,
-                             input_tokens INTEGER,
-                             output_tokens INTEGER,
-                             latency_ms INTEGER NOT NULL,
-                             created_at TEXT NOT NULL
-                         );
-                         PRAGMA user_version = 1;
-                         COMMIT;",
-                    )
-                    .map_err(|e| fail(format!("failed to create tables: {e}")))?;
-            }
-            CACHE_SCHEMA_VERSION => {}
-            other => {
-                return Err(fail(format!(
-                    "schema version {other} is not supported (this promptgate reads {CACHE_SCHEMA_VERSION})"
+        if version == 0 {
+            connection
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS responses (
+                         key TEXT PRIMARY KEY,
+                         provider TEXT NOT NULL,
+                         model TEXT NOT NULL,
+                         sample_index INTEGER NOT NULL,
+                         text TEXT,
+                         tool_calls TEXT NOT NULL,
+                         raw_body TEXT NOT NULL,
+                         input_tokens INTEGER,
+                         output_tokens INTEGER,
+                         latency_ms INTEGER NOT NULL,
+                         created_at TEXT NOT NULL
+                     );
+                     PRAGMA user_version = {CACHE_SCHEMA_VERSION};
+                     PRAGMA application_id = {APPLICATION_ID};
+                     COMMIT;"
                 ))
-                .with_hint("upgrade promptgate, or point --cache at another file"))
-            }
+                .map_err(|e| fail(format!("failed to create tables: {e}")))?;
+        } else {
+            // Caches written before the mark existed get it now (a no-op when it is there).
+            let _ = connection.pragma_update(None, "application_id", APPLICATION_ID);
+        }
+        Ok(Cache {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Open an existing cache for reading only: nothing is created or changed, so a cache in a
+    /// read-only folder (a CI artifact, a mounted volume) can still answer `--offline`.
+    pub fn open_read_only(path: &Path) -> Result<Cache, Error> {
+        use rusqlite::OpenFlags;
+        let fail = |message: String| open_error(path, message);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if !path.is_file() {
+            return Err(fail("no such file".into())
+                .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
+        }
+        // Without a `-wal` file no writer is at work and every commit is in the main file: read
+        // it as immutable, which creates no `-shm`/`-wal` beside it (a read-only folder cannot
+        // hold them). With one, a writer may be active, so read through the shared memory.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let connection = if std::path::Path::new(&wal).exists() {
+            Connection::open_with_flags(path, flags)
+        } else {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        if check_identity(&connection, path)? == 0 {
+            return Err(fail("the file holds no promptgate cache yet".into())
+                .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
         }
         Ok(Cache {
             path: path.to_path_buf(),
@@ -318,6 +432,7 @@ impl Cache {
         Error::Cache {
             path: self.path.clone(),
             message,
+            io: true,
             hint: None,
         }
     }
@@ -424,12 +539,14 @@ impl Cache {
     /// after a header line. Returns the number of entries.
     pub fn export(&self, out: &mut dyn Write, model: Option<&str>) -> Result<u64, Error> {
         let fail = |e: String| self.error(format!("failed to export: {e}"));
+        // A write failure is the destination's (a full disk, a closed pipe), not the cache's.
+        let written = |e: std::io::Error| Error::output("<export>", e);
         let header = ExportHeader {
             format: EXPORT_FORMAT.into(),
             schema_version: EXPORT_SCHEMA_VERSION,
         };
         let line = serde_json::to_string(&header).map_err(|e| fail(e.to_string()))?;
-        writeln!(out, "{line}").map_err(|e| fail(e.to_string()))?;
+        writeln!(out, "{line}").map_err(written)?;
         let connection = self.lock();
         let mut statement = connection
             .prepare(
@@ -459,7 +576,7 @@ impl Cache {
             })()
             .map_err(|e| fail(e.to_string()))?;
             let line = serde_json::to_string(&entry).map_err(|e| fail(e.to_string()))?;
-            writeln!(out, "{line}").map_err(|e| fail(e.to_string()))?;
+            writeln!(out, "{line}").map_err(written)?;
             count += 1;
         }
         Ok(count)
@@ -797,5 +914,59 @@ mod tests {
         )
         .unwrap();
         assert!(Cache::open(&path).is_err());
+    }
+
+    #[test]
+    fn refuses_another_applications_database_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE users (id INTEGER); INSERT INTO users VALUES (1);")
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = Cache::open(&path).unwrap_err();
+        assert!(err.to_string().contains("another application"), "{err}");
+        assert_eq!(err.exit_code(), crate::exit_code::BAD_INPUT);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the file was changed");
+        // Marked by another application, even when empty.
+        let marked = dir.path().join("marked.sqlite");
+        Connection::open(&marked)
+            .unwrap()
+            .pragma_update(None, "application_id", 0x1234)
+            .unwrap();
+        assert!(Cache::open(&marked).unwrap_err().to_string().contains("0x1234"));
+    }
+
+    #[test]
+    fn a_new_cache_is_marked_and_reads_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            let cache = Cache::open(&path).unwrap();
+            cache.put("k", &request(0), &Response::from_text("notify")).unwrap();
+        }
+        let id: i32 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = files();
+        assert_eq!(before, ["c.sqlite"], "SQLite removes its WAL files on the last close");
+        let cache = Cache::open_read_only(&path).unwrap();
+        assert_eq!(cache.get("k").unwrap().unwrap().text.as_deref(), Some("notify"));
+        drop(cache);
+        assert_eq!(files(), before, "a read-only open created files");
+        // Nothing to read is an error, not a new file.
+        assert!(Cache::open_read_only(&dir.path().join("none.sqlite")).is_err());
+        assert_eq!(files(), before);
     }
 }

@@ -50,9 +50,17 @@ impl LoadedCase {
 }
 
 /// Load every case under `path` (a case file, or a folder whose `.json`/`.jsonl` files are read
-/// in name order; sub-folders such as `findings/` are not cases).
-pub fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, Error> {
+/// in name order; sub-folders such as `findings/` are not cases). `$file` references must stay
+/// inside `root`, the project's folder (the config's), after `..` and symlinks are resolved.
+pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
     let files = case_files(path)?;
+    let root = std::fs::canonicalize(root).map_err(|source| Error::Io {
+        action: "resolve the project folder",
+        path: root.to_path_buf(),
+        source,
+        hint: None,
+    })?;
+    let root = root.as_path();
     let mut shared_files = HashMap::new();
     let mut cases = Vec::new();
     for file in files {
@@ -72,7 +80,7 @@ pub fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, Error> {
                     )
                     .with_hint("a .jsonl case file holds one JSON object per line")
                 })?;
-                cases.push(parse_case(value, &file, Some(index + 1), &mut shared_files)?);
+                cases.push(parse_case(value, &file, Some(index + 1), root, &mut shared_files)?);
             }
         } else {
             let value: Value = serde_json::from_str(&text).map_err(|err| {
@@ -86,10 +94,10 @@ pub fn load_cases(path: &Path) -> Result<Vec<LoadedCase>, Error> {
             match value {
                 Value::Array(items) => {
                     for item in items {
-                        cases.push(parse_case(item, &file, None, &mut shared_files)?);
+                        cases.push(parse_case(item, &file, None, root, &mut shared_files)?);
                     }
                 }
-                other => cases.push(parse_case(other, &file, None, &mut shared_files)?),
+                other => cases.push(parse_case(other, &file, None, root, &mut shared_files)?),
             }
         }
     }
@@ -146,6 +154,7 @@ fn parse_case(
     value: Value,
     file: &Path,
     line: Option<usize>,
+    root: &Path,
     shared_files: &mut HashMap<PathBuf, Value>,
 ) -> Result<LoadedCase, Error> {
     let location = line.map(|l| format!(" at line {l}")).unwrap_or_default();
@@ -159,7 +168,21 @@ fn parse_case(
     let folder = file.parent().unwrap_or(Path::new("."));
     for (name, var) in case.vars.iter_mut() {
         if let Some(reference) = file_reference(var) {
-            let target = folder.join(reference);
+            let target = inside_project(&folder.join(reference), root).map_err(|message| {
+                Error::invalid(
+                    "case file",
+                    file,
+                    location.clone(),
+                    format!(
+                        "case `{}` var `{name}`: {{\"$file\": \"{reference}\"}} {message}",
+                        case.id
+                    ),
+                )
+                .with_hint(format!(
+                    "a $file must name a file inside the project folder `{}` (relative to the case file)",
+                    root.display()
+                ))
+            })?;
             let content = match shared_files.get(&target) {
                 Some(content) => content.clone(),
                 None => {
@@ -182,6 +205,26 @@ fn parse_case(
         file: file.to_path_buf(),
         line,
     })
+}
+
+/// `path` resolved (`..`, symlinks) if it is a regular file inside `root`; why not otherwise.
+/// Without this a case could read `/proc/self/environ` or `../../secret.txt` into a prompt,
+/// and through an echoing model into the run record.
+fn inside_project(path: &Path, root: &Path) -> Result<PathBuf, String> {
+    let resolved = std::fs::canonicalize(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !resolved.starts_with(root) {
+        return Err(format!(
+            "resolves to `{}`, outside the project folder",
+            resolved.display()
+        ));
+    }
+    if !resolved.is_file() {
+        return Err(format!(
+            "resolves to `{}`, which is not a regular file",
+            resolved.display()
+        ));
+    }
+    Ok(resolved)
 }
 
 /// `{"$file": "path"}` and nothing else.
@@ -232,7 +275,7 @@ mod tests {
             "b.jsonl",
             "{\"id\": \"b1\", \"vars\": {}, \"expect\": {\"label\": \"suppress\"}}\n\n{\"id\": \"b2\", \"expect\": {\"label\": \"notify\"}}\n",
         );
-        let cases = load_cases(dir.path()).unwrap();
+        let cases = load_cases(dir.path(), dir.path()).unwrap();
         let ids: Vec<&str> = cases.iter().map(|c| c.case.id.as_str()).collect();
         assert_eq!(ids, ["a", "b1", "b2"]);
         assert_eq!(cases[0].case.vars["finding"]["Severity"]["Label"], "LOW");
@@ -247,7 +290,7 @@ mod tests {
             "c.jsonl",
             "{\"id\": \"ok\", \"expect\": {}}\n{\"id\": \"broken\",\n",
         );
-        let err = load_cases(dir.path()).unwrap_err().to_string();
+        let err = load_cases(dir.path(), dir.path()).unwrap_err().to_string();
         assert!(err.contains("c.jsonl"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
@@ -260,9 +303,64 @@ mod tests {
             "a.json",
             r#"{"id": "a", "vars": {"finding": {"$file": "nope.json"}}, "expect": {}}"#,
         );
-        let err = load_cases(dir.path()).unwrap_err();
+        let err = load_cases(dir.path(), dir.path()).unwrap_err();
         assert!(err.to_string().contains("nope.json"), "{err}");
-        assert!(err.hint().unwrap().contains("case `a` var `finding`"));
+        assert!(err.to_string().contains("case `a` var `finding`"), "{err}");
+    }
+
+    #[test]
+    fn a_file_reference_cannot_leave_the_project() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.txt", "sk-do-not-read");
+        let project = tempfile::tempdir().unwrap();
+        let cases = project.path().join("cases");
+        std::fs::create_dir_all(&cases).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), cases.join("link.txt")).unwrap();
+        let escape = format!("{}/secret.txt", outside.path().display());
+        for reference in [
+            "/proc/self/environ",
+            "../../../../../../etc/passwd",
+            escape.as_str(),
+            "link.txt",
+            ".",
+        ] {
+            write(
+                &cases,
+                "a.json",
+                &format!(r#"{{"id": "a", "vars": {{"finding": {{"$file": "{reference}"}}}}, "expect": {{}}}}"#),
+            );
+            let err = load_cases(&cases, project.path()).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("outside the project") || text.contains("not a regular file"),
+                "{reference}: {text}"
+            );
+            assert!(!text.contains("sk-do-not-read"));
+        }
+        // Inside the project, `..` is fine.
+        write(project.path(), "shared/f.txt", "ok");
+        write(
+            &cases,
+            "a.json",
+            r#"{"id": "a", "vars": {"f": {"$file": "../shared/f.txt"}}, "expect": {}}"#,
+        );
+        let loaded = load_cases(&cases, project.path()).unwrap();
+        assert_eq!(loaded[0].case.vars["f"], "ok");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.jsonl"),
+            b"{\"id\": \"a\", \"expect\": {}}\n{\"id\": \"b\xff\"}\n",
+        )
+        .unwrap();
+        let err = load_cases(dir.path(), dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2, column 10") && err.contains("not valid UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -273,7 +371,7 @@ mod tests {
             "a.jsonl",
             "{\"id\": \"x\", \"expect\": {}}\n{\"id\": \"x\", \"expect\": {}}\n",
         );
-        let err = load_cases(dir.path()).unwrap_err().to_string();
+        let err = load_cases(dir.path(), dir.path()).unwrap_err().to_string();
         assert!(err.contains("case id `x` is already used"), "{err}");
     }
 
@@ -281,7 +379,7 @@ mod tests {
     fn unknown_case_field_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.json", r#"{"id": "a", "expect": {}, "expected": {}}"#);
-        let err = load_cases(dir.path()).unwrap_err().to_string();
+        let err = load_cases(dir.path(), dir.path()).unwrap_err().to_string();
         assert!(err.contains("unknown field `expected`"), "{err}");
     }
 }

@@ -20,7 +20,80 @@ use crate::record::{self, RecordOptions, RecordOutcome};
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
+use crate::secrets::Secrets;
+
+/// The longest error message printed whole: a mistyped 10 MB value is cut, not echoed.
+const MAX_ERROR_CHARS: usize = 4000;
+
+/// `text` cut to `limit` characters, saying how much was left out (line breaks kept: some
+/// messages are lists).
+fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(limit) {
+        Some((index, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..index],
+            text[index..].chars().count()
+        )
+        .into(),
+        None => text.into(),
+    }
+}
 use crate::stats::IntervalMethod;
+
+/// Write to stdout (see [`write_stdout`]); `?` it.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(&format!($($arg)*)) };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    () => { write_stdout("\n") };
+    ($($arg:tt)*) => { write_stdout(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// A line for the person at the terminal, on stderr. A closed stderr is no reason to fail.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", secrets().mask(&line));
+    }};
+}
+
+/// The secrets of this process, masked in everything it prints or writes.
+static SECRETS: std::sync::OnceLock<Secrets> = std::sync::OnceLock::new();
+
+fn secrets() -> &'static Secrets {
+    SECRETS.get_or_init(Secrets::default)
+}
+
+/// Learn the secrets before anything is printed: credential variables of the environment, and
+/// the variables each provider of the config names as `api_key_env` (whatever their names).
+fn init_secrets(global: &GlobalArgs) {
+    let env = EnvVars::from_process();
+    let named: Vec<String> = config::Config::load(&global.config)
+        .map(|config| config.providers.values().map(|p| p.api_key_env.clone()).collect())
+        .unwrap_or_default();
+    let named: Vec<&str> = named.iter().map(String::as_str).collect();
+    let _ = SECRETS.set(Secrets::from_env(&env, &named));
+}
+
+/// [`report::write_atomic`] with secrets masked.
+fn write_report(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    report::write_atomic(path, &secrets().mask(text))
+}
+
+/// Write `text` to stdout. A closed pipe (`promptgate … | head -1`) ends output quietly, as in
+/// `cat` or `git`: the reader has what it wanted, and the exit code still tells the verdict.
+/// Any other failure (a full disk) is an output error with its own exit code.
+fn write_stdout(text: &str) -> Result<(), Error> {
+    let text = secrets().mask(text);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::output("<stdout>", e)),
+    }
+}
 
 const ABOUT: &str = "Regression-test LLM prompts the way `cargo test` tests code.";
 
@@ -45,7 +118,7 @@ const COMPARE_AFTER_HELP: &str = "\
 Examples:
   promptgate compare --model gemma-local --model gpt-4o-mini
   promptgate compare --suite triage --model gpt-4o-mini --model claude-3-5-sonnet --format markdown
-  promptgate compare --suite triage --prompt default --prompt terse      two versions of a prompt
+  promptgate compare --suite triage --prompt default --prompt en         two versions of a prompt
   promptgate compare --model gpt-4o-mini --model claude-3-5-sonnet --out compare.html
 
 Rows are every --model × --prompt (a prompt is `default`, a name from the suite's `variants`, or a
@@ -446,6 +519,7 @@ fn parse_share(text: &str) -> Result<f64, String> {
 /// code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    init_secrets(&cli.global);
     let stderr_color = color_enabled(cli.global.color, std::io::stderr().is_terminal());
     match execute(&cli) {
         Ok(code) => code,
@@ -471,9 +545,11 @@ fn print_error(error: &Error, color: bool) {
         ("", "", "")
     };
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{red}error{reset}: {error}");
+    let full = error.to_string();
+    let message = bounded(&full, MAX_ERROR_CHARS);
+    let _ = writeln!(stderr, "{red}error{reset}: {}", secrets().mask(&message));
     if let Some(hint) = error.hint() {
-        let _ = writeln!(stderr, "{yellow}hint{reset}: {hint}");
+        let _ = writeln!(stderr, "{yellow}hint{reset}: {}", secrets().mask(hint));
     }
 }
 
@@ -492,7 +568,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 margin: args.margin,
                 exact: args.exact,
             };
-            let record = run::run(&run_options(&cli.global, &args.selection))?;
+            let run_options = run_options(&cli.global, &args.selection);
+            gate::check_baselines(&run::selected_pairs(&run_options)?, &options)?;
+            let record = run::run(&run_options)?;
             let record = gate::gate(record, &options)?;
             emit(&cli.global, &args.output, &record)
         }
@@ -564,6 +642,8 @@ fn out_formats(output: &OutputArgs) -> Result<Vec<(&PathBuf, Format)>, Error> {
                 ))
                 .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
             })?;
+            // Before any call is paid for: a report that cannot be written is found now.
+            report::check_output_path(path)?;
             Ok((path, format))
         })
         .collect()
@@ -573,7 +653,7 @@ fn out_formats(output: &OutputArgs) -> Result<Vec<(&PathBuf, Format)>, Error> {
 fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<i32, Error> {
     for (path, format) in out_formats(output)? {
         let text = report::exporter(format, Style::default()).export(record)?;
-        report::write_atomic(path, &text)?;
+        write_report(path, &text)?;
     }
     let format = match output.format {
         OutputFormat::Terminal => Format::Terminal,
@@ -586,7 +666,7 @@ fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<
         verbose: global.verbose,
     };
     let text = report::exporter(format, style).export(record)?;
-    print!("{text}");
+    out!("{text}")?;
     Ok(exit_code_for(record))
 }
 
@@ -594,7 +674,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
     if args.selection.models.len() < 2 && args.selection.prompts.len() < 2 {
         return Err(
             Error::usage("compare needs at least two models or two prompt versions").with_hint(
-                "e.g. promptgate compare --model gemma-local --model gpt-4o-mini, or --prompt default --prompt terse",
+                "e.g. promptgate compare --model gemma-local --model gpt-4o-mini, or --suite triage --prompt default --prompt en",
             ),
         );
     }
@@ -604,7 +684,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
             CompareFormat::Markdown => report::compare::markdown(record),
             CompareFormat::Html => report::html::compare_page(record),
             CompareFormat::Json => {
-                serde_json::to_string_pretty(record).map_err(|e| Error::usage(e.to_string()))? + "\n"
+                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
             }
         })
     };
@@ -616,6 +696,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+            report::check_output_path(path)?;
             match Format::from_extension(path) {
                 _ if html => Ok((path, CompareFormat::Html)),
                 Some(Format::Json) => Ok((path, CompareFormat::Json)),
@@ -630,9 +711,9 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
     let record = run::run(&run_options(global, &args.selection))?;
     let comparison = compare::compare(&record, &args.selection.models, &args.selection.prompts);
     for (path, format) in outputs {
-        report::write_atomic(path, &render(format, &comparison)?)?;
+        write_report(path, &render(format, &comparison)?)?;
     }
-    print!("{}", render(args.format, &comparison)?);
+    out!("{}", render(args.format, &comparison)?)?;
     Ok(exit_code_for(&record))
 }
 
@@ -653,7 +734,7 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
         power: args.power,
         margin: args.margin,
     };
-    println!(
+    outln!(
         "baseline accuracy {:.1}%, k = {}, one-sided α = {}, power {}, ICC {}, margin {}",
         args.accuracy * 100.0,
         args.samples,
@@ -661,7 +742,7 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
         args.power,
         args.icc,
         args.margin
-    );
+    )?;
     let scenarios = [
         (args.difficulty_correlation, "as given"),
         (0.0, "pessimistic: the change reshuffles which cases are hard"),
@@ -670,11 +751,11 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
         (Some(drop), None) => {
             for (c, label) in scenarios {
                 match plan::required_cases(&inputs(c), drop) {
-                    Some(n) => println!(
+                    Some(n) => outln!(
                         "to detect a {:.1}-point drop: {n} cases (difficulty correlation {c}, {label}; σ_d = {:.4})",
                         drop * 100.0,
                         plan::difference_sd(&inputs(c), drop)
-                    ),
+                    )?,
                     None => {
                         return Err(Error::usage("the drop must be larger than the margin")
                             .with_hint("lower --margin or raise --drop"))
@@ -685,18 +766,18 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
         (drop, Some(cases)) => {
             for (c, label) in scenarios {
                 let mde = plan::minimum_detectable_drop(&inputs(c), cases);
-                print!(
+                out!(
                     "with {cases} cases: smallest detectable drop {:.1} points (difficulty correlation {c}, {label})",
                     mde * 100.0
-                );
+                )?;
                 if let Some(drop) = drop {
-                    print!(
+                    out!(
                         "; power for a {:.1}-point drop: {:.2}",
                         drop * 100.0,
                         plan::power(&inputs(c), cases, drop)
-                    );
+                    )?;
                 }
-                println!();
+                outln!()?;
             }
         }
         (None, None) => unreachable!("checked above"),
@@ -715,9 +796,11 @@ fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::pa
     let mut written = 0;
     for result in &record.results {
         if result.verdict == Verdict::Inconclusive {
-            eprintln!(
+            note!(
                 "not updated: {}/{} is inconclusive ({} failed calls); a baseline must come from a complete run",
-                result.suite, result.model, result.errors
+                result.suite,
+                result.model,
+                result.errors
             );
             continue;
         }
@@ -727,12 +810,12 @@ fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::pa
         let accuracy = result
             .accuracy
             .map_or_else(|| "n/a".to_string(), |a| format!("{:.1}%", a.point * 100.0));
-        println!(
+        outln!(
             "wrote {} ({} cases, k = {}, accuracy {accuracy})",
             path.display(),
             result.cases,
             result.samples_per_case
-        );
+        )?;
     }
     if written < record.results.len() {
         return Ok(exit_code::INCONCLUSIVE);
@@ -780,10 +863,10 @@ fn record_command(global: &GlobalArgs, args: &RecordArgs) -> Result<i32, Error> 
             };
             let (proposals, notes) = from_run::propose(&options)?;
             for note in &notes {
-                eprintln!("note: {note}");
+                note!("note: {note}");
             }
             if proposals.is_empty() {
-                eprintln!(
+                note!(
                     "nothing to propose: no case of the run has a {} answer",
                     if args.wrong_only {
                         "wrong"
@@ -824,7 +907,7 @@ fn read_finding(path: &std::path::Path) -> Result<(Vec<u8>, PathBuf), Error> {
     if path.as_os_str() == "-" {
         let source = PathBuf::from("<stdin>");
         if std::io::stdin().is_terminal() {
-            eprintln!("reading the finding from the terminal: paste it, then press Ctrl-D");
+            note!("reading the finding from the terminal: paste it, then press Ctrl-D");
         }
         std::io::stdin()
             .lock()
@@ -860,10 +943,10 @@ fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, 
         .any(|o| matches!(o, RecordOutcome::Duplicate { .. } | RecordOutcome::Conflict { .. }));
     if args.json {
         let value = serde_json::json!({"schema_version": record::RECORD_OUTPUT_SCHEMA_VERSION, "outcomes": outcomes});
-        println!(
+        outln!(
             "{}",
-            serde_json::to_string_pretty(&value).map_err(|e| Error::usage(e.to_string()))?
-        );
+            serde_json::to_string_pretty(&value).map_err(|e| Error::internal(e.to_string()))?
+        )?;
     } else {
         for outcome in outcomes {
             match outcome {
@@ -881,9 +964,9 @@ fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, 
                         ),
                         None => "not redacted".to_string(),
                     };
-                    println!("recorded case `{id}` in {} ({how})", path.display());
+                    outln!("recorded case `{id}` in {} ({how})", path.display())
                 }
-                RecordOutcome::Duplicate { existing_id, existing } => println!(
+                RecordOutcome::Duplicate { existing_id, existing } => outln!(
                     "not recorded: the same content with the same expectation is already case `{existing_id}` in {existing}"
                 ),
                 RecordOutcome::Conflict {
@@ -891,20 +974,20 @@ fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, 
                     existing,
                     existing_expect,
                     expect,
-                } => println!(
+                } => outln!(
                     "not recorded: case `{existing_id}` in {existing} has the same content but expects {existing_expect}, not {expect}"
                 ),
-                RecordOutcome::Skipped { source_case } => println!("skipped case `{source_case}`"),
-            }
+                RecordOutcome::Skipped { source_case } => outln!("skipped case `{source_case}`"),
+            }?;
         }
         if outcomes.iter().any(RecordOutcome::is_recorded) {
-            eprintln!(
+            note!(
                 "next: promptgate run --suite {}   (the new case runs with the suite; the gate reports it as new)",
                 args.suite
             );
         }
         if refused {
-            eprintln!("hint: --force writes it anyway; if the existing case's expectation is wrong, correct that case instead");
+            note!("hint: --force writes it anyway; if the existing case's expectation is wrong, correct that case instead");
         }
     }
     Ok(if refused {
@@ -914,8 +997,14 @@ fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, 
     })
 }
 
-/// The one place a run's verdict becomes an exit code.
+/// The one place a run's verdict becomes an exit code. A cache that failed to commit wins: the
+/// report was printed, but what the run paid for may be lost.
 pub fn exit_code_for(record: &RunRecord) -> i32 {
+    if let Some(failure) = &record.cache_failure {
+        note!("error: {failure}");
+        note!("hint: free disk space or check the cache file's permissions (--cache PATH), then run again");
+        return exit_code::INTERNAL;
+    }
     match record.verdict {
         Verdict::Pass => exit_code::SUCCESS,
         Verdict::Regressed => exit_code::REGRESSION,
@@ -923,17 +1012,24 @@ pub fn exit_code_for(record: &RunRecord) -> i32 {
     }
 }
 
-/// The existing cache of `--cache`; reading commands never create one.
-fn existing_cache(global: &GlobalArgs) -> Result<Cache, Error> {
+/// The existing cache of `--cache`; these commands never create one, and only `prune` writes.
+fn existing_cache(global: &GlobalArgs, write: bool) -> Result<Cache, Error> {
     if !global.cache.exists() {
         return Err(Error::usage(format!("no cache at `{}`", global.cache.display()))
             .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
     }
-    Cache::open(&global.cache)
+    if write {
+        Cache::open(&global.cache)
+    } else {
+        Cache::open_read_only(&global.cache)
+    }
 }
 
 fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Option<&str>) -> Result<i32, Error> {
-    let cache = existing_cache(global)?;
+    if let Some(path) = out {
+        report::check_output_path(path)?;
+    }
+    let cache = existing_cache(global, false)?;
     let count = match out {
         Some(path) => {
             // A failed export fails the write, so the temporary file is dropped, not renamed.
@@ -951,8 +1047,10 @@ fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Optio
                     }
                 }
             });
-            if let Some(error) = failure {
-                return Err(error);
+            match failure {
+                Some(Error::Output { source, .. }) => return Err(Error::output(path, source)),
+                Some(error) => return Err(error),
+                None => {}
             }
             written?;
             count
@@ -960,18 +1058,19 @@ fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Optio
         None => {
             let stdout = std::io::stdout();
             let mut buffered = std::io::BufWriter::new(stdout.lock());
-            let count = cache.export(&mut buffered, model)?;
-            buffered.flush().map_err(|source| Error::Io {
-                action: "write",
-                path: PathBuf::from("<stdout>"),
-                source,
-                hint: None,
-            })?;
+            let count = match cache.export(&mut buffered, model) {
+                Err(Error::Output { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                other => other?,
+            };
+            match buffered.flush() {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(Error::output("<stdout>", e)),
+                _ => {}
+            }
             count
         }
     };
     if !global.quiet {
-        eprintln!("exported {count} entries from {}", global.cache.display());
+        note!("exported {count} entries from {}", global.cache.display());
     }
     Ok(exit_code::SUCCESS)
 }
@@ -989,13 +1088,13 @@ fn cache_import(global: &GlobalArgs, file: &std::path::Path) -> Result<i32, Erro
         })?;
         cache.import(&mut std::io::BufReader::new(opened), file)?
     };
-    println!(
+    outln!(
         "imported into {}: {} added, {} already present, {} kept with a different local answer",
         global.cache.display(),
         stats.added,
         stats.present,
         stats.differing
-    );
+    )?;
     Ok(exit_code::SUCCESS)
 }
 
@@ -1009,7 +1108,7 @@ fn cache_prune(
         return Err(Error::usage("prune needs --older-than AGE and/or --model MODEL_ID")
             .with_hint("to start from an empty cache, delete the file instead"));
     }
-    let cache = existing_cache(global)?;
+    let cache = existing_cache(global, true)?;
     let before = match older_than {
         Some(span) => Some(
             jiff::Zoned::now()
@@ -1021,26 +1120,26 @@ fn cache_prune(
     };
     let count = cache.prune(before, model, dry_run)?;
     if dry_run {
-        println!("would delete {count} entries from {}", global.cache.display());
+        outln!("would delete {count} entries from {}", global.cache.display())?;
     } else {
-        println!("deleted {count} entries from {}", global.cache.display());
+        outln!("deleted {count} entries from {}", global.cache.display())?;
     }
     Ok(exit_code::SUCCESS)
 }
 
 fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
-    let stats = existing_cache(global)?.stats()?;
+    let stats = existing_cache(global, false)?.stats()?;
     if json {
-        let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::usage(e.to_string()))?;
-        println!("{text}");
+        let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::internal(e.to_string()))?;
+        outln!("{text}")?;
         return Ok(exit_code::SUCCESS);
     }
-    println!("cache: {} (schema {})", stats.path, stats.schema_version);
-    println!(
+    outln!("cache: {} (schema {})", stats.path, stats.schema_version)?;
+    outln!(
         "entries: {}, size: {:.1} MiB",
         stats.entries,
         stats.bytes as f64 / 1_048_576.0
-    );
+    )?;
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
@@ -1054,7 +1153,7 @@ fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
             model.output_tokens.to_string(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}")?;
     Ok(exit_code::SUCCESS)
 }
 

@@ -186,6 +186,15 @@ pub struct ProviderConfig {
     /// Longest wait between attempts, `Retry-After` included.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
+    /// Most bytes read of one response body. A larger (or endless) answer is a failed call,
+    /// never cached: a model's answer is kilobytes, and memory must not follow a server's whim.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+/// 16 MiB: hundreds of times the longest answer a model gives in a test, far below memory.
+fn default_max_response_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn default_api_key_env() -> String {
@@ -359,7 +368,130 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
     deserializer.deserialize_any(OneOrMany)
 }
 
+/// The ranges numbers of the config must lie in: the same as the command line's flags, so a
+/// value that would panic, hang or exhaust memory (`samples = 4294967295`,
+/// `timeout_secs = 1e300`) is an error naming its key.
+pub mod limits {
+    pub const CONCURRENCY: (u64, u64) = (1, 4096);
+    pub const SAMPLES: (u64, u64) = (1, 1000);
+    pub const MAX_ATTEMPTS: (u64, u64) = (1, 100);
+    pub const MAX_TOKENS: (u64, u64) = (1, 1_000_000);
+    /// A day: no call or wait of a test run takes longer.
+    pub const TIMEOUT_SECS: (f64, f64) = (0.001, 86_400.0);
+    pub const RETRY_MS: (u64, u64) = (0, 86_400_000);
+    pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
+    pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
+    pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);
+    pub const URL_BYTES: usize = 2048;
+}
+
+/// `value` within `[low, high]`, or the message saying so.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(value: T, (low, high): (T, T)) -> Result<(), String> {
+    // `!(a <= b)` and not `a > b`: NaN fails every comparison and must be refused too.
+    if !(value >= low && value <= high) {
+        return Err(format!("{value} is out of range: it must be between {low} and {high}"));
+    }
+    Ok(())
+}
+
+/// A base or endpoint URL: http(s), with a host, of sane length.
+fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > limits::URL_BYTES {
+        return Err(format!(
+            "the URL is {} bytes long (at most {})",
+            url.len(),
+            limits::URL_BYTES
+        ));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{url}` has no valid host"));
+    }
+    Ok(())
+}
+
 impl Config {
+    fn check_ranges(&self) -> Result<(), Error> {
+        use limits::*;
+        let check = |field: String, result: Result<(), String>| {
+            result.map_err(|message| {
+                self.field_error(field, message)
+                    .with_hint("the README's configuration section gives each key's range")
+            })
+        };
+        check(
+            "defaults.concurrency".into(),
+            in_range(self.defaults.concurrency as u64, CONCURRENCY),
+        )?;
+        for (name, p) in &self.providers {
+            let key = |k: &str| format!("providers.{name}.{k}");
+            check(key("timeout_secs"), in_range(p.timeout_secs, TIMEOUT_SECS))?;
+            check(key("max_attempts"), in_range(u64::from(p.max_attempts), MAX_ATTEMPTS))?;
+            check(key("retry_base_ms"), in_range(p.retry_base_ms, RETRY_MS))?;
+            check(key("retry_max_ms"), in_range(p.retry_max_ms, RETRY_MS))?;
+            check(
+                key("max_response_bytes"),
+                in_range(p.max_response_bytes, RESPONSE_BYTES),
+            )?;
+            if let Some(c) = p.concurrency {
+                check(key("concurrency"), in_range(c as u64, CONCURRENCY))?;
+            }
+            if let Some(url) = &p.base_url {
+                check(key("base_url"), check_url(url))?;
+            }
+            if let Some(url) = &p.endpoint_url {
+                check(key("endpoint_url"), check_url(url))?;
+            }
+            if let Some(region) = &p.region {
+                let valid = !region.is_empty()
+                    && region.len() <= 64
+                    && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                check(
+                    key("region"),
+                    if valid {
+                        Ok(())
+                    } else {
+                        Err(format!("`{region}` is not an AWS region name"))
+                    },
+                )?;
+            }
+        }
+        for (name, m) in &self.models {
+            let key = |k: &str| format!("models.{name}.{k}");
+            if let Some(t) = m.temperature {
+                check(key("temperature"), in_range(f64::from(t), TEMPERATURE))?;
+            }
+            if let Some(p) = m.top_p {
+                check(key("top_p"), in_range(f64::from(p), (0.0, 1.0)))?;
+            }
+            if let Some(t) = m.max_tokens {
+                check(key("max_tokens"), in_range(u64::from(t), MAX_TOKENS))?;
+            }
+            for (k, price) in [
+                ("price_input_per_million", m.price_input_per_million),
+                ("price_output_per_million", m.price_output_per_million),
+            ] {
+                if let Some(price) = price {
+                    check(key(k), in_range(price, PRICE))?;
+                }
+            }
+        }
+        for (name, suite) in &self.suites {
+            check(
+                format!("suites.{name}.samples"),
+                in_range(u64::from(suite.samples), SAMPLES),
+            )?;
+            if let Some(t) = suite.max_tokens {
+                check(format!("suites.{name}.max_tokens"), in_range(u64::from(t), MAX_TOKENS))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = error::read_to_string(path, "config").map_err(|err| match err {
@@ -408,6 +540,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        self.check_ranges()?;
         let d = &self.defaults;
         if !(0.0..=1.0).contains(&d.max_error_rate) {
             return Err(self.field_error(
@@ -665,5 +798,76 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
         let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
         assert!(err.to_string().contains("unknown field `sed`"), "{err}");
         assert!(err.to_string().contains("line 9"), "{err}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_their_key() {
+        let cases = [
+            ("samples = 3", "samples = 4294967295", "suites.s.samples"),
+            ("samples = 3", "samples = 0", "suites.s.samples"),
+            ("seed = 7", "seed = 7\nmax_tokens = 4294967295", "models.m.max_tokens"),
+            ("seed = 7", "seed = 7\ntemperature = nan", "models.m.temperature"),
+            ("seed = 7", "seed = 7\ntop_p = 1.5", "models.m.top_p"),
+            (
+                "seed = 7",
+                "seed = 7\nprice_input_per_million = -1",
+                "models.m.price_input_per_million",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\ntimeout_secs = 1e300",
+                "providers.local.timeout_secs",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\ntimeout_secs = inf",
+                "providers.local.timeout_secs",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\nconcurrency = 9223372036854775807",
+                "providers.local.concurrency",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\nmax_attempts = 4294967295",
+                "providers.local.max_attempts",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\nretry_max_ms = 18446744073709551615",
+                "providers.local.retry_max_ms",
+            ),
+            (
+                "kind = \"openai\"",
+                "kind = \"openai\"\nmax_response_bytes = 10",
+                "providers.local.max_response_bytes",
+            ),
+            (
+                "base_url = \"http://127.0.0.1:1/v1\"",
+                "base_url = \"\"",
+                "providers.local.base_url",
+            ),
+            (
+                "base_url = \"http://127.0.0.1:1/v1\"",
+                "base_url = \"ftp://x\"",
+                "providers.local.base_url",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let bad = GOOD.replace(from, to);
+            assert_ne!(bad, GOOD, "{to}");
+            let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{key}`")), "{to}: {err}");
+            assert_eq!(err.exit_code(), crate::exit_code::BAD_INPUT);
+        }
+        let bedrock = GOOD
+            .replace("kind = \"openai\"", "kind = \"bedrock\"")
+            .replace("base_url = \"http://127.0.0.1:1/v1\"", "endpoint_url = \"\"");
+        let err = Config::parse(Path::new("p.toml"), &bedrock).unwrap_err();
+        assert!(err.to_string().contains("providers.local.endpoint_url"), "{err}");
+        let defaults = format!("[defaults]\nconcurrency = 9223372036854775807\n{GOOD}");
+        let err = Config::parse(Path::new("p.toml"), &defaults).unwrap_err();
+        assert!(err.to_string().contains("defaults.concurrency"), "{err}");
     }
 }

@@ -29,6 +29,11 @@ impl EnvVars {
         EnvVars(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
+    /// Every variable, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The value of `name`, if set and non-empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())

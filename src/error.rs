@@ -35,11 +35,32 @@ pub enum Error {
     /// Nothing matched the selection.
     #[error("nothing selected to run: {message}")]
     NothingSelected { message: String, hint: Option<String> },
-    /// The response cache failed.
+    /// The response cache is not a usable promptgate cache (`io: false`: bad input), or reading
+    /// or writing it failed (`io: true`: an I/O failure, not the user's input).
     #[error("cache `{path}`: {message}")]
     Cache {
         path: PathBuf,
         message: String,
+        io: bool,
+        hint: Option<String>,
+    },
+    /// A report, stdout or another output could not be written.
+    #[error("failed to write `{path}`: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        hint: Option<String>,
+    },
+    /// promptgate itself failed (a panicked task, a serialization bug): not the input's fault.
+    #[error("internal error: {message}")]
+    Internal { message: String, hint: Option<String> },
+    /// A provider answered no connection at all, so sampling it was stopped early.
+    #[error("provider `{provider}` at {endpoint} is unreachable: {first_error}")]
+    Unreachable {
+        provider: String,
+        endpoint: String,
+        first_error: String,
         hint: Option<String>,
     },
 }
@@ -77,7 +98,10 @@ impl Error {
             | Error::Invalid { hint, .. }
             | Error::Usage { hint, .. }
             | Error::NothingSelected { hint, .. }
-            | Error::Cache { hint, .. } => *hint = text,
+            | Error::Cache { hint, .. }
+            | Error::Output { hint, .. }
+            | Error::Internal { hint, .. }
+            | Error::Unreachable { hint, .. } => *hint = text,
         }
         self
     }
@@ -89,7 +113,10 @@ impl Error {
             | Error::Invalid { hint, .. }
             | Error::Usage { hint, .. }
             | Error::NothingSelected { hint, .. }
-            | Error::Cache { hint, .. } => hint.as_deref(),
+            | Error::Cache { hint, .. }
+            | Error::Output { hint, .. }
+            | Error::Internal { hint, .. }
+            | Error::Unreachable { hint, .. } => hint.as_deref(),
         }
     }
 
@@ -97,7 +124,35 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::NothingSelected { .. } => exit_code::NOTHING_SELECTED,
-            _ => exit_code::BAD_INPUT,
+            Error::Unreachable { .. } => exit_code::INCONCLUSIVE,
+            Error::Output { .. } | Error::Internal { .. } | Error::Cache { io: true, .. } => exit_code::INTERNAL,
+            Error::Io { .. } | Error::Invalid { .. } | Error::Usage { .. } | Error::Cache { io: false, .. } => {
+                exit_code::BAD_INPUT
+            }
+        }
+    }
+
+    /// An internal failure.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            hint: Some("this is a promptgate bug or a failing machine, not your input; please report it".into()),
+        }
+    }
+
+    /// A failed write to `path` (stdout is `<stdout>`).
+    pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let hint = match source.raw_os_error() {
+            Some(28) => Some("the disk is full".to_string()),
+            _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some("check the permissions of the file and its folder".to_string())
+            }
+            _ => None,
+        };
+        Error::Output {
+            path: path.into(),
+            source,
+            hint,
         }
     }
 }
@@ -125,9 +180,15 @@ pub fn check_schema_version(
     }))
 }
 
-/// Read a file to a string, naming the path on failure.
+/// The largest input file read (config, prompt, case, baseline, run record, schema): far
+/// above any real one, far below memory. Reads stop there, so `/dev/zero` is no hang.
+pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Read a file to a string, naming the path on failure; at most [`MAX_INPUT_FILE_BYTES`], and
+/// invalid UTF-8 named by line and column.
 pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| {
+    use std::io::Read;
+    let io_error = |source: std::io::Error| {
         let hint = (source.kind() == std::io::ErrorKind::NotFound)
             .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
         Error::Io {
@@ -136,6 +197,32 @@ pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<Stri
             source,
             hint,
         }
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_INPUT_FILE_BYTES {
+        return Err(Error::invalid(
+            what,
+            path,
+            "",
+            format!("the file is larger than {} MiB", MAX_INPUT_FILE_BYTES / (1024 * 1024)),
+        )
+        .with_hint(format!("is this really a {what}?")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        let (line, column) = line_column(&text, valid);
+        Error::invalid(
+            what,
+            path,
+            format!(" at line {line}, column {column}"),
+            "the file is not valid UTF-8",
+        )
+        .with_hint("save the file as UTF-8")
     })
 }
 

@@ -9,12 +9,16 @@ pub const SUCCESS: i32 = 0;
 pub const REGRESSION: i32 = 1;
 /// Bad usage, configuration, case or prompt: fix the input and run again.
 pub const BAD_INPUT: i32 = 2;
-/// Inconclusive: provider failures above `--max-error-rate`, or a cache miss under `--offline`.
+/// Inconclusive: provider failures above `--max-error-rate`, an unreachable provider, or a
+/// cache miss under `--offline`.
 pub const INCONCLUSIVE: i32 = 3;
 /// The selection (suites × models × cases) was empty: nothing was run.
 pub const NOTHING_SELECTED: i32 = 4;
 /// `record` wrote nothing for a finding because an equal case exists (use `--force`).
 pub const DUPLICATE: i32 = 5;
+/// promptgate could not finish for a reason that is not the input's: a report or stdout could
+/// not be written (disk full), the cache failed to commit, or an internal failure.
+pub const INTERNAL: i32 = 6;
 
 /// The table printed by `--help`, kept next to the constants it describes.
 pub const HELP_TABLE: &str = "\
@@ -22,6 +26,7 @@ Exit codes:
   0  success: ran, and no significant regression
   1  significant regression against the baseline
   2  bad usage, configuration, case or prompt
-  3  inconclusive: too many provider failures, or a cache miss under --offline
+  3  inconclusive: too many provider failures, an unreachable provider, or a cache miss under --offline
   4  nothing selected to run
-  5  record: an equal case exists, so that finding was not recorded again";
+  5  record: an equal case exists, so that finding was not recorded again
+  6  I/O or internal failure: a write, the cache or promptgate itself failed (not your input)";

@@ -73,6 +73,15 @@ pub struct BaselineComparison {
 /// Power at which the minimum detectable drop is stated.
 const REPORTED_POWER: f64 = 0.8;
 
+/// Load (and so validate) the baseline of every suite × model pair before a run: a missing or
+/// broken baseline is found before any call is paid for.
+pub fn check_baselines(pairs: &[(String, String)], options: &GateOptions) -> Result<(), Error> {
+    for (suite, model) in pairs {
+        Baseline::load(&Baseline::path(&options.baseline_dir, suite, model), suite, model)?;
+    }
+    Ok(())
+}
+
 /// Load the baseline of every result, compare, adjust, and set the verdicts. A missing baseline
 /// is an error naming the command that creates it.
 pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {

@@ -25,6 +25,7 @@ pub mod report;
 pub mod retry;
 pub mod run;
 pub mod run_record;
+pub mod secrets;
 pub mod simulation;
 pub mod stats;
 

@@ -22,6 +22,7 @@ use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, S
 use crate::run_record::{
     Calls, CaseResult, Latency, Miss, RunRecord, SuiteResult, Tokens, Verdict, RUN_RECORD_SCHEMA_VERSION,
 };
+use crate::secrets::Secrets;
 use crate::stats::{self, CaseOutcome, IntervalMethod};
 
 /// What to run and how.
@@ -105,7 +106,7 @@ pub fn run(options: &RunOptions) -> Result<RunRecord, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::usage(format!("failed to start the async runtime: {e}")))?;
+        .map_err(|e| Error::internal(format!("failed to start the async runtime: {e}")))?;
     runtime.block_on(run_async(options))
 }
 
@@ -125,7 +126,13 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
             hint: Some("add case files under each suite's `cases` folder".into()),
         });
     }
-    let cache = Arc::new(Cache::open(&options.cache_path)?);
+    // `--offline` only reads: a cache in a read-only folder still answers.
+    let cache = Arc::new(if options.offline && options.cache_path.is_file() {
+        Cache::open_read_only(&options.cache_path)?
+    } else {
+        Cache::open(&options.cache_path)?
+    });
+    let mut cache_failure = None;
 
     let mut answers = unanswered(&selections);
     let items = selections.iter().enumerate().flat_map(|(s, selection)| {
@@ -136,7 +143,9 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
                 .map(move |(j, request)| ((s, c, j), request, selection.provider_name.as_str()))
         })
     });
-    for ((s, c, j), answer) in fetch(&config, options, &cache, items.collect()).await? {
+    let fetched = fetch(&config, options, &cache, items.collect()).await?;
+    cache_failure = cache_failure.or(fetched.cache_failure);
+    for ((s, c, j), answer) in fetched.answers {
         answers[s][c][j] = Some(answer);
     }
     // Judges read the answers every other grader passed; their calls are cached like any other.
@@ -146,7 +155,9 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
         .iter()
         .map(|(index, request, provider)| (*index, request, provider.as_str()))
         .collect();
-    for ((s, c, j), answer) in fetch(&config, options, &cache, items).await? {
+    let fetched = fetch(&config, options, &cache, items).await?;
+    cache_failure = cache_failure.or(fetched.cache_failure);
+    for ((s, c, j), answer) in fetched.answers {
         judgments[s][c][j] = Some(answer);
     }
 
@@ -179,7 +190,18 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
         results,
         started_at: started_at.to_string(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cache_failure,
     })
+}
+
+/// The suite × model pairs `options` selects, checked as [`run`] checks them (config, cases,
+/// prompts, graders), without a call: for what must be checked before anything is paid for.
+pub fn selected_pairs(options: &RunOptions) -> Result<Vec<(String, String)>, Error> {
+    let config = Config::load(&options.config_path)?;
+    Ok(select(&config, options)?
+        .into_iter()
+        .map(|s| (s.suite, s.model_name))
+        .collect())
 }
 
 /// Resolve suites and models, load prompts and cases, and render every request. All input
@@ -214,7 +236,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         if !options.suites.is_empty() && !options.suites.contains(suite_name) {
             continue;
         }
-        let cases = case::load_cases(&config.resolve(&suite.cases))?;
+        let cases = case::load_cases(&config.resolve(&suite.cases), &config.root)?;
         let default_prompt = [config::DEFAULT_PROMPT.to_string()];
         let prompt_names = if options.prompts.is_empty() {
             &default_prompt[..]
@@ -356,15 +378,22 @@ fn unanswered(selections: &[Selection]) -> Vec<Vec<Vec<Option<Answer>>>> {
         .collect()
 }
 
+/// The answers of [`fetch`], and why the cache stopped taking them, if it did.
+struct Fetched<I> {
+    answers: Vec<(I, Answer)>,
+    cache_failure: Option<String>,
+}
+
 /// Answer each request from the cache or, on a miss, from its provider (named beside it).
 /// Cache look-ups come first, so that only misses need a provider; answers are committed to
-/// the cache as they arrive.
+/// the cache as they arrive. Sampling stops early when a provider is unreachable (an error:
+/// nothing could be judged) or a commit fails (the answers so far are kept and reported).
 async fn fetch<I: Copy + Send + 'static>(
     config: &Config,
     options: &RunOptions,
     cache: &Arc<Cache>,
     items: Vec<(I, &Request, &str)>,
-) -> Result<Vec<(I, Answer)>, Error> {
+) -> Result<Fetched<I>, Error> {
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     // The k samples of a case share one rendered prompt, and so its share of the key.
@@ -387,12 +416,21 @@ async fn fetch<I: Copy + Send + 'static>(
         }
     }
     if pending.is_empty() {
-        return Ok(answers);
+        return Ok(Fetched {
+            answers,
+            cache_failure: None,
+        });
     }
     let mut names: Vec<&str> = pending.iter().map(|(_, _, _, provider)| *provider).collect();
     names.sort_unstable();
     names.dedup();
     let providers = build_providers(config, &names, &options.env).await?;
+    // Provider messages quote response bodies, which a server may fill with our own headers.
+    let key_names: Vec<&str> = names
+        .iter()
+        .map(|name| config.providers[*name].api_key_env.as_str())
+        .collect();
+    let secrets = Arc::new(Secrets::from_env(&options.env, &key_names));
     let concurrency = options.concurrency.unwrap_or(config.defaults.concurrency).max(1);
     let progress = progress_bar(options.progress, pending.len());
     let semaphore = Arc::new(Semaphore::new(concurrency));
@@ -410,13 +448,25 @@ async fn fetch<I: Copy + Send + 'static>(
         let provider = Arc::clone(&providers[provider_name]);
         let provider_limit = Arc::clone(&provider_limits[provider_name]);
         let (semaphore, writer, progress) = (Arc::clone(&semaphore), Arc::clone(&writer), progress.clone());
+        let secrets = Arc::clone(&secrets);
         tasks.spawn(async move {
             // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
             // (FIFO), so calls start in case order: the k samples of a case reach the server
             // back to back, which lets a local server reuse the prompt it just processed.
             let _provider_permit = provider_limit.acquire_owned().await.ok();
             let _permit = semaphore.acquire_owned().await.ok();
-            let attempted = provider.complete(&request).await;
+            if writer.failed() {
+                progress.inc(1);
+                let error = ProviderError::new(
+                    FailureKind::NotAttempted,
+                    "not attempted: the cache could not be written, so sampling stopped",
+                );
+                return Ok::<_, Error>((index, Answer::Failed { error, attempts: 0 }));
+            }
+            let mut attempted = provider.complete(&request).await;
+            if let Err(error) = &mut attempted.result {
+                error.message = secrets.mask(&error.message).into_owned();
+            }
             progress.inc(1);
             let answer = match attempted.result {
                 Ok(response) => {
@@ -436,14 +486,36 @@ async fn fetch<I: Copy + Send + 'static>(
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        answers.push(joined.map_err(|e| Error::usage(format!("a sampling task failed: {e}")))??);
+        answers.push(joined.map_err(|e| Error::internal(format!("a sampling task failed: {e}")))??);
     }
     progress.finish_and_clear();
     // Every task has ended, so this is the last reference.
-    if let Some(writer) = Arc::into_inner(writer) {
-        writer.finish()?;
+    let cache_failure = match Arc::into_inner(writer).map(cache::Writer::finish) {
+        Some(Err(error)) => {
+            let lost = answers
+                .iter()
+                .filter(|(_, answer)| matches!(answer, Answer::Live { .. }))
+                .count();
+            Some(format!(
+                "{error}; sampling stopped there. Up to {lost} answer(s) received in this run may not be stored and would be fetched again by the next run"
+            ))
+        }
+        _ => None,
+    };
+    for (name, provider) in &providers {
+        if let Some(first_error) = provider.reachability.unreachable() {
+            return Err(Error::Unreachable {
+                provider: name.clone(),
+                endpoint: provider.endpoint.clone(),
+                first_error: secrets.mask(&first_error).into_owned(),
+                hint: Some(format!(
+                    "{} connection attempts in a row failed and none succeeded, so sampling stopped. Is the server running? For the local model: ci/local-model.sh start",
+                    crate::provider::UNREACHABLE_AFTER
+                )),
+            });
+        }
     }
-    Ok(answers)
+    Ok(Fetched { answers, cache_failure })
 }
 
 /// A judge call: (selection, case, sample), the request, the judge's provider.

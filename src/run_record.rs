@@ -96,6 +96,10 @@ pub struct RunRecord {
     /// RFC 3339 time the run started.
     pub started_at: String,
     pub duration_ms: u64,
+    /// Set when answers could not be committed to the cache: sampling stopped there, this
+    /// record holds what was done, and the answers it names may need to be fetched again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_failure: Option<String>,
 }
 
 /// One suite × model.

@@ -520,7 +520,7 @@ fn a_killed_record_leaves_no_case_or_a_whole_one() {
             none += 1;
         }
         // Whatever was interrupted, the suite still loads: no half case is ever read.
-        promptgate::case::load_cases(&project.file("cases/s")).expect("every case file is whole");
+        promptgate::case::load_cases(&project.file("cases/s"), &project.file("")).expect("every case file is whole");
     }
     eprintln!("killed record: {whole} whole case(s), {none} without a file");
     assert_eq!(whole + none, 8);

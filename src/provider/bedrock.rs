@@ -16,6 +16,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
+use aws_sdk_bedrockruntime::config::interceptors::BeforeDeserializationInterceptorContextMut;
+use aws_sdk_bedrockruntime::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_bedrockruntime::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types::{
@@ -24,10 +26,13 @@ use aws_sdk_bedrockruntime::types::{
     ToolSpecification,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::{Document, Number};
 use serde_json::{json, Map, Value};
 
-use super::{error_chain, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+use super::{error_chain, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::config::ProviderConfig;
 use crate::env::EnvVars;
 use crate::prompt::{RenderedPrompt, ToolChoice as PromptToolChoice};
@@ -61,8 +66,13 @@ impl BedrockProvider {
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
+        let client_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
+            .interceptor(BodyLimit {
+                limit: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+            })
+            .build();
         BedrockProvider {
-            client: Client::new(&sdk),
+            client: Client::from_conf(client_config),
             policy: RetryPolicy {
                 max_attempts: config.max_attempts,
                 base_delay: Duration::from_millis(config.retry_base_ms),
@@ -121,7 +131,56 @@ impl BedrockProvider {
         let started = Instant::now();
         let output = call.send().await.map_err(classify)?;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(response_of(&output, forced_tool.as_deref(), latency_ms))
+        response_of(&output, forced_tool.as_deref(), latency_ms)
+    }
+}
+
+/// Bounds the bytes the SDK reads of a response body (`max_response_bytes`): the SDK buffers
+/// a Converse answer whole, however large, for as long as the server sends.
+#[derive(Debug)]
+struct BodyLimit {
+    limit: usize,
+}
+
+/// The error a bounded body ends with; [`classify`] recognises it in the error chain.
+const OVERSIZED: &str = "the response body is larger than max_response_bytes";
+
+impl Intercept for BodyLimit {
+    fn name(&self) -> &'static str {
+        "promptgate::BodyLimit"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response_mut();
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.limit as u64) {
+            return Err(format!(
+                "{OVERSIZED} = {} (declared {} bytes); it is not cached",
+                self.limit,
+                declared.unwrap_or(0)
+            )
+            .into());
+        }
+        let body = response.take_body();
+        let limit = self.limit;
+        let limited =
+            http_body_util::BodyExt::map_err(http_body_util::Limited::new(body, limit), move |e| -> BoxError {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("{OVERSIZED} = {limit}; it is not cached").into()
+                } else {
+                    e
+                }
+            });
+        *response.body_mut() = SdkBody::from_body_1_x(limited);
+        Ok(())
     }
 }
 
@@ -166,7 +225,9 @@ fn tool_configuration(prompt: &RenderedPrompt) -> Result<Option<ToolConfiguratio
 }
 
 /// The [`Response`] of a Converse output; the answer to a forced schema tool becomes the text.
-fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u64) -> Response {
+/// An output with no message, or a message with neither text nor a tool call, is a bad
+/// response (retried, never cached), as it is from an OpenAI-compatible server.
+fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u64) -> Result<Response, ProviderError> {
     let mut texts = Vec::new();
     let mut tool_calls = Vec::new();
     let mut content = Vec::new();
@@ -189,6 +250,15 @@ fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u
             }
         }
     }
+    if texts.is_empty() && tool_calls.is_empty() {
+        return Err(ProviderError::new(
+            FailureKind::BadResponse,
+            format!(
+                "the Converse output has no text and no tool use (stopReason `{}`)",
+                output.stop_reason().as_str()
+            ),
+        ));
+    }
     let mut text = (!texts.is_empty()).then(|| texts.join(""));
     if let Some(name) = forced_tool {
         if let Some(position) = tool_calls.iter().position(|call| call.name == name) {
@@ -207,13 +277,13 @@ fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u
         "metrics": output.metrics().map(|m| json!({"latencyMs": m.latency_ms()})),
     })
     .to_string();
-    Response {
+    Ok(Response {
         text,
         tool_calls,
         raw_body,
         usage,
         latency_ms,
-    }
+    })
 }
 
 /// Classify a Converse error. Throttling, model timeouts and unavailability are retried;
@@ -223,14 +293,15 @@ fn classify(error: SdkError<ConverseError, HttpResponse>) -> ProviderError {
     let retry_after = error
         .raw_response()
         .and_then(|r| r.headers().get("x-amz-retry-after"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_millis);
+        .and_then(parse_retry_after_ms);
     let code = error.code().unwrap_or_default().to_string();
-    let message = error
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| error_chain(&error));
+    let message = match error.message() {
+        Some(message) => message.to_string(),
+        None => error_chain(&error),
+    };
+    let oversized = error_chain(&error).contains(OVERSIZED);
     let kind = match &error {
+        _ if oversized => FailureKind::BadResponse,
         SdkError::TimeoutError(_) => FailureKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
         SdkError::DispatchFailure(_) => FailureKind::Connection,

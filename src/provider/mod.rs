@@ -4,7 +4,8 @@
 pub mod bedrock;
 pub mod openai;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,9 @@ pub enum FailureKind {
     Client,
     /// `--offline` and the response is not in the cache.
     OfflineMiss,
+    /// Not attempted: the provider was found unreachable, or the run was stopped (a cache that
+    /// cannot be written), before this call's turn.
+    NotAttempted,
 }
 
 impl FailureKind {
@@ -125,6 +129,7 @@ impl FailureKind {
             FailureKind::BadResponse => "bad_response",
             FailureKind::Client => "client",
             FailureKind::OfflineMiss => "offline_miss",
+            FailureKind::NotAttempted => "not_attempted",
         }
     }
 }
@@ -152,9 +157,62 @@ impl ProviderError {
     }
 }
 
+/// Consecutive connection failures, with no answer ever received, after which a provider is
+/// taken for unreachable: a closed port fails every attempt of every sample otherwise (1,500
+/// attempts for 60 cases × 5 samples). Rate limits and 5xx are answers, and never count.
+pub const UNREACHABLE_AFTER: u32 = 6;
+
+/// Whether a provider has ever answered, and how many connection failures came in a row.
+#[derive(Debug, Default)]
+pub struct Reachability {
+    answered: AtomicBool,
+    failures_in_a_row: AtomicU32,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Reachability {
+    fn observe<T>(&self, result: &Result<T, ProviderError>) {
+        match result {
+            Err(e) if matches!(e.kind, FailureKind::Connection) => {
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| e.message.clone());
+                }
+                self.failures_in_a_row.fetch_add(1, Ordering::SeqCst);
+            }
+            // Anything that came from the server shows it is there.
+            _ => {
+                self.answered.store(true, Ordering::SeqCst);
+                self.failures_in_a_row.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// The first connection error, once the provider is taken for unreachable.
+    pub fn unreachable(&self) -> Option<String> {
+        if self.answered.load(Ordering::SeqCst) || self.failures_in_a_row.load(Ordering::SeqCst) < UNREACHABLE_AFTER {
+            return None;
+        }
+        Some(
+            self.first_error
+                .lock()
+                .ok()
+                .and_then(|first| first.clone())
+                .unwrap_or_default(),
+        )
+    }
+}
+
 /// A configured provider client.
 #[derive(Debug)]
-pub enum Provider {
+pub struct Provider {
+    client: Client,
+    /// Where calls go, for messages: a base URL, or a Bedrock endpoint or region.
+    pub endpoint: String,
+    pub reachability: Reachability,
+}
+
+#[derive(Debug)]
+enum Client {
     // Boxed: the OpenAI client is large, and providers are built once per run.
     Openai(Box<openai::OpenAiProvider>),
     Bedrock(bedrock::BedrockProvider),
@@ -163,29 +221,68 @@ pub enum Provider {
 impl Provider {
     /// Build the client for a `[providers.NAME]` table.
     pub async fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<Provider, Error> {
-        match config.kind {
-            ProviderKind::Openai => Ok(Provider::Openai(Box::new(openai::OpenAiProvider::new(
-                name, config, env,
-            )?))),
-            ProviderKind::Bedrock => Ok(Provider::Bedrock(bedrock::BedrockProvider::new(config, env).await)),
-        }
+        let (client, endpoint) = match config.kind {
+            ProviderKind::Openai => {
+                let client = openai::OpenAiProvider::new(name, config, env)?;
+                let endpoint = client.base_url().to_string();
+                (Client::Openai(Box::new(client)), endpoint)
+            }
+            ProviderKind::Bedrock => {
+                let endpoint = config
+                    .endpoint_url
+                    .clone()
+                    .or_else(|| env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").map(str::to_string))
+                    .or_else(|| env.get("AWS_ENDPOINT_URL").map(str::to_string))
+                    .or_else(|| {
+                        config
+                            .region
+                            .clone()
+                            .or_else(|| env.get("AWS_REGION").map(str::to_string))
+                            .map(|region| format!("Bedrock in {region}"))
+                    })
+                    .unwrap_or_else(|| "Bedrock (region of the AWS profile)".to_string());
+                (
+                    Client::Bedrock(bedrock::BedrockProvider::new(config, env).await),
+                    endpoint,
+                )
+            }
+        };
+        Ok(Provider {
+            client,
+            endpoint,
+            reachability: Reachability::default(),
+        })
     }
 
     /// The retry policy of this provider.
     pub fn retry_policy(&self) -> RetryPolicy {
-        match self {
-            Provider::Openai(p) => p.retry_policy(),
-            Provider::Bedrock(p) => p.retry_policy(),
+        match &self.client {
+            Client::Openai(p) => p.retry_policy(),
+            Client::Bedrock(p) => p.retry_policy(),
         }
     }
 
-    /// One call with retries.
+    /// One call with retries; none once the provider is known to be unreachable.
     pub async fn complete(&self, request: &Request) -> Attempted<Response> {
         let policy = self.retry_policy();
-        match self {
-            Provider::Openai(p) => retry::with_retries(policy, || p.complete_once(request)).await,
-            Provider::Bedrock(p) => retry::with_retries(policy, || p.complete_once(request)).await,
-        }
+        let unreachable = || {
+            ProviderError::new(
+                FailureKind::NotAttempted,
+                format!("not attempted: {} is unreachable", self.endpoint),
+            )
+        };
+        retry::with_retries(policy, || async {
+            if self.reachability.unreachable().is_some() {
+                return Err(unreachable());
+            }
+            let result = match &self.client {
+                Client::Openai(p) => p.complete_once(request).await,
+                Client::Bedrock(p) => p.complete_once(request).await,
+            };
+            self.reachability.observe(&result);
+            result
+        })
+        .await
     }
 }
 
@@ -201,16 +298,41 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Parse a `Retry-After` value: delta-seconds (possibly fractional) or an HTTP date.
+/// The longest wait a server can ask for; the retry policy's `retry_max_ms` caps it further.
+/// A day is beyond any real rate limit, and far from where `Duration` arithmetic overflows.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Parse a `Retry-After` value: delta-seconds (possibly fractional) or an HTTP date. Any number
+/// a hostile server sends (`1e300`, `99999999999999999999`, `inf`) is clamped, never a panic.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
+    if value.len() > 64 {
+        return None;
+    }
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return seconds_to_wait(seconds);
     }
     let date = jiff::fmt::rfc2822::parse(value).ok()?;
     let now = jiff::Timestamp::now();
     let wait = date.timestamp().duration_since(now);
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+}
+
+/// Parse a `retry-after-ms` value (sent by some OpenAI-compatible gateways, and Bedrock's
+/// `x-amz-retry-after`): milliseconds, clamped like [`parse_retry_after`].
+pub fn parse_retry_after_ms(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if value.len() > 64 {
+        return None;
+    }
+    seconds_to_wait(value.parse::<f64>().ok()? / 1000.0)
+}
+
+fn seconds_to_wait(seconds: f64) -> Option<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER)))
 }
 
 #[cfg(test)]
@@ -224,6 +346,23 @@ mod tests {
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_clamped_not_panics() {
+        for value in ["1e300", "99999999999999999999", "inf", "1.8e19", "18446744073709551616"] {
+            assert_eq!(parse_retry_after(value), Some(MAX_RETRY_AFTER), "{value}");
+            assert_eq!(parse_retry_after_ms(value), Some(MAX_RETRY_AFTER), "{value}");
+        }
+        for value in ["NaN", "-inf", "-0.5", "", "1 2", &"9".repeat(100)] {
+            assert_eq!(parse_retry_after(value), None, "{value}");
+            assert_eq!(parse_retry_after_ms(value), None, "{value}");
+        }
+        assert_eq!(parse_retry_after_ms("250"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

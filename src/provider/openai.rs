@@ -19,7 +19,10 @@ use async_openai::Client;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::{error_chain, parse_retry_after, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
+use super::{
+    error_chain, parse_retry_after, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall,
+    Usage,
+};
 use crate::config::{ProviderConfig, ResponseFormatMode, TokenLimitField};
 use crate::env::EnvVars;
 use crate::error::Error;
@@ -56,7 +59,10 @@ impl OpenAiProvider {
             .build()
             .map_err(|e| Error::usage(format!("provider `{name}`: failed to build the HTTP client: {e}")))?;
         let openai_config = OpenAIConfig::new().with_api_base(&base_url).with_api_key(api_key);
-        let client = Client::with_config(openai_config).with_http_service(FailureCapture { http });
+        let client = Client::with_config(openai_config).with_http_service(FailureCapture {
+            http,
+            max_body_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+        });
         Ok(OpenAiProvider {
             client,
             base_url,
@@ -218,10 +224,46 @@ struct HttpFailure {
     body: String,
 }
 
-/// The tower service async-openai sends requests through: one attempt, failures kept whole.
+/// A response body over the provider's `max_response_bytes`: read no further.
+#[derive(Debug, thiserror::Error)]
+#[error("the response body is larger than max_response_bytes = {limit} (read {read} bytes); it is not cached")]
+struct Oversized {
+    limit: usize,
+    read: usize,
+}
+
+/// Most bytes of an error body kept for its message (the message shows an excerpt anyway).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Read a body, at most `limit` bytes: `Err(Some(n))` once more than `limit` arrive (or the
+/// declared length says they would), `Err(None)` when the connection fails.
+async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadFailure> {
+    if let Some(length) = response.content_length() {
+        if length > limit as u64 {
+            return Err(ReadFailure::TooLarge(usize::try_from(length).unwrap_or(usize::MAX)));
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadFailure::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadFailure::TooLarge(body.len() + chunk.len()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+enum ReadFailure {
+    TooLarge(usize),
+    Http(reqwest::Error),
+}
+
+/// The tower service async-openai sends requests through: one attempt, failures kept whole,
+/// bodies read up to a bound.
 #[derive(Clone, Debug)]
 struct FailureCapture {
     http: reqwest::Client,
+    max_body_bytes: usize,
 }
 
 impl tower::Service<HttpRequestFactory> for FailureCapture {
@@ -235,11 +277,28 @@ impl tower::Service<HttpRequestFactory> for FailureCapture {
 
     fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
         let http = self.http.clone();
+        let limit = self.max_body_bytes;
         Box::pin(async move {
             let request = factory.build().await?;
-            let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+            let mut response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
             if response.status().is_success() {
-                return Ok(response);
+                // Read here, bounded, and hand async-openai a response over the bytes read: it
+                // would otherwise buffer whatever the server sends, for as long as it sends.
+                let body = match read_bounded(&mut response, limit).await {
+                    Ok(body) => body,
+                    Err(ReadFailure::TooLarge(read)) => {
+                        return Err(OpenAIError::Boxed(Box::new(Oversized { limit, read })))
+                    }
+                    Err(ReadFailure::Http(e)) => return Err(OpenAIError::Reqwest(e)),
+                };
+                let mut rebuilt = http::Response::builder()
+                    .status(response.status())
+                    .version(response.version());
+                if let Some(headers) = rebuilt.headers_mut() {
+                    *headers = response.headers().clone();
+                }
+                let rebuilt = rebuilt.body(body).map_err(|e| OpenAIError::Boxed(Box::new(e)))?;
+                return Ok(reqwest::Response::from(rebuilt));
             }
             let status = response.status().as_u16();
             let headers = response.headers();
@@ -247,16 +306,18 @@ impl tower::Service<HttpRequestFactory> for FailureCapture {
             let retry_after = headers
                 .get("retry-after-ms")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|ms| ms.is_finite() && *ms >= 0.0)
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+                .and_then(parse_retry_after_ms)
                 .or_else(|| {
                     headers
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after)
                 });
-            let body = response.text().await.unwrap_or_default();
+            let body = match read_bounded(&mut response, MAX_ERROR_BODY_BYTES).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(ReadFailure::TooLarge(read)) => format!("(an error body of {read} bytes or more, not read)"),
+                Err(ReadFailure::Http(e)) => format!("(the error body could not be read: {e})"),
+            };
             Err(OpenAIError::Boxed(Box::new(HttpFailure {
                 status,
                 retry_after,
@@ -271,7 +332,10 @@ fn classify(error: OpenAIError) -> ProviderError {
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
             Ok(failure) => classify_status(failure.status, failure.retry_after, &failure.body),
-            Err(other) => ProviderError::new(FailureKind::Connection, other.to_string()),
+            Err(other) => match other.downcast::<Oversized>() {
+                Ok(oversized) => ProviderError::new(FailureKind::BadResponse, oversized.to_string()),
+                Err(other) => ProviderError::new(FailureKind::Connection, other.to_string()),
+            },
         },
         OpenAIError::ApiError(api) => classify_status(api.status_code.as_u16(), None, &api.api_error.message),
         OpenAIError::Reqwest(e) => {

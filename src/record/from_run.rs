@@ -85,7 +85,7 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
             continue;
         }
         if !sources.contains_key(&result.suite) {
-            sources.insert(result.suite.clone(), case::load_cases(&source_dir)?);
+            sources.insert(result.suite.clone(), case::load_cases(&source_dir, &config.root)?);
         }
         let source_cases = &sources[&result.suite];
         for case_result in &result.per_case {

@@ -165,6 +165,8 @@ struct Draft {
 struct Target {
     suite_name: String,
     cases_dir: PathBuf,
+    /// The project's folder (the config's): `$file` references stay inside it.
+    root: PathBuf,
     /// The suite's cases with their fingerprints, and each case written since.
     existing: Vec<(LoadedCase, String)>,
     /// The suite's own prompt first, then its variants.
@@ -194,7 +196,7 @@ impl Target {
             .with_hint("point `cases` at a folder and move the file into it: every .json/.jsonl file there is read"));
         }
         let existing = if cases_dir.exists() {
-            case::load_cases(&cases_dir)?
+            case::load_cases(&cases_dir, &config.root)?
         } else {
             Vec::new()
         };
@@ -211,6 +213,7 @@ impl Target {
         Ok(Target {
             suite_name: suite_name.to_string(),
             cases_dir,
+            root: config.root.clone(),
             existing,
             prompts,
             graders,
@@ -382,7 +385,7 @@ impl Target {
                     return Ok(outcome);
                 }
                 // Another `record` wrote this name first: the same case, or a name clash.
-                let other = with_fingerprints(case::load_cases(&path)?);
+                let other = with_fingerprints(case::load_cases(&path, &self.root)?);
                 if let Some(outcome) = equal_in(&other, &fingerprint, &case.expect, force) {
                     return Ok(outcome);
                 }

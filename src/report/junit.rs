@@ -24,7 +24,12 @@ fn summary(result: &SuiteResult) -> String {
         "{accuracy}, {} cases x {} samples, {} invalid, {} errors",
         result.cases, result.samples_per_case, result.invalid_outputs, result.errors
     );
-    if let Some(b) = &result.baseline {
+    if let Some(b) = result.baseline.as_ref().filter(|b| b.cases_compared == 0) {
+        text.push_str(&format!(
+            "; vs baseline: no case could be paired, nothing was tested, {:?}",
+            b.verdict
+        ));
+    } else if let Some(b) = &result.baseline {
         text.push_str(&format!(
             "; vs baseline: delta {:+.1} points [{:+.1}, {:+.1}], p = {:.4} (Holm {:.4}), {:?}",
             b.delta.point * 100.0,

@@ -46,6 +46,7 @@ impl Exporter for MarkdownExporter {
                 |a| format!("{} [{}, {}]", percent(a.point), percent(a.lower), percent(a.upper)),
             );
             let (delta, p) = match &result.baseline {
+                Some(b) if b.cases_compared == 0 => ("no paired case".to_string(), "—".to_string()),
                 Some(b) => (
                     format!(
                         "{} pts [{}, {}]",

@@ -46,7 +46,17 @@ impl TerminalExporter {
             GateVerdict::Inconclusive => self.paint("Inconclusive", "33;1"),
         };
         let baseline = b.accuracy.map_or_else(|| "n/a".to_string(), |a| percent(a.point));
-        out.push_str(&format!(
+        if b.cases_compared == 0 {
+            // No Δ, no p: a "+0.0 [+0.0, +0.0], p = 1" line would read like a measured zero.
+            out.push_str(&format!(
+                "\n{} {}/{}: {verdict} — no case could be paired with the baseline (baseline {baseline}), so nothing was tested{}\n",
+                self.paint("gate", "1"),
+                result.label(),
+                result.model,
+                if b.prompt_changed { ", prompt changed" } else { "" },
+            ));
+        } else {
+            out.push_str(&format!(
             "\n{} {}/{}: {verdict} — Δ {:+.1} pts [{:+.1}, {:+.1}] vs baseline {baseline}, p = {:.4} (Holm {:.4}, α = {}, margin {}), {} cases paired, {} changed ({} down, {} up){}\n",
             self.paint("gate", "1"),
             result.label(),
@@ -64,6 +74,7 @@ impl TerminalExporter {
             b.improved_cases.len(),
             if b.prompt_changed { ", prompt changed" } else { "" },
         ));
+        }
         if !b.regressed_cases.is_empty() && b.verdict == GateVerdict::Regressed {
             out.push_str(&format!("  went down: {}\n", b.regressed_cases.join(", ")));
         }
