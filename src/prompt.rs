@@ -134,6 +134,7 @@ impl Prompt {
         // Prompts are not HTML: never escape.
         environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         environment.set_keep_trailing_newline(true);
+        bound(&mut environment);
         let has_system = file.system.is_some();
         if let Some(system) = file.system {
             add_template(&mut environment, path, "system", system)?;
@@ -200,6 +201,16 @@ impl Prompt {
             let content = template
                 .render(&context)
                 .map_err(|err| self.template_error(role, &err, None, Some(loaded)))?;
+            if content.len() > MAX_RENDERED_BYTES {
+                let err = minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "the rendered message has {} bytes, more than the {MAX_RENDERED_BYTES} a prompt may have",
+                        content.len()
+                    ),
+                );
+                return Err(self.template_error(role, &err, None, Some(loaded)));
+            }
             messages.push(Message {
                 role: (*role).to_string(),
                 content,
@@ -247,6 +258,57 @@ impl Prompt {
             None => error,
         }
     }
+}
+
+/// Template work per render: a prompt takes hundreds of instructions, a loop over a finding's
+/// resources thousands; two nested `range(100000)` loops would take 10^10 and hang a run.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// The longest rendered message: 16 MiB, past any context window.
+pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The widest indentation `tojson` and `indent` may produce: `tojson(indent=100000000)` asked
+/// for gigabytes.
+const MAX_INDENT: usize = 32;
+
+/// Bound what one template may cost: fuel for its instructions, and the width arguments of the
+/// filters that multiply their output by them.
+fn bound(environment: &mut Environment<'static>) {
+    use minijinja::value::{Kwargs, StringInput};
+    environment.set_fuel(Some(TEMPLATE_FUEL));
+    let too_wide = |width: usize| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("an indentation of {width} is more than the {MAX_INDENT} a prompt may use"),
+        )
+    };
+    environment.add_filter(
+        "tojson",
+        move |value: &minijinja::Value, indent: Option<minijinja::Value>, kwargs: Kwargs| {
+            let width = indent
+                .clone()
+                .or_else(|| kwargs.peek::<Option<minijinja::Value>>("indent").ok().flatten())
+                .and_then(|v| usize::try_from(v).ok());
+            if let Some(width) = width.filter(|w| *w > MAX_INDENT) {
+                return Err(too_wide(width));
+            }
+            minijinja::filters::tojson(value, indent, kwargs)
+        },
+    );
+    environment.add_filter(
+        "indent",
+        move |value: StringInput<'_>,
+              width: Option<usize>,
+              first: Option<bool>,
+              blank: Option<bool>,
+              kwargs: Kwargs| {
+            let wide = width.or_else(|| kwargs.peek::<Option<usize>>("width").ok().flatten());
+            if let Some(width) = wide.filter(|w| *w > MAX_INDENT) {
+                return Err(too_wide(width));
+            }
+            minijinja::filters::indent(value, width, first, blank, kwargs)
+        },
+    );
 }
 
 /// Check tool definitions (names both wire formats accept, object schemas, no duplicates) and
@@ -500,5 +562,34 @@ parameters = { type = "object", properties = { controlId = { type = "string" } }
             assert!(shown.contains(message), "{shown}");
             assert!(err.hint().is_some(), "{shown}");
         }
+    }
+
+    #[test]
+    fn runaway_templates_hit_a_limit() {
+        for (template, expected) in [
+            (
+                "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+                "fuel",
+            ),
+            ("{{ rule | tojson(indent=100000000) }}", "indentation"),
+            (
+                "{{ rule | tojson(indent=true) }}{{ rule | indent(width=99999999999) }}",
+                "indentation",
+            ),
+            ("{{ 'x' * 100000000000 }}", "too large"),
+        ] {
+            let text = format!("schema_version = 1\nuser = \"\"\"{template}\"\"\"\n");
+            let prompt = Prompt::parse(Path::new("p.toml"), &text).unwrap();
+            let err = prompt.render(&loaded(json!({"rule": "r"}))).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains(expected), "{template}: {err}");
+        }
+        // Ordinary use is untouched: the same bytes as minijinja's own filters.
+        let text = "schema_version = 1\nuser = \"\"\"{{ f | tojson }}|{{ f | tojson(indent=2) }}|{{ 'a\\nb' | indent(2) }}\"\"\"\n";
+        let prompt = Prompt::parse(Path::new("p.toml"), text).unwrap();
+        let rendered = prompt.render(&loaded(json!({"f": {"b": "<x>", "a": 1}}))).unwrap();
+        assert_eq!(
+            rendered.messages[0].content,
+            "{\"b\":\"\\u003cx\\u003e\",\"a\":1}|{\n  \"b\": \"\\u003cx\\u003e\",\n  \"a\": 1\n}|a\n  b"
+        );
     }
 }

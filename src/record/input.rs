@@ -33,6 +33,8 @@ const ASFF_REQUIRED: [&str; 12] = [
 
 /// Fields every native GuardDuty finding carries (matched case-insensitively).
 const GUARDDUTY_REQUIRED: [&str; 6] = ["accountId", "id", "type", "severity", "title", "resource"];
+/// A GuardDuty finding as AWS's sample events carry it, without `accountId`.
+const GUARDDUTY_SAMPLE_REQUIRED: [&str; 5] = ["id", "type", "severity", "title", "resource"];
 
 /// How the finding arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,7 +180,16 @@ fn unwrap(value: Value) -> Result<Vec<Finding>, (String, String)> {
     match value {
         Value::Array(items) => list(items, "", Envelope::Array),
         Value::Object(mut map) => {
-            if map.contains_key("detail-type") || (map.contains_key("detail") && map.contains_key("source")) {
+            // AWS's own sample events (e.g. GuardDuty's EventBridge samples) may have no
+            // `detail-type` or `source`: a `detail` that is recognisably a finding is enough.
+            let finding_detail = map
+                .get("detail")
+                .and_then(Value::as_object)
+                .is_some_and(guardduty_shaped);
+            if map.contains_key("detail-type")
+                || (map.contains_key("detail") && map.contains_key("source"))
+                || finding_detail
+            {
                 let detail_type = map
                     .get("detail-type")
                     .and_then(Value::as_str)
@@ -211,7 +222,10 @@ fn unwrap(value: Value) -> Result<Vec<Finding>, (String, String)> {
                 let value = Value::Object(map);
                 match classify(&value) {
                     Ok(Some(format)) => Ok(vec![finding(value, format, Envelope::Bare)]),
-                    Ok(None) => Err((String::new(), "this JSON is not a finding".into())),
+                    Ok(None) => Err((
+                        String::new(),
+                        format!("this JSON is not a finding; {}", closest_shape(value.as_object())),
+                    )),
                     Err(message) => Err((String::new(), message)),
                 }
             }
@@ -267,6 +281,19 @@ fn classify(value: &Value) -> Result<Option<FindingFormat>, String> {
             ))
         };
     }
+    if get_ci(map, "accountId").is_none() && guardduty_shaped(map) {
+        // As in AWS's sample events: no account, but type, resource, service and severity.
+        let absent = missing(&GUARDDUTY_SAMPLE_REQUIRED, &|key| get_ci(map, key).is_some());
+        return if absent.is_empty() {
+            Ok(Some(FindingFormat::GuardDuty))
+        } else {
+            Err(format!(
+                "a GuardDuty finding needs {} (missing: {})",
+                GUARDDUTY_SAMPLE_REQUIRED.join(", "),
+                absent.join(", ")
+            ))
+        };
+    }
     let guardduty_like = get_ci(map, "accountId").is_some() && get_ci(map, "type").is_some();
     if guardduty_like || get_ci(map, "schemaVersion").and_then(Value::as_str) == Some("2.0") {
         let absent = missing(&GUARDDUTY_REQUIRED, &|key| get_ci(map, key).is_some());
@@ -281,6 +308,52 @@ fn classify(value: &Value) -> Result<Option<FindingFormat>, String> {
         };
     }
     Ok(None)
+}
+
+/// Whether an object is recognisably a GuardDuty finding: type, resource, service, severity.
+fn guardduty_shaped(map: &Map<String, Value>) -> bool {
+    ["type", "resource", "service", "severity"]
+        .iter()
+        .all(|key| get_ci(map, key).is_some())
+}
+
+/// Which accepted shape `map` comes closest to, and what it lacks, for a refusal.
+fn closest_shape(map: Option<&Map<String, Value>>) -> String {
+    let Some(map) = map else {
+        return "record reads JSON objects".into();
+    };
+    let shapes: [(&str, &[&str]); 4] = [
+        ("an ASFF finding", &ASFF_REQUIRED),
+        ("a GuardDuty finding", &GUARDDUTY_REQUIRED),
+        ("an EventBridge event", &["detail-type", "source", "detail"]),
+        ("a GetFindings page", &["Findings"]),
+    ];
+    let (name, required, present) = shapes
+        .iter()
+        .map(|(name, required)| {
+            let present = required.iter().filter(|key| get_ci(map, key).is_some()).count();
+            (name, required, present)
+        })
+        .max_by_key(|(_, required, present)| (*present * 1000) / required.len())
+        .unwrap_or((&"an ASFF finding", &shapes[0].1, 0));
+    let lacking: Vec<String> = required
+        .iter()
+        .filter(|key| get_ci(map, key).is_none())
+        .map(|key| format!("`{key}`"))
+        .collect();
+    if present == 0 {
+        let keys: Vec<String> = map
+            .keys()
+            .take(8)
+            .map(|k| format!("`{}`", crate::excerpt::excerpt(k, 40)))
+            .collect();
+        format!(
+            "it has none of the fields of any shape record reads (its keys: {})",
+            keys.join(", ")
+        )
+    } else {
+        format!("closest to {name}, which lacks {}", lacking.join(", "))
+    }
 }
 
 /// A field by name ignoring ASCII case: GuardDuty's API writes `accountId`, SDK dumps `AccountId`.
@@ -370,7 +443,24 @@ mod tests {
         );
 
         let err = parse_value(json!({"hello": "world"})).unwrap_err().to_string();
-        assert!(err.contains("this JSON is not a finding"), "{err}");
+        assert!(
+            err.contains("this JSON is not a finding") && err.contains("`hello`"),
+            "{err}"
+        );
+        let err = parse_value(
+            json!({"Id": "x", "Title": "t", "Types": [], "Severity": {}, "ProductArn": "p",
+                                     "GeneratorId": "g", "CreatedAt": "c", "UpdatedAt": "u"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("closest to an ASFF finding, which lacks `SchemaVersion`"),
+            "{err}"
+        );
+        let err = parse_value(json!({"detail-type": "x", "detail": {"a": 1}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carries no finding"), "{err}");
         let err = parse_value(json!({"Findings": []})).unwrap_err().to_string();
         assert!(err.contains("holds no finding"), "{err}");
     }
@@ -390,5 +480,26 @@ mod tests {
         assert!(err.contains("more than the 32 MiB"), "{err}");
         let with_bom = [b"\xEF\xBB\xBF".as_slice(), asff("a").to_string().as_bytes()].concat();
         assert_eq!(parse(&with_bom, Path::new("in.json")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_guardduty_sample_event_without_detail_type_is_a_finding() {
+        // The shape of AWS's GuardDuty sample EventBridge events: no detail-type, source,
+        // accountId or schemaVersion.
+        let event = json!({"region": "us-east-1", "detail": {
+            "id": "sample-1", "type": "UnauthorizedAccess:EC2/SSHBruteForce",
+            "resource": {"resourceType": "Instance"}, "service": {"serviceName": "guardduty"},
+            "severity": 2, "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+            "title": "SSH brute force", "description": "d"}});
+        let findings = parse_value(event.clone()).unwrap();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].format, FindingFormat::GuardDuty);
+        assert_eq!(findings[0].envelope, Envelope::GuardDutyEvent);
+        assert_eq!(findings[0].title(), "SSH brute force");
+        // Recognisable but incomplete: named, with what it lacks.
+        let mut partial = event;
+        partial["detail"].as_object_mut().unwrap().remove("title");
+        let err = parse_value(partial).unwrap_err().to_string();
+        assert!(err.contains("missing: `title`"), "{err}");
     }
 }

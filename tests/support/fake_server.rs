@@ -30,6 +30,9 @@ pub enum Reply {
     Reset,
     /// Wait, then reply.
     Delay(Duration, Box<Reply>),
+    /// 200 with a chunked body that never ends: 64 KiB chunks until the client hangs up, or
+    /// (a bound for the test itself) 256 MiB or 30 seconds.
+    Endless,
 }
 
 impl Reply {
@@ -376,6 +379,23 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 return Ok(());
             }
             Reply::Delay(..) => unreachable!("delays are unwrapped above"),
+            Reply::Endless => {
+                let stream = reader.get_mut();
+                stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+                    )
+                    .await?;
+                let chunk = format!("{:x}\r\n{}\r\n", 65536, " ".repeat(65536));
+                let started = Instant::now();
+                for _ in 0..4096 {
+                    if started.elapsed() > Duration::from_secs(30) {
+                        break;
+                    }
+                    stream.write_all(chunk.as_bytes()).await?;
+                }
+                return Ok(());
+            }
         };
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: req_fake\r\n",
