@@ -15,4 +15,5 @@ ci/local-model.sh start
 trap 'ci/local-model.sh stop' EXIT
 PROMPTGATE_REAL_MODEL_URL=$(ci/local-model.sh url)
 export PROMPTGATE_REAL_MODEL_URL
-cargo test --locked "$@"
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --locked --no-fail-fast "$@"

@@ -131,7 +131,12 @@ impl Baseline {
             .with_hint("regenerate it with `promptgate baseline update`"));
         }
         let text = error::read_to_string(path, "baseline")?;
-        let baseline: Baseline = serde_json::from_str(&text).map_err(|e| {
+        Baseline::parse(path, &text, suite, model)
+    }
+
+    /// Parse and validate baseline text; `path` names it in messages.
+    pub fn parse(path: &Path, text: &str, suite: &str, model: &str) -> Result<Baseline, Error> {
+        let baseline: Baseline = serde_json::from_str(text).map_err(|e| {
             Error::invalid("baseline", path, error::json_location(&e), error::json_message(&e))
                 .with_hint("regenerate it with `promptgate baseline update`")
         })?;

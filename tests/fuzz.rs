@@ -1,0 +1,442 @@
+//! Mutation fuzzing of every parser of outside input, on stable Rust.
+//!
+//! Each target starts from real inputs (the repository's config, prompts, cases, baselines and
+//! AWS's sample findings, and completion bodies) and feeds it mutated bytes: flipped, inserted
+//! and deleted bytes, spliced tokens that parsers care about (`1e300`, `{{`, `$file`, deep
+//! nesting, invalid UTF-8), and hand-made worst cases (a 20 MB answer, 100,000-deep JSON, runaway
+//! templates). A target may return any error; it may not panic, hang or grow without bound.
+//!
+//! In CI every target runs a few hundred inputs (a smoke test of the harness). For a real
+//! campaign: `PROMPTGATE_FUZZ_INPUTS=200000 cargo test --release --test fuzz -- --nocapture`
+//! (inputs per target; `PROMPTGATE_FUZZ_SEED` picks the generator). An input that panics is
+//! written to `target/fuzz-crashes/` and becomes a regression test in `tests/fuzz_regressions/`.
+
+mod support;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use promptgate::baseline::Baseline;
+use promptgate::config::Config;
+use promptgate::prompt::Prompt;
+use promptgate::provider::openai::parse_completion;
+use promptgate::provider::{parse_retry_after, parse_retry_after_ms};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Tokens that parsers treat specially, spliced into inputs.
+const DICTIONARY: &[&str] = &[
+    "1e300",
+    "-1",
+    "NaN",
+    "inf",
+    "99999999999999999999",
+    "4294967295",
+    "18446744073709551616",
+    "0",
+    "\"\"",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{% for x in range(100000) %}",
+    "{% endfor %}",
+    "| tojson(indent=99999999)",
+    "{\"$file\": \"/proc/self/environ\"}",
+    "{\"$file\": \"../../../etc/passwd\"}",
+    "[[",
+    "]]",
+    "\"\"\"",
+    "\u{feff}",
+    "\u{200b}",
+    "\\u0000",
+    "null",
+    "true",
+    "{}",
+    "[]",
+    "\"choices\": []",
+    "\"tool_calls\"",
+    "\"arguments\": \"{not json\"",
+    "schema_version = 9",
+    "samples = 0",
+    "concurrency = 0",
+];
+
+fn inputs_per_target(default: usize) -> usize {
+    std::env::var("PROMPTGATE_FUZZ_INPUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn seed() -> u64 {
+    std::env::var("PROMPTGATE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261202)
+}
+
+/// One mutation of `input`.
+fn mutate(rng: &mut StdRng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..rng.random_range(1..=8) {
+        let at = if out.is_empty() {
+            0
+        } else {
+            rng.random_range(0..=out.len())
+        };
+        match rng.random_range(0..8) {
+            0 if !out.is_empty() => {
+                let i = rng.random_range(0..out.len());
+                out[i] ^= 1 << rng.random_range(0..8);
+            }
+            1 if !out.is_empty() => {
+                let end = (at + rng.random_range(1..64)).min(out.len());
+                out.drain(at.min(end)..end);
+            }
+            2 => {
+                let token = DICTIONARY[rng.random_range(0..DICTIONARY.len())];
+                out.splice(at..at, token.bytes());
+            }
+            3 => out.insert(at, rng.random()),
+            4 if !out.is_empty() => {
+                // Duplicate a slice: repeated keys, repeated tables.
+                let start = rng.random_range(0..out.len());
+                let end = (start + rng.random_range(1..128)).min(out.len());
+                let slice = out[start..end].to_vec();
+                out.splice(at..at, slice);
+            }
+            5 => {
+                // Splice in part of another seed.
+                let other = &seeds[rng.random_range(0..seeds.len())];
+                if !other.is_empty() {
+                    let start = rng.random_range(0..other.len());
+                    let end = (start + rng.random_range(1..256)).min(other.len());
+                    out.splice(at..at, other[start..end].iter().copied());
+                }
+            }
+            6 => {
+                out.splice(at..at, [0xff, 0xfe, 0xc3]);
+            }
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+/// Run `target` on every seed, every extra case, and `count` mutations; panics are failures,
+/// and the slowest input is reported.
+fn campaign(name: &str, seeds: Vec<Vec<u8>>, extra: Vec<Vec<u8>>, count: usize, target: impl Fn(&[u8])) {
+    let mut rng = StdRng::seed_from_u64(seed() ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
+    let started = Instant::now();
+    let mut slowest = (Duration::ZERO, 0usize);
+    let mut ran = 0usize;
+    let mut run_one = |input: &[u8]| {
+        let clock = Instant::now();
+        if catch_unwind(AssertUnwindSafe(|| target(input))).is_err() {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
+            std::fs::create_dir_all(&dir).ok();
+            let file = dir.join(format!("{name}-{ran}.bin"));
+            std::fs::write(&file, input).ok();
+            panic!("{name}: input {ran} panicked; saved as {}", file.display());
+        }
+        let took = clock.elapsed();
+        if took > slowest.0 {
+            slowest = (took, input.len());
+        }
+        ran += 1;
+    };
+    for input in seeds.iter().chain(&extra) {
+        run_one(input);
+    }
+    for _ in 0..count {
+        let base = &seeds[rng.random_range(0..seeds.len())];
+        let input = mutate(&mut rng, base, &seeds);
+        run_one(&input);
+    }
+    let rss = peak_rss_kib();
+    eprintln!(
+        "fuzz {name}: {ran} inputs in {:.1} s, 0 panics, slowest {:.1} ms ({} bytes), peak RSS {rss} KiB",
+        started.elapsed().as_secs_f64(),
+        slowest.0.as_secs_f64() * 1000.0,
+        slowest.1
+    );
+    // A hang shows as one input taking seconds: fuel and size limits must stop it sooner.
+    assert!(
+        slowest.0 < Duration::from_secs(10),
+        "{name}: an input took {:?}",
+        slowest.0
+    );
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn repo(relative: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).expect("seed file")
+}
+
+fn files_under(relative: &str, extension: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(std::fs::read(path).expect("seed"));
+            }
+        }
+    }
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn deep(depth: usize) -> Vec<u8> {
+    let mut s = "[".repeat(depth);
+    s.push_str(&"]".repeat(depth));
+    s.into_bytes()
+}
+
+#[test]
+fn fuzz_config() {
+    let seeds = vec![repo("promptgate.toml")];
+    campaign(
+        "config",
+        seeds,
+        vec![deep(100_000), b"[[[[[[[[".repeat(20_000)],
+        inputs_per_target(300),
+        |input| {
+            let _ = Config::parse(Path::new("/fuzz/promptgate.toml"), &text(input));
+        },
+    );
+}
+
+#[test]
+fn fuzz_prompts_parse_and_render() {
+    let seeds = files_under("prompts", "toml");
+    let case: promptgate::case::LoadedCase = promptgate::case::LoadedCase {
+        case: serde_json::from_value(serde_json::json!({
+            "id": "fuzz", "expect": {},
+            "vars": {"rule": "EC2.19 は dev なら抑制", "finding": {"Id": "x", "Resources": [{"Tags": {"a": "b"}}]},
+                     "message": "m", "request": "r", "answer": "a", "criteria": "c", "finding_type": "t"}
+        }))
+        .expect("case"),
+        file: PathBuf::from("fuzz.json"),
+        line: None,
+    };
+    let extra = vec![
+        b"user = \"\"\"{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}\"\"\""
+            .to_vec(),
+        b"user = \"\"\"{{ rule | tojson(indent=100000000) }}\"\"\"".to_vec(),
+        b"user = \"\"\"{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}\"\"\"".to_vec(),
+        format!(
+            "user = \"\"\"{}x{}\"\"\"",
+            "{% if true %}".repeat(5000),
+            "{% endif %}".repeat(5000)
+        )
+        .into_bytes(),
+    ];
+    campaign("prompt", seeds, extra, inputs_per_target(300), |input| {
+        if let Ok(prompt) = Prompt::parse(Path::new("/fuzz/p.toml"), &text(input)) {
+            let _ = prompt.render(&case);
+        }
+    });
+}
+
+#[test]
+fn fuzz_case_files() {
+    let mut seeds = files_under("cases/triage", "json");
+    seeds.extend(files_under("cases/chatops", "jsonl"));
+    seeds.truncate(40);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("cases/findings")).expect("dir");
+    std::fs::write(dir.path().join("cases/findings/f.json"), b"{\"Id\": \"x\"}").expect("finding");
+    campaign("case", seeds, vec![deep(100_000)], inputs_per_target(200), |input| {
+        let jsonl = input.first() != Some(&b'[') && input.iter().filter(|b| **b == b'\n').count() > 1;
+        let name = if jsonl { "c.jsonl" } else { "c.json" };
+        let path = dir.path().join("cases").join(name);
+        std::fs::write(&path, input).expect("write");
+        let _ = promptgate::case::load_cases(&dir.path().join("cases"), dir.path());
+        std::fs::remove_file(&path).ok();
+    });
+}
+
+#[test]
+fn fuzz_baselines() {
+    let seeds = files_under("baselines", "json");
+    campaign(
+        "baseline",
+        seeds,
+        vec![deep(100_000)],
+        inputs_per_target(300),
+        |input| {
+            if let Ok(b) = Baseline::parse(Path::new("/fuzz/b.json"), &text(input), "triage", "gemma-local") {
+                // What passed validation must be usable by the gate's arithmetic.
+                for case in &b.cases {
+                    assert!(case.correct <= case.samples && case.samples + case.errors <= b.samples_per_case);
+                }
+            }
+        },
+    );
+}
+
+#[test]
+fn fuzz_run_records() {
+    let server = support::fake_server::FakeServer::start(|_| support::fake_server::Reply::label("notify"));
+    let project = support::Project::new(&server.base_url, &["notify", "suppress", "notify"], 2, "");
+    let (record, _) = project.json(&["run"]);
+    let seeds = vec![serde_json::to_vec_pretty(&record).expect("record")];
+    campaign(
+        "run-record",
+        seeds,
+        vec![deep(100_000)],
+        inputs_per_target(300),
+        |input| {
+            let _ = serde_json::from_str::<promptgate::RunRecord>(&text(input));
+        },
+    );
+}
+
+#[test]
+fn fuzz_findings() {
+    let mut seeds = files_under("tests/fixtures/public", "json");
+    seeds.extend(files_under("cases/triage/findings", "json").into_iter().take(20));
+    let extra = vec![
+        deep(100_000),
+        vec![0xEF, 0xBB, 0xBF],
+        b"{\"detail\": {\"type\": 1, \"resource\": 1, \"service\": 1, \"severity\": 1}}".to_vec(),
+    ];
+    campaign("finding", seeds, extra, inputs_per_target(300), |input| {
+        if let Ok(findings) = promptgate::record::input::parse(input, Path::new("/fuzz/f.json")) {
+            for finding in &findings {
+                let _ = finding.title();
+                let _ = finding.topic();
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_completion_bodies() {
+    let completion = |content: &str| support::fake_server::completion(content, "m").to_string().into_bytes();
+    let seeds = vec![
+        completion("{\"decision\": \"notify\"}"),
+        support::fake_server::tool_completion(&[("f".into(), serde_json::json!({"a": 1}))], "m")
+            .to_string()
+            .into_bytes(),
+    ];
+    let extra = vec![
+        completion(&"x".repeat(20 * 1024 * 1024)),
+        deep(100_000),
+        b"<html><body>502 Bad Gateway</body></html>".to_vec(),
+        br#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[]}"#.to_vec(),
+        br#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{not json"}}]}}]}"#.to_vec(),
+        vec![0xff, 0xfe, b'{'],
+    ];
+    campaign("openai-body", seeds, extra, inputs_per_target(300), |input| {
+        let _ = parse_completion(&text(input), 1);
+    });
+}
+
+#[test]
+fn fuzz_retry_after_headers() {
+    let seeds: Vec<Vec<u8>> = ["2", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT", "1e300", "250"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    campaign("retry-after", seeds, vec![], inputs_per_target(1000), |input| {
+        let value = text(input);
+        for parsed in [parse_retry_after(&value), parse_retry_after_ms(&value)]
+            .into_iter()
+            .flatten()
+        {
+            assert!(parsed <= promptgate::provider::MAX_RETRY_AFTER);
+        }
+    });
+}
+
+#[test]
+fn fuzz_cache_imports() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = promptgate::cache::Cache::open(&dir.path().join("c.sqlite")).expect("cache");
+    let header = "{\"format\":\"promptgate-cache\",\"schema_version\":1}\n";
+    let line = format!(
+        "{header}{{\"key\":\"{}\",\"provider\":\"openai\",\"model\":\"m\",\"sample_index\":0,\"text\":\"t\",\"tool_calls\":[],\"raw_body\":\"{{}}\",\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":1,\"created_at\":\"2026-01-01T00:00:00Z\"}}\n",
+        "a".repeat(64)
+    );
+    campaign(
+        "cache-import",
+        vec![line.into_bytes()],
+        vec![deep(100_000)],
+        inputs_per_target(100),
+        |input| {
+            let _ = cache.import(&mut std::io::Cursor::new(input), Path::new("/fuzz/import.jsonl"));
+        },
+    );
+}
+
+/// Bedrock bodies go through the AWS SDK's deserializer, so they are fuzzed over real HTTP
+/// against the fake server: fewer inputs, the whole client path.
+#[test]
+fn fuzz_converse_bodies() {
+    use support::fake_server::{FakeServer, Reply};
+    let count = inputs_per_target(100).min(5_000);
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let mut rng = StdRng::seed_from_u64(seed());
+    let seed_body = support::fake_server::converse_output("{\"decision\": \"notify\"}", &serde_json::json!({}))
+        .to_string()
+        .into_bytes();
+    let mut list: Vec<String> = vec![
+        "{}".into(),
+        "{\"output\": {}}".into(),
+        text(&deep(100_000)),
+        format!("{{\"output\":{{\"message\":{{\"role\":\"assistant\",\"content\":[{{\"text\":\"{}\"}}]}}}},\"stopReason\":\"end_turn\"}}", "x".repeat(5_000_000)),
+    ];
+    for _ in 0..count {
+        list.push(text(&mutate(&mut rng, &seed_body, std::slice::from_ref(&seed_body))));
+    }
+    let total = list.len();
+    *bodies.lock().unwrap() = list;
+    let served = std::sync::Arc::clone(&bodies);
+    let server = FakeServer::start(move |_| Reply::Raw {
+        status: 200,
+        body: served.lock().unwrap().pop().unwrap_or_else(|| "{}".into()),
+        headers: vec![],
+    });
+    let labels = vec!["notify"; total];
+    let project = support::Project::bedrock(
+        &server.endpoint,
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        &labels,
+        1,
+    );
+    let text = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &text.replace("max_attempts = 4", "max_attempts = 1"));
+    let started = Instant::now();
+    let output = project
+        .command()
+        .args(["run", "--format", "json"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(matches!(output.status.code(), Some(0 | 3)), "{stderr}");
+    eprintln!(
+        "fuzz converse-body: {total} inputs over HTTP in {:.1} s, 0 panics",
+        started.elapsed().as_secs_f64()
+    );
+}
