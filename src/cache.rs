@@ -36,6 +36,42 @@ const EXPORT_FORMAT: &str = "promptgate-cache";
 /// How long a writer waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest line `cache import` reads: a cached answer's raw body is at most a provider's
+/// `max_response_bytes` (16 MiB by default), escaped.
+const MAX_IMPORT_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Lines of a reader, each at most `limit` bytes (an error past that).
+struct BoundedLines<'a> {
+    input: &'a mut dyn BufRead,
+    limit: usize,
+}
+
+impl Iterator for BoundedLines<'_> {
+    type Item = std::io::Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        let limit = self.limit as u64 + 1;
+        match (&mut self.input).take(limit).read_until(b'\n', &mut bytes) {
+            Ok(0) => None,
+            Ok(_) if bytes.len() as u64 >= limit && bytes.last() != Some(&b'\n') => Some(Err(std::io::Error::other(
+                format!("a line longer than {} MiB", self.limit >> 20),
+            ))),
+            Ok(_) => {
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                    if bytes.last() == Some(&b'\r') {
+                        bytes.pop();
+                    }
+                }
+                Some(String::from_utf8(bytes).map_err(|_| std::io::Error::other("a line that is not UTF-8")))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// SQLite's `application_id` of a promptgate cache ("PGAT"), so that `--cache` pointed at
 /// another program's database is refused instead of gaining a table.
 pub const APPLICATION_ID: i32 = 0x5047_4154;
@@ -589,7 +625,12 @@ impl Cache {
             Error::invalid("cache export", source, format!(" at line {line}"), message)
                 .with_hint("import reads what `promptgate cache export` writes")
         };
-        let mut lines = input.lines().enumerate();
+        // Lines are read bounded: `cache import /dev/zero` is one endless line.
+        let mut lines = BoundedLines {
+            input,
+            limit: MAX_IMPORT_LINE_BYTES,
+        }
+        .enumerate();
         let header = match lines.next() {
             Some((_, Ok(text))) => serde_json::from_str::<ExportHeader>(&text).ok(),
             Some((_, Err(e))) => return Err(invalid(1, e.to_string())),

@@ -724,6 +724,33 @@ fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
         )
         .with_hint("e.g. promptgate plan --accuracy 0.9 --samples 5 --drop 0.05"));
     }
+    // α = 0 or power = 1 ask for infinitely many cases; a drop larger than the accuracy cannot
+    // happen. Each is a usage error, not a number.
+    if !(args.alpha > 0.0 && args.alpha < 0.5) {
+        return Err(
+            Error::usage(format!("--alpha {} must be above 0 and below 0.5", args.alpha))
+                .with_hint("the usual one-sided level is 0.05"),
+        );
+    }
+    if !(args.power > 0.5 && args.power < 1.0) {
+        return Err(
+            Error::usage(format!("--power {} must be above 0.5 and below 1", args.power))
+                .with_hint("the usual power is 0.8"),
+        );
+    }
+    if let Some(drop) = args.drop {
+        if drop > args.accuracy {
+            return Err(Error::usage(format!(
+                "a drop of {:.1} points from {:.1}% accuracy is impossible",
+                drop * 100.0,
+                args.accuracy * 100.0
+            ))
+            .with_hint("--drop is in the same units as --accuracy: 0.05 is 5 points"));
+        }
+        if drop <= 0.0 {
+            return Err(Error::usage("--drop must be above 0").with_hint("e.g. --drop 0.05 for 5 points"));
+        }
+    }
     let inputs = |difficulty_correlation: f64| PlanInputs {
         baseline_accuracy: args.accuracy,
         intra_case_correlation: args.icc,

@@ -447,3 +447,28 @@ fn a_cache_that_cannot_be_written_stops_sampling_and_still_reports() {
             > 0
     );
 }
+
+#[test]
+fn impossible_plans_and_endless_imports_are_refused() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = Project::new(&server.base_url, &["notify"], 1, "");
+    for (args, needle) in [
+        (&["plan", "--accuracy", "0.1", "--drop", "0.9"][..], "impossible"),
+        (
+            &["plan", "--accuracy", "0.9", "--drop", "0.05", "--alpha", "0"],
+            "--alpha",
+        ),
+        (
+            &["plan", "--accuracy", "0.9", "--drop", "0.05", "--power", "1"],
+            "--power",
+        ),
+    ] {
+        let (stdout, stderr, code) = output(&project, args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    // One endless line: read up to the bound, then refused, nothing imported.
+    let (_, stderr, code) = output(&project, &["cache", "import", "/dev/zero"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+}

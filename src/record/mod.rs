@@ -496,6 +496,35 @@ fn derived_id(topic: Option<&str>, fingerprint: &str) -> String {
     }
 }
 
+/// A temporary file this old belongs to a `record` that was killed: no live one writes for
+/// that long (a 32 MiB finding is written in well under a second).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Delete `.promptgate-record-*.tmp` files older than `age` from `folder`; best effort.
+fn remove_stale_temporaries(folder: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".promptgate-record-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if old && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Write `case` to `path` unless a file is there: `Ok(false)` when one is. The bytes go to a
 /// temporary file in the same folder first, are synced, and are then linked into place.
 fn write_new(path: &Path, case: &Case) -> Result<bool, Error> {
@@ -506,8 +535,9 @@ fn write_new(path: &Path, case: &Case) -> Result<bool, Error> {
         source,
         hint: None,
     };
-    let text = serde_json::to_string_pretty(case).map_err(|e| Error::usage(e.to_string()))? + "\n";
+    let text = serde_json::to_string_pretty(case).map_err(|e| Error::internal(e.to_string()))? + "\n";
     std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
+    remove_stale_temporaries(folder, STALE_AFTER);
     // Not `.json`: a temporary file left by a killed process is never read as a case.
     let mut file = tempfile::Builder::new()
         .prefix(".promptgate-record-")
@@ -533,6 +563,26 @@ fn write_new(path: &Path, case: &Case) -> Result<bool, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temporaries_of_killed_records_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".promptgate-record-abc.tmp");
+        std::fs::write(&stale, "half a case").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let fresh = dir.path().join(".promptgate-record-def.tmp");
+        std::fs::write(&fresh, "being written").unwrap();
+        let case = dir.path().join("case.json");
+        std::fs::write(&case, "{}").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path(), STALE_AFTER), 1);
+        assert!(!stale.exists() && fresh.exists() && case.exists());
+    }
 
     #[test]
     fn derived_ids_name_the_topic_and_the_content() {

@@ -100,8 +100,8 @@ pub fn markdown(record: &CompareRecord) -> String {
     for suite in &record.suites {
         out.push_str(&format!(
             "\n### {} (Δ against {})\n\n| {} |\n|{}\n",
-            suite.suite,
-            suite.reference,
+            super::markdown_text(&suite.suite),
+            super::markdown_text(&suite.reference),
             HEADER.join(" | "),
             "---|".repeat(HEADER.len())
         ));
@@ -109,7 +109,7 @@ pub fn markdown(record: &CompareRecord) -> String {
             out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
         }
         if !suite.disagreements.is_empty() {
-            let ids: Vec<String> = suite.disagreements.iter().map(|id| format!("`{id}`")).collect();
+            let ids: Vec<String> = suite.disagreements.iter().map(|id| super::markdown_id(id)).collect();
             out.push_str(&format!("\nDisagreements ({}): {}\n", ids.len(), ids.join(", ")));
         }
     }

@@ -73,7 +73,7 @@ impl Exporter for MarkdownExporter {
             let Some(b) = &result.baseline else { continue };
             let name = format!("{} / {}", result.label(), result.model);
             if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
-                let ids: Vec<String> = b.regressed_cases.iter().map(|id| format!("`{id}`")).collect();
+                let ids: Vec<String> = b.regressed_cases.iter().map(|id| super::markdown_id(id)).collect();
                 out.push_str(&format!(
                     "\n**{name}**: {} case(s) went down: {}\n",
                     b.regressed_cases.len(),
@@ -90,7 +90,12 @@ impl Exporter for MarkdownExporter {
                     .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
                 // Named, so a case recorded from a production miss shows up in the PR summary.
                 const SHOWN: usize = 10;
-                let mut ids: Vec<String> = b.new_cases.iter().take(SHOWN).map(|id| format!("`{id}`")).collect();
+                let mut ids: Vec<String> = b
+                    .new_cases
+                    .iter()
+                    .take(SHOWN)
+                    .map(|id| super::markdown_id(id))
+                    .collect();
                 if b.new_cases.len() > SHOWN {
                     ids.push(format!("and {} more", b.new_cases.len() - SHOWN));
                 }

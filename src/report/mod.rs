@@ -76,6 +76,36 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// Text (a case id, a suite or model name) as inert Markdown: no code span it can close, no
+/// HTML it can open, no table cell it can split. GitHub renders the result as the text itself.
+pub(crate) fn markdown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '~' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A case id in Markdown: in a code span, unless it could break out of one.
+pub(crate) fn markdown_id(id: &str) -> String {
+    if id.chars().all(|c| c.is_alphanumeric() || "-_.:/@+".contains(c)) {
+        format!("`{id}`")
+    } else {
+        markdown_text(id)
+    }
+}
+
 /// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
 /// reader never sees half a report.
 pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
@@ -178,6 +208,14 @@ mod tests {
         super::write_atomic(&dir.path().join("a/b/new.json"), "new").unwrap();
         super::write_atomic(&target, "replaced").unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "replaced");
+    }
+
+    #[test]
+    fn ids_cannot_inject_markdown_or_html() {
+        assert_eq!(super::markdown_id("eks-rule-web-asg"), "`eks-rule-web-asg`");
+        let hostile = super::markdown_id("x`<img src=x onerror=alert(1)>`|");
+        assert!(!hostile.contains('<') && !hostile.contains("`<"), "{hostile}");
+        assert_eq!(hostile, "x\\`&lt;img src=x onerror=alert\\(1\\)&gt;\\`\\|");
     }
 
     #[test]
