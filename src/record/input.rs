@@ -281,33 +281,27 @@ fn classify(value: &Value) -> Result<Option<FindingFormat>, String> {
             ))
         };
     }
-    if get_ci(map, "accountId").is_none() && guardduty_shaped(map) {
+    let has_account = get_ci(map, "accountId").is_some();
+    let required: &[&str] = if !has_account && guardduty_shaped(map) {
         // As in AWS's sample events: no account, but type, resource, service and severity.
-        let absent = missing(&GUARDDUTY_SAMPLE_REQUIRED, &|key| get_ci(map, key).is_some());
-        return if absent.is_empty() {
-            Ok(Some(FindingFormat::GuardDuty))
-        } else {
-            Err(format!(
-                "a GuardDuty finding needs {} (missing: {})",
-                GUARDDUTY_SAMPLE_REQUIRED.join(", "),
-                absent.join(", ")
-            ))
-        };
+        &GUARDDUTY_SAMPLE_REQUIRED
+    } else if has_account && get_ci(map, "type").is_some()
+        || get_ci(map, "schemaVersion").and_then(Value::as_str) == Some("2.0")
+    {
+        &GUARDDUTY_REQUIRED
+    } else {
+        return Ok(None);
+    };
+    let absent = missing(required, &|key| get_ci(map, key).is_some());
+    if absent.is_empty() {
+        Ok(Some(FindingFormat::GuardDuty))
+    } else {
+        Err(format!(
+            "a GuardDuty finding needs {} (missing: {})",
+            required.join(", "),
+            absent.join(", ")
+        ))
     }
-    let guardduty_like = get_ci(map, "accountId").is_some() && get_ci(map, "type").is_some();
-    if guardduty_like || get_ci(map, "schemaVersion").and_then(Value::as_str) == Some("2.0") {
-        let absent = missing(&GUARDDUTY_REQUIRED, &|key| get_ci(map, key).is_some());
-        return if absent.is_empty() {
-            Ok(Some(FindingFormat::GuardDuty))
-        } else {
-            Err(format!(
-                "a GuardDuty finding needs {} (missing: {})",
-                GUARDDUTY_REQUIRED.join(", "),
-                absent.join(", ")
-            ))
-        };
-    }
-    Ok(None)
 }
 
 /// Whether an object is recognisably a GuardDuty finding: type, resource, service, severity.
