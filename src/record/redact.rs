@@ -30,11 +30,24 @@ pub const BUILTIN_RULES: [&str; 7] = [
 /// The prefixes of AWS access key ids and IAM unique ids (users, roles, groups, …).
 static KEY_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:AKIA|ASIA|AIDA|AROA|AGPA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{12,28}").unwrap());
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").unwrap());
+/// Internationalized too (`müller@bücher.de`, `用户@例子.广告`, `xn--` top-level domains); where an
+/// address touches Japanese or Chinese text without a space, `trim_email` cuts it off.
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.(?:xn--[A-Za-z0-9-]+|\p{L}{2,})").unwrap()
+});
 static ARN_ACCOUNT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"arn:[A-Za-z0-9-]*:[A-Za-z0-9-]*:[A-Za-z0-9-]*:([0-9]{12}):").unwrap());
 static DIGITS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9]+").unwrap());
+/// What people put between the groups of a written account id.
+const ACCOUNT_SEPARATORS: &str = "-‐‑–－ 　";
+
+/// An account id as people write it: the console's `2109-8765-4328`, spaced, or in full-width
+/// digits (`２１０９８７６５４３２８`, common in Japanese text).
+static ACCOUNT_FORM: LazyLock<Regex> = LazyLock::new(|| {
+    let digit = "[0-9０-９]";
+    let separator = format!("[{ACCOUNT_SEPARATORS}]?");
+    Regex::new(&format!("{digit}{{4}}{separator}{digit}{{4}}{separator}{digit}{{4}}")).unwrap()
+});
 static EC2_HOSTNAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"ip-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})").unwrap());
 static DOTTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9]+(?:\.[0-9]+)+").unwrap());
@@ -69,6 +82,7 @@ enum Shape {
     Email,
     KeyId,
     Hostname,
+    AccountForm,
     Verbatim,
 }
 
@@ -82,6 +96,9 @@ enum Class {
     KeyId,
     /// `ip-a-b-c-d`: the dashed form of the placeholder of the address `a.b.c.d`.
     Hostname(String),
+    /// An account id written with separators or full-width digits: its placeholder is the
+    /// placeholder of the plain 12 digits, written the same way.
+    AccountForm(String),
     Custom(String),
 }
 
@@ -128,7 +145,8 @@ impl Redactor {
                 .collect(),
             replaced: BTreeMap::new(),
         };
-        for secret in &secrets {
+        // A written form of an account is the same account: counted once, as its 12 digits.
+        for secret in secrets.iter().filter(|s| !matches!(s.class, Class::AccountForm(_))) {
             *report.replaced.entry(secret.rule.clone()).or_default() += 1;
         }
         if !secrets.is_empty() {
@@ -159,7 +177,9 @@ impl Redactor {
             }
         }
         for m in EMAIL.find_iter(text) {
-            add(m.as_str(), "email", Shape::Email, Class::Email);
+            if let Some(email) = trim_email(m.as_str()) {
+                add(email, "email", Shape::Email, Class::Email);
+            }
         }
         for captures in ARN_ACCOUNT.captures_iter(text) {
             if let Some(account) = captures.get(1) {
@@ -169,6 +189,23 @@ impl Redactor {
         for m in DIGITS.find_iter(text) {
             if m.len() == 12 {
                 add(m.as_str(), "account-id", Shape::Digits, Class::Account);
+            }
+        }
+        for m in ACCOUNT_FORM.find_iter(text) {
+            let canonical: String = m
+                .as_str()
+                .chars()
+                .filter_map(digit_value)
+                .map(|d| char::from(b'0' + d))
+                .collect();
+            if m.as_str() != canonical && account_form_isolated(text, m.start(), m.end()) {
+                add(&canonical, "account-id", Shape::Digits, Class::Account);
+                add(
+                    m.as_str(),
+                    "account-id",
+                    Shape::AccountForm,
+                    Class::AccountForm(canonical),
+                );
             }
         }
         for captures in EC2_HOSTNAME.captures_iter(text) {
@@ -227,6 +264,58 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The value of an ASCII or full-width decimal digit.
+fn digit_value(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        '０'..='９' => Some((c as u32 - '０' as u32) as u8),
+        _ => None,
+    }
+}
+
+/// A written account id stands alone: no digit next to it, and no group of four digits joined
+/// to it by a separator (`1234-5678-9012-3456` is a card-like number, not an account; in
+/// `2109 8765 4328 10.0.0.1` the address does not join it).
+fn account_form_isolated(text: &str, start: usize, end: usize) -> bool {
+    fn joined(mut near: impl Iterator<Item = char>) -> bool {
+        match near.next() {
+            Some(c) if digit_value(c).is_some() => true,
+            Some(c) if ACCOUNT_SEPARATORS.contains(c) => near.take_while(|&c| digit_value(c).is_some()).count() == 4,
+            _ => false,
+        }
+    }
+    !joined(text[..start].chars().rev()) && !joined(text[end..].chars())
+}
+
+/// Japanese, Chinese and Korean script (and full-width forms): text in these scripts is written
+/// without spaces, so an address can touch the words around it.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3000..=0x30FF | 0x31F0..=0x31FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+        | 0xF900..=0xFAFF | 0xFF00..=0xFFEF | 0x20000..=0x2FFFF)
+}
+
+/// An e-mail match without the Japanese or Chinese words it touches: `連絡先はuser@example.comです`
+/// holds `user@example.com`. Such text has no spaces, so the local part is taken to be the
+/// longest run next to `@` in one script class (CJK or not), and the top-level domain likewise
+/// (`用户@例子.广告` stays whole). None when nothing address-like is left.
+fn trim_email(found: &str) -> Option<&str> {
+    let at = found.find('@')?;
+    let local = &found[..at];
+    let last = local.chars().next_back()?;
+    let local_start = local
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_cjk(c) == is_cjk(last))
+        .last()
+        .map_or(at, |(index, _)| index);
+    let tld_start = at + found[at..].rfind('.')? + 1;
+    let tld = &found[tld_start..];
+    let first = tld.chars().next()?;
+    let tld_len = tld.find(|c: char| is_cjk(c) != is_cjk(first)).unwrap_or(tld.len());
+    (tld[..tld_len].chars().count() >= 2).then_some(&found[local_start..tld_start + tld_len])
+}
+
 /// Four dot-separated numbers of at most 255 each (leading zeros allowed: `010.0.0.1` is an
 /// address to a human reader, so it is one here too).
 fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
@@ -271,9 +360,11 @@ fn assign_placeholders(secrets: &mut [Secret], haystack: &str) {
     };
     let mut counters: HashMap<Class, u64> = HashMap::new();
     let mut ipv4_placeholders: HashMap<String, String> = HashMap::new();
-    // Addresses first: a hostname's placeholder is derived from its address's.
+    let mut account_placeholders: HashMap<String, String> = HashMap::new();
+    // Addresses and accounts first: a hostname's placeholder is derived from its address's, a
+    // written account's from its digits'.
     let mut order: Vec<usize> = (0..secrets.len()).collect();
-    order.sort_by_key(|&i| matches!(secrets[i].class, Class::Hostname(_)));
+    order.sort_by_key(|&i| matches!(secrets[i].class, Class::Hostname(_) | Class::AccountForm(_)));
     for index in order {
         let secret = &secrets[index];
         let placeholder = match &secret.class {
@@ -283,6 +374,13 @@ fn assign_placeholders(secrets: &mut [Secret], haystack: &str) {
                     .cloned()
                     .unwrap_or_else(|| "192.0.2.0".into());
                 format!("ip-{}", ip.replace('.', "-"))
+            }
+            Class::AccountForm(digits) => {
+                let plain = account_placeholders
+                    .get(digits)
+                    .cloned()
+                    .unwrap_or_else(|| "000000000000".into());
+                write_like(&secret.text, &plain)
             }
             class => loop {
                 let counter = counters.entry(class.clone()).or_insert(0);
@@ -295,11 +393,33 @@ fn assign_placeholders(secrets: &mut [Secret], haystack: &str) {
                 }
             },
         };
-        if secret.class == Class::Ipv4 {
-            ipv4_placeholders.insert(secret.text.clone(), placeholder.clone());
+        match secret.class {
+            Class::Ipv4 => {
+                ipv4_placeholders.insert(secret.text.clone(), placeholder.clone());
+            }
+            Class::Account => {
+                account_placeholders.insert(secret.text.clone(), placeholder.clone());
+            }
+            _ => {}
         }
         secrets[index].placeholder = placeholder;
     }
+}
+
+/// `digits` written the way `form` is: its separators kept, each digit full-width where the
+/// form's is.
+fn write_like(form: &str, digits: &str) -> String {
+    let mut digits = digits.chars();
+    form.chars()
+        .map(|c| match (c, digit_value(c)) {
+            (_, None) => c,
+            ('0'..='9', Some(_)) => digits.next().unwrap_or('0'),
+            (_, Some(_)) => {
+                let d = digits.next().and_then(|d| d.to_digit(10)).unwrap_or(0);
+                char::from_u32('０' as u32 + d).unwrap_or('０')
+            }
+        })
+        .collect()
 }
 
 /// The `n`-th placeholder of a class (1-based). Addresses go to the documentation ranges
@@ -325,7 +445,7 @@ fn candidate(class: &Class, n: u64, original: &str) -> String {
             format!("{prefix}REDACTED{n:0width$}")
         }
         Class::Custom(name) => format!("redacted-{name}-{n}"),
-        Class::Hostname(_) => unreachable!("hostnames derive from their address"),
+        Class::Hostname(_) | Class::AccountForm(_) => unreachable!("derived placeholders are written elsewhere"),
     }
 }
 
@@ -379,6 +499,10 @@ fn fits(text: &str, start: usize, secret: &Secret) -> bool {
     let after_two = text[end..].chars().nth(1);
     let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    // Letters of another script than the address's edge do not join it (see `trim_email`).
+    let same_script = |c: char, edge: Option<char>| edge.is_some_and(|edge| is_cjk(c) == is_cjk(edge));
+    let first = secret.text.chars().next();
+    let last = secret.text.chars().next_back();
     match secret.shape {
         Shape::Digits => !digit(before) && !digit(after),
         Shape::Ipv4 => {
@@ -393,13 +517,17 @@ fn fits(text: &str, start: usize, secret: &Secret) -> bool {
             !joins(before) && !joins(after)
         }
         Shape::Email => {
-            let local = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c));
-            let joined =
-                local(before) || alnum(after) || after == Some('-') || (after == Some('.') && alnum(after_two));
+            let letter = |c: Option<char>, edge| c.is_some_and(|c| c.is_alphanumeric() && same_script(c, edge));
+            let local = |c: Option<char>| letter(c, first) || c.is_some_and(|c| "._%+-".contains(c));
+            let joined = local(before)
+                || letter(after, last)
+                || after == Some('-')
+                || (after == Some('.') && letter(after_two, last));
             !joined
         }
         Shape::KeyId => !alnum(before) && !alnum(after),
         Shape::Hostname => !alnum(before) && !digit(after),
+        Shape::AccountForm => account_form_isolated(text, start, end),
         Shape::Verbatim => true,
     }
 }
@@ -540,6 +668,46 @@ mod tests {
         );
         assert_eq!(report.replaced["employee"], 1);
         assert_eq!(report.rules.last().map(String::as_str), Some("employee"));
+    }
+
+    #[test]
+    fn an_account_written_with_separators_or_full_width_digits_is_the_same_account() {
+        let (out, report) = redact(json!({
+            "a": "arn:aws:iam::210987654328:role/x",
+            "b": "コンソールでは2109-8765-4328と表示",
+            "c": "spaced 2109 8765 4328.",
+            "d": "全角２１０９８７６５４３２８のアカウント",
+            "e": "card 1234-5678-9012-3456 and date 2026-12-03",
+            "f": "only written: 1111－2222－3333",
+        }));
+        assert_eq!(out["a"], "arn:aws:iam::000000000001:role/x");
+        assert_eq!(out["b"], "コンソールでは0000-0000-0001と表示");
+        assert_eq!(out["c"], "spaced 0000 0000 0001.");
+        assert_eq!(out["d"], "全角０００００００００００１のアカウント");
+        assert_eq!(out["e"], "card 1234-5678-9012-3456 and date 2026-12-03");
+        assert_eq!(out["f"], "only written: 0000－0000－0002");
+        // One account per distinct 12 digits, however often and however written.
+        assert_eq!(report.replaced["arn-account"], 1);
+        assert_eq!(report.replaced["account-id"], 1);
+    }
+
+    #[test]
+    fn internationalized_emails_and_emails_inside_japanese_text() {
+        let (out, report) = redact(json!({
+            "a": "連絡先はalice@corp.example.orgです",
+            "b": "müller@bücher.de",
+            "c": "用户@例子.广告",
+            "d": "担当：太郎@例え.jp まで",
+            "e": "punycode bob@example.xn--p1ai",
+            "f": "alice@corp.example.org",
+        }));
+        assert_eq!(out["a"], "連絡先はuser1@example.comです");
+        assert_eq!(out["f"], "user1@example.com");
+        assert_eq!(out["b"], "user2@example.com");
+        assert_eq!(out["c"], "user3@example.com");
+        assert_eq!(out["d"], "担当：user4@example.com まで");
+        assert_eq!(out["e"], "punycode user5@example.com");
+        assert_eq!(report.replaced["email"], 5);
     }
 
     #[test]
