@@ -22,8 +22,16 @@ use crate::provider::{Request, Response, ToolCall, Usage};
 
 /// On-disk schema version, kept in SQLite's `user_version`.
 ///
-/// Changelog: 1 — first version (`responses` table).
-pub const CACHE_SCHEMA_VERSION: i64 = 1;
+/// Changelog: 1 — first version (`responses` table). 2 — `leases` table (see `lease`), added
+/// in place to a version-1 file when a run opens it for writing; version 1 is still read.
+pub const CACHE_SCHEMA_VERSION: i64 = 2;
+
+/// The leases of calls in flight: key, holder, expiry in Unix milliseconds.
+const LEASES_TABLE: &str = "CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);";
 
 /// The version of `cache export`'s JSON Lines format, in its first line.
 ///
@@ -94,6 +102,11 @@ fn open_error(path: &Path, message: String) -> Error {
 /// empty database.
 fn check_identity(connection: &Connection, path: &Path) -> Result<i64, Error> {
     let fail = |message: String| open_error(path, message);
+    // One read transaction: another process creating the cache at this moment is seen either
+    // before or after its creation, never half-way (its tables without its version).
+    let snapshot = connection
+        .unchecked_transaction()
+        .map_err(|e| fail(format!("not a promptgate cache: {e}")))?;
     let read = |pragma: &str| -> Result<i64, Error> {
         connection
             .query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
@@ -112,6 +125,7 @@ fn check_identity(connection: &Connection, path: &Path) -> Result<i64, Error> {
         )
         .map_err(|e| fail(format!("not a promptgate cache: {e}")))?
         > 0;
+    drop(snapshot);
     let ours = application_id == i64::from(APPLICATION_ID);
     if application_id != 0 && !ours {
         return Err(fail(format!(
@@ -180,6 +194,18 @@ impl Entry {
             response,
         }
     }
+
+    /// An entry for tests of code that only cares about the key.
+    #[cfg(test)]
+    pub(crate) fn test(key: &str, response: Response) -> Entry {
+        Entry {
+            key: key.to_string(),
+            provider: ProviderKind::Openai,
+            model: "m".into(),
+            sample_index: 0,
+            response,
+        }
+    }
 }
 
 /// A thread that commits responses as they arrive, off the async workers. Responses that queue
@@ -189,6 +215,7 @@ pub struct Writer {
     sender: Option<std::sync::mpsc::Sender<Entry>>,
     thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failure: Mutex<Option<Error>>,
 }
 
 impl Writer {
@@ -212,6 +239,7 @@ impl Writer {
             sender: Some(sender),
             thread: Some(thread),
             failed,
+            failure: Mutex::new(None),
         }
     }
 
@@ -219,6 +247,14 @@ impl Writer {
     /// be kept.
     pub fn failed(&self) -> bool {
         self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Record a failure to write the cache found elsewhere (taking a lease): sampling stops as
+    /// after a failed commit, and `finish` reports it unless a commit failed first.
+    pub fn fail(&self, error: Error) {
+        let mut first = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.get_or_insert(error);
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Queue a response for commit.
@@ -235,10 +271,19 @@ impl Writer {
     /// Commit everything queued and stop; reports the first failed commit.
     pub fn finish(mut self) -> Result<(), Error> {
         self.sender.take();
-        match self.thread.take().map(|t| t.join()) {
+        let committed = match self.thread.take().map(|t| t.join()) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(Error::internal("the cache writer thread panicked")),
             None => Ok(()),
+        };
+        let elsewhere = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match (committed, elsewhere) {
+            (Err(error), _) | (Ok(()), Some(error)) => Err(error),
+            (Ok(()), None) => Ok(()),
         }
     }
 }
@@ -411,12 +456,25 @@ impl Cache {
                          latency_ms INTEGER NOT NULL,
                          created_at TEXT NOT NULL
                      );
+                     {LEASES_TABLE}
                      PRAGMA user_version = {CACHE_SCHEMA_VERSION};
                      PRAGMA application_id = {APPLICATION_ID};
                      COMMIT;"
                 ))
                 .map_err(|e| fail(format!("failed to create tables: {e}")))?;
         } else {
+            if version < CACHE_SCHEMA_VERSION {
+                // Additive: every stored answer stays as it is.
+                connection
+                    .execute_batch(&format!(
+                        "BEGIN IMMEDIATE; {LEASES_TABLE} PRAGMA user_version = {CACHE_SCHEMA_VERSION}; COMMIT;"
+                    ))
+                    .map_err(|e| {
+                        fail(format!(
+                            "failed to upgrade the cache from schema version {version}: {e}"
+                        ))
+                    })?;
+            }
             // Caches written before the mark existed get it now (a no-op when it is there).
             let _ = connection.pragma_update(None, "application_id", APPLICATION_ID);
         }
@@ -464,7 +522,7 @@ impl Cache {
         &self.path
     }
 
-    fn error(&self, message: String) -> Error {
+    pub(crate) fn cache_error(&self, message: String) -> Error {
         Error::Cache {
             path: self.path.clone(),
             message,
@@ -473,7 +531,7 @@ impl Cache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (every write is one
         // statement), so a poisoned lock is still safe to use.
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -481,13 +539,13 @@ impl Cache {
 
     /// The stored response for `key`, if any.
     pub fn get(&self, key: &str) -> Result<Option<Response>, Error> {
-        let connection = self.lock();
+        let connection = self.connection();
         let mut statement = connection
             .prepare_cached(
                 "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms
                  FROM responses WHERE key = ?1",
             )
-            .map_err(|e| self.error(e.to_string()))?;
+            .map_err(|e| self.cache_error(e.to_string()))?;
         let row = statement
             .query_row([key], |row| {
                 Ok((
@@ -500,12 +558,12 @@ impl Cache {
                 ))
             })
             .optional()
-            .map_err(|e| self.error(e.to_string()))?;
+            .map_err(|e| self.cache_error(e.to_string()))?;
         let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms)) = row else {
             return Ok(None);
         };
         let tool_calls = serde_json::from_str(&tool_calls)
-            .map_err(|e| self.error(format!("entry {key} has unreadable tool calls: {e}")))?;
+            .map_err(|e| self.cache_error(format!("entry {key} has unreadable tool calls: {e}")))?;
         let usage = match (input_tokens, output_tokens) {
             (Some(input_tokens), Some(output_tokens)) => Some(Usage {
                 input_tokens,
@@ -529,9 +587,9 @@ impl Cache {
 
     /// Store several responses in one transaction (a group commit); the first writer of a key wins.
     pub fn put_many(&self, entries: &[Entry]) -> Result<(), Error> {
-        let fail = |e: rusqlite::Error| self.error(format!("failed to store a response: {e}"));
+        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to store a response: {e}"));
         let created_at = jiff::Timestamp::now().to_string();
-        let mut connection = self.lock();
+        let mut connection = self.connection();
         // IMMEDIATE takes the write lock up front. A deferred transaction would read first and
         // then upgrade, and in WAL mode that upgrade fails at once with SQLITE_BUSY (no busy
         // wait) when another process committed in between — two runs sharing a cache.
@@ -550,7 +608,8 @@ impl Cache {
                 .map_err(fail)?;
             for entry in entries {
                 let response = &entry.response;
-                let tool_calls = serde_json::to_string(&response.tool_calls).map_err(|e| self.error(e.to_string()))?;
+                let tool_calls =
+                    serde_json::to_string(&response.tool_calls).map_err(|e| self.cache_error(e.to_string()))?;
                 statement
                     .execute(params![
                         entry.key,
@@ -567,6 +626,13 @@ impl Cache {
                     ])
                     .map_err(fail)?;
             }
+            // The answers are here now: whoever held their leases, nobody needs to wait.
+            let mut statement = transaction
+                .prepare_cached("DELETE FROM leases WHERE key = ?1")
+                .map_err(fail)?;
+            for entry in entries {
+                statement.execute([&entry.key]).map_err(fail)?;
+            }
         }
         transaction.commit().map_err(fail)
     }
@@ -574,7 +640,7 @@ impl Cache {
     /// Write every entry (of `model` ids only, when given) to `out` as JSON Lines, in key order,
     /// after a header line. Returns the number of entries.
     pub fn export(&self, out: &mut dyn Write, model: Option<&str>) -> Result<u64, Error> {
-        let fail = |e: String| self.error(format!("failed to export: {e}"));
+        let fail = |e: String| self.cache_error(format!("failed to export: {e}"));
         // A write failure is the destination's (a full disk, a closed pipe), not the cache's.
         let written = |e: std::io::Error| Error::output("<export>", e);
         let header = ExportHeader {
@@ -583,7 +649,7 @@ impl Cache {
         };
         let line = serde_json::to_string(&header).map_err(|e| fail(e.to_string()))?;
         writeln!(out, "{line}").map_err(written)?;
-        let connection = self.lock();
+        let connection = self.connection();
         let mut statement = connection
             .prepare(
                 "SELECT key, provider, model, sample_index, text, tool_calls, raw_body, input_tokens,
@@ -649,8 +715,8 @@ impl Cache {
                 ))
             }
         }
-        let mut connection = self.lock();
-        let fail = |e: rusqlite::Error| self.error(format!("failed to import: {e}"));
+        let mut connection = self.connection();
+        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to import: {e}"));
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
@@ -728,8 +794,8 @@ impl Cache {
     /// Delete the entries created before `before` and/or of the `model` id (both when both are
     /// given); with `dry_run`, only count them. Returns the count.
     pub fn prune(&self, before: Option<jiff::Timestamp>, model: Option<&str>, dry_run: bool) -> Result<u64, Error> {
-        let fail = |e: rusqlite::Error| self.error(format!("failed to prune: {e}"));
-        let mut connection = self.lock();
+        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to prune: {e}"));
+        let mut connection = self.connection();
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
@@ -767,13 +833,13 @@ impl Cache {
 
     /// Entry counts and token totals per model.
     pub fn stats(&self) -> Result<CacheStats, Error> {
-        let connection = self.lock();
+        let connection = self.connection();
         let mut statement = connection
             .prepare(
                 "SELECT provider, model, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
                  FROM responses GROUP BY provider, model ORDER BY provider, model",
             )
-            .map_err(|e| self.error(e.to_string()))?;
+            .map_err(|e| self.cache_error(e.to_string()))?;
         let models = statement
             .query_map([], |row| {
                 Ok(ModelStats {
@@ -785,7 +851,7 @@ impl Cache {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.error(e.to_string()))?;
+            .map_err(|e| self.cache_error(e.to_string()))?;
         let bytes = ["", "-wal"]
             .iter()
             .filter_map(|suffix| {

@@ -16,6 +16,7 @@ pub mod excerpt;
 pub mod exit_code;
 pub mod gate;
 pub mod grader;
+pub mod lease;
 pub mod paired;
 pub mod plan;
 pub mod prompt;

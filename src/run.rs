@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::grader::judge::JudgeGrader;
 use crate::grader::{Grade, Graders, Outcome};
+use crate::lease;
 use crate::prompt::{Prompt, RenderedPrompt};
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response, SamplingParams};
 use crate::run_record::{
@@ -384,6 +385,20 @@ struct Fetched<I> {
     cache_failure: Option<String>,
 }
 
+/// The first and the longest wait before looking again at an answer another run is fetching.
+const LEASE_POLL_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
+const LEASE_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a look at the cache before a call found.
+enum Look {
+    /// The lease is this run's: call the provider.
+    Mine,
+    /// Another run stored the answer.
+    Answered(Response),
+    /// Another run is fetching it.
+    Wait,
+}
+
 /// Answer each request from the cache or, on a miss, from its provider (named beside it).
 /// Cache look-ups come first, so that only misses need a provider; answers are committed to
 /// the cache as they arrive. Sampling stops early when a provider is unreachable (an error:
@@ -442,27 +457,67 @@ async fn fetch<I: Copy + Send + 'static>(
         })
         .collect();
     let writer = Arc::new(cache::Writer::start(Arc::clone(cache)));
+    // Runs sharing this cache take a lease before paying for an answer (see `lease`).
+    let holder = Arc::new(lease::Holder::new());
     let mut tasks = tokio::task::JoinSet::new();
     for (index, key, request, provider_name) in pending {
         let request = request.clone();
         let provider = Arc::clone(&providers[provider_name]);
         let provider_limit = Arc::clone(&provider_limits[provider_name]);
         let (semaphore, writer, progress) = (Arc::clone(&semaphore), Arc::clone(&writer), progress.clone());
-        let secrets = Arc::clone(&secrets);
+        let (secrets, cache, holder) = (Arc::clone(&secrets), Arc::clone(cache), Arc::clone(&holder));
+        let settings = &config.providers[provider_name];
+        let lasting = lease::duration(
+            std::time::Duration::from_secs_f64(settings.timeout_secs),
+            settings.max_attempts,
+            std::time::Duration::from_millis(settings.retry_max_ms),
+        );
         tasks.spawn(async move {
+            let mut wait = LEASE_POLL_FIRST;
             // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
             // (FIFO), so calls start in case order: the k samples of a case reach the server
             // back to back, which lets a local server reuse the prompt it just processed.
-            let _provider_permit = provider_limit.acquire_owned().await.ok();
-            let _permit = semaphore.acquire_owned().await.ok();
-            if writer.failed() {
-                progress.inc(1);
-                let error = ProviderError::new(
-                    FailureKind::NotAttempted,
-                    "not attempted: the cache could not be written, so sampling stopped",
-                );
-                return Ok::<_, Error>((index, Answer::Failed { error, attempts: 0 }));
-            }
+            let (_provider_permit, _permit) = loop {
+                let provider_permit = Arc::clone(&provider_limit).acquire_owned().await.ok();
+                let permit = Arc::clone(&semaphore).acquire_owned().await.ok();
+                if writer.failed() {
+                    progress.inc(1);
+                    let error = ProviderError::new(
+                        FailureKind::NotAttempted,
+                        "not attempted: the cache could not be written, so sampling stopped",
+                    );
+                    return Ok::<_, Error>((index, Answer::Failed { error, attempts: 0 }));
+                }
+                let claimed = {
+                    let (cache, key, holder) = (Arc::clone(&cache), key.clone(), Arc::clone(&holder));
+                    tokio::task::spawn_blocking(move || match cache.claim(&key, &holder, lasting)? {
+                        lease::Claim::Taken => Ok(Look::Mine),
+                        lease::Claim::Answered => Ok(cache.get(&key)?.map_or(Look::Wait, Look::Answered)),
+                        lease::Claim::Held => Ok(Look::Wait),
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("a cache task failed: {e}")))?
+                };
+                match claimed {
+                    Ok(Look::Mine) => break (provider_permit, permit),
+                    // Another run paid for this answer while this one waited.
+                    Ok(Look::Answered(response)) => {
+                        progress.inc(1);
+                        return Ok((index, Answer::Cached(response)));
+                    }
+                    // Held by another run (or answered and pruned at once): wait, without
+                    // keeping a slot that a call of this run could use, and look again.
+                    Ok(Look::Wait) => {
+                        drop((provider_permit, permit));
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(LEASE_POLL_MAX);
+                    }
+                    // A cache that cannot take a lease cannot keep an answer either.
+                    Err(error) => {
+                        writer.fail(error);
+                    }
+                }
+            };
             let mut attempted = provider.complete(&request).await;
             if let Err(error) = &mut attempted.result {
                 error.message = secrets.mask(&error.message).into_owned();
@@ -470,17 +525,22 @@ async fn fetch<I: Copy + Send + 'static>(
             progress.inc(1);
             let answer = match attempted.result {
                 Ok(response) => {
-                    // Committed as it arrives, so a killed run keeps every answer it received.
+                    // Committed as it arrives, so a killed run keeps every answer it received;
+                    // the commit ends the lease.
                     writer.send(cache::Entry::new(key, &request, response.clone()))?;
                     Answer::Live {
                         response,
                         attempts: attempted.attempts,
                     }
                 }
-                Err(error) => Answer::Failed {
-                    error,
-                    attempts: attempted.attempts,
-                },
+                Err(error) => {
+                    // Another run may try; a lease that cannot be ended expires.
+                    let _ = tokio::task::spawn_blocking(move || cache.release(&key, &holder)).await;
+                    Answer::Failed {
+                        error,
+                        attempts: attempted.attempts,
+                    }
+                }
             };
             Ok::<_, Error>((index, answer))
         });
@@ -489,6 +549,9 @@ async fn fetch<I: Copy + Send + 'static>(
         answers.push(joined.map_err(|e| Error::internal(format!("a sampling task failed: {e}")))??);
     }
     progress.finish_and_clear();
+    // Leases of calls never made (sampling stopped early); a failure here only delays other
+    // runs until the leases expire.
+    let _ = cache.release_all(&holder);
     // Every task has ended, so this is the last reference.
     let cache_failure = match Arc::into_inner(writer).map(cache::Writer::finish) {
         Some(Err(error)) => {

@@ -472,3 +472,41 @@ fn impossible_plans_and_endless_imports_are_refused() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("line 1"), "{stderr}");
 }
+
+#[test]
+fn runs_sharing_a_cache_pay_for_each_answer_once() {
+    // Slow enough answers that three runs started together overlap on every call.
+    let server =
+        FakeServer::start(|_| Reply::Delay(std::time::Duration::from_millis(150), Box::new(Reply::label("notify"))));
+    let labels = ["notify"; 12];
+    let project = Project::new(&server.base_url, &labels, 2, "");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            project
+                .std_command()
+                .args(["run", "--format", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a run")
+        })
+        .collect();
+    let mut answers = 0;
+    for child in children {
+        let output = child.wait_with_output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let record: Value = serde_json::from_slice(&output.stdout).expect("a run record");
+        assert_eq!(record["results"][0]["accuracy"]["point"], 1.0, "{record:#}");
+        answers += record["calls"]["made"].as_u64().unwrap() + record["calls"]["cached"].as_u64().unwrap();
+    }
+    // Every run has all 24 answers; the server was paid for each once.
+    assert_eq!(answers, 3 * 24);
+    assert_eq!(server.request_count(), 24);
+    assert_eq!(project.cached_rows(), 24);
+    let leases: i64 = rusqlite::Connection::open(project.file(".promptgate/cache.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(leases, 0, "no lease outlives its run");
+}
