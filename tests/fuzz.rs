@@ -330,6 +330,28 @@ fn fuzz_findings() {
     });
 }
 
+/// Redaction reads every string of a finding, character by character at its edges: mutated
+/// findings and free text with account ids, addresses and e-mails in every written form.
+#[test]
+fn fuzz_redaction() {
+    let mut seeds = files_under("tests/fixtures/public", "json");
+    seeds.extend(
+        [
+            "アカウント2109-8765-4328の検出結果は抑制。連絡先はalice@corp.example.orgです",
+            "全角２１０９８７６５４３２８ spaced 2109 8765 4328 card 1234-5678-9012-3456",
+            "müller@bücher.de 太郎@例え.jp bob@example.xn--p1ai ip-10-1-2-3.ec2.internal 10.1.2.3",
+            "arn:aws:iam::210987654328:role/x AKIAIOSFODNN7EXAMPLE 2600:1f18:abcd::17 fe80::1%eth0",
+        ]
+        .map(|text| text.as_bytes().to_vec()),
+    );
+    let redactor = promptgate::record::redact::Redactor::default();
+    campaign("redaction", seeds, vec![], inputs_per_target(300), |input| {
+        let mut value = serde_json::from_slice(input).unwrap_or_else(|_| serde_json::json!({"text": text(input)}));
+        let mut rule = serde_json::json!(text(input));
+        redactor.redact(&mut [&mut value, &mut rule]);
+    });
+}
+
 #[test]
 fn fuzz_completion_bodies() {
     let completion = |content: &str| support::fake_server::completion(content, "m").to_string().into_bytes();

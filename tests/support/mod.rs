@@ -123,7 +123,7 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
 
     /// The same as [`Project::command`], as a plain `std::process::Command` (to spawn).
     pub fn std_command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("promptgate"));
+        let mut command = std::process::Command::new(binary());
         command
             .current_dir(self.path())
             .env_remove("PROMPTGATE_CONFIG")
@@ -168,5 +168,14 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
         connection
             .query_row("SELECT COUNT(*) FROM responses", [], |row| row.get(0))
             .expect("count")
+    }
+}
+
+/// The binary the black-box tests run: this build's, or the one `PROMPTGATE_TEST_BINARY` names
+/// (a release build, or an earlier version to show that a test fails without its fix).
+pub fn binary() -> PathBuf {
+    match std::env::var_os("PROMPTGATE_TEST_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => assert_cmd::cargo::cargo_bin("promptgate"),
     }
 }
