@@ -73,7 +73,7 @@ build_wheel() {
     }
     say "building llama-cpp-python $llama_version from source for a portable CPU baseline"
     say "  CMAKE_ARGS=$args"
-    say "  this takes 10-15 minutes on 2 cores; the wheel is kept in $dir"
+    say "  this takes 9-15 minutes on 2 cores; the wheel is kept in $dir"
     mkdir -p "$wheel_root"
     local tmp
     tmp=$(mktemp -d "$wheel_root/.build-XXXXXX")

@@ -77,8 +77,78 @@ fn seed() -> u64 {
         .unwrap_or(20261202)
 }
 
-/// One mutation of `input`.
+/// One mutation of `input`: half the time, when it is JSON, a change to its tree (so that the
+/// input gets past the JSON parser into the checks behind it), else a change to its bytes.
 fn mutate(rng: &mut StdRng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
+    if rng.random_bool(0.5) {
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(input) {
+            for _ in 0..rng.random_range(1..=4) {
+                mutate_tree(rng, &mut value);
+            }
+            return value.to_string().into_bytes();
+        }
+    }
+    mutate_bytes(rng, input, seeds)
+}
+
+/// Values that checks behind a parser care about.
+fn hostile_value(rng: &mut StdRng) -> serde_json::Value {
+    use serde_json::json;
+    match rng.random_range(0..14) {
+        0 => json!(-5),
+        1 => json!(4294967295u64),
+        2 => json!(u64::MAX),
+        3 => json!(i64::MIN),
+        4 => json!(1e300),
+        5 => json!(-0.0),
+        6 => json!(0.5),
+        7 => json!(""),
+        8 => json!("x".repeat(rng.random_range(1000..100_000))),
+        9 => json!("../../../etc/passwd"),
+        10 => json!(null),
+        11 => json!([]),
+        12 => json!({}),
+        _ => json!("２１０９-8765-4328 ü@例え.jp {{ x }} \u{202e}"),
+    }
+}
+
+/// Change one node of `value`: replace it, drop or duplicate an element, or go deeper.
+fn mutate_tree(rng: &mut StdRng, value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if !map.is_empty() && rng.random_bool(0.8) => {
+            let index = rng.random_range(0..map.len());
+            let key = map.keys().nth(index).cloned().unwrap_or_default();
+            match rng.random_range(0..6) {
+                0 => {
+                    map.remove(&key);
+                }
+                1 => {
+                    let copy = map[&key].clone();
+                    map.insert(format!("{key}_"), copy);
+                }
+                _ => mutate_tree(rng, map.get_mut(&key).expect("the key was just read")),
+            }
+        }
+        Value::Array(items) if !items.is_empty() && rng.random_bool(0.8) => {
+            let index = rng.random_range(0..items.len());
+            match rng.random_range(0..6) {
+                0 => {
+                    items.remove(index);
+                }
+                1 => {
+                    let copy = items[index].clone();
+                    items.insert(index, copy);
+                }
+                _ => mutate_tree(rng, &mut items[index]),
+            }
+        }
+        _ => *value = hostile_value(rng),
+    }
+}
+
+/// One byte-level mutation of `input`.
+fn mutate_bytes(rng: &mut StdRng, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut out = input.to_vec();
     for _ in 0..rng.random_range(1..=8) {
         let at = if out.is_empty() {
