@@ -510,3 +510,36 @@ fn runs_sharing_a_cache_pay_for_each_answer_once() {
         .unwrap();
     assert_eq!(leases, 0, "no lease outlives its run");
 }
+
+#[test]
+fn a_lease_that_cannot_be_taken_stops_sampling_before_any_call() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = Project::new(&server.base_url, &["notify"; 5], 2, "");
+    assert_eq!(project.json(&["run", "--samples", "1"]).1, 0);
+    // Leases are written before any call: on a full disk the first one fails.
+    rusqlite::Connection::open(project.file(".promptgate/cache.sqlite"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE INSERT ON leases BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let before = server.request_count();
+    let output = project
+        .command()
+        .args(["run", "--format", "json"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("failed to take a lease") && stderr.contains("disk is full"),
+        "{stderr}"
+    );
+    let record: Value = serde_json::from_slice(&output.stdout).expect("the run is still reported");
+    assert_eq!(record["results"][0]["errors_by_kind"]["not_attempted"], 5, "{record:#}");
+    assert_eq!(
+        server.request_count(),
+        before,
+        "nothing is paid for that could not be kept"
+    );
+}
