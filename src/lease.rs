@@ -46,12 +46,19 @@ impl Default for Holder {
     }
 }
 
-/// This machine's name, where the system tells it (Linux); empty elsewhere, which turns off the
-/// "holder is gone" check and leaves expiry.
-fn machine() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().replace('/', "_"))
-        .unwrap_or_default()
+/// This machine's name, where the system tells it (Linux, with `/proc` to look up processes);
+/// empty elsewhere, which turns off the "holder is gone" check and leaves expiry. Read once: it
+/// is asked at every look at a held lease.
+fn machine() -> &'static str {
+    static MACHINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        if !Path::new("/proc/self").exists() {
+            return String::new();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().replace('/', "_"))
+            .unwrap_or_default()
+    });
+    &MACHINE
 }
 
 /// Whether the holder `id` is a process of this machine that has ended. Unknown (another
@@ -61,8 +68,7 @@ fn gone(id: &str) -> bool {
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let here = machine();
-    if host.is_empty() || host != here || !Path::new("/proc/self").exists() {
+    if host.is_empty() || host != machine() {
         return false;
     }
     match pid.parse::<u32>() {

@@ -30,6 +30,26 @@ fn output(project: &Project, args: &[&str]) -> (String, String, i32) {
     )
 }
 
+/// Make every insert into `table` of the project's cache fail, as on a full disk, and run: the
+/// run must exit 6 and still print its record. Returns (record, stderr).
+fn run_with_a_full_table(project: &Project, table: &str) -> (Value, String) {
+    rusqlite::Connection::open(project.file(".promptgate/cache.sqlite"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER full BEFORE INSERT ON {table} BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;"
+        ))
+        .unwrap();
+    let output = project
+        .command()
+        .args(["run", "--format", "json"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    let record = serde_json::from_slice(&output.stdout).expect("the run is still reported");
+    (record, stderr)
+}
+
 #[test]
 fn hostile_retry_after_values_are_clamped_not_panics() {
     for (header, value) in [
@@ -417,26 +437,12 @@ fn a_cache_that_cannot_be_written_stops_sampling_and_still_reports() {
     edit_config(&project, "concurrency = 4", "concurrency = 1");
     // The cache exists, then every insert fails, as on a full disk.
     assert_eq!(project.json(&["run", "--samples", "1", "--suite", "s"]).1, 0);
-    let cache = project.file(".promptgate/cache.sqlite");
-    rusqlite::Connection::open(&cache)
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER full BEFORE INSERT ON responses BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
-        )
-        .unwrap();
     let before = server.request_count();
-    let output = project
-        .command()
-        .args(["run", "--format", "json"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    let (record, stderr) = run_with_a_full_table(&project, "responses");
     assert!(
         stderr.contains("disk is full") && stderr.contains("fetched again"),
         "{stderr}"
     );
-    let record: Value = serde_json::from_slice(&output.stdout).expect("the run is still reported");
     assert!(record["cache_failure"].as_str().unwrap().contains("disk is full"));
     let paid = server.request_count() - before;
     assert!(paid < 30, "{paid} calls paid after the cache failed");
@@ -504,11 +510,7 @@ fn runs_sharing_a_cache_pay_for_each_answer_once() {
     assert_eq!(answers, 3 * 24);
     assert_eq!(server.request_count(), 24);
     assert_eq!(project.cached_rows(), 24);
-    let leases: i64 = rusqlite::Connection::open(project.file(".promptgate/cache.sqlite"))
-        .unwrap()
-        .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(leases, 0, "no lease outlives its run");
+    assert_eq!(project.rows("leases"), 0, "no lease outlives its run");
 }
 
 #[test]
@@ -517,25 +519,12 @@ fn a_lease_that_cannot_be_taken_stops_sampling_before_any_call() {
     let project = Project::new(&server.base_url, &["notify"; 5], 2, "");
     assert_eq!(project.json(&["run", "--samples", "1"]).1, 0);
     // Leases are written before any call: on a full disk the first one fails.
-    rusqlite::Connection::open(project.file(".promptgate/cache.sqlite"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER full BEFORE INSERT ON leases BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
-        )
-        .unwrap();
     let before = server.request_count();
-    let output = project
-        .command()
-        .args(["run", "--format", "json"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    let (record, stderr) = run_with_a_full_table(&project, "leases");
     assert!(
         stderr.contains("failed to take a lease") && stderr.contains("disk is full"),
         "{stderr}"
     );
-    let record: Value = serde_json::from_slice(&output.stdout).expect("the run is still reported");
     assert_eq!(record["results"][0]["errors_by_kind"]["not_attempted"], 5, "{record:#}");
     assert_eq!(
         server.request_count(),

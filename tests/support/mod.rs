@@ -164,9 +164,14 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
 
     /// Rows in the project's cache.
     pub fn cached_rows(&self) -> i64 {
+        self.rows("responses")
+    }
+
+    /// The number of rows of `table` in the project's cache.
+    pub fn rows(&self, table: &str) -> i64 {
         let connection = rusqlite::Connection::open(self.file(".promptgate/cache.sqlite")).expect("open cache");
         connection
-            .query_row("SELECT COUNT(*) FROM responses", [], |row| row.get(0))
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))
             .expect("count")
     }
 }
