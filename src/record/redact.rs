@@ -176,9 +176,16 @@ impl Redactor {
                 add(m.as_str(), "access-key-id", Shape::KeyId, Class::KeyId);
             }
         }
-        for m in EMAIL.find_iter(text) {
-            if let Some(email) = trim_email(m.as_str()) {
-                add(email, "email", Shape::Email, Class::Email);
+        // Not `find_iter`: a match can run on into the next address (`a@例え.jpのb@c.de`), so the
+        // search goes on where the trimmed address ends, not where the match did.
+        let mut from = 0;
+        while let Some(m) = EMAIL.find_at(text, from) {
+            match trim_email(m.as_str()) {
+                Some((offset, email)) => {
+                    add(email, "email", Shape::Email, Class::Email);
+                    from = m.start() + offset + email.len();
+                }
+                None => from = m.end(),
             }
         }
         for captures in ARN_ACCOUNT.captures_iter(text) {
@@ -297,9 +304,10 @@ fn is_cjk(c: char) -> bool {
 
 /// An e-mail match without the Japanese or Chinese words it touches: `連絡先はuser@example.comです`
 /// holds `user@example.com`. Such text has no spaces, so the local part is taken to be the
-/// longest run next to `@` in one script class (CJK or not), and the top-level domain likewise
-/// (`用户@例子.广告` stays whole). None when nothing address-like is left.
-fn trim_email(found: &str) -> Option<&str> {
+/// longest run next to `@` in one script class (CJK or not), and the domain ends in the first
+/// label after a dot that changes script class, where it changes (`用户@例子.广告` stays whole).
+/// Returns the address and its offset in `found`; None when nothing address-like is left.
+fn trim_email(found: &str) -> Option<(usize, &str)> {
     let at = found.find('@')?;
     let local = &found[..at];
     let last = local.chars().next_back()?;
@@ -309,11 +317,21 @@ fn trim_email(found: &str) -> Option<&str> {
         .take_while(|&(_, c)| is_cjk(c) == is_cjk(last))
         .last()
         .map_or(at, |(index, _)| index);
-    let tld_start = at + found[at..].rfind('.')? + 1;
-    let tld = &found[tld_start..];
-    let first = tld.chars().next()?;
-    let tld_len = tld.find(|c: char| is_cjk(c) != is_cjk(first)).unwrap_or(tld.len());
-    (tld[..tld_len].chars().count() >= 2).then_some(&found[local_start..tld_start + tld_len])
+    let mut end = found.len();
+    let mut label_start = at + 1;
+    for (index, label) in found[at + 1..].split('.').enumerate() {
+        let first = label.chars().next();
+        let cut = label.find(|c: char| first.is_some_and(|first| is_cjk(c) != is_cjk(first)));
+        // The first label cannot end the domain: an address needs a dot after `@`.
+        if let (Some(cut), true) = (cut, index > 0) {
+            end = label_start + cut;
+            break;
+        }
+        label_start += label.len() + 1;
+    }
+    let email = &found[local_start..end];
+    let tld = email.rsplit('.').next()?;
+    (email[at - local_start..].contains('.') && tld.chars().count() >= 2).then_some((local_start, email))
 }
 
 /// Four dot-separated numbers of at most 255 each (leading zeros allowed: `010.0.0.1` is an
@@ -700,14 +718,17 @@ mod tests {
             "d": "担当：太郎@例え.jp まで",
             "e": "punycode bob@example.xn--p1ai",
             "f": "alice@corp.example.org",
+            "g": "ops@例え.jpのjosé.ruiz@bücher.de",
         }));
+        // A match that ran on into the next address is cut, and the search goes on from there.
+        assert_eq!(out["g"], "user6@example.comのuser7@example.com");
         assert_eq!(out["a"], "連絡先はuser1@example.comです");
         assert_eq!(out["f"], "user1@example.com");
         assert_eq!(out["b"], "user2@example.com");
         assert_eq!(out["c"], "user3@example.com");
         assert_eq!(out["d"], "担当：user4@example.com まで");
         assert_eq!(out["e"], "punycode user5@example.com");
-        assert_eq!(report.replaced["email"], 5);
+        assert_eq!(report.replaced["email"], 7);
     }
 
     #[test]
