@@ -10,6 +10,10 @@ use promptgate::report::{self, Format, Style};
 use support::fake_server::{FakeServer, Reply};
 use support::Project;
 
+// As in the binary: the allocator that bounds what a template may take (`promptgate::memory`).
+#[global_allocator]
+static ALLOCATOR: promptgate::memory::Counting = promptgate::memory::Counting;
+
 const CASES: usize = 10_000;
 const SAMPLES: u32 = 5;
 const REPEATS: usize = 5;

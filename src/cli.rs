@@ -22,22 +22,6 @@ use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
 use crate::secrets::Secrets;
 
-/// The longest error message printed whole: a mistyped 10 MB value is cut, not echoed.
-const MAX_ERROR_CHARS: usize = 4000;
-
-/// `text` cut to `limit` characters, saying how much was left out (line breaks kept: some
-/// messages are lists).
-fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(limit) {
-        Some((index, _)) => format!(
-            "{}… ({} more characters)",
-            &text[..index],
-            text[index..].chars().count()
-        )
-        .into(),
-        None => text.into(),
-    }
-}
 use crate::stats::IntervalMethod;
 
 /// Write to stdout (see [`write_stdout`]); `?` it.
@@ -59,11 +43,8 @@ macro_rules! note {
     }};
 }
 
-/// The secrets of this process, masked in everything it prints or writes.
-static SECRETS: std::sync::OnceLock<Secrets> = std::sync::OnceLock::new();
-
 fn secrets() -> &'static Secrets {
-    SECRETS.get_or_init(Secrets::default)
+    crate::secrets::process()
 }
 
 /// Learn the secrets before anything is printed: credential variables of the environment, and
@@ -74,7 +55,7 @@ fn init_secrets(global: &GlobalArgs) {
         .map(|config| config.providers.values().map(|p| p.api_key_env.clone()).collect())
         .unwrap_or_default();
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
-    let _ = SECRETS.set(Secrets::from_env(&env, &named));
+    crate::secrets::learn(Secrets::from_env(&env, &named));
 }
 
 /// [`report::write_atomic`] with secrets masked.
@@ -539,18 +520,7 @@ fn color_enabled(choice: ColorChoice, is_terminal: bool) -> bool {
 }
 
 fn print_error(error: &Error, color: bool) {
-    let (red, yellow, reset) = if color {
-        ("\x1b[31;1m", "\x1b[33;1m", "\x1b[0m")
-    } else {
-        ("", "", "")
-    };
-    let mut stderr = std::io::stderr().lock();
-    let full = error.to_string();
-    let message = bounded(&full, MAX_ERROR_CHARS);
-    let _ = writeln!(stderr, "{red}error{reset}: {}", secrets().mask(&message));
-    if let Some(hint) = error.hint() {
-        let _ = writeln!(stderr, "{yellow}hint{reset}: {}", secrets().mask(hint));
-    }
+    let _ = std::io::stderr().lock().write_all(error.for_terminal(color).as_bytes());
 }
 
 fn execute(cli: &Cli) -> Result<i32, Error> {

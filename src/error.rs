@@ -7,6 +7,23 @@ use std::path::PathBuf;
 
 use crate::exit_code;
 
+/// The longest error message printed whole: a mistyped 10 MB value is cut, not echoed.
+pub const MAX_ERROR_CHARS: usize = 4000;
+
+/// `text` cut to `limit` characters, saying how much was left out (line breaks kept: some
+/// messages are lists).
+fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(limit) {
+        Some((index, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..index],
+            text[index..].chars().count()
+        )
+        .into(),
+        None => text.into(),
+    }
+}
+
 /// Any error that ends a promptgate command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -118,6 +135,26 @@ impl Error {
             | Error::Internal { hint, .. }
             | Error::Unreachable { hint, .. } => hint.as_deref(),
         }
+    }
+
+    /// The lines the command line prints for this error: `error: …` and `hint: …`, bounded to
+    /// [`MAX_ERROR_CHARS`] and with the process's secrets masked.
+    pub fn for_terminal(&self, color: bool) -> String {
+        let (red, yellow, reset) = if color {
+            ("\x1b[31;1m", "\x1b[33;1m", "\x1b[0m")
+        } else {
+            ("", "", "")
+        };
+        let secrets = crate::secrets::process();
+        let full = self.to_string();
+        let mut text = format!(
+            "{red}error{reset}: {}\n",
+            secrets.mask(&bounded(&full, MAX_ERROR_CHARS))
+        );
+        if let Some(hint) = self.hint() {
+            text.push_str(&format!("{yellow}hint{reset}: {}\n", secrets.mask(hint)));
+        }
+        text
     }
 
     /// The process exit code this error ends with.

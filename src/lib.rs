@@ -17,6 +17,7 @@ pub mod exit_code;
 pub mod gate;
 pub mod grader;
 pub mod lease;
+pub mod memory;
 pub mod paired;
 pub mod plan;
 pub mod prompt;

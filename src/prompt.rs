@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::case::LoadedCase;
 use crate::digest;
 use crate::error::{self, Error};
+use crate::memory;
 
 /// The prompt file format version this build reads.
 ///
@@ -170,6 +171,7 @@ impl Prompt {
     pub fn render(&self, loaded: &LoadedCase) -> Result<RenderedPrompt, Error> {
         let mut context = loaded.case.vars.clone();
         context.insert("case_id".into(), Value::String(loaded.case.id.clone()));
+        let mut values = None;
         let mut messages = Vec::with_capacity(2);
         let roles: &[&str] = if self.has_system {
             &["system", "user"]
@@ -197,10 +199,14 @@ impl Prompt {
                 let line = first_line_using(template.source(), name);
                 return Err(self.template_error(role, &err, line, Some(loaded)));
             }
-            let context = Value::Object(context.clone());
+            // Converted before the budget opens: the case's own data is not the template's doing.
+            let values = values.get_or_insert_with(|| minijinja::Value::from_serialize(&context));
+            let budget = memory::Budget::open(memory::RENDER_BUDGET, self.over_budget(role, loaded));
             let content = template
-                .render(&context)
-                .map_err(|err| self.template_error(role, &err, None, Some(loaded)))?;
+                .render(&*values)
+                .map_err(|err| self.template_error(role, &err, None, Some(loaded)));
+            drop(budget);
+            let content = content?;
             if content.len() > MAX_RENDERED_BYTES {
                 let err = minijinja::Error::new(
                     minijinja::ErrorKind::InvalidOperation,
@@ -222,6 +228,23 @@ impl Prompt {
             tools: self.tools.clone(),
             tool_choice: self.tool_choice.clone(),
         })
+    }
+
+    /// What the process prints if rendering `role` for `loaded` passes its memory budget.
+    fn over_budget(&self, role: &str, loaded: &LoadedCase) -> String {
+        let err = minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "the template held more than {} MiB of memory",
+                memory::RENDER_BUDGET >> 20
+            ),
+        );
+        self.template_error(role, &err, None, Some(loaded))
+            .with_hint(
+                "a string that doubles (`{% set s = s ~ s %}`) or a `replace` or list `+` inside a loop grows \
+                 without bound; build the text in one pass, or render less of the finding",
+            )
+            .for_terminal(false)
     }
 
     fn template_error(

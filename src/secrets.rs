@@ -8,7 +8,7 @@
 //! and session tokens after their names).
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use aho_corasick::AhoCorasick;
 use regex::Regex;
@@ -36,6 +36,20 @@ static SHAPES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     .map(|pattern| Regex::new(pattern).expect("the built-in secret patterns are valid"))
     .collect()
 });
+
+/// The secrets of this process, learnt once before anything is printed (see [`learn`]).
+static PROCESS: OnceLock<Secrets> = OnceLock::new();
+
+/// The secrets this process masks in everything it prints or writes: those given to [`learn`],
+/// or only the credential shapes if nothing was learnt.
+pub fn process() -> &'static Secrets {
+    PROCESS.get_or_init(Secrets::default)
+}
+
+/// Make `secrets` the process's (the first call wins: what was printed was masked with it).
+pub fn learn(secrets: Secrets) {
+    let _ = PROCESS.set(secrets);
+}
 
 /// The secrets of one process: credential values from the environment, and credential shapes.
 #[derive(Debug, Clone, Default)]

@@ -430,6 +430,48 @@ fn hostile_project_files_are_refused_before_any_call() {
 }
 
 #[test]
+fn templates_that_grow_without_bound_end_with_a_message_not_the_machine() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = Project::new(&server.base_url, &["notify"], 1, "");
+    let prompt = std::fs::read_to_string(project.file("prompts/p.toml")).unwrap();
+    let doubled = format!(
+        "{{% set s = 'xxxxxxxx' %}}{}{{{{ s | length }}}}",
+        "{% set s = s ~ s %}".repeat(40)
+    );
+    // Each takes a few hundred instructions, far inside the fuel, and would ask for terabytes.
+    for template in [
+        "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+        doubled.as_str(),
+        "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s | replace('x', 'x' * 1024) %}{% endfor %}",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}",
+    ] {
+        project.write("prompts/p.toml", &prompt.replace("case={{ case_id }}", template));
+        let (stdout, stderr, code) = output(&project, &["run"]);
+        assert_eq!(code, 2, "{template}: {stderr}");
+        assert!(
+            stderr.starts_with("error: invalid prompt `./prompts/p.toml` (template `user`): ")
+                && stderr.contains("more than 256 MiB of memory while rendering case `c00`")
+                && stderr.contains("\nhint: a string that doubles"),
+            "{template}: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+    // The largest child this test process waited for (the runs above and any other test's).
+    // SAFETY: getrusage fills the struct it is given.
+    let peak_kib = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage), 0);
+        usage.ru_maxrss
+    };
+    assert!(peak_kib < 1024 * 1024, "a run held {peak_kib} KiB");
+    assert_eq!(server.request_count(), 0);
+    // An ordinary prompt still runs.
+    project.write("prompts/p.toml", &prompt);
+    let (_, stderr, code) = output(&project, &["run"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn a_cache_that_cannot_be_written_stops_sampling_and_still_reports() {
     let server = FakeServer::start(|_| Reply::label("notify"));
     let labels = ["notify"; 30];
