@@ -288,6 +288,17 @@ impl Writer {
     }
 }
 
+/// A writer dropped without [`Writer::finish`] (a run that ends in an error) still commits what
+/// it was sent: an answer that was paid for is not thrown away.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Counts for `promptgate cache stats`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CacheStats {

@@ -3,6 +3,7 @@
 //! Data flows one way: load (config, cases, prompts) → render → sample (cache or provider) →
 //! grade → aggregate (stats) → report → exit code. Each module holds one of those concepts.
 
+pub mod aggregate;
 pub mod baseline;
 pub mod cache;
 pub mod case;
@@ -27,9 +28,12 @@ pub mod report;
 pub mod retry;
 pub mod run;
 pub mod run_record;
+pub mod sampler;
+pub mod sampling;
 pub mod secrets;
 pub mod simulation;
 pub mod stats;
+pub mod tally;
 
 pub use config::Config;
 pub use error::Error;

@@ -11,11 +11,11 @@
 //! When a render passes its budget, the allocator writes the budget's prepared message to stderr
 //! and ends the process with [`exit_code::BAD_INPUT`]. It cannot hand the render an error
 //! instead: an allocator that returns null makes Rust abort with a message that names nothing,
-//! and one that unwinds is undefined behaviour. Ending at once loses nothing because of where
-//! renders happen: a suite's prompts are rendered before its first call, and a judge's rubric
-//! after the answers it reads are committed to the cache (the cache itself survives any exit:
-//! SQLite commits atomically). An engine that renders while answers are pending must keep that
-//! true.
+//! and one that unwinds is undefined behaviour. Nothing stored is lost (SQLite commits
+//! atomically), and a suite's prompts are rendered before its first call. A judge's rubric is
+//! rendered while other answers may be on their way to the cache, but only after it rendered
+//! for every case with an empty answer before the first call: only a rubric that grows with the
+//! answer itself can end a run with answers unstored, which the next run fetches again.
 //!
 //! A library user that keeps the system allocator gets no bound (the budget then costs nothing);
 //! fuel and the size of the rendered text are still checked.

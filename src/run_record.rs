@@ -176,6 +176,10 @@ pub struct CaseResult {
     /// The samples that were not correct, with the grader's reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub misses: Vec<Miss>,
+    /// The latency of each answered sample, in sample order: what the result's percentiles are
+    /// computed from, so that results of disjoint cases merge exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latencies_ms: Vec<u64>,
 }
 
 /// A wrong or invalid sample.

@@ -364,6 +364,7 @@ fn out_writes_the_json_record_and_terminal_goes_to_stdout() {
             ".promptgate_version" => "[version]",
             ".results[].prompt_sha256" => "[sha256]",
             ".results[].latency" => "[latency]",
+            ".results[].per_case[].latencies_ms" => "[latencies]",
         });
     });
 }

@@ -4,23 +4,69 @@
 //! judge answers `{"verdict": "pass" | "fail", "reason": "…"}` (give the rubric that response
 //! schema to constrain it).
 //!
-//! Judge calls go through the cache like any other call: an unchanged answer is never judged
-//! twice. The run makes them after the answers, and only for answers every other grader of
-//! the case passed (a wrong answer needs no second opinion).
+//! The judge is a grader that asks for a call (see [`super::Assessment`]): the engine makes it
+//! through the cache like any other call, so an unchanged answer is never judged twice, and
+//! only for answers every other grader of the case passed (a wrong answer needs no second
+//! opinion).
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::{strip_code_fence, Grade};
+use crate::case::LoadedCase;
+use crate::config::{Config, ModelConfig, ProviderKind};
+use crate::error::Error;
 use crate::excerpt::excerpt;
-use crate::provider::Response;
+use crate::prompt::Prompt;
+use crate::provider::{Request, Response, SamplingParams};
 
-/// Reads the judge's verdicts.
-#[derive(Debug, Clone, Default)]
-pub struct JudgeGrader;
+/// The judge of a suite: the rubric and the model that reads it.
+#[derive(Debug, Clone)]
+pub struct JudgeGrader {
+    rubric: Arc<Prompt>,
+    model: ModelConfig,
+    provider_name: String,
+    provider_kind: ProviderKind,
+}
 
 impl JudgeGrader {
+    /// The judge `model` of `config` reading the rubric at `rubric` (a path of the config).
+    pub fn new(config: &Config, model: &str, rubric: &std::path::Path) -> Result<JudgeGrader, Error> {
+        let model = config.models[model].clone();
+        Ok(JudgeGrader {
+            rubric: Arc::new(Prompt::load(&config.resolve(rubric))?),
+            provider_kind: config.providers[&model.provider].kind,
+            provider_name: model.provider.clone(),
+            model,
+        })
+    }
+
+    /// The provider the judge's calls go to.
+    pub fn provider(&self) -> &str {
+        &self.provider_name
+    }
+
+    /// The judge call for one answer of one case. The judge samples once, with its own seed:
+    /// the same answer always gets the same (cached) verdict.
+    pub fn request(&self, loaded: &LoadedCase, answer: &Response) -> Result<Request, Error> {
+        let mut judged = loaded.clone();
+        judged.case.vars = JudgeGrader::rubric_vars(
+            &loaded.case.vars,
+            answer.text.as_deref().unwrap_or_default(),
+            &loaded.case.expect,
+        );
+        Ok(Request {
+            provider: self.provider_kind,
+            model: self.model.model.clone(),
+            prompt: Arc::new(self.rubric.render(&judged)?),
+            params: SamplingParams::for_sample(&self.model, None, 0),
+            sample_index: 0,
+        })
+    }
+
     /// `expect.judge`, when present, is `{"criteria": "…"}`.
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+    pub fn check_expect(expect: &Value) -> Result<(), String> {
         match expect.get("judge") {
             None => Ok(()),
             Some(Value::Object(map)) if map.keys().all(|k| k == "criteria") => match map.get("criteria") {
@@ -41,7 +87,7 @@ impl JudgeGrader {
     }
 
     /// Grade from the judge's response.
-    pub fn grade(&self, judgment: &Response) -> Grade {
+    pub fn verdict(judgment: &Response) -> Grade {
         let text = judgment.text.as_deref().unwrap_or_default();
         let parsed: Result<Value, _> = serde_json::from_str(strip_code_fence(text));
         let Ok(value) = parsed else {
@@ -64,20 +110,18 @@ mod tests {
 
     #[test]
     fn verdicts_become_grades_with_the_judges_reason() {
-        let pass = JudgeGrader.grade(&Response::from_text(r#"{"verdict": "pass", "reason": "平易で正確"}"#));
+        let pass = JudgeGrader::verdict(&Response::from_text(r#"{"verdict": "pass", "reason": "平易で正確"}"#));
         assert_eq!((pass.outcome, pass.reason.as_str()), (Outcome::Correct, "平易で正確"));
-        let fail = JudgeGrader.grade(&Response::from_text(
+        let fail = JudgeGrader::verdict(&Response::from_text(
             "```json\n{\"verdict\": \"FAIL\", \"reason\": \"専門用語だらけ\"}\n```",
         ));
         assert_eq!((fail.outcome, fail.reason.as_str()), (Outcome::Wrong, "専門用語だらけ"));
         assert_eq!(
-            JudgeGrader.grade(&Response::from_text("pass")).outcome,
+            JudgeGrader::verdict(&Response::from_text("pass")).outcome,
             Outcome::Invalid
         );
         assert_eq!(
-            JudgeGrader
-                .grade(&Response::from_text(r#"{"verdict": "maybe"}"#))
-                .outcome,
+            JudgeGrader::verdict(&Response::from_text(r#"{"verdict": "maybe"}"#)).outcome,
             Outcome::Invalid
         );
     }
@@ -90,8 +134,8 @@ mod tests {
         assert_eq!(rendered["answer"], "説明文");
         assert_eq!(rendered["criteria"], "ポートを閉じるよう勧める");
         assert_eq!(rendered["finding"]["Type"], "Recon:EC2/PortProbeUnprotectedPort");
-        assert!(JudgeGrader.check_expect(&json!({"judge": {"criteria": 5}})).is_err());
-        assert!(JudgeGrader.check_expect(&json!({"judge": {"rubric": "x"}})).is_err());
-        assert!(JudgeGrader.check_expect(&json!({})).is_ok());
+        assert!(JudgeGrader::check_expect(&json!({"judge": {"criteria": 5}})).is_err());
+        assert!(JudgeGrader::check_expect(&json!({"judge": {"rubric": "x"}})).is_err());
+        assert!(JudgeGrader::check_expect(&json!({})).is_ok());
     }
 }

@@ -16,10 +16,11 @@ pub mod tool_call;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::case::LoadedCase;
 use crate::config::{Config, GraderConfig};
 use crate::error::{self, Error};
 use crate::prompt::Prompt;
-use crate::provider::Response;
+use crate::provider::{Request, Response};
 
 /// The verdict on one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ pub enum Grader {
     Sections(sections::SectionsGrader),
     Facts(facts::FactsGrader),
     Falco(falco::FalcoGrader),
-    /// Graded from the judge's response, which the run fetches (see [`Graders::grade`]).
+    /// Graded from the judge's response, a call it asks the engine for (see [`Assessment`]).
     Judge(judge::JudgeGrader),
 }
 
@@ -129,7 +130,7 @@ impl Grader {
                 };
                 Grader::Falco(falco::FalcoGrader::new(base))
             }
-            GraderConfig::Judge { .. } => Grader::Judge(judge::JudgeGrader),
+            GraderConfig::Judge { model, rubric } => Grader::Judge(judge::JudgeGrader::new(config, model, rubric)?),
         })
     }
 
@@ -155,26 +156,45 @@ impl Grader {
             Grader::Sections(g) => g.check_expect(expect),
             Grader::Facts(g) => g.check_expect(expect),
             Grader::Falco(g) => g.check_expect(expect),
-            Grader::Judge(g) => g.check_expect(expect),
+            Grader::Judge(_) => judge::JudgeGrader::check_expect(expect),
         }
     }
 
-    /// Grade one response against a case's `expect`; a judge grades the judge's response.
-    fn grade(&self, response: &Response, expect: &Value, judgment: Option<&Response>) -> Grade {
+    /// Grade one response against a case's `expect`; `None` for a grader that needs a call
+    /// first (the judge).
+    fn grade(&self, response: &Response, expect: &Value) -> Option<Grade> {
         let text = || response.text.as_deref().unwrap_or_default();
-        match self {
-            Grader::Judge(g) => match judgment {
-                Some(judgment) => g.grade(judgment),
-                None => Grade::invalid("not judged"),
-            },
+        Some(match self {
+            Grader::Judge(_) => return None,
             Grader::Label(g) => g.grade(response, expect),
             Grader::ToolCall(g) => g.grade(response, expect),
             Grader::Json(g) => g.grade(text(), expect),
             Grader::Sections(g) => g.grade(text(), expect),
             Grader::Facts(g) => g.grade(text(), expect),
             Grader::Falco(g) => g.grade(text(), expect),
-        }
+        })
     }
+}
+
+/// What the graders of a suite make of an answer.
+#[derive(Debug)]
+pub enum Assessment {
+    Graded(Grade),
+    /// Every grader that reads the answer itself passed it, and one asks a model about it (the
+    /// judge): make the call, then give its response to [`Graders::answer`].
+    Ask(Question),
+}
+
+/// A call a grader asks for, with what the graders found so far.
+#[derive(Debug)]
+pub struct Question {
+    pub request: Request,
+    /// The provider to ask.
+    pub provider: String,
+    /// The grades so far, by grader index.
+    grades: Vec<(usize, Grade)>,
+    /// The grader that asked.
+    asker: usize,
 }
 
 /// The graders of a suite: a sample is correct only if every one of them says so.
@@ -199,40 +219,76 @@ impl Graders {
         Ok(())
     }
 
-    /// Whether the sample needs a judge's verdict: the suite has a judge and every other
-    /// grader passed it.
-    pub fn needs_judgment(&self, response: &Response, expect: &Value) -> bool {
-        self.0.iter().any(|g| matches!(g, Grader::Judge(_)))
-            && self
-                .0
-                .iter()
-                .filter(|g| !matches!(g, Grader::Judge(_)))
-                .all(|g| g.grade(response, expect, None).outcome == Outcome::Correct)
+    /// Check before any call what grading `loaded` will need: a judge's rubric must render
+    /// for it (with an empty answer), so that it fails now and not after every answer is paid.
+    pub fn prepare(&self, loaded: &LoadedCase) -> Result<(), Error> {
+        for grader in &self.0 {
+            if let Grader::Judge(judge) = grader {
+                judge.request(loaded, &Response::from_text(""))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Grade an answer of `loaded` once by every grader that reads it; if all of them pass it
+    /// and a judge is to be asked, the question for it.
+    pub fn assess(&self, response: &Response, loaded: &LoadedCase) -> Result<Assessment, Error> {
+        let expect = &loaded.case.expect;
+        let grades = (0..)
+            .zip(&self.0)
+            .filter_map(|(index, grader)| grader.grade(response, expect).map(|grade| (index, grade)))
+            .collect();
+        self.next(grades, response, loaded)
+    }
+
+    /// Continue an assessment with the response to its question.
+    pub fn answer(
+        &self,
+        mut question: Question,
+        judgment: &Response,
+        response: &Response,
+        loaded: &LoadedCase,
+    ) -> Result<Assessment, Error> {
+        question
+            .grades
+            .push((question.asker, judge::JudgeGrader::verdict(judgment)));
+        self.next(question.grades, response, loaded)
+    }
+
+    /// Ask the next judge while every grade so far passes; otherwise the combined grade.
+    fn next(&self, grades: Vec<(usize, Grade)>, response: &Response, loaded: &LoadedCase) -> Result<Assessment, Error> {
+        if grades.iter().all(|(_, grade)| grade.outcome == Outcome::Correct) {
+            let unasked = (0..).zip(&self.0).find_map(|(index, grader)| match grader {
+                Grader::Judge(judge) if grades.iter().all(|(graded, _)| *graded != index) => Some((index, judge)),
+                _ => None,
+            });
+            if let Some((asker, judge)) = unasked {
+                return Ok(Assessment::Ask(Question {
+                    request: judge.request(loaded, response)?,
+                    provider: judge.provider().to_string(),
+                    grades,
+                    asker,
+                }));
+            }
+        }
+        Ok(Assessment::Graded(self.combine(&grades)))
     }
 
     /// Invalid output from any grader makes the sample invalid; otherwise the first wrong
-    /// verdict makes it wrong; a correct sample's reason joins every grader's. A judge is only
-    /// asked (`judgment`) when every other grader passed.
-    pub fn grade(&self, response: &Response, expect: &Value, judgment: Option<&Response>) -> Grade {
-        let (judges, others): (Vec<&Grader>, Vec<&Grader>) = self.0.iter().partition(|g| matches!(g, Grader::Judge(_)));
-        let mut grades: Vec<(&Grader, Grade)> = others
-            .into_iter()
-            .map(|g| (g, g.grade(response, expect, None)))
-            .collect();
-        if grades.iter().all(|(_, grade)| grade.outcome == Outcome::Correct) {
-            grades.extend(judges.into_iter().map(|g| (g, g.grade(response, expect, judgment))));
-        }
+    /// verdict makes it wrong; a correct sample's reason joins every grader's (those that read
+    /// the answer first, then the judges).
+    fn combine(&self, grades: &[(usize, Grade)]) -> Grade {
         for outcome in [Outcome::Invalid, Outcome::Wrong] {
-            if let Some((grader, grade)) = grades.iter().find(|(_, grade)| grade.outcome == outcome) {
+            if let Some((index, grade)) = grades.iter().find(|(_, grade)| grade.outcome == outcome) {
                 return Grade {
                     outcome,
-                    reason: self.prefixed(grader, &grade.reason),
+                    reason: self.prefixed(&self.0[*index], &grade.reason),
                 };
             }
         }
         let reasons: Vec<String> = grades
             .iter()
-            .map(|(g, grade)| self.prefixed(g, &grade.reason))
+            .map(|(index, grade)| self.prefixed(&self.0[*index], &grade.reason))
             .collect();
         Grade::correct(reasons.join("; "))
     }
@@ -268,27 +324,35 @@ mod tests {
             Grader::Facts(facts::FactsGrader),
         ]);
         let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
-        let both = graders.grade(
-            &Response::from_text(r#"{"action": "none", "note": "EC2.19"}"#),
-            &expect,
-            None,
-        );
+        let loaded = LoadedCase {
+            case: crate::case::Case {
+                id: "c1".into(),
+                vars: serde_json::Map::new(),
+                expect,
+                tags: vec![],
+                source: None,
+                notes: None,
+            },
+            file: "cases/c.json".into(),
+            line: None,
+        };
+        let grade = |text: &str| match graders.assess(&Response::from_text(text), &loaded).unwrap() {
+            Assessment::Graded(grade) => grade,
+            Assessment::Ask(question) => panic!("no judge to ask: {question:?}"),
+        };
+        let both = grade(r#"{"action": "none", "note": "EC2.19"}"#);
         assert_eq!(both.outcome, Outcome::Correct);
         assert_eq!(
             both.reason,
             "json: JSON with every expected field; facts: all 1 required facts, no forbidden one"
         );
-        let one = graders.grade(
-            &Response::from_text(r#"{"action": "none", "note": "IAM.6"}"#),
-            &expect,
-            None,
-        );
+        let one = grade(r#"{"action": "none", "note": "IAM.6"}"#);
         assert_eq!(
             (one.outcome, one.reason.as_str()),
             (Outcome::Wrong, "facts: missing `EC2.19`")
         );
         // Invalid output outranks a wrong verdict from another grader.
-        let invalid = graders.grade(&Response::from_text("none"), &expect, None);
+        let invalid = grade("none");
         assert_eq!(invalid.outcome, Outcome::Invalid);
         assert!(invalid.reason.starts_with("json: not JSON"), "{}", invalid.reason);
         let err = graders.check_expect(&serde_json::json!({"fields": {}})).unwrap_err();

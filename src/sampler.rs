@@ -1,0 +1,318 @@
+//! The sampler: answers calls from the cache or, on a miss, from their provider, and yields the
+//! answers as they arrive, so that the engine can grade each one (and ask for more calls, as a
+//! judge does) while the others are on their way.
+//!
+//! Cache look-ups come first, so only misses reach a provider. A miss is a task that waits for
+//! a slot under the run's concurrency and its provider's, takes the answer's lease (another run
+//! sharing the cache may be fetching it: see `lease`), makes the call with its retries, and
+//! commits the answer to the cache as it arrives. Sampling stops early when a provider is
+//! unreachable (an error: nothing could be judged) or a commit fails (the calls not yet made
+//! end `not_attempted`, and [`Sampler::finish`] says which answers may be lost).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::cache::{self, Cache};
+use crate::config::Config;
+use crate::env::EnvVars;
+use crate::error::Error;
+use crate::lease;
+use crate::prompt::RenderedPrompt;
+use crate::provider::{FailureKind, Provider, ProviderError, Request, Response};
+use crate::secrets::Secrets;
+use crate::tally::Answer;
+
+/// The first and the longest wait before looking again at an answer another run is fetching.
+const LEASE_POLL_FIRST: Duration = Duration::from_millis(25);
+const LEASE_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// How to sample.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplerOptions<'a> {
+    /// Serve from the cache only: a miss is an `offline_miss` failure.
+    pub offline: bool,
+    /// Calls in flight at most, over all providers.
+    pub concurrency: usize,
+    /// Show a progress bar of the calls on stderr.
+    pub progress: bool,
+    pub env: &'a EnvVars,
+}
+
+/// What a look at the cache before a call found.
+enum Look {
+    /// The lease is this run's: call the provider.
+    Mine,
+    /// Another run stored the answer.
+    Answered(Response),
+    /// Another run is fetching it.
+    Wait,
+}
+
+/// The run's connection to its providers, built at the first miss of each.
+struct Live {
+    provider: Arc<Provider>,
+    limit: Arc<Semaphore>,
+    /// How long a lease on one of its answers lasts.
+    lease: Duration,
+}
+
+/// Calls in, answers out, each answer with the caller's `I`.
+pub struct Sampler<'a, I> {
+    config: &'a Config,
+    options: SamplerOptions<'a>,
+    cache: Arc<Cache>,
+    /// The k samples of a case share one rendered prompt, and so its share of the key. The
+    /// prompt is kept with its key so that its address cannot be reused by another prompt.
+    prompt_keys: HashMap<*const RenderedPrompt, (Arc<RenderedPrompt>, cache::PromptKey)>,
+    live: HashMap<String, Live>,
+    semaphore: Arc<Semaphore>,
+    secrets: Arc<Secrets>,
+    writer: Option<Arc<cache::Writer>>,
+    holder: Arc<lease::Holder>,
+    progress: Option<ProgressBar>,
+    /// Answers known at submission: cache hits and offline misses.
+    ready: VecDeque<(I, Answer)>,
+    /// Misses submitted since the last [`Sampler::next`]: (index, key, request, provider).
+    misses: Vec<(I, String, Request, String)>,
+    tasks: JoinSet<Result<(I, Answer), Error>>,
+    /// Answers received live so far: what a failed commit may have lost.
+    received: usize,
+}
+
+impl<'a, I: Send + 'static> Sampler<'a, I> {
+    pub fn new(config: &'a Config, options: SamplerOptions<'a>, cache: Arc<Cache>) -> Sampler<'a, I> {
+        // Provider messages quote response bodies, which a server may fill with our own headers.
+        let key_names: Vec<&str> = config.providers.values().map(|p| p.api_key_env.as_str()).collect();
+        Sampler {
+            config,
+            options,
+            cache,
+            prompt_keys: HashMap::new(),
+            live: HashMap::new(),
+            semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            secrets: Arc::new(Secrets::from_env(options.env, &key_names)),
+            writer: None,
+            holder: Arc::new(lease::Holder::new()),
+            progress: None,
+            ready: VecDeque::new(),
+            misses: Vec::new(),
+            tasks: JoinSet::new(),
+            received: 0,
+        }
+    }
+
+    /// Ask for the answer to `request` on the provider named `provider`. A cached answer is
+    /// ready at once; a miss becomes a call when [`Sampler::next`] is next asked (so that the
+    /// look-ups of a look are not slowed by its first calls). Calls start in the order they
+    /// were submitted.
+    pub fn submit(&mut self, index: I, request: &Request, provider: &str) -> Result<(), Error> {
+        let pointer = Arc::as_ptr(&request.prompt);
+        let (_, prompt_key) = self
+            .prompt_keys
+            .entry(pointer)
+            .or_insert_with(|| (Arc::clone(&request.prompt), cache::PromptKey::of(&request.prompt)));
+        let key = cache::key_with(request, prompt_key);
+        if let Some(response) = self.cache.get(&key)? {
+            self.ready.push_back((index, Answer::Cached(response)));
+            return Ok(());
+        }
+        if self.options.offline {
+            let error = ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)");
+            self.ready.push_back((index, Answer::Failed { error, attempts: 0 }));
+            return Ok(());
+        }
+        self.misses.push((index, key, request.clone(), provider.to_string()));
+        Ok(())
+    }
+
+    /// The next answer, in the order they arrive; `None` when every submitted call is answered.
+    pub async fn next(&mut self) -> Option<Result<(I, Answer), Error>> {
+        // Calls first, so that they run while the answers at hand are graded.
+        for (index, key, request, provider) in std::mem::take(&mut self.misses) {
+            if let Err(error) = self.call(index, key, request, &provider).await {
+                return Some(Err(error));
+            }
+        }
+        if let Some(ready) = self.ready.pop_front() {
+            return Some(Ok(ready));
+        }
+        let joined = self.tasks.join_next().await?;
+        let answer = joined
+            .map_err(|e| Error::internal(format!("a sampling task failed: {e}")))
+            .and_then(|answer| answer);
+        if let Ok((_, Answer::Live { .. })) = &answer {
+            self.received += 1;
+        }
+        Some(answer)
+    }
+
+    /// End sampling, once every answer was taken: why the cache stopped taking answers, if it
+    /// did; an error if a provider was found unreachable.
+    pub fn finish(mut self) -> Result<Option<String>, Error> {
+        if let Some(progress) = self.progress.take() {
+            progress.finish_and_clear();
+        }
+        // Leases of calls never made (sampling stopped early); a failure here only delays
+        // other runs until the leases expire.
+        let _ = self.cache.release_all(&self.holder);
+        // Every task has ended, so this is the last reference.
+        let cache_failure = match self.writer.take().and_then(Arc::into_inner).map(cache::Writer::finish) {
+            Some(Err(error)) => Some(format!(
+                "{error}; sampling stopped there. Up to {} answer(s) received in this run may not be stored and would be fetched again by the next run",
+                self.received
+            )),
+            _ => None,
+        };
+        let mut names: Vec<&String> = self.live.keys().collect();
+        names.sort();
+        for name in names {
+            let provider = &self.live[name].provider;
+            if let Some(first_error) = provider.reachability.unreachable() {
+                return Err(Error::Unreachable {
+                    provider: name.clone(),
+                    endpoint: provider.endpoint.clone(),
+                    first_error: self.secrets.mask(&first_error).into_owned(),
+                    hint: Some(format!(
+                        "{} connection attempts in a row failed and none succeeded, so sampling stopped. Is the server running? For the local model: ci/local-model.sh start",
+                        crate::provider::UNREACHABLE_AFTER
+                    )),
+                });
+            }
+        }
+        Ok(cache_failure)
+    }
+
+    /// The provider `name`, connected at its first call.
+    async fn connect(&mut self, name: &str) -> Result<&Live, Error> {
+        if !self.live.contains_key(name) {
+            let settings = &self.config.providers[name];
+            let provider = Provider::new(name, settings, self.options.env).await?;
+            let limit = settings.concurrency.unwrap_or(self.options.concurrency).max(1);
+            let lease = lease::duration(
+                Duration::from_secs_f64(settings.timeout_secs),
+                settings.max_attempts,
+                Duration::from_millis(settings.retry_max_ms),
+            );
+            let live = Live {
+                provider: Arc::new(provider),
+                limit: Arc::new(Semaphore::new(limit)),
+                lease,
+            };
+            self.live.insert(name.to_string(), live);
+        }
+        Ok(&self.live[name])
+    }
+
+    /// Start the call for a miss.
+    async fn call(&mut self, index: I, key: String, request: Request, provider_name: &str) -> Result<(), Error> {
+        let live = self.connect(provider_name).await?;
+        let (provider, provider_limit, lasting) = (Arc::clone(&live.provider), Arc::clone(&live.limit), live.lease);
+        let writer = Arc::clone(
+            self.writer
+                .get_or_insert_with(|| Arc::new(cache::Writer::start(Arc::clone(&self.cache)))),
+        );
+        let enabled = self.options.progress;
+        let progress = self.progress.get_or_insert_with(|| progress_bar(enabled)).clone();
+        progress.inc_length(1);
+        let semaphore = Arc::clone(&self.semaphore);
+        let (secrets, cache, holder) = (
+            Arc::clone(&self.secrets),
+            Arc::clone(&self.cache),
+            Arc::clone(&self.holder),
+        );
+        self.tasks.spawn(async move {
+            let mut wait = LEASE_POLL_FIRST;
+            // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
+            // (FIFO), so calls start in the order they were submitted: the k samples of a case
+            // reach the server back to back, which lets a local server reuse the prompt it
+            // just processed.
+            let (_provider_permit, _permit) = loop {
+                let provider_permit = Arc::clone(&provider_limit).acquire_owned().await.ok();
+                let permit = Arc::clone(&semaphore).acquire_owned().await.ok();
+                if writer.failed() {
+                    progress.inc(1);
+                    let error = ProviderError::new(
+                        FailureKind::NotAttempted,
+                        "not attempted: the cache could not be written, so sampling stopped",
+                    );
+                    return Ok::<_, Error>((index, Answer::Failed { error, attempts: 0 }));
+                }
+                let claimed = {
+                    let (cache, key, holder) = (Arc::clone(&cache), key.clone(), Arc::clone(&holder));
+                    tokio::task::spawn_blocking(move || match cache.claim(&key, &holder, lasting)? {
+                        lease::Claim::Taken => Ok(Look::Mine),
+                        lease::Claim::Answered => Ok(cache.get(&key)?.map_or(Look::Wait, Look::Answered)),
+                        lease::Claim::Held => Ok(Look::Wait),
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("a cache task failed: {e}")))?
+                };
+                match claimed {
+                    Ok(Look::Mine) => break (provider_permit, permit),
+                    // Another run paid for this answer while this one waited.
+                    Ok(Look::Answered(response)) => {
+                        progress.inc(1);
+                        return Ok((index, Answer::Cached(response)));
+                    }
+                    // Held by another run (or answered and pruned at once): wait, without
+                    // keeping a slot that a call of this run could use, and look again.
+                    Ok(Look::Wait) => {
+                        drop((provider_permit, permit));
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(LEASE_POLL_MAX);
+                    }
+                    // A cache that cannot take a lease cannot keep an answer either.
+                    Err(error) => {
+                        writer.fail(error);
+                    }
+                }
+            };
+            let mut attempted = provider.complete(&request).await;
+            if let Err(error) = &mut attempted.result {
+                error.message = secrets.mask(&error.message).into_owned();
+            }
+            progress.inc(1);
+            let answer = match attempted.result {
+                Ok(response) => {
+                    // Committed as it arrives, so a killed run keeps every answer it received;
+                    // the commit ends the lease.
+                    writer.send(cache::Entry::new(key, &request, response.clone()))?;
+                    Answer::Live {
+                        response,
+                        attempts: attempted.attempts,
+                    }
+                }
+                Err(error) => {
+                    // Another run may try; a lease that cannot be ended expires.
+                    let _ = tokio::task::spawn_blocking(move || cache.release(&key, &holder)).await;
+                    Answer::Failed {
+                        error,
+                        attempts: attempted.attempts,
+                    }
+                }
+            };
+            Ok::<_, Error>((index, answer))
+        });
+        Ok(())
+    }
+}
+
+/// A bar of the calls made so far, its length growing as calls are submitted; hidden unless
+/// `enabled` (stderr is a terminal and the user did not turn it off).
+fn progress_bar(enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} calling models {pos}/{len} [{elapsed_precise}] {wide_bar} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
