@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{self, Error};
-use crate::report::write_atomic;
+use crate::fs::write_atomic;
 use crate::run_record::SuiteResult;
 use crate::stats::Estimate;
 
@@ -130,7 +130,7 @@ impl Baseline {
             )
             .with_hint("regenerate it with `promptgate baseline update`"));
         }
-        let text = error::read_to_string(path, "baseline")?;
+        let text = crate::fs::read_to_string(path, "baseline")?;
         Baseline::parse(path, &text, suite, model)
     }
 

@@ -64,7 +64,7 @@ pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
     let mut shared_files = HashMap::new();
     let mut cases = Vec::new();
     for file in files {
-        let text = error::read_to_string(&file, "case file")?;
+        let text = crate::fs::read_to_string(&file, "case file")?;
         let is_jsonl = file.extension().is_some_and(|e| e == "jsonl");
         if is_jsonl {
             for (index, line) in text.lines().enumerate() {
@@ -238,7 +238,7 @@ fn file_reference(value: &Value) -> Option<&str> {
 
 /// A `.json` file becomes its JSON value; anything else becomes a string.
 fn read_var_file(path: &Path) -> Result<Value, Error> {
-    let text = error::read_to_string(path, "var file")?;
+    let text = crate::fs::read_to_string(path, "var file")?;
     if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text)
             .map_err(|err| Error::invalid("var file", path, error::json_location(&err), error::json_message(&err)))

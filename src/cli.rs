@@ -58,9 +58,9 @@ fn init_secrets(global: &GlobalArgs) {
     crate::secrets::learn(Secrets::from_env(&env, &named));
 }
 
-/// [`report::write_atomic`] with secrets masked.
+/// [`crate::fs::write_atomic`] with secrets masked.
 fn write_report(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    report::write_atomic(path, &secrets().mask(text))
+    crate::fs::write_atomic(path, &secrets().mask(text))
 }
 
 /// Write `text` to stdout. A closed pipe (`promptgate … | head -1`) ends output quietly, as in
@@ -613,7 +613,7 @@ fn out_formats(output: &OutputArgs) -> Result<Vec<(&PathBuf, Format)>, Error> {
                 .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
             })?;
             // Before any call is paid for: a report that cannot be written is found now.
-            report::check_output_path(path)?;
+            crate::fs::check_output_path(path)?;
             Ok((path, format))
         })
         .collect()
@@ -666,7 +666,7 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-            report::check_output_path(path)?;
+            crate::fs::check_output_path(path)?;
             match Format::from_extension(path) {
                 _ if html => Ok((path, CompareFormat::Html)),
                 Some(Format::Json) => Ok((path, CompareFormat::Json)),
@@ -1024,14 +1024,14 @@ fn existing_cache(global: &GlobalArgs, write: bool) -> Result<Cache, Error> {
 
 fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Option<&str>) -> Result<i32, Error> {
     if let Some(path) = out {
-        report::check_output_path(path)?;
+        crate::fs::check_output_path(path)?;
     }
     let cache = existing_cache(global, false)?;
     let count = match out {
         Some(path) => {
             // A failed export fails the write, so the temporary file is dropped, not renamed.
             let (mut count, mut failure) = (0, None);
-            let written = report::write_atomic_with(path, |file| {
+            let written = crate::fs::write_atomic_with(path, |file| {
                 let mut buffered = std::io::BufWriter::new(file);
                 match cache.export(&mut buffered, model) {
                     Ok(n) => {

@@ -494,7 +494,7 @@ impl Config {
 
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = error::read_to_string(path, "config").map_err(|err| match err {
+        let text = crate::fs::read_to_string(path, "config").map_err(|err| match err {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Io {
                 action: "read config",
                 path: path.to_path_buf(),
@@ -535,7 +535,8 @@ impl Config {
         Ok(config)
     }
 
-    fn field_error(&self, field: String, message: String) -> Error {
+    /// An error naming a field of this config file.
+    pub fn field_error(&self, field: String, message: String) -> Error {
         Error::invalid("config", &self.path, format!(" (field `{field}`)"), message)
     }
 
@@ -667,14 +668,6 @@ impl Config {
                     ),
                 ));
             }
-            if crate::record::redact::BUILTIN_RULES.contains(&pattern.name.as_str()) {
-                return Err(self
-                    .field_error(
-                        format!("{field}.name"),
-                        format!("`{}` is a built-in rule", pattern.name),
-                    )
-                    .with_hint("built-in rules always apply; give the extra pattern its own name"));
-            }
             if let Err(err) = regex::Regex::new(&pattern.pattern) {
                 return Err(self
                     .field_error(format!("{field}.pattern"), err.to_string())
@@ -682,21 +675,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// The configured extra redaction patterns, compiled.
-    pub fn redact_patterns(&self) -> Vec<crate::record::redact::Pattern> {
-        self.record
-            .redact
-            .iter()
-            .filter_map(|p| {
-                let regex = regex::Regex::new(&p.pattern).ok()?;
-                Some(crate::record::redact::Pattern {
-                    name: p.name.clone(),
-                    regex,
-                })
-            })
-            .collect()
     }
 
     /// Resolve a path from the config against the config's folder.

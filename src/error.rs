@@ -217,52 +217,6 @@ pub fn check_schema_version(
     }))
 }
 
-/// The largest input file read (config, prompt, case, baseline, run record, schema): far
-/// above any real one, far below memory. Reads stop there, so `/dev/zero` is no hang.
-pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Read a file to a string, naming the path on failure; at most [`MAX_INPUT_FILE_BYTES`], and
-/// invalid UTF-8 named by line and column.
-pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
-    use std::io::Read;
-    let io_error = |source: std::io::Error| {
-        let hint = (source.kind() == std::io::ErrorKind::NotFound)
-            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
-        Error::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-            hint,
-        }
-    };
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error)?;
-    if bytes.len() as u64 > MAX_INPUT_FILE_BYTES {
-        return Err(Error::invalid(
-            what,
-            path,
-            "",
-            format!("the file is larger than {} MiB", MAX_INPUT_FILE_BYTES / (1024 * 1024)),
-        )
-        .with_hint(format!("is this really a {what}?")));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let text = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-        let (line, column) = line_column(&text, valid);
-        Error::invalid(
-            what,
-            path,
-            format!(" at line {line}, column {column}"),
-            "the file is not valid UTF-8",
-        )
-        .with_hint("save the file as UTF-8")
-    })
-}
-
 /// Format a 1-based line and column for a byte offset into `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

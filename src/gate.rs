@@ -4,14 +4,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::baseline::Baseline;
 use crate::error::Error;
 use crate::paired::{self, PairedTest, TestMethod};
 use crate::plan::{self, PlanInputs};
+pub use crate::run_record::{BaselineComparison, GateVerdict};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
-use crate::stats::{self, CaseOutcome, Estimate, IntervalMethod};
+use crate::stats::{self, CaseOutcome, IntervalMethod};
 
 /// How to judge.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,51 +22,6 @@ pub struct GateOptions {
     pub margin: f64,
     /// Use the exact sign-flip test instead of the paired t-test.
     pub exact: bool,
-}
-
-/// The verdict on one suite × model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GateVerdict {
-    Improved,
-    Regressed,
-    NoSignificantChange,
-    /// Too many provider failures, or too few paired cases, to judge.
-    Inconclusive,
-}
-
-/// A result compared with its baseline (the `baseline` block of the JSON record).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BaselineComparison {
-    /// The baseline's own accuracy.
-    pub accuracy: Option<Estimate>,
-    pub prompt_sha256: String,
-    pub prompt_changed: bool,
-    /// Candidate − baseline over the paired cases, with its two-sided interval.
-    pub delta: Estimate,
-    /// One-sided upper confidence bound of the difference at level 1 − α.
-    pub upper_bound: f64,
-    pub p_value: f64,
-    /// Holm-adjusted across the pairs gated in this run.
-    pub adjusted_p_value: f64,
-    pub alpha: f64,
-    pub margin: f64,
-    pub method: TestMethod,
-    pub verdict: GateVerdict,
-    pub cases_compared: usize,
-    pub changed_cases: usize,
-    /// Ids of the cases whose per-case accuracy went down.
-    pub regressed_cases: Vec<String>,
-    pub improved_cases: Vec<String>,
-    /// Cases without a baseline: reported, not gated.
-    pub new_cases: Vec<String>,
-    pub new_cases_accuracy: Option<Estimate>,
-    /// Baseline cases the run no longer has.
-    pub missing_cases: Vec<String>,
-    /// The smallest drop this comparison detects with 80% power (`plan`'s formula, with the
-    /// baseline's accuracy and intra-case correlation, difficulty correlation 0.5).
-    pub minimum_detectable_drop: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }
 
 /// Power at which the minimum detectable drop is stated.

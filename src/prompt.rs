@@ -104,7 +104,7 @@ pub struct RenderedPrompt {
 impl Prompt {
     /// Read, parse and compile a prompt file.
     pub fn load(path: &Path) -> Result<Prompt, Error> {
-        let text = error::read_to_string(path, "prompt")?;
+        let text = crate::fs::read_to_string(path, "prompt")?;
         Self::parse(path, &text)
     }
 

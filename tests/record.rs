@@ -610,6 +610,16 @@ fn configured_patterns_are_redacted_and_a_bad_one_names_its_field() {
     let (_, code, stderr) = record_finding(&project, sample.to_str().unwrap(), "notify", "r", &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("(field `record.redact[0].pattern`)"), "{stderr}");
+    project.write(
+        "promptgate.toml",
+        &format!("{config}\n[[record.redact]]\nname = \"email\"\npattern = 'x'\n"),
+    );
+    let (_, code, stderr) = record_finding(&project, sample.to_str().unwrap(), "notify", "r", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("(field `record.redact[0].name`): `email` is a built-in rule"),
+        "{stderr}"
+    );
 }
 
 /// A project with a second suite, `shadow`, of production findings labelled with what the bot

@@ -89,7 +89,7 @@ impl Grader {
                 let (path, schema) = match schema {
                     Some(file) => {
                         let path = config.resolve(file);
-                        let text = error::read_to_string(&path, "JSON Schema")?;
+                        let text = crate::fs::read_to_string(&path, "JSON Schema")?;
                         let value = serde_json::from_str(&text).map_err(|e| {
                             Error::invalid("JSON Schema", &path, error::json_location(&e), e.to_string())
                         })?;
@@ -119,7 +119,7 @@ impl Grader {
                 let base = match base_rules {
                     Some(file) => {
                         let path = config.resolve(file);
-                        let text = error::read_to_string(&path, "Falco base rules")?;
+                        let text = crate::fs::read_to_string(&path, "Falco base rules")?;
                         falco::Definitions::of_rules_file(&text).map_err(|message| {
                             Error::invalid("Falco base rules", &path, String::new(), message).with_hint(
                                 "a Falco rules file is a YAML list of `- macro:`, `- list:` and `- rule:` items",

@@ -32,11 +32,11 @@ use serde_json::{json, Map, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+use super::retry::RetryPolicy;
 use super::{error_chain, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::config::ProviderConfig;
 use crate::env::EnvVars;
 use crate::prompt::{RenderedPrompt, ToolChoice as PromptToolChoice};
-use crate::retry::RetryPolicy;
 
 /// A client for one `[providers.NAME]` table of kind `bedrock`.
 #[derive(Debug)]

@@ -19,6 +19,7 @@ use async_openai::Client;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::retry::RetryPolicy;
 use super::{
     error_chain, parse_retry_after, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall,
     Usage,
@@ -28,7 +29,6 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::prompt::ToolChoice;
-use crate::retry::RetryPolicy;
 
 /// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";

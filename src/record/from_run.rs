@@ -44,7 +44,7 @@ pub struct Proposal {
 
 /// Read a run record and propose one case per case with a wrong answer.
 pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>), Error> {
-    let text = error::read_to_string(&options.run_path, "run record")?;
+    let text = crate::fs::read_to_string(&options.run_path, "run record")?;
     let run: RunRecord = serde_json::from_str(&text).map_err(|err| {
         Error::invalid(
             "run record",

@@ -12,7 +12,6 @@ pub mod from_run;
 pub mod input;
 pub mod redact;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -218,7 +217,7 @@ impl Target {
             prompts,
             graders,
             labels,
-            redactor: Redactor::new(config.redact_patterns()),
+            redactor: Redactor::new(redact_patterns(&config)?),
         })
     }
 
@@ -368,7 +367,8 @@ impl Target {
             let taken = self.existing.iter().any(|(l, _)| l.case.id == case.id);
             if !taken {
                 let path = self.cases_dir.join(format!("{}.json", case.id));
-                if write_new(&path, &case)? {
+                let text = serde_json::to_string_pretty(&case).map_err(|e| Error::internal(e.to_string()))? + "\n";
+                if crate::fs::write_new(&path, &text)? {
                     let outcome = RecordOutcome::Recorded {
                         id: case.id.clone(),
                         path: path.clone(),
@@ -462,6 +462,28 @@ fn suite<'a>(config: &'a Config, name: &str) -> Result<&'a SuiteConfig, Error> {
 }
 
 /// A case id is also a file name: letters, digits, `.`, `_`, `-`, not starting with `.`.
+/// The config's extra redaction patterns (`[[record.redact]]`), compiled; a name of a
+/// built-in rule is refused (names and regexes were checked when the config was loaded).
+fn redact_patterns(config: &Config) -> Result<Vec<redact::Pattern>, Error> {
+    (0..)
+        .zip(&config.record.redact)
+        .map(|(index, pattern): (usize, _)| {
+            let field = |part: &str| format!("record.redact[{index}].{part}");
+            if redact::BUILTIN_RULES.contains(&pattern.name.as_str()) {
+                return Err(config
+                    .field_error(field("name"), format!("`{}` is a built-in rule", pattern.name))
+                    .with_hint("built-in rules always apply; give the extra pattern its own name"));
+            }
+            let regex =
+                regex::Regex::new(&pattern.pattern).map_err(|e| config.field_error(field("pattern"), e.to_string()))?;
+            Ok(redact::Pattern {
+                name: pattern.name.clone(),
+                regex,
+            })
+        })
+        .collect()
+}
+
 fn check_id(id: &str) -> Result<(), Error> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
@@ -496,93 +518,9 @@ fn derived_id(topic: Option<&str>, fingerprint: &str) -> String {
     }
 }
 
-/// A temporary file this old belongs to a `record` that was killed: no live one writes for
-/// that long (a 32 MiB finding is written in well under a second).
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Delete `.promptgate-record-*.tmp` files older than `age` from `folder`; best effort.
-fn remove_stale_temporaries(folder: &Path, age: std::time::Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".promptgate-record-") && name.ends_with(".tmp")) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|elapsed| elapsed >= age);
-        if old && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// Write `case` to `path` unless a file is there: `Ok(false)` when one is. The bytes go to a
-/// temporary file in the same folder first, are synced, and are then linked into place.
-fn write_new(path: &Path, case: &Case) -> Result<bool, Error> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let io_error = |action: &'static str, source: std::io::Error| Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-        hint: None,
-    };
-    let text = serde_json::to_string_pretty(case).map_err(|e| Error::internal(e.to_string()))? + "\n";
-    std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
-    remove_stale_temporaries(folder, STALE_AFTER);
-    // Not `.json`: a temporary file left by a killed process is never read as a case.
-    let mut file = tempfile::Builder::new()
-        .prefix(".promptgate-record-")
-        .suffix(".tmp")
-        .tempfile_in(folder)
-        .map_err(|e| io_error("write", e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|_| file.as_file().sync_all())
-        .map_err(|e| io_error("write", e))?;
-    match file.persist_noclobber(path) {
-        Ok(_) => {}
-        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-        Err(err) => return Err(io_error("write", err.error)),
-    }
-    // The new directory entry survives a crash only once the directory itself is synced.
-    #[cfg(unix)]
-    if let Ok(dir) = std::fs::File::open(folder) {
-        let _ = dir.sync_all();
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stale_temporaries_of_killed_records_are_removed_and_fresh_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join(".promptgate-record-abc.tmp");
-        std::fs::write(&stale, "half a case").unwrap();
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&stale)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-        let fresh = dir.path().join(".promptgate-record-def.tmp");
-        std::fs::write(&fresh, "being written").unwrap();
-        let case = dir.path().join("case.json");
-        std::fs::write(&case, "{}").unwrap();
-        assert_eq!(remove_stale_temporaries(dir.path(), STALE_AFTER), 1);
-        assert!(!stale.exists() && fresh.exists() && case.exists());
-    }
 
     #[test]
     fn derived_ids_name_the_topic_and_the_content() {

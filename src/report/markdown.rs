@@ -3,7 +3,7 @@
 
 use super::Exporter;
 use crate::error::Error;
-use crate::gate::GateVerdict;
+use crate::run_record::GateVerdict;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 
 /// GitHub-flavoured Markdown.

@@ -4,8 +4,8 @@ use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
 use super::{Exporter, Style};
 use crate::error::Error;
-use crate::gate::GateVerdict;
 use crate::grader::Outcome;
+use crate::run_record::GateVerdict;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 
 /// How many misses to list per suite × model unless verbose.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::provider::{FailureKind, ProviderError};
+use super::failure::{FailureKind, ProviderError};
 
 /// How often and how long to retry one call.
 #[derive(Debug, Clone, Copy, PartialEq)]

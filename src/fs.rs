@@ -1,0 +1,245 @@
+//! Reading input and writing output: every file promptgate reads goes through
+//! [`read_to_string`] (bounded, UTF-8 checked, the path in every error), every report and
+//! baseline through [`write_atomic`] (never half a file, never over a symlink or a device), and
+//! every recorded case through [`write_new`] (never over an existing case).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{line_column, Error};
+
+/// The largest input file read (config, prompt, case, baseline, run record, schema): far
+/// above any real one, far below memory. Reads stop there, so `/dev/zero` is no hang.
+pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Read a file to a string, naming the path on failure; at most [`MAX_INPUT_FILE_BYTES`], and
+/// invalid UTF-8 named by line and column.
+pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
+    use std::io::Read;
+    let io_error = |source: std::io::Error| {
+        let hint = (source.kind() == std::io::ErrorKind::NotFound)
+            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
+        Error::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_INPUT_FILE_BYTES {
+        return Err(Error::invalid(
+            what,
+            path,
+            "",
+            format!("the file is larger than {} MiB", MAX_INPUT_FILE_BYTES / (1024 * 1024)),
+        )
+        .with_hint(format!("is this really a {what}?")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        let (line, column) = line_column(&text, valid);
+        Error::invalid(
+            what,
+            path,
+            format!(" at line {line}, column {column}"),
+            "the file is not valid UTF-8",
+        )
+        .with_hint("save the file as UTF-8")
+    })
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
+/// reader never sees half a report.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    write_atomic_with(path, |file| file.write_all(text.as_bytes()))
+}
+
+/// [`write_atomic`] for content that `write` streams into the file.
+///
+/// Only a new path or an existing regular file is written: a rename over a symlink, a FIFO or a
+/// device node (`--out /dev/full` as root) would replace it, so those are refused.
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    check_output_path(path)?;
+    let folder = output_folder(path);
+    std::fs::create_dir_all(folder).map_err(|source| Error::Output {
+        path: folder.to_path_buf(),
+        source,
+        hint: Some("check that the folder of the output file can be created".into()),
+    })?;
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| Error::output(path, e))?;
+    write(file.as_file_mut())
+        .and_then(|_| file.as_file().sync_all())
+        .map_err(|e| Error::output(path, e))?;
+    file.persist(path).map_err(|e| Error::output(path, e.error))?;
+    Ok(())
+}
+
+fn output_folder(path: &std::path::Path) -> &std::path::Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
+/// Check, before any work, that `path` can take a report: a new path in a folder that exists
+/// or can be made, or an existing regular file; never a symlink, FIFO, device or folder.
+pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
+    let refuse = |what: &str| {
+        Error::usage(format!(
+            "refusing to write a report over `{}`: it is {what}",
+            path.display()
+        ))
+        .with_hint("name a new file or an existing regular file")
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("a symbolic link")),
+        Ok(meta) if meta.is_dir() => return Err(refuse("a folder")),
+        Ok(meta) if !meta.is_file() => return Err(refuse("a device, FIFO or socket, not a regular file")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::output(path, e)),
+    }
+    // The nearest existing ancestor must be a folder we can write into.
+    let mut folder = output_folder(path);
+    loop {
+        match std::fs::metadata(folder) {
+            Ok(meta) if meta.is_dir() => {
+                if meta.permissions().readonly() {
+                    return Err(Error::usage(format!(
+                        "cannot write `{}`: its folder is read-only",
+                        path.display()
+                    )));
+                }
+                return Ok(());
+            }
+            Ok(_) => {
+                return Err(Error::usage(format!(
+                    "cannot write `{}`: `{}` is not a folder",
+                    path.display(),
+                    folder.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match folder.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => folder = parent,
+                _ => return Ok(()),
+            },
+            Err(e) => return Err(Error::output(folder, e)),
+        }
+    }
+}
+
+/// A temporary file this old belongs to a `record` that was killed: no live one writes for
+/// that long (a 32 MiB finding is written in well under a second).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Delete `.promptgate-record-*.tmp` files older than `age` from `folder`; best effort.
+fn remove_stale_temporaries(folder: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".promptgate-record-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if old && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Write `text` to `path` unless a file is there: `Ok(false)` when one is. The bytes go to a
+/// temporary file in the same folder first, are synced, and are then linked into place.
+pub fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let io_error = |action: &'static str, source: std::io::Error| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+        hint: None,
+    };
+    std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
+    remove_stale_temporaries(folder, STALE_AFTER);
+    // Not `.json`: a temporary file left by a killed process is never read as a case.
+    let mut file = tempfile::Builder::new()
+        .prefix(".promptgate-record-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
+        .map_err(|e| io_error("write", e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.as_file().sync_all())
+        .map_err(|e| io_error("write", e))?;
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(err) => return Err(io_error("write", err.error)),
+    }
+    // The new directory entry survives a crash only once the directory itself is synced.
+    #[cfg(unix)]
+    if let Ok(dir) = std::fs::File::open(folder) {
+        let _ = dir.sync_all();
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_replace_anything_but_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.txt");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write_atomic(&link, "x").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let err = write_atomic(std::path::Path::new("/dev/null"), "x").unwrap_err();
+        assert!(err.to_string().contains("device"), "{err}");
+        assert!(write_atomic(dir.path(), "x").is_err());
+        // A new file under new folders and an existing regular file are fine.
+        write_atomic(&dir.path().join("a/b/new.json"), "new").unwrap();
+        write_atomic(&target, "replaced").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "replaced");
+    }
+
+    #[test]
+    fn stale_temporaries_of_killed_records_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".promptgate-record-abc.tmp");
+        std::fs::write(&stale, "half a case").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let fresh = dir.path().join(".promptgate-record-def.tmp");
+        std::fs::write(&fresh, "being written").unwrap();
+        let case = dir.path().join("case.json");
+        std::fs::write(&case, "{}").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path(), STALE_AFTER), 1);
+        assert!(!stale.exists() && fresh.exists() && case.exists());
+    }
+}
