@@ -210,3 +210,43 @@ fn disagreements(results: &[&SuiteResult]) -> Vec<String> {
         .map(|case| case.id.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{record, result};
+
+    /// Independent figures, scipy 1.17.1 `ttest_1samp(d, 0)` (two-sided):
+    /// d = [-0.8] * 6 + [0] * 14 → p = 0.010162572120690608;
+    /// d = [-0.8] * 6 + [0] * 13 + [0.4] → p = 0.02350368749035823; Holm over the two:
+    /// 2 × 0.0101626 = 0.0203251 and max(0.0203251, 0.0235037) = 0.0235037.
+    #[test]
+    fn rows_are_compared_with_the_first_case_by_case_and_holm_adjusted() {
+        let mut reference = [5; 20];
+        reference[19] = 3;
+        let mut worse = reference;
+        worse[..6].fill(1);
+        let mut mixed = worse;
+        mixed[19] = 5;
+        let named = |model: &str, correct: &[u32]| SuiteResult {
+            model: model.into(),
+            ..result("triage", correct)
+        };
+        // Run order differs from the order asked for: rows follow `models`.
+        let run = record(vec![named("m3", &mixed), named("m", &reference), named("m2", &worse)]);
+        let models = ["m".to_string(), "m2".into(), "m3".into()];
+        let comparison = compare(&run, &models, &[]);
+        let suite = &comparison.suites[0];
+        let names: Vec<&str> = suite.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!((names, suite.reference.as_str()), (vec!["m", "m2", "m3"], "m"));
+        assert!(suite.rows[0].difference.is_none());
+        let (m2, m3) = (suite.rows[1].difference.unwrap(), suite.rows[2].difference.unwrap());
+        assert!((m2.delta.point + 0.24).abs() < 1e-12 && (m3.delta.point + 0.22).abs() < 1e-12);
+        assert!((m2.p_value - 0.010_162_572_120_690_608).abs() < 1e-9, "{}", m2.p_value);
+        assert!((m3.p_value - 0.023_503_687_490_358_23).abs() < 1e-9, "{}", m3.p_value);
+        assert!((m2.adjusted_p_value - 2.0 * m2.p_value).abs() < 1e-12);
+        assert!((m3.adjusted_p_value - m3.p_value).abs() < 1e-12);
+        assert_eq!(m2.cases_compared, 20);
+        assert_eq!(suite.disagreements, ["c00", "c01", "c02", "c03", "c04", "c05", "c19"]);
+    }
+}

@@ -38,7 +38,7 @@ pub fn check_baselines(pairs: &[(String, String)], options: &GateOptions) -> Res
 
 /// Load the baseline of every result, compare, adjust, and set the verdicts. A missing baseline
 /// is an error naming the command that creates it.
-pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {
+pub fn gate(record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {
     let baselines = record
         .results
         .iter()
@@ -50,10 +50,17 @@ pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, E
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(judge(record, &baselines, options))
+}
+
+/// Compare each result of `record` with its baseline (`baselines[i]` is the baseline of
+/// `record.results[i]`), adjust the p-values across the pairs (Holm), and set the verdicts.
+/// Pure: `options.baseline_dir` is not read.
+pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOptions) -> RunRecord {
     let mut comparisons: Vec<BaselineComparison> = record
         .results
         .iter()
-        .zip(&baselines)
+        .zip(baselines)
         .map(|(result, baseline)| compare(result, baseline, options))
         .collect();
     // Holm across the pairs that were actually tested.
@@ -89,7 +96,7 @@ pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, E
     } else {
         Verdict::Pass
     };
-    Ok(record)
+    record
 }
 
 fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> BaselineComparison {
@@ -193,5 +200,87 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
             .map(|a| a.estimate),
         missing_cases,
         note,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{record, result};
+
+    fn options() -> GateOptions {
+        GateOptions {
+            baseline_dir: PathBuf::from("/nonexistent"),
+            alpha: 0.05,
+            margin: 0.0,
+            exact: false,
+        }
+    }
+
+    #[test]
+    fn a_significant_drop_regresses_and_holm_adjusts_across_the_pairs() {
+        let before = [5; 20];
+        // Six of twenty cases drop from 5/5 to 1/5 on `triage`; `chatops` does not move.
+        let mut after = [5; 20];
+        after[..6].fill(1);
+        let baselines = [
+            Baseline::from_result(&result("triage", &before), "t"),
+            Baseline::from_result(&result("chatops", &before), "t"),
+        ];
+        let gated = judge(
+            record(vec![result("triage", &after), result("chatops", &before)]),
+            &baselines,
+            &options(),
+        );
+        let triage = gated.results[0].baseline.as_ref().unwrap();
+        // scipy.stats.ttest_1samp([-0.8] * 6 + [0] * 14, 0, alternative="less").pvalue
+        //   = 0.005081286060345304 (scipy 1.17.1)
+        assert_eq!(triage.method, TestMethod::PairedT);
+        assert!(
+            (triage.p_value - 0.005_081_286_060_345_304).abs() < 1e-9,
+            "{}",
+            triage.p_value
+        );
+        assert!((triage.delta.point + 0.24).abs() < 1e-12);
+        // Holm over two tested pairs: the smaller p-value doubled.
+        assert!((triage.adjusted_p_value - 2.0 * triage.p_value).abs() < 1e-12);
+        assert_eq!(triage.verdict, GateVerdict::Regressed);
+        assert_eq!(triage.regressed_cases, ["c00", "c01", "c02", "c03", "c04", "c05"]);
+        let chatops = gated.results[1].baseline.as_ref().unwrap();
+        assert_eq!(chatops.verdict, GateVerdict::NoSignificantChange);
+        assert_eq!(chatops.note.as_deref(), Some("no case changed"));
+        assert_eq!(
+            (gated.command.as_str(), gated.verdict, gated.results[1].verdict),
+            ("gate", Verdict::Regressed, Verdict::Pass)
+        );
+    }
+
+    #[test]
+    fn too_few_pairs_or_an_inconclusive_run_are_inconclusive_not_a_pass() {
+        // One shared case: nothing to test; new and missing cases are listed, not gated.
+        let baseline = Baseline::from_result(&result("triage", &[5, 5]), "t");
+        let mut candidate = result("triage", &[0]);
+        candidate.per_case[0].id = "c01".into();
+        let mut extra = result("triage", &[0, 0, 3]);
+        candidate.per_case.push(extra.per_case.remove(2));
+        let gated = judge(record(vec![candidate]), std::slice::from_ref(&baseline), &options());
+        let comparison = gated.results[0].baseline.as_ref().unwrap();
+        assert_eq!(
+            (comparison.method, comparison.verdict),
+            (TestMethod::None, GateVerdict::Inconclusive)
+        );
+        assert_eq!(
+            (comparison.new_cases.as_slice(), comparison.missing_cases.as_slice()),
+            (&["c02".to_string()][..], &["c00".to_string()][..])
+        );
+        assert_eq!(gated.verdict, Verdict::Inconclusive);
+        // A run that was itself inconclusive (too many failed calls) cannot pass the gate.
+        let mut failed = result("triage", &[5, 5]);
+        failed.verdict = Verdict::Inconclusive;
+        let gated = judge(record(vec![failed]), &[baseline], &options());
+        assert_eq!(
+            gated.results[0].baseline.as_ref().unwrap().verdict,
+            GateVerdict::Inconclusive
+        );
     }
 }

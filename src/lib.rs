@@ -34,6 +34,8 @@ pub mod secrets;
 pub mod simulation;
 pub mod stats;
 pub mod tally;
+#[cfg(test)]
+mod testing;
 
 pub use config::Config;
 pub use error::Error;

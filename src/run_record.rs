@@ -17,7 +17,8 @@ use crate::stats::Estimate;
 /// The JSON schema version of [`RunRecord`].
 ///
 /// Changelog: 1 — first version. Additions that older readers may ignore and newer readers
-/// default keep the version: `prompt` on each result (default `default`).
+/// default keep the version: `prompt` on each result (default `default`), `latencies_ms` on
+/// each case (default empty).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.

@@ -61,8 +61,8 @@ impl Exporter for MarkdownExporter {
             out.push_str(&format!(
                 "| {} | {} | {} | {accuracy} | {delta} | {p} | {} | {} | {} | {} |\n",
                 verdict_of(result),
-                result.label(),
-                result.model,
+                super::markdown_text(&result.label()),
+                super::markdown_text(&result.model),
                 result.cases,
                 result.samples_per_case,
                 result.invalid_outputs,
@@ -71,7 +71,11 @@ impl Exporter for MarkdownExporter {
         }
         for result in &record.results {
             let Some(b) = &result.baseline else { continue };
-            let name = format!("{} / {}", result.label(), result.model);
+            let name = format!(
+                "{} / {}",
+                super::markdown_text(&result.label()),
+                super::markdown_text(&result.model)
+            );
             if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
                 let ids: Vec<String> = b.regressed_cases.iter().map(|id| super::markdown_id(id)).collect();
                 out.push_str(&format!(

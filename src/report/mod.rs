@@ -106,6 +106,70 @@ pub(crate) fn markdown_id(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Every format on one gated run (see `testing::gated`). Independent figures (scipy 1.17.1,
+    /// differences [-0.8] * 6 + [0] * 14): mean ± t(0.975, 19)·sd/√20 = -24.0 [-41.6, -6.4]
+    /// points; ttest_1samp(alternative="less") p = 0.00508, Holm over three pairs 0.01524.
+    #[test]
+    fn every_format_reports_a_gated_run_with_its_verdicts_and_inert_names() {
+        use super::Format;
+        let record = crate::testing::gated();
+        let export = |format| {
+            super::exporter(format, super::Style::default())
+                .export(&record)
+                .unwrap()
+        };
+        let back: crate::run_record::RunRecord = serde_json::from_str(&export(Format::Json)).unwrap();
+        assert_eq!(back, record);
+
+        let junit = export(Format::Junit);
+        assert!(
+            junit.contains(r#"<testsuites name="promptgate gate" tests="3" failures="1" errors="1""#),
+            "{junit}"
+        );
+        assert_eq!(
+            (
+                junit.matches("<testcase ").count(),
+                junit.matches("<failure ").count(),
+                junit.matches("<error ").count()
+            ),
+            (3, 1, 1)
+        );
+        assert!(junit.contains("delta -24.0 points [-41.6, -6.4], p = 0.0051 (Holm 0.0152), Regressed"));
+        assert!(junit.contains(r#"classname="promptgate.&lt;explain&gt;""#), "{junit}");
+
+        let markdown = export(Format::Markdown);
+        assert!(
+            markdown.starts_with("## promptgate gate: ❌ significant regression"),
+            "{markdown}"
+        );
+        assert!(
+            markdown
+                .contains("| ❌ **Regressed** | triage | m | 76.0% [55.5%, 88.9%] | -24.0 pts [-41.6, -6.4] | 0.015 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| ⚠️ Inconclusive | &lt;explain&gt; | m |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("**&lt;explain&gt; / m**: no case changed"),
+            "{markdown}"
+        );
+
+        let terminal = export(Format::Terminal);
+        assert!(
+            terminal.contains(
+                "gate triage/m: Regressed — Δ -24.0 pts [-41.6, -6.4] vs baseline 100.0%, p = 0.0051 (Holm 0.0152"
+            ),
+            "{terminal}"
+        );
+        assert!(terminal.contains("\nverdict: REGRESSED"), "{terminal}");
+        // A case id or suite name never becomes markup in a format that renders it.
+        for text in [&junit, &markdown] {
+            assert!(!text.contains("<b>") && !text.contains("<explain>"), "{text}");
+        }
+    }
+
     #[test]
     fn ids_cannot_inject_markdown_or_html() {
         assert_eq!(super::markdown_id("eks-rule-web-asg"), "`eks-rule-web-asg`");

@@ -1,0 +1,93 @@
+//! Plain data for unit tests: results and run records built the way the engine builds them,
+//! from tallies, without a provider, a cache or a file.
+
+use crate::aggregate::{self, Identity, Settings};
+use crate::grader::Grade;
+use crate::provider::Response;
+use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
+use crate::stats::IntervalMethod;
+use crate::tally::{Answer, CaseTally, Purpose};
+
+const SETTINGS: Settings = Settings {
+    confidence_level: 0.95,
+    interval: IntervalMethod::WilsonEffectiveT,
+    max_error_rate: 0.1,
+};
+
+/// A result of `suite` whose case i got `correct[i]` of 5 samples right.
+pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
+    let tallies = correct
+        .iter()
+        .enumerate()
+        .map(|(case, &right)| {
+            let mut tally = CaseTally::new(&format!("c{case:02}"));
+            for sample in 0..5 {
+                let response = Response::from_text("x");
+                let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+                let grade = if sample < right {
+                    Grade::correct("ok")
+                } else {
+                    Grade::wrong("no")
+                };
+                tally.grade(sample, grade, &response);
+            }
+            tally
+        })
+        .collect();
+    let identity = Identity {
+        suite: suite.into(),
+        model: "m".into(),
+        model_id: "m-1".into(),
+        provider: "p".into(),
+        prompt: "default".into(),
+        prompt_sha256: "0".repeat(64),
+        samples_per_case: 5,
+    };
+    aggregate::aggregate(identity, tallies, None, &SETTINGS)
+}
+
+pub fn record(results: Vec<SuiteResult>) -> RunRecord {
+    RunRecord {
+        schema_version: RUN_RECORD_SCHEMA_VERSION,
+        promptgate_version: "test".into(),
+        command: "run".into(),
+        verdict: Verdict::Pass,
+        calls: Calls::default(),
+        results,
+        started_at: "2026-12-03T00:00:00Z".into(),
+        duration_ms: 0,
+        cache_failure: None,
+    }
+}
+
+/// A gated run of three suites: `triage` regressed (six of twenty cases went from 5/5 to 1/5),
+/// `chatops` unchanged, and `<explain>` inconclusive (too many failed calls); the ids of
+/// `triage`'s cases carry markup, as a hostile case file's could.
+pub fn gated() -> RunRecord {
+    use crate::baseline::Baseline;
+    use crate::gate::{judge, GateOptions};
+    let before = [5; 20];
+    let mut after = [5; 20];
+    after[..6].fill(1);
+    let hostile = |mut result: SuiteResult| {
+        for case in &mut result.per_case {
+            case.id = format!("{}<b>&\"", case.id);
+        }
+        result
+    };
+    let mut explain = result("<explain>", &before);
+    explain.verdict = Verdict::Inconclusive;
+    let baselines = [
+        Baseline::from_result(&hostile(result("triage", &before)), "t"),
+        Baseline::from_result(&result("chatops", &before), "t"),
+        Baseline::from_result(&result("<explain>", &before), "t"),
+    ];
+    let options = GateOptions {
+        baseline_dir: "/nonexistent".into(),
+        alpha: 0.05,
+        margin: 0.0,
+        exact: false,
+    };
+    let candidates = vec![hostile(result("triage", &after)), result("chatops", &before), explain];
+    judge(record(candidates), &baselines, &options)
+}
