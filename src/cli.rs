@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::baseline::Baseline;
-use crate::cache::Cache;
+use crate::command::{self, Console};
 use crate::compare;
 use crate::config;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
-use crate::plan::{self, PlanInputs};
 use crate::record::from_run::{self, Decision, FromRunOptions};
 use crate::record::{self, RecordOptions, RecordOutcome};
 use crate::report::{self, Format, Style};
@@ -544,7 +543,20 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let record = gate::gate(record, &options)?;
             emit(&cli.global, &args.output, &record)
         }
-        Command::Plan(args) => plan_command(args),
+        Command::Plan(args) => with_console(|console| {
+            let options = command::plan::PlanOptions {
+                accuracy: args.accuracy,
+                samples: args.samples,
+                drop: args.drop,
+                cases: args.cases,
+                alpha: args.alpha,
+                power: args.power,
+                icc: args.icc,
+                difficulty_correlation: args.difficulty_correlation,
+                margin: args.margin,
+            };
+            command::plan::plan(&options, console)
+        }),
         Command::Record(args) => record_command(&cli.global, args),
         Command::Compare(args) => compare_command(&cli.global, args),
         Command::Baseline {
@@ -554,17 +566,33 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     baseline_dir: dir,
                 },
         } => baseline_update(&cli.global, selection, &baseline_dir(&cli.global, dir.as_ref())),
-        Command::Cache { command } => match command {
-            CacheCommand::Stats { json } => cache_stats(&cli.global, *json),
-            CacheCommand::Export { out, model } => cache_export(&cli.global, out.as_deref(), model.as_deref()),
-            CacheCommand::Import { file } => cache_import(&cli.global, file),
-            CacheCommand::Prune {
-                older_than,
-                model,
-                dry_run,
-            } => cache_prune(&cli.global, *older_than, model.as_deref(), *dry_run),
-        },
+        Command::Cache { command } => {
+            use command::cache::{self, CacheOptions};
+            let options = CacheOptions {
+                path: cli.global.cache.clone(),
+                quiet: cli.global.quiet,
+            };
+            with_console(|console| match command {
+                CacheCommand::Stats { json } => cache::stats(&options, *json, console),
+                CacheCommand::Export { out, model } => {
+                    cache::export(&options, out.as_deref(), model.as_deref(), console)
+                }
+                CacheCommand::Import { file } => cache::import(&options, file, &mut std::io::stdin().lock(), console),
+                CacheCommand::Prune {
+                    older_than,
+                    model,
+                    dry_run,
+                } => cache::prune(&options, *older_than, model.as_deref(), *dry_run, console),
+            })
+        }
     }
+}
+
+/// Run a command of `command::` with the process's stdout and stderr (not locked for the whole
+/// command: a progress bar draws on stderr from another thread).
+fn with_console(command: impl FnOnce(&mut Console) -> Result<i32, Error>) -> Result<i32, Error> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    command(&mut Console::new(&mut out, &mut err, secrets()))
 }
 
 fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
@@ -685,101 +713,6 @@ fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error
     }
     out!("{}", render(args.format, &comparison)?)?;
     Ok(exit_code_for(&record))
-}
-
-fn plan_command(args: &PlanArgs) -> Result<i32, Error> {
-    if args.drop.is_none() && args.cases.is_none() {
-        return Err(Error::usage(
-            "plan needs --drop (to get the number of cases) or --cases (to get the smallest detectable drop)",
-        )
-        .with_hint("e.g. promptgate plan --accuracy 0.9 --samples 5 --drop 0.05"));
-    }
-    // α = 0 or power = 1 ask for infinitely many cases; a drop larger than the accuracy cannot
-    // happen. Each is a usage error, not a number.
-    if !(args.alpha > 0.0 && args.alpha < 0.5) {
-        return Err(
-            Error::usage(format!("--alpha {} must be above 0 and below 0.5", args.alpha))
-                .with_hint("the usual one-sided level is 0.05"),
-        );
-    }
-    if !(args.power > 0.5 && args.power < 1.0) {
-        return Err(
-            Error::usage(format!("--power {} must be above 0.5 and below 1", args.power))
-                .with_hint("the usual power is 0.8"),
-        );
-    }
-    if let Some(drop) = args.drop {
-        if drop > args.accuracy {
-            return Err(Error::usage(format!(
-                "a drop of {:.1} points from {:.1}% accuracy is impossible",
-                drop * 100.0,
-                args.accuracy * 100.0
-            ))
-            .with_hint("--drop is in the same units as --accuracy: 0.05 is 5 points"));
-        }
-        if drop <= 0.0 {
-            return Err(Error::usage("--drop must be above 0").with_hint("e.g. --drop 0.05 for 5 points"));
-        }
-    }
-    let inputs = |difficulty_correlation: f64| PlanInputs {
-        baseline_accuracy: args.accuracy,
-        intra_case_correlation: args.icc,
-        difficulty_correlation,
-        samples_baseline: args.samples,
-        samples_candidate: args.samples,
-        alpha: args.alpha,
-        power: args.power,
-        margin: args.margin,
-    };
-    outln!(
-        "baseline accuracy {:.1}%, k = {}, one-sided α = {}, power {}, ICC {}, margin {}",
-        args.accuracy * 100.0,
-        args.samples,
-        args.alpha,
-        args.power,
-        args.icc,
-        args.margin
-    )?;
-    let scenarios = [
-        (args.difficulty_correlation, "as given"),
-        (0.0, "pessimistic: the change reshuffles which cases are hard"),
-    ];
-    match (args.drop, args.cases) {
-        (Some(drop), None) => {
-            for (c, label) in scenarios {
-                match plan::required_cases(&inputs(c), drop) {
-                    Some(n) => outln!(
-                        "to detect a {:.1}-point drop: {n} cases (difficulty correlation {c}, {label}; σ_d = {:.4})",
-                        drop * 100.0,
-                        plan::difference_sd(&inputs(c), drop)
-                    )?,
-                    None => {
-                        return Err(Error::usage("the drop must be larger than the margin")
-                            .with_hint("lower --margin or raise --drop"))
-                    }
-                }
-            }
-        }
-        (drop, Some(cases)) => {
-            for (c, label) in scenarios {
-                let mde = plan::minimum_detectable_drop(&inputs(c), cases);
-                out!(
-                    "with {cases} cases: smallest detectable drop {:.1} points (difficulty correlation {c}, {label})",
-                    mde * 100.0
-                )?;
-                if let Some(drop) = drop {
-                    out!(
-                        "; power for a {:.1}-point drop: {:.2}",
-                        drop * 100.0,
-                        plan::power(&inputs(c), cases, drop)
-                    )?;
-                }
-                outln!()?;
-            }
-        }
-        (None, None) => unreachable!("checked above"),
-    }
-    Ok(exit_code::SUCCESS)
 }
 
 fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::path::Path) -> Result<i32, Error> {
@@ -1007,151 +940,6 @@ pub fn exit_code_for(record: &RunRecord) -> i32 {
         Verdict::Regressed => exit_code::REGRESSION,
         Verdict::Inconclusive => exit_code::INCONCLUSIVE,
     }
-}
-
-/// The existing cache of `--cache`; these commands never create one, and only `prune` writes.
-fn existing_cache(global: &GlobalArgs, write: bool) -> Result<Cache, Error> {
-    if !global.cache.exists() {
-        return Err(Error::usage(format!("no cache at `{}`", global.cache.display()))
-            .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
-    }
-    if write {
-        Cache::open(&global.cache)
-    } else {
-        Cache::open_read_only(&global.cache)
-    }
-}
-
-fn cache_export(global: &GlobalArgs, out: Option<&std::path::Path>, model: Option<&str>) -> Result<i32, Error> {
-    if let Some(path) = out {
-        crate::fs::check_output_path(path)?;
-    }
-    let cache = existing_cache(global, false)?;
-    let count = match out {
-        Some(path) => {
-            // A failed export fails the write, so the temporary file is dropped, not renamed.
-            let (mut count, mut failure) = (0, None);
-            let written = crate::fs::write_atomic_with(path, |file| {
-                let mut buffered = std::io::BufWriter::new(file);
-                match cache.export(&mut buffered, model) {
-                    Ok(n) => {
-                        count = n;
-                        buffered.flush()
-                    }
-                    Err(error) => {
-                        failure = Some(error);
-                        Err(std::io::Error::other("the export failed"))
-                    }
-                }
-            });
-            match failure {
-                Some(Error::Output { source, .. }) => return Err(Error::output(path, source)),
-                Some(error) => return Err(error),
-                None => {}
-            }
-            written?;
-            count
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut buffered = std::io::BufWriter::new(stdout.lock());
-            let count = match cache.export(&mut buffered, model) {
-                Err(Error::Output { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => 0,
-                other => other?,
-            };
-            match buffered.flush() {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(Error::output("<stdout>", e)),
-                _ => {}
-            }
-            count
-        }
-    };
-    if !global.quiet {
-        note!("exported {count} entries from {}", global.cache.display());
-    }
-    Ok(exit_code::SUCCESS)
-}
-
-fn cache_import(global: &GlobalArgs, file: &std::path::Path) -> Result<i32, Error> {
-    let cache = Cache::open(&global.cache)?;
-    let stats = if file.as_os_str() == "-" {
-        cache.import(&mut std::io::stdin().lock(), std::path::Path::new("<stdin>"))?
-    } else {
-        let opened = std::fs::File::open(file).map_err(|source| Error::Io {
-            action: "read",
-            path: file.to_path_buf(),
-            source,
-            hint: Some("pass a file written by `promptgate cache export`, or `-` for stdin".into()),
-        })?;
-        cache.import(&mut std::io::BufReader::new(opened), file)?
-    };
-    outln!(
-        "imported into {}: {} added, {} already present, {} kept with a different local answer",
-        global.cache.display(),
-        stats.added,
-        stats.present,
-        stats.differing
-    )?;
-    Ok(exit_code::SUCCESS)
-}
-
-fn cache_prune(
-    global: &GlobalArgs,
-    older_than: Option<jiff::Span>,
-    model: Option<&str>,
-    dry_run: bool,
-) -> Result<i32, Error> {
-    if older_than.is_none() && model.is_none() {
-        return Err(Error::usage("prune needs --older-than AGE and/or --model MODEL_ID")
-            .with_hint("to start from an empty cache, delete the file instead"));
-    }
-    let cache = existing_cache(global, true)?;
-    let before = match older_than {
-        Some(span) => Some(
-            jiff::Zoned::now()
-                .checked_sub(span)
-                .map_err(|e| Error::usage(format!("--older-than: {e}")))?
-                .timestamp(),
-        ),
-        None => None,
-    };
-    let count = cache.prune(before, model, dry_run)?;
-    if dry_run {
-        outln!("would delete {count} entries from {}", global.cache.display())?;
-    } else {
-        outln!("deleted {count} entries from {}", global.cache.display())?;
-    }
-    Ok(exit_code::SUCCESS)
-}
-
-fn cache_stats(global: &GlobalArgs, json: bool) -> Result<i32, Error> {
-    let stats = existing_cache(global, false)?.stats()?;
-    if json {
-        let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::internal(e.to_string()))?;
-        outln!("{text}")?;
-        return Ok(exit_code::SUCCESS);
-    }
-    outln!("cache: {} (schema {})", stats.path, stats.schema_version)?;
-    outln!(
-        "entries: {}, size: {:.1} MiB",
-        stats.entries,
-        stats.bytes as f64 / 1_048_576.0
-    )?;
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
-        .set_header(vec!["provider", "model", "entries", "input tokens", "output tokens"]);
-    for model in &stats.models {
-        table.add_row(vec![
-            model.provider.clone(),
-            model.model.clone(),
-            model.entries.to_string(),
-            model.input_tokens.to_string(),
-            model.output_tokens.to_string(),
-        ]);
-    }
-    outln!("{table}")?;
-    Ok(exit_code::SUCCESS)
 }
 
 #[cfg(test)]

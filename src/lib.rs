@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod cache;
 pub mod case;
 pub mod cli;
+pub mod command;
 pub mod compare;
 pub mod config;
 pub mod digest;

@@ -1,0 +1,99 @@
+//! The commands behind the command line. Each takes plain options (no clap: `cli.rs` turns
+//! arguments into them), checks what it can before any work is paid for, and writes what it
+//! prints through a [`Console`], so that it runs the same in a test as in a terminal. Each
+//! returns the process exit code.
+
+pub mod cache;
+pub mod plan;
+
+use std::io::Write;
+
+use crate::error::Error;
+use crate::secrets::Secrets;
+
+/// Where a command prints: its output, and notes for the person at the terminal. Everything
+/// printed has the process's secrets masked.
+pub struct Console<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    secrets: &'a Secrets,
+}
+
+impl<'a> Console<'a> {
+    pub fn new(out: &'a mut dyn Write, err: &'a mut dyn Write, secrets: &'a Secrets) -> Console<'a> {
+        Console { out, err, secrets }
+    }
+
+    /// Print `text` on the output. A closed pipe (`promptgate … | head -1`) ends output quietly,
+    /// as in `cat` or `git`: the reader has what it wanted, and the exit code still tells the
+    /// verdict. Any other failure (a full disk) is an output error with its own exit code.
+    pub fn print(&mut self, text: &str) -> Result<(), Error> {
+        let text = self.secrets.mask(text);
+        match self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::output("<stdout>", e)),
+        }
+    }
+
+    /// [`Console::print`] a line.
+    pub fn line(&mut self, text: &str) -> Result<(), Error> {
+        self.print(&format!("{text}\n"))
+    }
+
+    /// A line for the person at the terminal (stderr). A closed stderr is no reason to fail.
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.err, "{}", self.secrets.mask(text));
+    }
+
+    /// The output itself, unmasked, for bulk data that is not a message (a cache export).
+    pub fn raw_output(&mut self) -> &mut dyn Write {
+        self.out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// What a command printed: (output, notes, exit code or error).
+    pub(crate) fn printed(
+        command: impl FnOnce(&mut Console) -> Result<i32, Error>,
+    ) -> (String, String, Result<i32, Error>) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let secrets = Secrets::from_values(["sk-test-0123456789abcdef".to_string()]);
+        let result = command(&mut Console::new(&mut out, &mut err, &secrets));
+        (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), result)
+    }
+
+    /// A writer whose reader has gone away.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn output_is_masked_and_a_closed_pipe_is_no_error() {
+        let (out, err, _) = printed(|console| {
+            console.line("key sk-test-0123456789abcdef")?;
+            console.note("also sk-test-0123456789abcdef");
+            Ok(0)
+        });
+        assert_eq!((out.as_str(), err.as_str()), ("key ***\n", "also ***\n"));
+        let secrets = Secrets::default();
+        let mut err = Vec::new();
+        let mut closed = ClosedPipe;
+        let mut console = Console::new(&mut closed, &mut err, &secrets);
+        assert!(console.line("nobody reads this").is_ok());
+        let mut full = std::io::Cursor::new([0u8; 4]);
+        let mut console = Console::new(&mut full, &mut err, &secrets);
+        let error = console.line("more than four bytes").unwrap_err();
+        assert_eq!(error.exit_code(), crate::exit_code::INTERNAL);
+    }
+}

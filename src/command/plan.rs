@@ -1,0 +1,235 @@
+//! `promptgate plan`: sizing a suite before it is written (see `crate::plan` for the formulas).
+
+use super::Console;
+use crate::error::Error;
+use crate::exit_code;
+use crate::plan::{self, PlanInputs};
+
+/// What `plan` is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOptions {
+    /// Baseline accuracy.
+    pub accuracy: f64,
+    /// Samples per case (k) in both runs.
+    pub samples: u32,
+    /// The drop to detect.
+    pub drop: Option<f64>,
+    /// Cases in the suite: asks for the smallest detectable drop (and the power for `drop`).
+    pub cases: Option<u64>,
+    /// One-sided significance level.
+    pub alpha: f64,
+    pub power: f64,
+    /// Intra-case correlation.
+    pub icc: f64,
+    /// Correlation of case difficulty between baseline and candidate.
+    pub difficulty_correlation: f64,
+    /// Tolerated drop.
+    pub margin: f64,
+}
+
+/// `promptgate plan`: the cases a suite needs to detect a drop, or the smallest drop a suite of
+/// a given size detects, under two assumptions about how a change moves case difficulty.
+pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
+    if args.drop.is_none() && args.cases.is_none() {
+        return Err(Error::usage(
+            "plan needs --drop (to get the number of cases) or --cases (to get the smallest detectable drop)",
+        )
+        .with_hint("e.g. promptgate plan --accuracy 0.9 --samples 5 --drop 0.05"));
+    }
+    // α = 0 or power = 1 ask for infinitely many cases; a drop larger than the accuracy cannot
+    // happen. Each is a usage error, not a number.
+    if !(args.alpha > 0.0 && args.alpha < 0.5) {
+        return Err(
+            Error::usage(format!("--alpha {} must be above 0 and below 0.5", args.alpha))
+                .with_hint("the usual one-sided level is 0.05"),
+        );
+    }
+    if !(args.power > 0.5 && args.power < 1.0) {
+        return Err(
+            Error::usage(format!("--power {} must be above 0.5 and below 1", args.power))
+                .with_hint("the usual power is 0.8"),
+        );
+    }
+    if let Some(drop) = args.drop {
+        if drop > args.accuracy {
+            return Err(Error::usage(format!(
+                "a drop of {:.1} points from {:.1}% accuracy is impossible",
+                drop * 100.0,
+                args.accuracy * 100.0
+            ))
+            .with_hint("--drop is in the same units as --accuracy: 0.05 is 5 points"));
+        }
+        if drop <= 0.0 {
+            return Err(Error::usage("--drop must be above 0").with_hint("e.g. --drop 0.05 for 5 points"));
+        }
+    }
+    let inputs = |difficulty_correlation: f64| PlanInputs {
+        baseline_accuracy: args.accuracy,
+        intra_case_correlation: args.icc,
+        difficulty_correlation,
+        samples_baseline: args.samples,
+        samples_candidate: args.samples,
+        alpha: args.alpha,
+        power: args.power,
+        margin: args.margin,
+    };
+    console.line(&format!(
+        "baseline accuracy {:.1}%, k = {}, one-sided α = {}, power {}, ICC {}, margin {}",
+        args.accuracy * 100.0,
+        args.samples,
+        args.alpha,
+        args.power,
+        args.icc,
+        args.margin
+    ))?;
+    let scenarios = [
+        (args.difficulty_correlation, "as given"),
+        (0.0, "pessimistic: the change reshuffles which cases are hard"),
+    ];
+    match (args.drop, args.cases) {
+        (Some(drop), None) => {
+            for (c, label) in scenarios {
+                match plan::required_cases(&inputs(c), drop) {
+                    Some(n) => console.line(&format!(
+                        "to detect a {:.1}-point drop: {n} cases (difficulty correlation {c}, {label}; σ_d = {:.4})",
+                        drop * 100.0,
+                        plan::difference_sd(&inputs(c), drop)
+                    ))?,
+                    None => {
+                        return Err(Error::usage("the drop must be larger than the margin")
+                            .with_hint("lower --margin or raise --drop"))
+                    }
+                }
+            }
+        }
+        (drop, Some(cases)) => {
+            for (c, label) in scenarios {
+                let mde = plan::minimum_detectable_drop(&inputs(c), cases);
+                console.print(&format!(
+                    "with {cases} cases: smallest detectable drop {:.1} points (difficulty correlation {c}, {label})",
+                    mde * 100.0
+                ))?;
+                if let Some(drop) = drop {
+                    console.print(&format!(
+                        "; power for a {:.1}-point drop: {:.2}",
+                        drop * 100.0,
+                        plan::power(&inputs(c), cases, drop)
+                    ))?;
+                }
+                console.line("")?;
+            }
+        }
+        (None, None) => unreachable!("checked above"),
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::tests::printed;
+
+    fn options() -> PlanOptions {
+        PlanOptions {
+            accuracy: 0.9,
+            samples: 5,
+            drop: Some(0.05),
+            cases: None,
+            alpha: 0.05,
+            power: 0.8,
+            icc: 0.5,
+            difficulty_correlation: 0.5,
+            margin: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_plan_prints_both_scenarios_with_the_formulas_figures() {
+        let (out, _, code) = printed(|console| plan(&options(), console));
+        assert_eq!(code.unwrap(), exit_code::SUCCESS);
+        let inputs = |difficulty_correlation| PlanInputs {
+            baseline_accuracy: 0.9,
+            intra_case_correlation: 0.5,
+            difficulty_correlation,
+            samples_baseline: 5,
+            samples_candidate: 5,
+            alpha: 0.05,
+            power: 0.8,
+            margin: 0.0,
+        };
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines[0],
+            "baseline accuracy 90.0%, k = 5, one-sided α = 0.05, power 0.8, ICC 0.5, margin 0"
+        );
+        for (line, c) in lines[1..].iter().zip([0.5, 0.0]) {
+            let cases = plan::required_cases(&inputs(c), 0.05).unwrap();
+            assert!(
+                line.starts_with(&format!(
+                    "to detect a 5.0-point drop: {cases} cases (difficulty correlation {c}"
+                )),
+                "{line}"
+            );
+        }
+        let (out, _, _) = printed(|console| {
+            plan(
+                &PlanOptions {
+                    cases: Some(200),
+                    ..options()
+                },
+                console,
+            )
+        });
+        assert!(
+            out.contains("with 200 cases: smallest detectable drop ") && out.contains("; power for a 5.0-point drop: "),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn impossible_questions_are_usage_errors() {
+        for (change, needle) in [
+            (
+                PlanOptions {
+                    drop: None,
+                    ..options()
+                },
+                "needs --drop",
+            ),
+            (
+                PlanOptions {
+                    alpha: 0.0,
+                    ..options()
+                },
+                "--alpha 0",
+            ),
+            (
+                PlanOptions {
+                    power: 1.0,
+                    ..options()
+                },
+                "--power 1",
+            ),
+            (
+                PlanOptions {
+                    drop: Some(0.95),
+                    ..options()
+                },
+                "impossible",
+            ),
+            (
+                PlanOptions {
+                    margin: 0.1,
+                    ..options()
+                },
+                "larger than the margin",
+            ),
+        ] {
+            let (_, _, result) = printed(|console| plan(&change, console));
+            let error = result.unwrap_err();
+            assert!(error.to_string().contains(needle), "{needle}: {error}");
+            assert_eq!(error.exit_code(), exit_code::BAD_INPUT);
+        }
+    }
+}
