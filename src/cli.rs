@@ -6,41 +6,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::baseline::Baseline;
 use crate::command::{self, Console};
-use crate::compare;
 use crate::config;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
-use crate::gate::{self, GateOptions};
-use crate::record::from_run::{self, Decision, FromRunOptions};
-use crate::record::{self, RecordOptions, RecordOutcome};
-use crate::report::{self, Format, Style};
-use crate::run::{self, RunOptions};
-use crate::run_record::{RunRecord, Verdict};
+use crate::gate::GateOptions;
+use crate::report::{Format, Style};
+use crate::run::RunOptions;
 use crate::secrets::Secrets;
 
 use crate::stats::IntervalMethod;
-
-/// Write to stdout (see [`write_stdout`]); `?` it.
-macro_rules! out {
-    ($($arg:tt)*) => { write_stdout(&format!($($arg)*)) };
-}
-
-/// [`out!`] with a newline.
-macro_rules! outln {
-    () => { write_stdout("\n") };
-    ($($arg:tt)*) => { write_stdout(&format!("{}\n", format_args!($($arg)*))) };
-}
-
-/// A line for the person at the terminal, on stderr. A closed stderr is no reason to fail.
-macro_rules! note {
-    ($($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        let _ = writeln!(std::io::stderr(), "{}", secrets().mask(&line));
-    }};
-}
 
 fn secrets() -> &'static Secrets {
     crate::secrets::process()
@@ -55,24 +31,6 @@ fn init_secrets(global: &GlobalArgs) {
         .unwrap_or_default();
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
     crate::secrets::learn(Secrets::from_env(&env, &named));
-}
-
-/// [`crate::fs::write_atomic`] with secrets masked.
-fn write_report(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    crate::fs::write_atomic(path, &secrets().mask(text))
-}
-
-/// Write `text` to stdout. A closed pipe (`promptgate … | head -1`) ends output quietly, as in
-/// `cat` or `git`: the reader has what it wanted, and the exit code still tells the verdict.
-/// Any other failure (a full disk) is an output error with its own exit code.
-fn write_stdout(text: &str) -> Result<(), Error> {
-    let text = secrets().mask(text);
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::output("<stdout>", e)),
-    }
 }
 
 const ABOUT: &str = "Regression-test LLM prompts the way `cargo test` tests code.";
@@ -524,24 +482,24 @@ fn print_error(error: &Error, color: bool) {
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
-        Command::Run(args) => {
-            out_formats(&args.output)?;
-            let record = run::run(&run_options(&cli.global, &args.selection))?;
-            emit(&cli.global, &args.output, &record)
-        }
+        Command::Run(args) => with_console(|console| {
+            command::run::run(
+                &run_options(&cli.global, &args.selection),
+                &output(&cli.global, &args.output),
+                console,
+            )
+        }),
         Command::Gate(args) => {
-            out_formats(&args.output)?;
             let options = GateOptions {
                 baseline_dir: baseline_dir(&cli.global, args.baseline_dir.as_ref()),
                 alpha: args.alpha,
                 margin: args.margin,
                 exact: args.exact,
             };
-            let run_options = run_options(&cli.global, &args.selection);
-            gate::check_baselines(&run::selected_pairs(&run_options)?, &options)?;
-            let record = run::run(&run_options)?;
-            let record = gate::gate(record, &options)?;
-            emit(&cli.global, &args.output, &record)
+            let output = output(&cli.global, &args.output);
+            with_console(|console| {
+                command::run::gate(&run_options(&cli.global, &args.selection), &options, &output, console)
+            })
         }
         Command::Plan(args) => with_console(|console| {
             let options = command::plan::PlanOptions {
@@ -557,15 +515,57 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             };
             command::plan::plan(&options, console)
         }),
-        Command::Record(args) => record_command(&cli.global, args),
-        Command::Compare(args) => compare_command(&cli.global, args),
+        Command::Record(args) => {
+            let command = command::record::RecordCommand {
+                config_path: cli.global.config.clone(),
+                suite: args.suite.clone(),
+                finding: args.finding.clone(),
+                from_run: args.from_run.clone(),
+                expect: args.expect.clone(),
+                rule: args.rule.clone(),
+                note: args.note.clone(),
+                id: args.id.clone(),
+                index: args.index,
+                all: args.all,
+                wrong_only: args.wrong_only,
+                cases: args.cases.clone(),
+                yes: args.yes,
+                no_redact: args.no_redact,
+                force: args.force,
+                json: args.json,
+            };
+            let stdin = std::io::stdin();
+            let is_terminal = stdin.is_terminal();
+            with_console(|console| command::record::record(&command, &mut stdin.lock(), is_terminal, console))
+        }
+        Command::Compare(args) => {
+            use command::compare::{CompareFormat as Shown, CompareOutput};
+            let output = CompareOutput {
+                format: match args.format {
+                    CompareFormat::Terminal => Shown::Terminal,
+                    CompareFormat::Json => Shown::Json,
+                    CompareFormat::Markdown => Shown::Markdown,
+                    CompareFormat::Html => Shown::Html,
+                },
+                out: args.out.clone(),
+            };
+            with_console(|console| {
+                command::compare::compare(&run_options(&cli.global, &args.selection), &output, console)
+            })
+        }
         Command::Baseline {
             command:
                 BaselineCommand::Update {
                     selection,
                     baseline_dir: dir,
                 },
-        } => baseline_update(&cli.global, selection, &baseline_dir(&cli.global, dir.as_ref())),
+        } => with_console(|console| {
+            command::run::update_baselines(
+                &run_options(&cli.global, selection),
+                &baseline_dir(&cli.global, dir.as_ref()),
+                console,
+            )
+        }),
         Command::Cache { command } => {
             use command::cache::{self, CacheOptions};
             let options = CacheOptions {
@@ -616,6 +616,23 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
     }
 }
 
+/// What to print on stdout and which report files to write.
+fn output(global: &GlobalArgs, args: &OutputArgs) -> command::run::Output {
+    command::run::Output {
+        format: match args.format {
+            OutputFormat::Terminal => Format::Terminal,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Markdown => Format::Markdown,
+            OutputFormat::Junit => Format::Junit,
+        },
+        style: Style {
+            color: color_enabled(global.color, std::io::stdout().is_terminal()),
+            verbose: global.verbose,
+        },
+        out: args.out.clone(),
+    }
+}
+
 /// `--baseline-dir`, else `baselines` beside the config file.
 fn baseline_dir(global: &GlobalArgs, flag: Option<&PathBuf>) -> PathBuf {
     match flag {
@@ -624,321 +641,6 @@ fn baseline_dir(global: &GlobalArgs, flag: Option<&PathBuf>) -> PathBuf {
             .config
             .parent()
             .map_or_else(|| PathBuf::from("baselines"), |p| p.join("baselines")),
-    }
-}
-
-/// The format of each `--out` file, checked before anything runs.
-fn out_formats(output: &OutputArgs) -> Result<Vec<(&PathBuf, Format)>, Error> {
-    output
-        .out
-        .iter()
-        .map(|path| {
-            let format = Format::from_extension(path).ok_or_else(|| {
-                Error::usage(format!(
-                    "cannot tell the report format of `{}` from its extension",
-                    path.display()
-                ))
-                .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
-            })?;
-            // Before any call is paid for: a report that cannot be written is found now.
-            crate::fs::check_output_path(path)?;
-            Ok((path, format))
-        })
-        .collect()
-}
-
-/// Print the record in the chosen format, write `--out`, and return the exit code.
-fn emit(global: &GlobalArgs, output: &OutputArgs, record: &RunRecord) -> Result<i32, Error> {
-    for (path, format) in out_formats(output)? {
-        let text = report::exporter(format, Style::default()).export(record)?;
-        write_report(path, &text)?;
-    }
-    let format = match output.format {
-        OutputFormat::Terminal => Format::Terminal,
-        OutputFormat::Json => Format::Json,
-        OutputFormat::Markdown => Format::Markdown,
-        OutputFormat::Junit => Format::Junit,
-    };
-    let style = Style {
-        color: color_enabled(global.color, std::io::stdout().is_terminal()),
-        verbose: global.verbose,
-    };
-    let text = report::exporter(format, style).export(record)?;
-    out!("{text}")?;
-    Ok(exit_code_for(record))
-}
-
-fn compare_command(global: &GlobalArgs, args: &CompareArgs) -> Result<i32, Error> {
-    if args.selection.models.len() < 2 && args.selection.prompts.len() < 2 {
-        return Err(
-            Error::usage("compare needs at least two models or two prompt versions").with_hint(
-                "e.g. promptgate compare --model gemma-local --model gpt-4o-mini, or --suite triage --prompt default --prompt en",
-            ),
-        );
-    }
-    let render = |format: CompareFormat, record: &compare::CompareRecord| -> Result<String, Error> {
-        Ok(match format {
-            CompareFormat::Terminal => report::compare::terminal(record),
-            CompareFormat::Markdown => report::compare::markdown(record),
-            CompareFormat::Html => report::html::compare_page(record),
-            CompareFormat::Json => {
-                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
-            }
-        })
-    };
-    let outputs = args
-        .out
-        .iter()
-        .map(|path| {
-            let html = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-            crate::fs::check_output_path(path)?;
-            match Format::from_extension(path) {
-                _ if html => Ok((path, CompareFormat::Html)),
-                Some(Format::Json) => Ok((path, CompareFormat::Json)),
-                Some(Format::Markdown) => Ok((path, CompareFormat::Markdown)),
-                _ => Err(
-                    Error::usage(format!("cannot write a comparison to `{}`", path.display()))
-                        .with_hint("use .json, .md or .html"),
-                ),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let record = run::run(&run_options(global, &args.selection))?;
-    let comparison = compare::compare(&record, &args.selection.models, &args.selection.prompts);
-    for (path, format) in outputs {
-        write_report(path, &render(format, &comparison)?)?;
-    }
-    out!("{}", render(args.format, &comparison)?)?;
-    Ok(exit_code_for(&record))
-}
-
-fn baseline_update(global: &GlobalArgs, selection: &SelectionArgs, dir: &std::path::Path) -> Result<i32, Error> {
-    if let Some(other) = selection.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
-        return Err(Error::usage(format!(
-            "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"
-        ))
-        .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
-    }
-    let record = run::run(&run_options(global, selection))?;
-    let mut written = 0;
-    for result in &record.results {
-        if result.verdict == Verdict::Inconclusive {
-            note!(
-                "not updated: {}/{} is inconclusive ({} failed calls); a baseline must come from a complete run",
-                result.suite,
-                result.model,
-                result.errors
-            );
-            continue;
-        }
-        let path = Baseline::path(dir, &result.suite, &result.model);
-        Baseline::from_result(result, &record.started_at).save(&path)?;
-        written += 1;
-        let accuracy = result
-            .accuracy
-            .map_or_else(|| "n/a".to_string(), |a| format!("{:.1}%", a.point * 100.0));
-        outln!(
-            "wrote {} ({} cases, k = {}, accuracy {accuracy})",
-            path.display(),
-            result.cases,
-            result.samples_per_case
-        )?;
-    }
-    if written < record.results.len() {
-        return Ok(exit_code::INCONCLUSIVE);
-    }
-    Ok(exit_code::SUCCESS)
-}
-
-fn record_command(global: &GlobalArgs, args: &RecordArgs) -> Result<i32, Error> {
-    let outcomes = match (&args.finding, &args.from_run) {
-        (Some(finding), _) => {
-            let expect = args.expect.clone().ok_or_else(|| {
-                Error::usage("--finding needs --expect: the answer the model should have given")
-                    .with_hint("e.g. --expect notify (a label of the suite), or the case's JSON `expect` object")
-            })?;
-            let options = RecordOptions {
-                config_path: global.config.clone(),
-                suite: args.suite.clone(),
-                expect,
-                rule: args.rule.clone(),
-                note: args.note.clone(),
-                id: args.id.clone(),
-                index: args.index,
-                all: args.all,
-                redact: !args.no_redact,
-                force: args.force,
-            };
-            let (bytes, source) = read_finding(finding)?;
-            record::record(&options, &bytes, &source)?
-        }
-        (None, Some(run_path)) => {
-            if args.expect.is_some() && !args.yes {
-                return Err(
-                    Error::usage("with --from-run, --expect applies only together with --yes")
-                        .with_hint("without --yes each proposal's label is asked for on the terminal"),
-                );
-            }
-            let options = FromRunOptions {
-                config_path: global.config.clone(),
-                run_path: run_path.clone(),
-                suite: args.suite.clone(),
-                wrong_only: args.wrong_only,
-                cases: args.cases.clone(),
-                redact: !args.no_redact,
-                force: args.force,
-            };
-            let (proposals, notes) = from_run::propose(&options)?;
-            for note in &notes {
-                note!("note: {note}");
-            }
-            if proposals.is_empty() {
-                note!(
-                    "nothing to propose: no case of the run has a {} answer",
-                    if args.wrong_only {
-                        "wrong"
-                    } else {
-                        "wrong or unreadable"
-                    }
-                );
-                return Ok(exit_code::SUCCESS);
-            }
-            if args.yes {
-                let expect = args.expect.clone().unwrap_or_default();
-                from_run::record_proposals(&options, proposals, |_, _| Ok(Decision::Record(expect.clone())))?
-            } else if std::io::stdin().is_terminal() {
-                let mut input = std::io::stdin().lock();
-                let mut output = std::io::stderr();
-                from_run::record_proposals(&options, proposals, |proposal, labels| {
-                    from_run::ask(&mut input, &mut output, proposal, labels)
-                })?
-            } else {
-                return Err(Error::usage(format!(
-                    "{} proposal(s) need a person to confirm their label, and stdin is not a terminal",
-                    proposals.len()
-                ))
-                .with_hint("run it in a terminal, or pass --yes --expect LABEL (with --case ID to pick cases)"));
-            }
-        }
-        (None, None) => unreachable!("clap requires --finding or --from-run"),
-    };
-    print_outcomes(args, &outcomes)
-}
-
-/// `--finding FILE|-`: at most one byte more than `record` accepts, so that a too-large input is
-/// refused without reading all of it.
-fn read_finding(path: &std::path::Path) -> Result<(Vec<u8>, PathBuf), Error> {
-    use std::io::Read;
-    let limit = record::input::MAX_INPUT_BYTES as u64 + 1;
-    let mut bytes = Vec::new();
-    if path.as_os_str() == "-" {
-        let source = PathBuf::from("<stdin>");
-        if std::io::stdin().is_terminal() {
-            note!("reading the finding from the terminal: paste it, then press Ctrl-D");
-        }
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Io {
-                action: "read",
-                path: source.clone(),
-                source: e,
-                hint: None,
-            })?;
-        return Ok((bytes, source));
-    }
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        hint: (source.kind() == std::io::ErrorKind::NotFound)
-            .then(|| "pass the finding's file, or `-` to read it from stdin".to_string()),
-        source,
-    })?;
-    file.take(limit).read_to_end(&mut bytes).map_err(|source| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-        hint: None,
-    })?;
-    Ok((bytes, path.to_path_buf()))
-}
-
-fn print_outcomes(args: &RecordArgs, outcomes: &[RecordOutcome]) -> Result<i32, Error> {
-    let refused = outcomes
-        .iter()
-        .any(|o| matches!(o, RecordOutcome::Duplicate { .. } | RecordOutcome::Conflict { .. }));
-    if args.json {
-        let value = serde_json::json!({"schema_version": record::RECORD_OUTPUT_SCHEMA_VERSION, "outcomes": outcomes});
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(|e| Error::internal(e.to_string()))?
-        )?;
-    } else {
-        for outcome in outcomes {
-            match outcome {
-                RecordOutcome::Recorded { id, path, redaction, .. } => {
-                    let how = match redaction {
-                        Some(report) if report.replaced.is_empty() => "redacted: nothing to replace".to_string(),
-                        Some(report) => format!(
-                            "redacted: {}",
-                            report
-                                .replaced
-                                .iter()
-                                .map(|(rule, count)| format!("{count} {rule}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        None => "not redacted".to_string(),
-                    };
-                    outln!("recorded case `{id}` in {} ({how})", path.display())
-                }
-                RecordOutcome::Duplicate { existing_id, existing } => outln!(
-                    "not recorded: the same content with the same expectation is already case `{existing_id}` in {existing}"
-                ),
-                RecordOutcome::Conflict {
-                    existing_id,
-                    existing,
-                    existing_expect,
-                    expect,
-                } => outln!(
-                    "not recorded: case `{existing_id}` in {existing} has the same content but expects {existing_expect}, not {expect}"
-                ),
-                RecordOutcome::Skipped { source_case } => outln!("skipped case `{source_case}`"),
-            }?;
-        }
-        if outcomes.iter().any(RecordOutcome::is_recorded) {
-            note!(
-                "next: promptgate run --suite {}   (the new case runs with the suite; the gate reports it as new)",
-                args.suite
-            );
-        }
-        if refused {
-            note!("hint: --force writes it anyway; if the existing case's expectation is wrong, correct that case instead");
-        }
-    }
-    Ok(if refused {
-        exit_code::DUPLICATE
-    } else {
-        exit_code::SUCCESS
-    })
-}
-
-/// The one place a run's verdict becomes an exit code. A cache that failed to commit wins: the
-/// report was printed, but what the run paid for may be lost.
-pub fn exit_code_for(record: &RunRecord) -> i32 {
-    if let Some(failure) = &record.cache_failure {
-        note!("error: {failure}");
-        note!("hint: free disk space or check the cache file's permissions (--cache PATH), then run again");
-        return exit_code::INTERNAL;
-    }
-    match record.verdict {
-        Verdict::Pass => exit_code::SUCCESS,
-        Verdict::Regressed => exit_code::REGRESSION,
-        Verdict::Inconclusive => exit_code::INCONCLUSIVE,
     }
 }
 

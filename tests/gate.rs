@@ -199,3 +199,80 @@ fn a_real_improvement_is_reported_as_improved_and_passes() {
         "an improvement is no evidence of a drop"
     );
 }
+
+/// The gate as a library call, without spawning the binary: a missing baseline is found before
+/// the first call; with the baselines in place, a drop prints a Regressed record and returns
+/// exit code 1.
+#[test]
+fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
+    use promptgate::command::{run, Console};
+    use promptgate::env::EnvVars;
+    use promptgate::gate::GateOptions;
+    use promptgate::report::{Format, Style};
+    use promptgate::secrets::Secrets;
+    use promptgate::stats::IntervalMethod;
+
+    let server = server(|case, _| case < 8);
+    let project = Project::new(&server.base_url, &labels(24), 3, "");
+    let options = promptgate::RunOptions {
+        config_path: project.file("promptgate.toml"),
+        cache_path: project.file(".promptgate/cache.sqlite"),
+        suites: vec![],
+        models: vec![],
+        prompts: vec![],
+        samples: None,
+        concurrency: Some(4),
+        offline: false,
+        max_error_rate: None,
+        interval: IntervalMethod::WilsonEffectiveT,
+        progress: false,
+        env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
+    };
+    let gate = GateOptions {
+        baseline_dir: project.file("baselines"),
+        alpha: 0.05,
+        margin: 0.0,
+        exact: false,
+    };
+    let output = run::Output {
+        format: Format::Json,
+        style: Style::default(),
+        out: vec![],
+    };
+    let secrets = Secrets::default();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let missing = run::gate(
+        &options,
+        &gate,
+        &output,
+        &mut Console::new(&mut out, &mut err, &secrets),
+    );
+    assert!(missing.unwrap_err().to_string().contains("baselines"));
+    assert_eq!(server.request_count(), 0);
+
+    // Baselines from a run where every case is right, then the gate on the same wrong answers.
+    let right = FakeServer::start(|seen| Reply::label(expected(seen)));
+    let baseline_project = Project::new(&right.base_url, &labels(24), 3, "");
+    let code = run::update_baselines(
+        &promptgate::RunOptions {
+            config_path: baseline_project.file("promptgate.toml"),
+            cache_path: baseline_project.file(".promptgate/cache.sqlite"),
+            ..options.clone()
+        },
+        &gate.baseline_dir,
+        &mut Console::new(&mut out, &mut err, &secrets),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    out.clear();
+    let code = run::gate(
+        &options,
+        &gate,
+        &output,
+        &mut Console::new(&mut out, &mut err, &secrets),
+    )
+    .unwrap();
+    let record: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!((code, record["verdict"].as_str()), (1, Some("regressed")));
+    assert_eq!(server.request_count(), 24 * 3);
+}

@@ -4,11 +4,17 @@
 //! returns the process exit code.
 
 pub mod cache;
+pub mod compare;
 pub mod plan;
+pub mod record;
+pub mod run;
 
 use std::io::Write;
+use std::path::Path;
 
 use crate::error::Error;
+use crate::exit_code;
+use crate::run_record::{RunRecord, Verdict};
 use crate::secrets::Secrets;
 
 /// Where a command prints: its output, and notes for the person at the terminal. Everything
@@ -46,9 +52,34 @@ impl<'a> Console<'a> {
         let _ = writeln!(self.err, "{}", self.secrets.mask(text));
     }
 
+    /// Write a report file atomically, with the secrets masked as in what is printed.
+    pub fn write_file(&self, path: &Path, text: &str) -> Result<(), Error> {
+        crate::fs::write_atomic(path, &self.secrets.mask(text))
+    }
+
+    /// Where notes go, for a dialogue with the person at the terminal (`record` asking labels).
+    pub fn notes(&mut self) -> &mut dyn Write {
+        self.err
+    }
+
     /// The output itself, unmasked, for bulk data that is not a message (a cache export).
     pub fn raw_output(&mut self) -> &mut dyn Write {
         self.out
+    }
+}
+
+/// The one place a run's verdict becomes an exit code. A cache that failed to commit wins: the
+/// report was printed, but what the run paid for may be lost.
+pub fn exit_code_for(record: &RunRecord, console: &mut Console) -> i32 {
+    if let Some(failure) = &record.cache_failure {
+        console.note(&format!("error: {failure}"));
+        console.note("hint: free disk space or check the cache file's permissions (--cache PATH), then run again");
+        return exit_code::INTERNAL;
+    }
+    match record.verdict {
+        Verdict::Pass => exit_code::SUCCESS,
+        Verdict::Regressed => exit_code::REGRESSION,
+        Verdict::Inconclusive => exit_code::INCONCLUSIVE,
     }
 }
 

@@ -196,7 +196,7 @@ pub fn record_proposals(
 /// Ask on `output`, read on `input`: the interactive `decide` of [`record_proposals`]. A label
 /// suite takes a label (Enter keeps the run's expectation); any other suite takes y/s. `s`
 /// skips; `q` or the end of input stops.
-pub fn ask<R: BufRead, W: Write>(
+pub fn ask<R: BufRead + ?Sized, W: Write + ?Sized>(
     input: &mut R,
     output: &mut W,
     proposal: &Proposal,

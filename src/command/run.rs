@@ -1,0 +1,107 @@
+//! `promptgate run`, `gate` and `baseline update`: sample the selection, then print and write
+//! the run record, judge it against the baselines, or store it as the baselines.
+
+use std::path::{Path, PathBuf};
+
+use super::{exit_code_for, Console};
+use crate::baseline::Baseline;
+use crate::config;
+use crate::error::Error;
+use crate::exit_code;
+use crate::gate::{self, GateOptions};
+use crate::report::{self, Format, Style};
+use crate::run::{self, RunOptions};
+use crate::run_record::{RunRecord, Verdict};
+
+/// What a command prints and writes about a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The format printed on the output.
+    pub format: Format,
+    pub style: Style,
+    /// Report files, each in the format its extension names.
+    pub out: Vec<PathBuf>,
+}
+
+/// `promptgate run`.
+pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    report_files(&output.out)?;
+    let record = run::run(options)?;
+    emit(output, &record, console)
+}
+
+/// `promptgate gate`: every baseline is loaded before the first call, so that a missing one
+/// costs nothing.
+pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    report_files(&output.out)?;
+    gate::check_baselines(&run::selected_pairs(options)?, gate)?;
+    let record = run::run(options)?;
+    let record = gate::gate(record, gate)?;
+    emit(output, &record, console)
+}
+
+/// `promptgate baseline update`: store each result of a complete run as its pair's baseline.
+pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console) -> Result<i32, Error> {
+    if let Some(other) = options.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
+        return Err(Error::usage(format!(
+            "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"
+        ))
+        .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
+    }
+    let record = run::run(options)?;
+    let mut written = 0;
+    for result in &record.results {
+        if result.verdict == Verdict::Inconclusive {
+            console.note(&format!(
+                "not updated: {}/{} is inconclusive ({} failed calls); a baseline must come from a complete run",
+                result.suite, result.model, result.errors
+            ));
+            continue;
+        }
+        let path = Baseline::path(dir, &result.suite, &result.model);
+        Baseline::from_result(result, &record.started_at).save(&path)?;
+        written += 1;
+        let accuracy = result
+            .accuracy
+            .map_or_else(|| "n/a".to_string(), |a| format!("{:.1}%", a.point * 100.0));
+        console.line(&format!(
+            "wrote {} ({} cases, k = {}, accuracy {accuracy})",
+            path.display(),
+            result.cases,
+            result.samples_per_case
+        ))?;
+    }
+    if written < record.results.len() {
+        return Ok(exit_code::INCONCLUSIVE);
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// The format of each report file, checked before anything runs: a report that cannot be
+/// written is found before any call is paid for.
+fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
+    out.iter()
+        .map(|path| {
+            let format = Format::from_extension(path).ok_or_else(|| {
+                Error::usage(format!(
+                    "cannot tell the report format of `{}` from its extension",
+                    path.display()
+                ))
+                .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
+            })?;
+            crate::fs::check_output_path(path)?;
+            Ok((path, format))
+        })
+        .collect()
+}
+
+/// Write the report files, print the record, and return the exit code.
+fn emit(output: &Output, record: &RunRecord, console: &mut Console) -> Result<i32, Error> {
+    for (path, format) in report_files(&output.out)? {
+        let text = report::exporter(format, Style::default()).export(record)?;
+        console.write_file(path, &text)?;
+    }
+    let text = report::exporter(output.format, output.style).export(record)?;
+    console.print(&text)?;
+    Ok(exit_code_for(record, console))
+}
