@@ -759,10 +759,7 @@ impl Cache {
                         format!("`{}` is not a cache key (64 lowercase hex digits)", entry.key),
                     ));
                 }
-                if ![ProviderKind::Openai, ProviderKind::Bedrock]
-                    .iter()
-                    .any(|k| k.as_str() == entry.provider)
-                {
+                if ProviderKind::parse(&entry.provider).is_none() {
                     return Err(invalid(number, format!("unknown provider `{}`", entry.provider)));
                 }
                 let tool_calls: Vec<ToolCall> = serde_json::from_value(entry.tool_calls.clone())

@@ -118,6 +118,11 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The kind named `name` (as in config files), whatever kinds there are.
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+
     /// The name used in config files, reports and cache keys.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -700,6 +705,14 @@ pub fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_kinds_parse_from_their_own_names() {
+        for kind in [ProviderKind::Openai, ProviderKind::Bedrock] {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ProviderKind::parse("anthropic"), None);
+    }
 
     const GOOD: &str = r#"
 [providers.local]

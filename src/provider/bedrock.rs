@@ -43,6 +43,8 @@ use crate::prompt::{RenderedPrompt, ToolChoice as PromptToolChoice};
 pub struct BedrockProvider {
     client: Client,
     policy: RetryPolicy,
+    /// The endpoint or region, for messages.
+    endpoint: String,
 }
 
 impl BedrockProvider {
@@ -71,7 +73,21 @@ impl BedrockProvider {
                 limit: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
             })
             .build();
+        let endpoint = config
+            .endpoint_url
+            .clone()
+            .or_else(|| env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").map(str::to_string))
+            .or_else(|| env.get("AWS_ENDPOINT_URL").map(str::to_string))
+            .or_else(|| {
+                config
+                    .region
+                    .clone()
+                    .or_else(|| env.get("AWS_REGION").map(str::to_string))
+                    .map(|region| format!("Bedrock in {region}"))
+            })
+            .unwrap_or_else(|| "Bedrock (region of the AWS profile)".to_string());
         BedrockProvider {
+            endpoint,
             client: Client::from_conf(client_config),
             policy: RetryPolicy {
                 max_attempts: config.max_attempts,
@@ -81,13 +97,8 @@ impl BedrockProvider {
         }
     }
 
-    /// This provider's retry policy.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.policy
-    }
-
     /// One attempt, no retries.
-    pub async fn complete_once(&self, request: &Request) -> Result<Response, ProviderError> {
+    pub async fn attempt(&self, request: &Request) -> Result<Response, ProviderError> {
         let invalid = |e: BuildError| ProviderError::new(FailureKind::Client, e.to_string());
         let mut call = self.client.converse().model_id(&request.model);
         for message in &request.prompt.messages {
@@ -372,6 +383,20 @@ pub fn from_document(document: &Document) -> Value {
                     .collect::<Map<_, _>>(),
             )
         }
+    }
+}
+
+impl super::Api for BedrockProvider {
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    fn complete_once<'a>(&'a self, request: &'a Request) -> super::BoxFuture<'a, Result<Response, ProviderError>> {
+        Box::pin(self.attempt(request))
     }
 }
 

@@ -146,61 +146,44 @@ impl Reachability {
 /// A configured provider client.
 #[derive(Debug)]
 pub struct Provider {
-    client: Client,
+    api: Box<dyn Api>,
     /// Where calls go, for messages: a base URL, or a Bedrock endpoint or region.
     pub endpoint: String,
     pub reachability: Reachability,
 }
 
-#[derive(Debug)]
-enum Client {
-    // Boxed: the OpenAI client is large, and providers are built once per run.
-    Openai(Box<openai::OpenAiProvider>),
-    Bedrock(bedrock::BedrockProvider),
+/// A future a provider returns, boxed so that providers can be trait objects.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a provider's wire protocol does: one attempt of a call, and the retry policy the
+/// engine wraps around it. A provider implements this in its own file (`openai.rs`,
+/// `bedrock.rs`); the engine knows nothing else of it.
+pub trait Api: Send + Sync + std::fmt::Debug {
+    /// Where calls go, for messages: a base URL, or a Bedrock endpoint or region.
+    fn endpoint(&self) -> String;
+    /// How failed attempts are retried.
+    fn retry_policy(&self) -> RetryPolicy;
+    /// One attempt, no retries; a failure is classified.
+    fn complete_once<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Response, ProviderError>>;
 }
 
 impl Provider {
     /// Build the client for a `[providers.NAME]` table.
     pub async fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<Provider, Error> {
-        let (client, endpoint) = match config.kind {
-            ProviderKind::Openai => {
-                let client = openai::OpenAiProvider::new(name, config, env)?;
-                let endpoint = client.base_url().to_string();
-                (Client::Openai(Box::new(client)), endpoint)
-            }
-            ProviderKind::Bedrock => {
-                let endpoint = config
-                    .endpoint_url
-                    .clone()
-                    .or_else(|| env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").map(str::to_string))
-                    .or_else(|| env.get("AWS_ENDPOINT_URL").map(str::to_string))
-                    .or_else(|| {
-                        config
-                            .region
-                            .clone()
-                            .or_else(|| env.get("AWS_REGION").map(str::to_string))
-                            .map(|region| format!("Bedrock in {region}"))
-                    })
-                    .unwrap_or_else(|| "Bedrock (region of the AWS profile)".to_string());
-                (
-                    Client::Bedrock(bedrock::BedrockProvider::new(config, env).await),
-                    endpoint,
-                )
-            }
+        let api: Box<dyn Api> = match config.kind {
+            ProviderKind::Openai => Box::new(openai::OpenAiProvider::new(name, config, env)?),
+            ProviderKind::Bedrock => Box::new(bedrock::BedrockProvider::new(config, env).await),
         };
         Ok(Provider {
-            client,
-            endpoint,
+            endpoint: api.endpoint(),
+            api,
             reachability: Reachability::default(),
         })
     }
 
     /// The retry policy of this provider.
     pub fn retry_policy(&self) -> RetryPolicy {
-        match &self.client {
-            Client::Openai(p) => p.retry_policy(),
-            Client::Bedrock(p) => p.retry_policy(),
-        }
+        self.api.retry_policy()
     }
 
     /// One call with retries; none once the provider is known to be unreachable.
@@ -216,10 +199,7 @@ impl Provider {
             if self.reachability.unreachable().is_some() {
                 return Err(unreachable());
             }
-            let result = match &self.client {
-                Client::Openai(p) => p.complete_once(request).await,
-                Client::Bedrock(p) => p.complete_once(request).await,
-            };
+            let result = self.api.complete_once(request).await;
             self.reachability.observe(&result);
             result
         })

@@ -81,11 +81,6 @@ impl OpenAiProvider {
         &self.base_url
     }
 
-    /// This provider's retry policy.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.policy
-    }
-
     /// The JSON body of a chat completion request.
     pub fn request_body(&self, request: &Request) -> Value {
         let mut body = Map::new();
@@ -149,7 +144,7 @@ impl OpenAiProvider {
     }
 
     /// One attempt, no retries.
-    pub async fn complete_once(&self, request: &Request) -> Result<Response, ProviderError> {
+    pub async fn attempt(&self, request: &Request) -> Result<Response, ProviderError> {
         let body = self.request_body(request);
         let started = Instant::now();
         // The body is kept as received (RawValue): it is stored verbatim and parsed once.
@@ -383,6 +378,20 @@ fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -> Pr
         message,
         status: Some(status),
         retry_after,
+    }
+}
+
+impl super::Api for OpenAiProvider {
+    fn endpoint(&self) -> String {
+        self.base_url.clone()
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    fn complete_once<'a>(&'a self, request: &'a Request) -> super::BoxFuture<'a, Result<Response, ProviderError>> {
+        Box::pin(self.attempt(request))
     }
 }
 
