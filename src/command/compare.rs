@@ -5,18 +5,9 @@ use std::path::PathBuf;
 use super::{exit_code_for, Console};
 use crate::compare;
 use crate::error::Error;
-use crate::report::{self, Format};
+use crate::report::compare::exporter;
+pub use crate::report::compare::CompareFormat;
 use crate::run::{self, RunOptions};
-
-/// What a comparison is printed as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompareFormat {
-    Terminal,
-    Json,
-    Markdown,
-    /// A self-contained page with forest plots.
-    Html,
-}
 
 /// What `compare` prints and writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,41 +26,23 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
             ),
         );
     }
-    let render = |format: CompareFormat, record: &compare::CompareRecord| -> Result<String, Error> {
-        Ok(match format {
-            CompareFormat::Terminal => report::compare::terminal(record),
-            CompareFormat::Markdown => report::compare::markdown(record),
-            CompareFormat::Html => report::html::compare_page(record),
-            CompareFormat::Json => {
-                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
-            }
-        })
-    };
     let outputs = output
         .out
         .iter()
         .map(|path| {
-            let html = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
             crate::fs::check_output_path(path)?;
-            match Format::from_extension(path) {
-                _ if html => Ok((path, CompareFormat::Html)),
-                Some(Format::Json) => Ok((path, CompareFormat::Json)),
-                Some(Format::Markdown) => Ok((path, CompareFormat::Markdown)),
-                _ => Err(
-                    Error::usage(format!("cannot write a comparison to `{}`", path.display()))
-                        .with_hint("use .json, .md or .html"),
-                ),
-            }
+            let format = CompareFormat::from_extension(path).ok_or_else(|| {
+                Error::usage(format!("cannot write a comparison to `{}`", path.display()))
+                    .with_hint("use .json, .md or .html")
+            })?;
+            Ok((path, format))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let record = run::run(options)?;
     let comparison = compare::compare(&record, &options.models, &options.prompts);
     for (path, format) in outputs {
-        console.write_file(path, &render(format, &comparison)?)?;
+        console.write_file(path, &exporter(format).export(&comparison)?)?;
     }
-    console.print(&render(output.format, &comparison)?)?;
+    console.print(&exporter(output.format).export(&comparison)?)?;
     Ok(exit_code_for(&record, console))
 }

@@ -1,9 +1,56 @@
-//! Reports of `promptgate compare`: a terminal table and Markdown (JSON is the record itself;
-//! the HTML page is `html.rs`).
+//! Reports of `promptgate compare`: a terminal table, Markdown, JSON (the record itself) and a
+//! self-contained HTML page (`html.rs`), behind the same [`Exporter`] trait as run records.
+
+use std::path::Path;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
+use super::Exporter;
 use crate::compare::{CompareRecord, Row};
+use crate::error::Error;
+
+/// An output format for a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareFormat {
+    Terminal,
+    Json,
+    Markdown,
+    /// A self-contained page with forest plots.
+    Html,
+}
+
+impl CompareFormat {
+    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.html`/`.htm`.
+    pub fn from_extension(path: &Path) -> Option<CompareFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(CompareFormat::Json),
+            "md" | "markdown" => Some(CompareFormat::Markdown),
+            "html" | "htm" => Some(CompareFormat::Html),
+            _ => None,
+        }
+    }
+}
+
+/// One comparison format, as an exporter.
+struct CompareExporter(CompareFormat);
+
+impl Exporter<CompareRecord> for CompareExporter {
+    fn export(&self, record: &CompareRecord) -> Result<String, Error> {
+        Ok(match self.0 {
+            CompareFormat::Terminal => terminal(record),
+            CompareFormat::Markdown => markdown(record),
+            CompareFormat::Html => super::html::compare_page(record),
+            CompareFormat::Json => {
+                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
+            }
+        })
+    }
+}
+
+/// The exporter for a comparison format.
+pub fn exporter(format: CompareFormat) -> Box<dyn Exporter<CompareRecord>> {
+    Box::new(CompareExporter(format))
+}
 
 fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
@@ -114,4 +161,46 @@ pub fn markdown(record: &CompareRecord) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{record, result};
+
+    #[test]
+    fn every_comparison_format_comes_from_one_exporter_and_files_pick_theirs() {
+        let run = record(vec![
+            result("triage", &[5, 5, 4]),
+            crate::run_record::SuiteResult {
+                model: "other".into(),
+                ..result("triage", &[5, 1, 4])
+            },
+        ]);
+        let comparison = crate::compare::compare(&run, &["m".into(), "other".into()], &[]);
+        let json = exporter(CompareFormat::Json).export(&comparison).unwrap();
+        let back: CompareRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, comparison);
+        assert!(exporter(CompareFormat::Terminal)
+            .export(&comparison)
+            .unwrap()
+            .contains("suite triage (Δ against m)"));
+        assert!(exporter(CompareFormat::Markdown)
+            .export(&comparison)
+            .unwrap()
+            .contains("| other |"));
+        assert!(exporter(CompareFormat::Html)
+            .export(&comparison)
+            .unwrap()
+            .starts_with("<!DOCTYPE html>"));
+        for (name, format) in [
+            ("c.json", Some(CompareFormat::Json)),
+            ("c.MD", Some(CompareFormat::Markdown)),
+            ("c.htm", Some(CompareFormat::Html)),
+            ("c.xml", None),
+            ("c", None),
+        ] {
+            assert_eq!(CompareFormat::from_extension(Path::new(name)), format, "{name}");
+        }
+    }
 }

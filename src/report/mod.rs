@@ -1,4 +1,6 @@
-//! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model).
+//! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model), for
+//! run records ([`exporter`]) and comparisons ([`compare::exporter`]). Which format a file gets
+//! is decided here too, from its extension.
 
 pub mod compare;
 pub mod html;
@@ -28,9 +30,9 @@ pub struct Style {
     pub verbose: bool,
 }
 
-/// Turns a run record into text.
-pub trait Exporter {
-    fn export(&self, record: &RunRecord) -> Result<String, Error>;
+/// Turns a record (a run's, or with `R = CompareRecord` a comparison's) into text.
+pub trait Exporter<R = RunRecord> {
+    fn export(&self, record: &R) -> Result<String, Error>;
 }
 
 /// The exporter for a format.
