@@ -34,6 +34,7 @@ pub mod sampling;
 pub mod secrets;
 pub mod simulation;
 pub mod stats;
+pub mod suite;
 pub mod tally;
 #[cfg(test)]
 mod testing;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::aggregate::{self, Identity, Prices, Settings};
 use crate::cache::Cache;
 use crate::case::{self, LoadedCase};
-use crate::config::{self, Config, GraderConfig, ModelConfig, ProviderKind};
+use crate::config::{self, Config, ModelConfig, ProviderKind};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::grader::{Assessment, Graders, Question};
@@ -25,6 +25,7 @@ use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEM
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::sampling::{Fixed, SamplingPolicy};
 use crate::stats::IntervalMethod;
+use crate::suite;
 use crate::tally::{CaseTally, Purpose};
 
 /// What to run and how.
@@ -256,13 +257,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         });
     }
     for name in &options.suites {
-        if !config.suites.contains_key(name) {
-            return Err(Error::usage(format!("unknown suite `{name}`")).with_hint(format!(
-                "suites in `{}`: {}",
-                config.path.display(),
-                config::names(config.suites.keys())
-            )));
-        }
+        suite::find(config, name)?;
     }
     for name in &options.models {
         if !config.models.contains_key(name) {
@@ -286,14 +281,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
             &options.prompts[..]
         };
         for prompt_name in prompt_names {
-            let path = suite.prompt_file(config, prompt_name).ok_or_else(|| {
-                Error::usage(format!("suite `{suite_name}` has no prompt `{prompt_name}`")).with_hint(format!(
-                    "use `{}`, a variant of the suite ({}), or a path to a prompt file",
-                    config::DEFAULT_PROMPT,
-                    config::names(suite.variants.keys())
-                ))
-            })?;
-            let prompt = Prompt::load(&path)?;
+            let prompt = Prompt::load(&suite::prompt_file(config, suite_name, suite, prompt_name)?)?;
             selections.extend(select_models(
                 config,
                 options,
@@ -325,25 +313,7 @@ fn select_models(
     cases: &[LoadedCase],
 ) -> Result<Vec<Selection>, Error> {
     let grader = Graders::new(&suite.grader, prompt, config)?;
-    for loaded in cases {
-        grader.check_expect(&loaded.case.expect).map_err(|message| {
-            Error::invalid(
-                "case file",
-                &loaded.file,
-                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
-                format!("case `{}`: {message}", loaded.case.id),
-            )
-            .with_hint(format!(
-                "suite `{suite_name}` grades with {}; the README's Graders section shows each one's `expect`",
-                suite
-                    .grader
-                    .iter()
-                    .map(GraderConfig::kind)
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            ))
-        })?;
-    }
+    suite::check_cases(suite_name, suite, &grader, cases)?;
     // A judge's rubric that cannot render fails now, not after every answer was paid for.
     for loaded in cases {
         grader.prepare(loaded)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::{input, suite, Draft, RecordOutcome, Target, FINDING_VAR, RULE_VAR};
+use super::{input, Draft, RecordOutcome, Target, FINDING_VAR, RULE_VAR};
 use crate::case::{self, Case, LoadedCase};
 use crate::config::Config;
 use crate::error::{self, Error};
@@ -61,7 +61,7 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
         RUN_RECORD_SCHEMA_VERSION,
     )?;
     let config = Config::load(&options.config_path)?;
-    let target_dir = config.resolve(&suite(&config, &options.suite)?.cases);
+    let target_dir = config.resolve(&crate::suite::find(&config, &options.suite)?.cases);
 
     let mut notes = Vec::new();
     let mut by_case: BTreeMap<(String, String), Proposal> = BTreeMap::new();

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::case::{self, Case, LoadedCase};
-use crate::config::{Config, GraderConfig, SuiteConfig};
+use crate::config::{Config, GraderConfig};
 use crate::error::{self, Error};
 use crate::grader::Graders;
 use crate::prompt::Prompt;
@@ -178,7 +178,7 @@ struct Target {
 impl Target {
     fn open(config_path: &Path, suite_name: &str) -> Result<Target, Error> {
         let config = Config::load(config_path)?;
-        let suite = suite(&config, suite_name)?;
+        let suite = crate::suite::find(&config, suite_name)?;
         let cases_dir = config.resolve(&suite.cases);
         // `./cases/x` reads worse than `cases/x` in every message and in the `path` printed.
         let cases_dir = cases_dir.strip_prefix(".").map(Path::to_path_buf).unwrap_or(cases_dir);
@@ -454,14 +454,6 @@ fn equal_in(
     })
 }
 
-fn suite<'a>(config: &'a Config, name: &str) -> Result<&'a SuiteConfig, Error> {
-    config.suites.get(name).ok_or_else(|| {
-        Error::usage(format!("no suite `{name}` in `{}`", config.path.display()))
-            .with_hint(format!("known suites: {}", crate::config::names(config.suites.keys())))
-    })
-}
-
-/// A case id is also a file name: letters, digits, `.`, `_`, `-`, not starting with `.`.
 /// The config's extra redaction patterns (`[[record.redact]]`), compiled; a name of a
 /// built-in rule is refused (names and regexes were checked when the config was loaded).
 fn redact_patterns(config: &Config) -> Result<Vec<redact::Pattern>, Error> {
@@ -484,6 +476,7 @@ fn redact_patterns(config: &Config) -> Result<Vec<redact::Pattern>, Error> {
         .collect()
 }
 
+/// A case id is also a file name: letters, digits, `.`, `_`, `-`, not starting with `.`.
 fn check_id(id: &str) -> Result<(), Error> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
