@@ -1,7 +1,22 @@
 //! promptgate: regression tests for LLM prompts.
 //!
 //! Data flows one way: load (config, cases, prompts) → render → sample (cache or provider) →
-//! grade → aggregate (stats) → report → exit code. Each module holds one of those concepts.
+//! grade → count (tally) → aggregate (stats) → compare (gate) → report → exit code. Each module
+//! holds one of those concepts, and none imports one that comes after it (the README's
+//! Architecture section draws the map).
+//!
+//! The library's API, for tools built on promptgate:
+//! - [`run()`] samples a selection into a [`RunRecord`]; [`gate::judge`] compares one with its
+//!   baselines, [`compare::compare`] sets models side by side, [`aggregate::merge`] rebuilds a
+//!   run from the results of disjoint cases.
+//! - [`command`] runs each command as the binary does, printing through a
+//!   [`command::Console`]; [`cli::main`] is the binary.
+//! - Extension points: [`provider::Api`] (a provider), [`grader`] (a grader),
+//!   [`report::Exporter`] (a report format), [`sampling::SamplingPolicy`] (when to stop
+//!   sampling).
+//! - [`stats`], [`paired`], [`plan`] and [`simulation`] are the statistics, usable alone.
+//! - A binary that renders templates from untrusted input should install
+//!   [`memory::Counting`] as its global allocator, as promptgate's does.
 
 pub mod aggregate;
 pub mod baseline;
@@ -14,12 +29,12 @@ pub mod config;
 pub mod digest;
 pub mod env;
 pub mod error;
-pub mod excerpt;
+pub(crate) mod excerpt;
 pub mod exit_code;
-pub mod fs;
+pub(crate) mod fs;
 pub mod gate;
 pub mod grader;
-pub mod lease;
+pub(crate) mod lease;
 pub mod memory;
 pub mod paired;
 pub mod plan;
@@ -29,12 +44,12 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod run_record;
-pub mod sampler;
+pub(crate) mod sampler;
 pub mod sampling;
 pub mod secrets;
 pub mod simulation;
 pub mod stats;
-pub mod suite;
+pub(crate) mod suite;
 pub mod tally;
 #[cfg(test)]
 mod testing;

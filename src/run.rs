@@ -2,7 +2,7 @@
 //! aggregate. Each step takes the previous step's value; reports are made from the result.
 //!
 //! Sampling streams: each selection's [`SamplingPolicy`] names the samples of a look, the
-//! [`Sampler`] yields their answers as they arrive, and each answer is graded at once (a grader
+//! `Sampler` yields their answers as they arrive, and each answer is graded at once (a grader
 //! that needs a call, the judge, gets it through the same sampler) into its case's tally. When
 //! the look's answers are in, the policies are asked again; when none wants more, the tallies
 //! are aggregated.

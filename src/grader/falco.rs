@@ -1,8 +1,8 @@
 //! The `falco` grader (seed 004): the answer is a Falco rules file — YAML, possibly inside a
-//! ``` fence among prose — whose rules are complete (rule, desc, condition, output, priority),
-//! whose conditions use only macros defined in the answer or in the suite's base rules file,
-//! whose MITRE technique tags agree with its tactic tags, and which carries the tags the case
-//! requires (`expect.falco.required_tags`) and mentions what it must detect
+//! ```` ``` ```` fence among prose — whose rules are complete (rule, desc, condition, output,
+//! priority), whose conditions use only macros defined in the answer or in the suite's base
+//! rules file, whose MITRE technique tags agree with its tactic tags, and which carries the tags
+//! the case requires (`expect.falco.required_tags`) and mentions what it must detect
 //! (`expect.falco.condition_mentions`, found in a condition, or in a macro or list the answer
 //! defines).
 //!

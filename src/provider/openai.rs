@@ -2,7 +2,7 @@
 //! llama.cpp's server, Ollama).
 //!
 //! async-openai 0.43 retries 429 and 5xx by itself and drops response headers on errors. We
-//! replace its HTTP service with [`FailureCapture`], which performs the request once and turns
+//! replace its HTTP service with `FailureCapture`, which performs the request once and turns
 //! every non-2xx answer into an error that keeps the status, `Retry-After` and body, so that
 //! promptgate's own retry loop (`retry.rs`) is the only one and can honour the server.
 
