@@ -18,7 +18,7 @@ use crate::case::{self, LoadedCase};
 use crate::config::{self, Config, ModelConfig, ProviderKind};
 use crate::env::EnvVars;
 use crate::error::Error;
-use crate::grader::{Assessment, Graders, Question};
+use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::{Prompt, RenderedPrompt};
 use crate::provider::{Request, Response, SamplingParams};
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
@@ -66,6 +66,8 @@ struct Selection {
     max_tokens: Option<u32>,
     grader: Graders,
     cases: Vec<LoadedCase>,
+    /// What each case expects of the graders, parsed once (shared by the models of a suite).
+    expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
     prompts: Vec<Arc<RenderedPrompt>>,
 }
@@ -206,7 +208,8 @@ async fn sample(
                     let Some(response) = tally.call(job.sample, Purpose::Sample, answer) else {
                         continue;
                     };
-                    let assessment = selection.grader.assess(&response, loaded)?;
+                    let expected = &selection.expectations[job.case];
+                    let assessment = selection.grader.assess(&response, expected, loaded)?;
                     (response, assessment)
                 }
                 Purpose::Grading => {
@@ -313,7 +316,7 @@ fn select_models(
     cases: &[LoadedCase],
 ) -> Result<Vec<Selection>, Error> {
     let grader = Graders::new(&suite.grader, prompt, config)?;
-    suite::check_cases(suite_name, suite, &grader, cases)?;
+    let expectations = Arc::new(suite::expectations(suite_name, suite, &grader, cases)?);
     // A judge's rubric that cannot render fails now, not after every answer was paid for.
     for loaded in cases {
         grader.prepare(loaded)?;
@@ -343,6 +346,7 @@ fn select_models(
             max_tokens: suite.max_tokens,
             grader: grader.clone(),
             cases: cases.to_vec(),
+            expectations: Arc::clone(&expectations),
             prompts: prompts.clone(),
         });
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::case::LoadedCase;
 use crate::config::{self, Config, GraderConfig, SuiteConfig};
 use crate::error::Error;
-use crate::grader::Graders;
+use crate::grader::{Expectations, Graders};
 
 /// The suite named `name`; an unknown name lists the known ones.
 pub fn find<'a>(config: &'a Config, name: &str) -> Result<&'a SuiteConfig, Error> {
@@ -32,29 +32,36 @@ pub fn prompt_file(config: &Config, name: &str, suite: &SuiteConfig, version: &s
     })
 }
 
-/// Check every case's `expect` against the suite's graders, before anything is paid for; the
-/// error names the case's file and line and the graders the suite uses.
-pub fn check_cases(name: &str, suite: &SuiteConfig, graders: &Graders, cases: &[LoadedCase]) -> Result<(), Error> {
-    for loaded in cases {
-        graders.check_expect(&loaded.case.expect).map_err(|message| {
-            Error::invalid(
-                "case file",
-                &loaded.file,
-                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
-                format!("case `{}`: {message}", loaded.case.id),
-            )
-            .with_hint(format!(
-                "suite `{name}` grades with {}; the README's Graders section shows each one's `expect`",
-                suite
-                    .grader
-                    .iter()
-                    .map(GraderConfig::kind)
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            ))
-        })?;
-    }
-    Ok(())
+/// Every case's `expect` read by the suite's graders, in case order, before anything is paid
+/// for; the error names the case's file and line and the graders the suite uses.
+pub fn expectations(
+    name: &str,
+    suite: &SuiteConfig,
+    graders: &Graders,
+    cases: &[LoadedCase],
+) -> Result<Vec<Expectations>, Error> {
+    cases
+        .iter()
+        .map(|loaded| {
+            graders.expectations(&loaded.case.expect).map_err(|message| {
+                Error::invalid(
+                    "case file",
+                    &loaded.file,
+                    loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                    format!("case `{}`: {message}", loaded.case.id),
+                )
+                .with_hint(format!(
+                    "suite `{name}` grades with {}; the README's Graders section shows each one's `expect`",
+                    suite
+                        .grader
+                        .iter()
+                        .map(GraderConfig::kind)
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,14 +116,15 @@ variants = { en = "prompts/triage-en.toml" }
             file: "cases/triage/c.jsonl".into(),
             line: Some(7),
         };
-        assert!(check_cases(
+        let read = expectations(
             "triage",
             suite,
             &graders,
-            &[case(serde_json::json!({"label": "notify"}))]
+            &[case(serde_json::json!({"label": "notify"}))],
         )
-        .is_ok());
-        let error = check_cases(
+        .unwrap();
+        assert_eq!(read.len(), 1);
+        let error = expectations(
             "triage",
             suite,
             &graders,

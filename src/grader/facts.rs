@@ -52,13 +52,15 @@ impl Fact {
 #[derive(Debug, Clone, Default)]
 pub struct FactsGrader;
 
-struct Facts {
+#[derive(Debug)]
+pub struct Facts {
     required: Vec<Fact>,
     forbidden: Vec<Fact>,
 }
 
 impl FactsGrader {
-    fn facts(expect: &Value) -> Result<Facts, String> {
+    /// The expected facts of a case's `expect`.
+    pub fn expected(expect: &Value) -> Result<Facts, String> {
         let spec = expect
             .get("facts")
             .and_then(Value::as_object)
@@ -88,14 +90,19 @@ impl FactsGrader {
     }
 
     pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        Self::facts(expect).map(drop)
+        Self::expected(expect).map(drop)
     }
 
+    /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
-        let facts = match Self::facts(expect) {
-            Ok(facts) => facts,
-            Err(reason) => return Grade::invalid(reason),
-        };
+        match Self::expected(expect) {
+            Ok(facts) => self.grade_expected(text, &facts),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one answer against the [`FactsGrader::expected`] facts.
+    pub fn grade_expected(&self, text: &str, facts: &Facts) -> Grade {
         if text.trim().is_empty() {
             return Grade::invalid("empty answer");
         }

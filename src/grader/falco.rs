@@ -98,7 +98,8 @@ pub struct FalcoGrader {
     base: Definitions,
 }
 
-struct Expected {
+#[derive(Debug)]
+pub struct Expected {
     required_tags: Vec<String>,
     mentions: Vec<String>,
 }
@@ -108,7 +109,8 @@ impl FalcoGrader {
         FalcoGrader { base }
     }
 
-    fn expected(expect: &Value) -> Result<Expected, String> {
+    /// What a case's `expect.falco` asks of the rules.
+    pub fn expected(expect: &Value) -> Result<Expected, String> {
         let Some(spec) = expect.get("falco") else {
             return Ok(Expected {
                 required_tags: Vec::new(),
@@ -148,11 +150,16 @@ impl FalcoGrader {
         Self::expected(expect).map(drop)
     }
 
+    /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
-        let expected = match Self::expected(expect) {
-            Ok(expected) => expected,
-            Err(reason) => return Grade::invalid(reason),
-        };
+        match Self::expected(expect) {
+            Ok(expected) => self.grade_expected(text, &expected),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one answer against the [`FalcoGrader::expected`] requirements.
+    pub fn grade_expected(&self, text: &str, expected: &Expected) -> Grade {
         let items = match parse_items(fenced_block(text)) {
             Ok(items) => items,
             Err(reason) => return Grade::invalid(reason),

@@ -38,7 +38,8 @@ impl JsonGrader {
         Ok(JsonGrader { validator })
     }
 
-    fn fields(expect: &Value) -> Result<FieldMatchers, String> {
+    /// The expected fields of a case's `expect`.
+    pub fn expected(expect: &Value) -> Result<FieldMatchers, String> {
         match expect.get("fields") {
             None => Ok(FieldMatchers::default()),
             Some(Value::Object(spec)) => FieldMatchers::parse(spec).map_err(|e| format!("fields: {e}")),
@@ -47,14 +48,19 @@ impl JsonGrader {
     }
 
     pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        Self::fields(expect).map(drop)
+        Self::expected(expect).map(drop)
     }
 
+    /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
-        let fields = match Self::fields(expect) {
-            Ok(fields) => fields,
-            Err(reason) => return Grade::invalid(reason),
-        };
+        match Self::expected(expect) {
+            Ok(fields) => self.grade_expected(text, &fields),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one answer against the [`JsonGrader::expected`] fields.
+    pub fn grade_expected(&self, text: &str, fields: &FieldMatchers) -> Grade {
         if text.trim().is_empty() {
             return Grade::invalid("empty answer");
         }

@@ -27,14 +27,14 @@ impl LabelGrader {
             .map(String::as_str)
     }
 
-    /// `expect` must be `{"label": L}` with L among the allowed labels.
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+    /// The expected label: `expect` must be `{"label": L}` with L among the allowed labels.
+    pub fn expected(&self, expect: &Value) -> Result<String, String> {
         let label = expect
             .get("label")
             .and_then(Value::as_str)
             .ok_or_else(|| "the label grader needs `expect: {\"label\": ...}`".to_string())?;
         match self.allowed(label) {
-            Some(_) => Ok(()),
+            Some(_) => Ok(label.to_string()),
             None => Err(format!(
                 "expected label `{label}` is not one of: {}",
                 self.labels.join(", ")
@@ -42,9 +42,21 @@ impl LabelGrader {
         }
     }
 
-    /// Grade one response.
+    /// Check a case's `expect` before any call is made.
+    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+        self.expected(expect).map(drop)
+    }
+
+    /// Grade one response against a case's `expect`.
     pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
-        let expected = expect.get("label").and_then(Value::as_str).unwrap_or_default();
+        match self.expected(expect) {
+            Ok(expected) => self.grade_expected(response, &expected),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one response against the [`LabelGrader::expected`] label.
+    pub fn grade_expected(&self, response: &Response, expected: &str) -> Grade {
         let Some(text) = response.text.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Grade::invalid("empty answer");
         };

@@ -147,34 +147,58 @@ impl Grader {
         }
     }
 
-    /// Check a case's `expect` before any call is made; the error says what is wrong.
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        match self {
-            Grader::Label(g) => g.check_expect(expect),
-            Grader::ToolCall(g) => g.check_expect(expect),
-            Grader::Json(g) => g.check_expect(expect),
-            Grader::Sections(g) => g.check_expect(expect),
-            Grader::Facts(g) => g.check_expect(expect),
-            Grader::Falco(g) => g.check_expect(expect),
-            Grader::Judge(_) => judge::JudgeGrader::check_expect(expect),
-        }
+    /// A case's `expect` as this grader reads it, parsed and checked once, before any call;
+    /// the error says what is wrong.
+    fn expected(&self, expect: &Value) -> Result<Expected, String> {
+        Ok(match self {
+            Grader::Label(g) => Expected::Label(g.expected(expect)?),
+            Grader::ToolCall(g) => Expected::ToolCall(g.expected(expect)?),
+            Grader::Json(_) => Expected::Json(json::JsonGrader::expected(expect)?),
+            Grader::Sections(g) => Expected::Sections(g.expected(expect)?),
+            Grader::Facts(_) => Expected::Facts(facts::FactsGrader::expected(expect)?),
+            Grader::Falco(_) => Expected::Falco(falco::FalcoGrader::expected(expect)?),
+            Grader::Judge(_) => {
+                judge::JudgeGrader::check_expect(expect)?;
+                Expected::Judge
+            }
+        })
     }
 
-    /// Grade one response against a case's `expect`; `None` for a grader that needs a call
-    /// first (the judge).
-    fn grade(&self, response: &Response, expect: &Value) -> Option<Grade> {
+    /// Grade one response against what the case expects of this grader; `None` for a grader
+    /// that needs a call first (the judge).
+    fn grade(&self, response: &Response, expected: &Expected) -> Option<Grade> {
         let text = || response.text.as_deref().unwrap_or_default();
-        Some(match self {
-            Grader::Judge(_) => return None,
-            Grader::Label(g) => g.grade(response, expect),
-            Grader::ToolCall(g) => g.grade(response, expect),
-            Grader::Json(g) => g.grade(text(), expect),
-            Grader::Sections(g) => g.grade(text(), expect),
-            Grader::Facts(g) => g.grade(text(), expect),
-            Grader::Falco(g) => g.grade(text(), expect),
+        Some(match (self, expected) {
+            (Grader::Judge(_), _) => return None,
+            (Grader::Label(g), Expected::Label(label)) => g.grade_expected(response, label),
+            (Grader::ToolCall(g), Expected::ToolCall(calls)) => g.grade_expected(response, calls),
+            (Grader::Json(g), Expected::Json(fields)) => g.grade_expected(text(), fields),
+            (Grader::Sections(g), Expected::Sections(severity)) => g.grade_expected(text(), severity.as_deref()),
+            (Grader::Facts(g), Expected::Facts(facts)) => g.grade_expected(text(), facts),
+            (Grader::Falco(g), Expected::Falco(rules)) => g.grade_expected(text(), rules),
+            // Expectations are made by the same graders, in the same order.
+            (grader, _) => Grade::invalid(format!("internal: no `{}` expectation for this case", grader.kind())),
         })
     }
 }
+
+/// What a case expects of one grader, parsed from its `expect` once.
+#[derive(Debug)]
+enum Expected {
+    Label(String),
+    ToolCall(Vec<tool_call::ExpectedCall>),
+    Json(matcher::FieldMatchers),
+    Sections(Option<String>),
+    Facts(facts::Facts),
+    Falco(falco::Expected),
+    /// The judge reads `expect.judge.criteria` into its rubric.
+    Judge,
+}
+
+/// What a case expects of each grader of its suite, in grader order: made by
+/// [`Graders::expectations`] once per case, read by [`Graders::assess`] for every sample.
+#[derive(Debug)]
+pub struct Expectations(Vec<Expected>);
 
 /// What the graders of a suite make of an answer.
 #[derive(Debug)]
@@ -211,12 +235,18 @@ impl Graders {
             .map(Graders)
     }
 
+    /// A case's `expect` parsed for every grader; the error says which grader refused it.
+    pub fn expectations(&self, expect: &Value) -> Result<Expectations, String> {
+        self.0
+            .iter()
+            .map(|grader| grader.expected(expect).map_err(|e| self.prefixed(grader, &e)))
+            .collect::<Result<_, _>>()
+            .map(Expectations)
+    }
+
     /// Check a case's `expect` against every grader.
     pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        for grader in &self.0 {
-            grader.check_expect(expect).map_err(|e| self.prefixed(grader, &e))?;
-        }
-        Ok(())
+        self.expectations(expect).map(drop)
     }
 
     /// Check before any call what grading `loaded` will need: a judge's rubric must render
@@ -230,13 +260,18 @@ impl Graders {
         Ok(())
     }
 
-    /// Grade an answer of `loaded` once by every grader that reads it; if all of them pass it
-    /// and a judge is to be asked, the question for it.
-    pub fn assess(&self, response: &Response, loaded: &LoadedCase) -> Result<Assessment, Error> {
-        let expect = &loaded.case.expect;
+    /// Grade an answer of `loaded` (whose [`Graders::expectations`] are `expected`) once by
+    /// every grader that reads it; if all of them pass it and a judge is to be asked, the
+    /// question for it.
+    pub fn assess(
+        &self,
+        response: &Response,
+        expected: &Expectations,
+        loaded: &LoadedCase,
+    ) -> Result<Assessment, Error> {
         let grades = (0..)
-            .zip(&self.0)
-            .filter_map(|(index, grader)| grader.grade(response, expect).map(|grade| (index, grade)))
+            .zip(self.0.iter().zip(&expected.0))
+            .filter_map(|(index, (grader, expected))| grader.grade(response, expected).map(|grade| (index, grade)))
             .collect();
         self.next(grades, response, loaded)
     }
@@ -336,7 +371,8 @@ mod tests {
             file: "cases/c.json".into(),
             line: None,
         };
-        let grade = |text: &str| match graders.assess(&Response::from_text(text), &loaded).unwrap() {
+        let expected = graders.expectations(&loaded.case.expect).unwrap();
+        let grade = |text: &str| match graders.assess(&Response::from_text(text), &expected, &loaded).unwrap() {
             Assessment::Graded(grade) => grade,
             Assessment::Ask(question) => panic!("no judge to ask: {question:?}"),
         };

@@ -27,16 +27,21 @@ impl SectionsGrader {
         }
     }
 
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+    /// The expected severity of a case's `expect`, if it names one.
+    pub fn expected(&self, expect: &Value) -> Result<Option<String>, String> {
         match (expect.get("severity"), &self.severity_heading) {
-            (None, _) => Ok(()),
+            (None, _) => Ok(None),
             (Some(_), None) => Err("`expect.severity` needs the grader's `severity_heading`".into()),
-            (Some(Value::String(s)), Some(_)) if self.allowed(s).is_some() => Ok(()),
+            (Some(Value::String(s)), Some(_)) if self.allowed(s).is_some() => Ok(Some(s.clone())),
             (Some(other), Some(_)) => Err(format!(
                 "`expect.severity` {other} is not one of {}",
                 self.severities.join(", ")
             )),
         }
+    }
+
+    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
+        self.expected(expect).map(drop)
     }
 
     fn allowed(&self, word: &str) -> Option<&str> {
@@ -46,7 +51,16 @@ impl SectionsGrader {
             .map(String::as_str)
     }
 
+    /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
+        match self.expected(expect) {
+            Ok(severity) => self.grade_expected(text, severity.as_deref()),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one answer against the [`SectionsGrader::expected`] severity.
+    pub fn grade_expected(&self, text: &str, expected_severity: Option<&str>) -> Grade {
         if text.trim().is_empty() {
             return Grade::invalid("empty answer");
         }
@@ -111,7 +125,7 @@ impl SectionsGrader {
                 ))
             }
         };
-        match expect.get("severity").and_then(Value::as_str) {
+        match expected_severity {
             Some(expected) if !expected.eq_ignore_ascii_case(severity) => {
                 Grade::wrong(format!("severity {severity}, expected {expected}"))
             }

@@ -21,7 +21,8 @@ pub struct ToolCallGrader {
 }
 
 /// One expected call, read from a case.
-struct ExpectedCall {
+#[derive(Debug)]
+pub struct ExpectedCall {
     name: String,
     arguments: FieldMatchers,
 }
@@ -31,7 +32,8 @@ impl ToolCallGrader {
         ToolCallGrader { known_tools }
     }
 
-    fn expected(&self, expect: &Value) -> Result<Vec<ExpectedCall>, String> {
+    /// The expected calls of a case's `expect`.
+    pub fn expected(&self, expect: &Value) -> Result<Vec<ExpectedCall>, String> {
         let calls = expect
             .get("calls")
             .and_then(Value::as_array)
@@ -70,13 +72,16 @@ impl ToolCallGrader {
         self.expected(expect).map(drop)
     }
 
-    /// Grade one response.
+    /// Grade one response against a case's `expect`.
     pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
-        let expected = match self.expected(expect) {
-            Ok(expected) => expected,
-            // check_expect ran before any call; this is unreachable for a loaded suite.
-            Err(reason) => return Grade::invalid(reason),
-        };
+        match self.expected(expect) {
+            Ok(expected) => self.grade_expected(response, &expected),
+            Err(reason) => Grade::invalid(reason),
+        }
+    }
+
+    /// Grade one response against the [`ToolCallGrader::expected`] calls.
+    pub fn grade_expected(&self, response: &Response, expected: &[ExpectedCall]) -> Grade {
         let actual = &response.tool_calls;
         if let Some(call) = actual.iter().find(|call| !call.arguments.is_object()) {
             return Grade::invalid(format!(
