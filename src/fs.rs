@@ -104,7 +104,12 @@ pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
         Ok(meta) if meta.is_dir() => return Err(refuse("a folder")),
         Ok(meta) if !meta.is_file() => return Err(refuse("a device, FIFO or socket, not a regular file")),
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // A missing file, or a parent that is a file: the ancestors below say which.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) => {}
         Err(e) => return Err(Error::output(path, e)),
     }
     // The nearest existing ancestor must be a folder we can write into.
@@ -127,10 +132,17 @@ pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
                     folder.display()
                 )))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match folder.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => folder = parent,
-                _ => return Ok(()),
-            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match folder.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => folder = parent,
+                    _ => return Ok(()),
+                }
+            }
             Err(e) => return Err(Error::output(folder, e)),
         }
     }

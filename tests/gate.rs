@@ -253,6 +253,21 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
     // Baselines from a run where every case is right, then the gate on the same wrong answers.
     let right = FakeServer::start(|seen| Reply::label(expected(seen)));
     let baseline_project = Project::new(&right.base_url, &labels(24), 3, "");
+    // A baseline that could not be written is found before the first call.
+    let blocked = baseline_project.file("not-a-folder");
+    std::fs::write(&blocked, "").unwrap();
+    let error = run::update_baselines(
+        &promptgate::RunOptions {
+            config_path: baseline_project.file("promptgate.toml"),
+            cache_path: baseline_project.file(".promptgate/cache.sqlite"),
+            ..options.clone()
+        },
+        &blocked.join("baselines"),
+        &mut Console::new(&mut out, &mut err, &secrets),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("is not a folder"), "{error}");
+    assert_eq!(right.request_count(), 0);
     let code = run::update_baselines(
         &promptgate::RunOptions {
             config_path: baseline_project.file("promptgate.toml"),

@@ -48,6 +48,10 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console)
         ))
         .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
     }
+    // Before any call is paid for: a baseline that could not be written is found now.
+    for (suite, model) in run::selected_pairs(options)? {
+        crate::fs::check_output_path(&Baseline::path(dir, &suite, &model))?;
+    }
     let record = run::run(options)?;
     let mut written = 0;
     for result in &record.results {
