@@ -316,3 +316,84 @@ fn progress_bar(enabled: bool) -> ProgressBar {
     }
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+    use crate::prompt::Message;
+    use crate::provider::SamplingParams;
+
+    const CONFIG: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[models.m]
+provider = "local"
+model = "gemma"
+"#;
+
+    fn request(sample_index: u32, prompt: &Arc<RenderedPrompt>) -> Request {
+        Request {
+            provider: ProviderKind::Openai,
+            model: "gemma".into(),
+            prompt: Arc::clone(prompt),
+            params: SamplingParams {
+                temperature: Some(0.0),
+                max_tokens: Some(16),
+                top_p: None,
+                seed: Some(i64::from(sample_index)),
+            },
+            sample_index,
+        }
+    }
+
+    /// Offline, nothing reaches a provider: a cached answer comes back as cached, a miss as an
+    /// `offline_miss` failure, each with the index it was submitted with, and nothing is left
+    /// to report at the end.
+    #[tokio::test]
+    async fn offline_sampling_answers_from_the_cache_and_names_every_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&dir.path().join("promptgate.toml"), CONFIG).unwrap();
+        let cache = Arc::new(Cache::open(&dir.path().join("cache.sqlite")).unwrap());
+        let prompt = Arc::new(RenderedPrompt {
+            messages: vec![Message {
+                role: "user".into(),
+                content: "triage this".into(),
+            }],
+            response_schema: None,
+            tools: vec![],
+            tool_choice: None,
+        });
+        let cached = request(0, &prompt);
+        let key = cache::key_with(&cached, &cache::PromptKey::of(&prompt));
+        cache
+            .put_many(&[cache::Entry::new(key, &cached, Response::from_text("notify"))])
+            .unwrap();
+        let env = EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]);
+        let options = SamplerOptions {
+            offline: true,
+            concurrency: 4,
+            progress: false,
+            env: &env,
+        };
+        let mut sampler = Sampler::new(&config, options, Arc::clone(&cache));
+        for index in 0..3u32 {
+            sampler.submit(index, &request(index, &prompt), "local").unwrap();
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = sampler.next().await {
+            answers.push(answer.unwrap());
+        }
+        assert_eq!(answers.len(), 3);
+        for (index, answer) in &answers {
+            match (index, answer) {
+                (0, Answer::Cached(response)) => assert_eq!(response.text.as_deref(), Some("notify")),
+                (1 | 2, Answer::Failed { error, attempts: 0 }) => assert_eq!(error.kind, FailureKind::OfflineMiss),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert_eq!(sampler.finish().unwrap(), None);
+    }
+}
