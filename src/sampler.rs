@@ -324,16 +324,6 @@ mod tests {
     use crate::prompt::Message;
     use crate::provider::SamplingParams;
 
-    const CONFIG: &str = r#"
-[providers.local]
-kind = "openai"
-base_url = "http://127.0.0.1:9/v1"
-
-[models.m]
-provider = "local"
-model = "gemma"
-"#;
-
     fn request(sample_index: u32, prompt: &Arc<RenderedPrompt>) -> Request {
         Request {
             provider: ProviderKind::Openai,
@@ -355,7 +345,7 @@ model = "gemma"
     #[tokio::test]
     async fn offline_sampling_answers_from_the_cache_and_names_every_miss() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&dir.path().join("promptgate.toml"), CONFIG).unwrap();
+        let config = Config::parse(&dir.path().join("promptgate.toml"), crate::testing::CONFIG).unwrap();
         let cache = Arc::new(Cache::open(&dir.path().join("cache.sqlite")).unwrap());
         let prompt = Arc::new(RenderedPrompt {
             messages: vec![Message {

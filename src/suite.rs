@@ -71,26 +71,9 @@ mod tests {
     use super::*;
     use crate::case::Case;
 
-    const CONFIG: &str = r#"
-[providers.local]
-kind = "openai"
-base_url = "http://127.0.0.1:1/v1"
-
-[models.m]
-provider = "local"
-model = "gemma"
-
-[suites.triage]
-prompt = "prompts/triage.toml"
-cases = "cases/triage"
-models = ["m"]
-grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
-variants = { en = "prompts/triage-en.toml" }
-"#;
-
     #[test]
     fn names_versions_and_cases_are_checked_with_what_would_fix_them() {
-        let config = Config::parse(Path::new("/p/promptgate.toml"), CONFIG).unwrap();
+        let config = Config::parse(Path::new("/p/promptgate.toml"), crate::testing::CONFIG).unwrap();
         let error = find(&config, "triag").unwrap_err();
         assert_eq!(error.to_string(), "unknown suite `triag`");
         assert_eq!(error.hint(), Some("suites in `/p/promptgate.toml`: triage"));

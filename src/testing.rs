@@ -8,6 +8,25 @@ use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEM
 use crate::stats::IntervalMethod;
 use crate::tally::{Answer, CaseTally, Purpose};
 
+/// A config of one OpenAI-compatible provider at a closed port, one model and one label suite
+/// with an `en` variant (files under `/p` are never read).
+pub const CONFIG: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+
+[models.m]
+provider = "local"
+model = "gemma"
+
+[suites.triage]
+prompt = "prompts/triage.toml"
+cases = "cases/triage"
+models = ["m"]
+grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
+variants = { en = "prompts/triage-en.toml" }
+"#;
+
 const SETTINGS: Settings = Settings {
     confidence_level: 0.95,
     interval: IntervalMethod::WilsonEffectiveT,
