@@ -352,6 +352,71 @@ pub fn strip_code_fence(text: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// The judge through the ordinary path: the label grader reads the answer once; a wrong
+    /// answer is graded without asking; a right one becomes a question for the judge's model,
+    /// whose verdict completes the grade.
+    #[test]
+    fn a_judge_is_asked_only_about_answers_the_other_graders_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rubric = dir.path().join("judge.toml");
+        std::fs::write(
+            &rubric,
+            "schema_version = 1\nuser = \"Judge {{ answer }} against {{ criteria }}\"\n",
+        )
+        .unwrap();
+        let config = Config::parse(&dir.path().join("promptgate.toml"), crate::testing::CONFIG).unwrap();
+        let prompt = Prompt::parse(std::path::Path::new("p.toml"), "schema_version = 1\nuser = \"x\"\n").unwrap();
+        let configs = [
+            GraderConfig::Judge {
+                model: "m".into(),
+                rubric: rubric.clone(),
+            },
+            GraderConfig::Label {
+                field: None,
+                labels: vec!["suppress".into(), "notify".into()],
+            },
+        ];
+        let graders = Graders::new(&configs, &prompt, &config).unwrap();
+        let loaded = LoadedCase {
+            case: crate::case::Case {
+                id: "c1".into(),
+                vars: serde_json::Map::new(),
+                expect: serde_json::json!({"label": "notify", "judge": {"criteria": "names the port"}}),
+                tags: vec![],
+                source: None,
+                notes: None,
+            },
+            file: "cases/c.json".into(),
+            line: None,
+        };
+        let expected = graders.expectations(&loaded.case.expect).unwrap();
+        let wrong = Response::from_text("suppress");
+        match graders.assess(&wrong, &expected, &loaded).unwrap() {
+            Assessment::Graded(grade) => assert_eq!(
+                (grade.outcome, grade.reason.as_str()),
+                (Outcome::Wrong, "label: answered `suppress`, expected `notify`")
+            ),
+            Assessment::Ask(question) => panic!("asked about a wrong answer: {question:?}"),
+        }
+        let right = Response::from_text("notify");
+        let Assessment::Ask(question) = graders.assess(&right, &expected, &loaded).unwrap() else {
+            panic!("a right answer must go to the judge");
+        };
+        assert_eq!(question.provider, "local");
+        assert_eq!(
+            question.request.prompt.messages[0].content,
+            "Judge notify against names the port"
+        );
+        let verdict = Response::from_text(r#"{"verdict": "fail", "reason": "no port"}"#);
+        match graders.answer(question, &verdict, &right, &loaded).unwrap() {
+            Assessment::Graded(grade) => assert_eq!(
+                (grade.outcome, grade.reason.as_str()),
+                (Outcome::Wrong, "judge: no port")
+            ),
+            Assessment::Ask(question) => panic!("one judge, asked twice: {question:?}"),
+        }
+    }
+
     #[test]
     fn combined_graders_pass_only_together_and_say_which_failed() {
         let graders = Graders(vec![
