@@ -110,3 +110,19 @@ pub fn gated() -> RunRecord {
     let candidates = vec![hostile(result("triage", &after)), result("chatops", &before), explain];
     judge(record(candidates), &baselines, &options)
 }
+
+/// A case `id` of `cases/c.json` expecting `expect`, with no variables.
+pub fn loaded(id: &str, expect: serde_json::Value) -> crate::case::LoadedCase {
+    crate::case::LoadedCase {
+        case: crate::case::Case {
+            id: id.into(),
+            vars: serde_json::Map::new(),
+            expect,
+            tags: vec![],
+            source: None,
+            notes: None,
+        },
+        file: "cases/c.json".into(),
+        line: None,
+    }
+}

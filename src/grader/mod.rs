@@ -377,18 +377,10 @@ mod tests {
             },
         ];
         let graders = Graders::new(&configs, &prompt, &config).unwrap();
-        let loaded = LoadedCase {
-            case: crate::case::Case {
-                id: "c1".into(),
-                vars: serde_json::Map::new(),
-                expect: serde_json::json!({"label": "notify", "judge": {"criteria": "names the port"}}),
-                tags: vec![],
-                source: None,
-                notes: None,
-            },
-            file: "cases/c.json".into(),
-            line: None,
-        };
+        let loaded = crate::testing::loaded(
+            "c1",
+            serde_json::json!({"label": "notify", "judge": {"criteria": "names the port"}}),
+        );
         let expected = graders.expectations(&loaded.case.expect).unwrap();
         let wrong = Response::from_text("suppress");
         match graders.assess(&wrong, &expected, &loaded).unwrap() {
@@ -424,18 +416,7 @@ mod tests {
             Grader::Facts(facts::FactsGrader),
         ]);
         let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
-        let loaded = LoadedCase {
-            case: crate::case::Case {
-                id: "c1".into(),
-                vars: serde_json::Map::new(),
-                expect,
-                tags: vec![],
-                source: None,
-                notes: None,
-            },
-            file: "cases/c.json".into(),
-            line: None,
-        };
+        let loaded = crate::testing::loaded("c1", expect);
         let expected = graders.expectations(&loaded.case.expect).unwrap();
         let grade = |text: &str| match graders.assess(&Response::from_text(text), &expected, &loaded).unwrap() {
             Assessment::Graded(grade) => grade,
