@@ -94,22 +94,40 @@ struct Job {
     purpose: Purpose,
 }
 
+/// What a command checks of the selected suite × model pairs once the selection is resolved
+/// and before anything is paid for (that their baselines exist, or can be written).
+pub type Precondition<'a> = &'a dyn Fn(&[(String, String)]) -> Result<(), Error>;
+
 /// Run the selection and return its record. Provider failures do not make this an `Err`: they
 /// are counted, and the record's verdict says whether the run can be trusted.
 pub fn run(options: &RunOptions) -> Result<RunRecord, Error> {
+    run_checked(options, &|_| Ok(()))
+}
+
+/// [`run`], with `precondition` checked on the selected pairs before the first call.
+pub fn run_checked(options: &RunOptions, precondition: Precondition) -> Result<RunRecord, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("failed to start the async runtime: {e}")))?;
-    runtime.block_on(run_async(options))
+    runtime.block_on(run_async_checked(options, precondition))
 }
 
 /// [`run`] for callers that already have a tokio runtime.
 pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
+    run_async_checked(options, &|_| Ok(())).await
+}
+
+async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>) -> Result<RunRecord, Error> {
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let config = Config::load(&options.config_path)?;
     let selections = select(&config, options)?;
+    let pairs: Vec<(String, String)> = selections
+        .iter()
+        .map(|s| (s.suite.clone(), s.model_name.clone()))
+        .collect();
+    precondition(&pairs)?;
     if selections.iter().all(|s| s.cases.is_empty()) {
         return Err(Error::NothingSelected {
             message: "the selected suites have no cases".into(),
@@ -238,16 +256,6 @@ async fn sample(
     }
     let cache_failure = sampler.finish()?;
     Ok((tallies, cache_failure))
-}
-
-/// The suite × model pairs `options` selects, checked as [`run`] checks them (config, cases,
-/// prompts, graders), without a call: for what must be checked before anything is paid for.
-pub fn selected_pairs(options: &RunOptions) -> Result<Vec<(String, String)>, Error> {
-    let config = Config::load(&options.config_path)?;
-    Ok(select(&config, options)?
-        .into_iter()
-        .map(|s| (s.suite, s.model_name))
-        .collect())
 }
 
 /// Resolve suites and models, load prompts and cases, and render every request. All input

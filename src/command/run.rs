@@ -34,8 +34,7 @@ pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Resu
 /// costs nothing.
 pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     report_files(&output.out)?;
-    gate::check_baselines(&run::selected_pairs(options)?, gate)?;
-    let record = run::run(options)?;
+    let record = run::run_checked(options, &|pairs| gate::check_baselines(pairs, gate))?;
     let record = gate::gate(record, gate)?;
     emit(output, &record, console)
 }
@@ -49,10 +48,12 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console)
         .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
     }
     // Before any call is paid for: a baseline that could not be written is found now.
-    for (suite, model) in run::selected_pairs(options)? {
-        crate::fs::check_output_path(&Baseline::path(dir, &suite, &model))?;
-    }
-    let record = run::run(options)?;
+    let writable = |pairs: &[(String, String)]| {
+        pairs
+            .iter()
+            .try_for_each(|(suite, model)| crate::fs::check_output_path(&Baseline::path(dir, suite, model)))
+    };
+    let record = run::run_checked(options, &writable)?;
     let mut written = 0;
     for result in &record.results {
         if result.verdict == Verdict::Inconclusive {
