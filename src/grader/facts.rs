@@ -89,10 +89,6 @@ impl FactsGrader {
         Ok(facts)
     }
 
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        Self::expected(expect).map(drop)
-    }
-
     /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
         match Self::expected(expect) {
@@ -167,15 +163,13 @@ mod tests {
 
     #[test]
     fn bad_expectations_are_refused() {
-        assert!(FactsGrader.check_expect(&json!({"label": "x"})).is_err());
-        assert!(FactsGrader
-            .check_expect(&json!({"facts": {"required": [{"regex": "("}]}}))
+        assert!(FactsGrader::expected(&json!({"label": "x"})).is_err());
+        assert!(FactsGrader::expected(&json!({"facts": {"required": [{"regex": "("}]}}))
             .unwrap_err()
             .contains("facts.required[0]"));
-        assert!(FactsGrader
-            .check_expect(&json!({"facts": {"needed": ["x"]}}))
+        assert!(FactsGrader::expected(&json!({"facts": {"needed": ["x"]}}))
             .unwrap_err()
             .contains("unknown key `facts.needed`"));
-        assert!(FactsGrader.check_expect(&json!({"facts": {}})).is_err());
+        assert!(FactsGrader::expected(&json!({"facts": {}})).is_err());
     }
 }

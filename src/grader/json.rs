@@ -47,10 +47,6 @@ impl JsonGrader {
         }
     }
 
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        Self::expected(expect).map(drop)
-    }
-
     /// Grade one answer against a case's `expect`.
     pub fn grade(&self, text: &str, expect: &Value) -> Grade {
         match Self::expected(expect) {
@@ -155,6 +151,6 @@ mod tests {
         );
         assert_eq!(grade.outcome, Outcome::Correct);
         assert!(JsonGrader::new(Some(&json!({"type": 5}))).is_err());
-        assert!(grader.check_expect(&json!({"fields": []})).is_err());
+        assert!(JsonGrader::expected(&json!({"fields": []})).is_err());
     }
 }

@@ -67,11 +67,6 @@ impl ToolCallGrader {
             .collect()
     }
 
-    /// Check a case's `expect` before any call is made.
-    pub fn check_expect(&self, expect: &Value) -> Result<(), String> {
-        self.expected(expect).map(drop)
-    }
-
     /// Grade one response against a case's `expect`.
     pub fn grade(&self, response: &Response, expect: &Value) -> Grade {
         match self.expected(expect) {
@@ -268,12 +263,12 @@ mod tests {
     #[test]
     fn expectations_are_checked_against_the_prompt_tools() {
         let err = grader()
-            .check_expect(&json!({"calls": [{"name": "suppressFinding"}]}))
+            .expected(&json!({"calls": [{"name": "suppressFinding"}]}))
             .unwrap_err();
         assert!(err.contains("`suppressFinding` is not a tool of the prompt"), "{err}");
-        assert!(grader().check_expect(&json!({"label": "x"})).is_err());
+        assert!(grader().expected(&json!({"label": "x"})).is_err());
         let err = grader()
-            .check_expect(
+            .expected(
                 &json!({"calls": [{"name": "listAutomaticSuppressionRules", "arguments": {"x": {"regex": "("}}}]}),
             )
             .unwrap_err();
