@@ -25,18 +25,18 @@ pub struct Output {
 
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
-    report_files(&output.out)?;
+    let files = report_files(&output.out)?;
     let record = run::run(options)?;
-    emit(output, &record, console)
+    emit(output, &files, &record, console)
 }
 
 /// `promptgate gate`: every baseline is loaded before the first call, so that a missing one
 /// costs nothing.
 pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
-    report_files(&output.out)?;
+    let files = report_files(&output.out)?;
     let record = run::run_checked(options, &|pairs| gate::check_baselines(pairs, gate))?;
     let record = gate::gate(record, gate)?;
-    emit(output, &record, console)
+    emit(output, &files, &record, console)
 }
 
 /// `promptgate baseline update`: store each result of a complete run as its pair's baseline.
@@ -100,9 +100,14 @@ fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
         .collect()
 }
 
-/// Write the report files, print the record, and return the exit code.
-fn emit(output: &Output, record: &RunRecord, console: &mut Console) -> Result<i32, Error> {
-    for (path, format) in report_files(&output.out)? {
+/// Write the [`report_files`], print the record, and return the exit code.
+fn emit(
+    output: &Output,
+    files: &[(&PathBuf, Format)],
+    record: &RunRecord,
+    console: &mut Console,
+) -> Result<i32, Error> {
+    for &(path, format) in files {
         let text = report::exporter(format, Style::default()).export(record)?;
         console.write_file(path, &text)?;
     }
