@@ -14,10 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::ProviderKind;
 use crate::digest;
 use crate::error::Error;
 use crate::prompt::RenderedPrompt;
+use crate::provider::ProviderKind;
 use crate::provider::{Request, Response, ToolCall, Usage};
 
 /// On-disk schema version, kept in SQLite's `user_version`.
@@ -882,8 +882,8 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderKind;
     use crate::prompt::Message;
+    use crate::provider::ProviderKind;
     use crate::provider::SamplingParams;
 
     fn request(sample_index: u32) -> Request {

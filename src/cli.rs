@@ -27,7 +27,13 @@ fn secrets() -> &'static Secrets {
 fn init_secrets(global: &GlobalArgs) {
     let env = EnvVars::from_process();
     let named: Vec<String> = config::Config::load(&global.config)
-        .map(|config| config.providers.values().map(|p| p.api_key_env.clone()).collect())
+        .map(|config| {
+            config
+                .providers
+                .values()
+                .filter_map(|p| p.api.api_key_env().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let named: Vec<&str> = named.iter().map(String::as_str).collect();
     crate::secrets::learn(Secrets::from_env(&env, &named));

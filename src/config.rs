@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{self, Error};
+use crate::limits::{self, in_range};
+use crate::provider::{ProviderConfig, SamplingParams};
 
 /// The config format version this build reads.
 ///
@@ -38,8 +40,10 @@ struct ConfigFile {
     schema_version: u32,
     #[serde(default)]
     defaults: Defaults,
+    /// Read in a second step (see `provider::ProviderConfig::from_table`); the span gives
+    /// messages a line.
     #[serde(default)]
-    providers: BTreeMap<String, ProviderConfig>,
+    providers: BTreeMap<String, toml::Spanned<toml::Table>>,
     #[serde(default)]
     models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
@@ -107,120 +111,6 @@ pub struct RedactPatternConfig {
     pub pattern: String,
 }
 
-/// The wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// OpenAI Chat Completions, or any server that speaks it (vLLM, llama.cpp, Ollama).
-    Openai,
-    /// Amazon Bedrock's Converse API.
-    Bedrock,
-}
-
-impl ProviderKind {
-    /// The kind named `name` (as in config files), whatever kinds there are.
-    pub fn parse(name: &str) -> Option<ProviderKind> {
-        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
-    }
-
-    /// The name used in config files, reports and cache keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Bedrock => "bedrock",
-        }
-    }
-}
-
-/// How a response JSON schema is sent to an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseFormatMode {
-    /// `{"type": "json_schema", "json_schema": {...}}`: OpenAI, vLLM, Ollama.
-    JsonSchema,
-    /// `{"type": "json_object", "schema": {...}}`: llama-cpp-python's server, which rejects
-    /// `json_schema` with HTTP 500 but constrains decoding with this form.
-    JsonObjectSchema,
-    /// Do not send the schema; the prompt alone asks for the format.
-    None,
-}
-
-/// Which field of an OpenAI-compatible request limits the answer's length.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenLimitField {
-    /// `max_tokens`: what every compatible server (vLLM, llama.cpp, Ollama) reads.
-    #[default]
-    MaxTokens,
-    /// `max_completion_tokens`: what OpenAI's reasoning models (o-series, GPT-5) require; they
-    /// reject `max_tokens`.
-    MaxCompletionTokens,
-}
-
-/// One `[providers.NAME]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    /// `openai`: base URL including `/v1`. Unset: `OPENAI_BASE_URL`, then the OpenAI API.
-    pub base_url: Option<String>,
-    /// `bedrock`: AWS region. Unset: `AWS_REGION`, then the AWS profile.
-    pub region: Option<String>,
-    /// `bedrock`: endpoint override. Unset: `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL`.
-    pub endpoint_url: Option<String>,
-    /// The environment variable that holds the API key (never the key itself).
-    #[serde(default = "default_api_key_env")]
-    pub api_key_env: String,
-    #[serde(default = "default_response_format")]
-    pub response_format: ResponseFormatMode,
-    /// `openai`: the body field that carries the model's `max_tokens`.
-    #[serde(default)]
-    pub token_limit: TokenLimitField,
-    /// Most calls in flight to this provider at once (e.g. 1 for a local server that answers
-    /// one request at a time); `--concurrency` still bounds the total.
-    pub concurrency: Option<usize>,
-    /// Per-call timeout in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: f64,
-    /// Attempts per call, the first included.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// First backoff delay; doubles per attempt, with full jitter.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Longest wait between attempts, `Retry-After` included.
-    #[serde(default = "default_retry_max_ms")]
-    pub retry_max_ms: u64,
-    /// Most bytes read of one response body. A larger (or endless) answer is a failed call,
-    /// never cached: a model's answer is kilobytes, and memory must not follow a server's whim.
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: u64,
-}
-
-/// 16 MiB: hundreds of times the longest answer a model gives in a test, far below memory.
-fn default_max_response_bytes() -> u64 {
-    16 * 1024 * 1024
-}
-
-fn default_api_key_env() -> String {
-    "OPENAI_API_KEY".to_string()
-}
-fn default_response_format() -> ResponseFormatMode {
-    ResponseFormatMode::JsonSchema
-}
-fn default_timeout_secs() -> f64 {
-    60.0
-}
-fn default_max_attempts() -> u32 {
-    5
-}
-fn default_retry_base_ms() -> u64 {
-    500
-}
-fn default_retry_max_ms() -> u64 {
-    60_000
-}
-
 /// One `[models.NAME]` table: a provider, a model id and its sampling parameters.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -237,6 +127,18 @@ pub struct ModelConfig {
     pub price_input_per_million: Option<f64>,
     /// USD per million output tokens.
     pub price_output_per_million: Option<f64>,
+}
+
+impl ModelConfig {
+    /// The parameters of sample `sample_index`; a suite's `max_tokens` wins over the model's.
+    pub fn sampling_params(&self, max_tokens: Option<u32>, sample_index: u32) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            max_tokens: max_tokens.or(self.max_tokens),
+            top_p: self.top_p,
+            seed: self.seed.map(|seed| seed.wrapping_add(i64::from(sample_index))),
+        }
+    }
 }
 
 /// One `[suites.NAME]` table.
@@ -373,55 +275,8 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
     deserializer.deserialize_any(OneOrMany)
 }
 
-/// The ranges numbers of the config must lie in: the same as the command line's flags, so a
-/// value that would panic, hang or exhaust memory (`samples = 4294967295`,
-/// `timeout_secs = 1e300`) is an error naming its key.
-pub mod limits {
-    pub const CONCURRENCY: (u64, u64) = (1, 4096);
-    pub const SAMPLES: (u64, u64) = (1, 1000);
-    pub const MAX_ATTEMPTS: (u64, u64) = (1, 100);
-    pub const MAX_TOKENS: (u64, u64) = (1, 1_000_000);
-    /// A day: no call or wait of a test run takes longer.
-    pub const TIMEOUT_SECS: (f64, f64) = (0.001, 86_400.0);
-    pub const RETRY_MS: (u64, u64) = (0, 86_400_000);
-    pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
-    pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
-    pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);
-    pub const URL_BYTES: usize = 2048;
-}
-
-/// `value` within `[low, high]`, or the message saying so.
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(value: T, (low, high): (T, T)) -> Result<(), String> {
-    // `!(a <= b)` and not `a > b`: NaN fails every comparison and must be refused too.
-    if !(value >= low && value <= high) {
-        return Err(format!("{value} is out of range: it must be between {low} and {high}"));
-    }
-    Ok(())
-}
-
-/// A base or endpoint URL: http(s), with a host, of sane length.
-fn check_url(url: &str) -> Result<(), String> {
-    if url.len() > limits::URL_BYTES {
-        return Err(format!(
-            "the URL is {} bytes long (at most {})",
-            url.len(),
-            limits::URL_BYTES
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("`{url}` has no valid host"));
-    }
-    Ok(())
-}
-
 impl Config {
     fn check_ranges(&self) -> Result<(), Error> {
-        use limits::*;
         let check = |field: String, result: Result<(), String>| {
             result.map_err(|message| {
                 self.field_error(field, message)
@@ -430,68 +285,38 @@ impl Config {
         };
         check(
             "defaults.concurrency".into(),
-            in_range(self.defaults.concurrency as u64, CONCURRENCY),
+            in_range(self.defaults.concurrency as u64, limits::CONCURRENCY),
         )?;
-        for (name, p) in &self.providers {
-            let key = |k: &str| format!("providers.{name}.{k}");
-            check(key("timeout_secs"), in_range(p.timeout_secs, TIMEOUT_SECS))?;
-            check(key("max_attempts"), in_range(u64::from(p.max_attempts), MAX_ATTEMPTS))?;
-            check(key("retry_base_ms"), in_range(p.retry_base_ms, RETRY_MS))?;
-            check(key("retry_max_ms"), in_range(p.retry_max_ms, RETRY_MS))?;
-            check(
-                key("max_response_bytes"),
-                in_range(p.max_response_bytes, RESPONSE_BYTES),
-            )?;
-            if let Some(c) = p.concurrency {
-                check(key("concurrency"), in_range(c as u64, CONCURRENCY))?;
-            }
-            if let Some(url) = &p.base_url {
-                check(key("base_url"), check_url(url))?;
-            }
-            if let Some(url) = &p.endpoint_url {
-                check(key("endpoint_url"), check_url(url))?;
-            }
-            if let Some(region) = &p.region {
-                let valid = !region.is_empty()
-                    && region.len() <= 64
-                    && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-                check(
-                    key("region"),
-                    if valid {
-                        Ok(())
-                    } else {
-                        Err(format!("`{region}` is not an AWS region name"))
-                    },
-                )?;
-            }
-        }
         for (name, m) in &self.models {
             let key = |k: &str| format!("models.{name}.{k}");
             if let Some(t) = m.temperature {
-                check(key("temperature"), in_range(f64::from(t), TEMPERATURE))?;
+                check(key("temperature"), in_range(f64::from(t), limits::TEMPERATURE))?;
             }
             if let Some(p) = m.top_p {
                 check(key("top_p"), in_range(f64::from(p), (0.0, 1.0)))?;
             }
             if let Some(t) = m.max_tokens {
-                check(key("max_tokens"), in_range(u64::from(t), MAX_TOKENS))?;
+                check(key("max_tokens"), in_range(u64::from(t), limits::MAX_TOKENS))?;
             }
             for (k, price) in [
                 ("price_input_per_million", m.price_input_per_million),
                 ("price_output_per_million", m.price_output_per_million),
             ] {
                 if let Some(price) = price {
-                    check(key(k), in_range(price, PRICE))?;
+                    check(key(k), in_range(price, limits::PRICE))?;
                 }
             }
         }
         for (name, suite) in &self.suites {
             check(
                 format!("suites.{name}.samples"),
-                in_range(u64::from(suite.samples), SAMPLES),
+                in_range(u64::from(suite.samples), limits::SAMPLES),
             )?;
             if let Some(t) = suite.max_tokens {
-                check(format!("suites.{name}.max_tokens"), in_range(u64::from(t), MAX_TOKENS))?;
+                check(
+                    format!("suites.{name}.max_tokens"),
+                    in_range(u64::from(t), limits::MAX_TOKENS),
+                )?;
             }
         }
         Ok(())
@@ -527,10 +352,31 @@ impl Config {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
+        let mut providers = BTreeMap::new();
+        for (name, table) in file.providers {
+            let (line, _) = error::line_column(text, table.span().start);
+            let provider = ProviderConfig::from_table(table.get_ref()).map_err(|problem| {
+                let field = match &problem.key {
+                    Some(key) => format!("providers.{name}.{key}"),
+                    None => format!("providers.{name}"),
+                };
+                let error = Error::invalid(
+                    "config",
+                    path,
+                    format!(" at line {line} (field `{field}`)"),
+                    problem.message,
+                );
+                match problem.hint {
+                    Some(hint) => error.with_hint(hint),
+                    None => error.with_hint("see the configuration section of the README for every key"),
+                }
+            })?;
+            providers.insert(name, provider);
+        }
         let config = Config {
             path: path.to_path_buf(),
             root,
-            providers: file.providers,
+            providers,
             models: file.models,
             suites: file.suites,
             defaults: file.defaults,
@@ -562,39 +408,6 @@ impl Config {
                 "defaults.confidence_level".into(),
                 format!("{} is not between 0 and 1", d.confidence_level),
             ));
-        }
-        for (name, provider) in &self.providers {
-            let misplaced: &[(&str, bool)] = match provider.kind {
-                ProviderKind::Openai => &[
-                    ("region", provider.region.is_some()),
-                    ("endpoint_url", provider.endpoint_url.is_some()),
-                ],
-                ProviderKind::Bedrock => &[
-                    ("base_url", provider.base_url.is_some()),
-                    ("api_key_env", provider.api_key_env != default_api_key_env()),
-                    ("token_limit", provider.token_limit != TokenLimitField::default()),
-                ],
-            };
-            if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
-                return Err(self
-                    .field_error(format!("providers.{name}.{key}"), format!("`{key}` does not apply to a `{}` provider", provider.kind.as_str()))
-                    .with_hint("openai providers take base_url, api_key_env and token_limit; bedrock providers take region and endpoint_url"));
-            }
-            if provider.max_attempts == 0 {
-                return Err(self.field_error(
-                    format!("providers.{name}.max_attempts"),
-                    "must be at least 1 (the first attempt counts)".into(),
-                ));
-            }
-            if provider.concurrency == Some(0) {
-                return Err(self.field_error(format!("providers.{name}.concurrency"), "must be at least 1".into()));
-            }
-            if !(provider.timeout_secs > 0.0 && provider.timeout_secs.is_finite()) {
-                return Err(self.field_error(
-                    format!("providers.{name}.timeout_secs"),
-                    "must be a positive number of seconds".into(),
-                ));
-            }
         }
         for (name, model) in &self.models {
             if !self.providers.contains_key(&model.provider) {
@@ -705,6 +518,7 @@ pub fn names<'a>(items: impl Iterator<Item = &'a String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::ProviderKind;
 
     #[test]
     fn provider_kinds_parse_from_their_own_names() {
@@ -738,7 +552,7 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
         let suite = &config.suites["s"];
         assert_eq!(suite.samples, 3);
         assert_eq!(config.resolve(&suite.prompt), PathBuf::from("/x/prompts/s.toml"));
-        assert_eq!(config.providers["local"].api_key_env, "OPENAI_API_KEY");
+        assert_eq!(config.providers["local"].api.api_key_env(), Some("OPENAI_API_KEY"));
         assert_eq!(config.defaults.max_error_rate, 0.05);
     }
 
@@ -773,12 +587,12 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
         let err = Config::parse(Path::new("p.toml"), &bad).unwrap_err();
         assert!(err.to_string().contains("providers.local.base_url"), "{err}");
         assert!(
-            err.to_string().contains("does not apply to a `bedrock` provider"),
+            err.to_string().contains("does not apply to provider kind `bedrock`"),
             "{err}"
         );
         let good = bad.replace("base_url = \"http://127.0.0.1:1/v1\"", "region = \"us-east-1\"");
         assert_eq!(
-            Config::parse(Path::new("p.toml"), &good).unwrap().providers["local"].kind,
+            Config::parse(Path::new("p.toml"), &good).unwrap().providers["local"].kind(),
             ProviderKind::Bedrock
         );
     }
@@ -826,7 +640,7 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
             ),
             (
                 "kind = \"openai\"",
-                "kind = \"openai\"\nretry_max_ms = 18446744073709551615",
+                "kind = \"openai\"\nretry_max_ms = 9223372036854775807",
                 "providers.local.retry_max_ms",
             ),
             (
@@ -857,8 +671,39 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
             .replace("base_url = \"http://127.0.0.1:1/v1\"", "endpoint_url = \"\"");
         let err = Config::parse(Path::new("p.toml"), &bedrock).unwrap_err();
         assert!(err.to_string().contains("providers.local.endpoint_url"), "{err}");
+        // A number beyond TOML's own integers is refused by the parser, at its line and column.
+        let huge = GOOD.replace(
+            "kind = \"openai\"",
+            "kind = \"openai\"\nretry_max_ms = 18446744073709551615",
+        );
+        let err = Config::parse(Path::new("p.toml"), &huge).unwrap_err();
+        assert!(err.to_string().contains("at line 4, column 16"), "{err}");
+        assert_eq!(err.exit_code(), crate::exit_code::BAD_INPUT);
         let defaults = format!("[defaults]\nconcurrency = 9223372036854775807\n{GOOD}");
         let err = Config::parse(Path::new("p.toml"), &defaults).unwrap_err();
         assert!(err.to_string().contains("defaults.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn each_sample_gets_its_own_seed() {
+        let model = ModelConfig {
+            provider: "p".into(),
+            model: "m".into(),
+            temperature: Some(1.0),
+            max_tokens: Some(96),
+            top_p: None,
+            seed: Some(40),
+            price_input_per_million: None,
+            price_output_per_million: None,
+        };
+        assert_eq!(model.sampling_params(None, 2).seed, Some(42));
+        let unseeded = ModelConfig {
+            seed: None,
+            ..model.clone()
+        };
+        assert_eq!(unseeded.sampling_params(None, 2).seed, None);
+        // A suite's answer length wins over the model's.
+        assert_eq!(model.sampling_params(None, 0).max_tokens, Some(96));
+        assert_eq!(model.sampling_params(Some(320), 0).max_tokens, Some(320));
     }
 }

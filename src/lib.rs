@@ -35,6 +35,7 @@ pub(crate) mod fs;
 pub mod gate;
 pub mod grader;
 pub(crate) mod lease;
+pub mod limits;
 pub mod memory;
 pub mod paired;
 pub mod plan;

@@ -15,12 +15,13 @@ use std::time::Instant;
 use crate::aggregate::{self, Identity, Prices, Settings};
 use crate::cache::Cache;
 use crate::case::{self, LoadedCase};
-use crate::config::{self, Config, ModelConfig, ProviderKind};
+use crate::config::{self, Config, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::{Prompt, RenderedPrompt};
-use crate::provider::{Request, Response, SamplingParams};
+use crate::provider::ProviderKind;
+use crate::provider::{Request, Response};
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::sampling::{Fixed, SamplingPolicy};
@@ -79,7 +80,7 @@ impl Selection {
             provider: self.provider_kind,
             model: self.model.model.clone(),
             prompt: Arc::clone(&self.prompts[case]),
-            params: SamplingParams::for_sample(&self.model, self.max_tokens, sample_index),
+            params: self.model.sampling_params(self.max_tokens, sample_index),
             sample_index,
         }
     }
@@ -348,7 +349,7 @@ fn select_models(
             model_name: model_name.clone(),
             model: model.clone(),
             provider_name: model.provider.clone(),
-            provider_kind: config.providers[&model.provider].kind,
+            provider_kind: config.providers[&model.provider].kind(),
             prompt_sha256: prompt.sha256.clone(),
             samples,
             max_tokens: suite.max_tokens,

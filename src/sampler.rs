@@ -87,7 +87,7 @@ pub struct Sampler<'a, I> {
 impl<'a, I: Send + 'static> Sampler<'a, I> {
     pub fn new(config: &'a Config, options: SamplerOptions<'a>, cache: Arc<Cache>) -> Sampler<'a, I> {
         // Provider messages quote response bodies, which a server may fill with our own headers.
-        let key_names: Vec<&str> = config.providers.values().map(|p| p.api_key_env.as_str()).collect();
+        let key_names: Vec<&str> = config.providers.values().filter_map(|p| p.api.api_key_env()).collect();
         Sampler {
             config,
             options,
@@ -192,11 +192,11 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
         if !self.live.contains_key(name) {
             let settings = &self.config.providers[name];
             let provider = Provider::new(name, settings, self.options.env).await?;
-            let limit = settings.concurrency.unwrap_or(self.options.concurrency).max(1);
+            let limit = settings.calls.concurrency.unwrap_or(self.options.concurrency).max(1);
             let lease = lease::duration(
-                Duration::from_secs_f64(settings.timeout_secs),
-                settings.max_attempts,
-                Duration::from_millis(settings.retry_max_ms),
+                Duration::from_secs_f64(settings.calls.timeout_secs),
+                settings.calls.max_attempts,
+                Duration::from_millis(settings.calls.retry_max_ms),
             );
             let live = Live {
                 provider: Arc::new(provider),
@@ -320,8 +320,8 @@ fn progress_bar(enabled: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderKind;
     use crate::prompt::Message;
+    use crate::provider::ProviderKind;
     use crate::provider::SamplingParams;
 
     fn request(sample_index: u32, prompt: &Arc<RenderedPrompt>) -> Request {

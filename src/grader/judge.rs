@@ -15,11 +15,12 @@ use serde_json::{Map, Value};
 
 use super::{strip_code_fence, Grade};
 use crate::case::LoadedCase;
-use crate::config::{Config, ModelConfig, ProviderKind};
+use crate::config::{Config, ModelConfig};
 use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::prompt::Prompt;
-use crate::provider::{Request, Response, SamplingParams};
+use crate::provider::ProviderKind;
+use crate::provider::{Request, Response};
 
 /// The judge of a suite: the rubric and the model that reads it.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ impl JudgeGrader {
         let model = config.models[model].clone();
         Ok(JudgeGrader {
             rubric: Arc::new(Prompt::load(&config.resolve(rubric))?),
-            provider_kind: config.providers[&model.provider].kind,
+            provider_kind: config.providers[&model.provider].kind(),
             provider_name: model.provider.clone(),
             model,
         })
@@ -60,7 +61,7 @@ impl JudgeGrader {
             provider: self.provider_kind,
             model: self.model.model.clone(),
             prompt: Arc::new(self.rubric.render(&judged)?),
-            params: SamplingParams::for_sample(&self.model, None, 0),
+            params: self.model.sampling_params(None, 0),
             sample_index: 0,
         })
     }

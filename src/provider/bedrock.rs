@@ -28,15 +28,45 @@ use aws_sdk_bedrockruntime::types::{
 use aws_sdk_bedrockruntime::Client;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::{Document, Number};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+use super::config::CallConfig;
 use super::retry::RetryPolicy;
 use super::{error_chain, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
-use crate::config::ProviderConfig;
 use crate::env::EnvVars;
+use crate::limits;
 use crate::prompt::{RenderedPrompt, ToolChoice as PromptToolChoice};
+
+/// The settings of a `[providers.NAME]` table of kind `bedrock`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BedrockConfig {
+    /// AWS region. Unset: `AWS_REGION`, then the AWS profile.
+    pub region: Option<String>,
+    /// Endpoint override. Unset: `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+}
+
+impl BedrockConfig {
+    /// Form checks of these keys: `(key, message)` of the first problem.
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(url) = &self.endpoint_url {
+            limits::check_url(url).map_err(|message| ("endpoint_url", message))?;
+        }
+        if let Some(region) = &self.region {
+            let valid = !region.is_empty()
+                && region.len() <= 64
+                && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !valid {
+                return Err(("region", format!("`{region}` is not an AWS region name")));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A client for one `[providers.NAME]` table of kind `bedrock`.
 #[derive(Debug)]
@@ -49,12 +79,12 @@ pub struct BedrockProvider {
 
 impl BedrockProvider {
     /// Build the client (this reads the AWS default credential chain).
-    pub async fn new(config: &ProviderConfig, env: &EnvVars) -> BedrockProvider {
+    pub async fn new(config: &BedrockConfig, calls: &CallConfig, env: &EnvVars) -> BedrockProvider {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs_f64(config.timeout_secs))
+                    .operation_attempt_timeout(Duration::from_secs_f64(calls.timeout_secs))
                     .build(),
             );
         if let Some(region) = config
@@ -70,7 +100,7 @@ impl BedrockProvider {
         let sdk = loader.load().await;
         let client_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
             .interceptor(BodyLimit {
-                limit: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+                limit: usize::try_from(calls.max_response_bytes).unwrap_or(usize::MAX),
             })
             .build();
         let endpoint = config
@@ -89,11 +119,7 @@ impl BedrockProvider {
         BedrockProvider {
             endpoint,
             client: Client::from_conf(client_config),
-            policy: RetryPolicy {
-                max_attempts: config.max_attempts,
-                base_delay: Duration::from_millis(config.retry_base_ms),
-                max_delay: Duration::from_millis(config.retry_max_ms),
-            },
+            policy: calls.retry_policy(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! classified. One file per wire protocol.
 
 pub mod bedrock;
+mod config;
 mod failure;
 pub mod openai;
 pub mod retry;
@@ -13,10 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::prompt::RenderedPrompt;
+pub use config::{ApiConfig, CallConfig, ProviderConfig, ProviderKind, TableError};
 pub use failure::{FailureKind, ProviderError};
 use retry::{Attempted, RetryPolicy};
 
@@ -32,19 +33,6 @@ pub struct SamplingParams {
     /// The seed of this sample (the model's base seed + sample index).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
-}
-
-impl SamplingParams {
-    /// The parameters of sample `sample_index` of `model`; a suite's `max_tokens` wins over the
-    /// model's.
-    pub fn for_sample(model: &ModelConfig, max_tokens: Option<u32>, sample_index: u32) -> SamplingParams {
-        SamplingParams {
-            temperature: model.temperature,
-            max_tokens: max_tokens.or(model.max_tokens),
-            top_p: model.top_p,
-            seed: model.seed.map(|seed| seed.wrapping_add(i64::from(sample_index))),
-        }
-    }
 }
 
 /// One call to a model: a rendered prompt for one case and one sample index.
@@ -170,9 +158,9 @@ pub trait Api: Send + Sync + std::fmt::Debug {
 impl Provider {
     /// Build the client for a `[providers.NAME]` table.
     pub async fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<Provider, Error> {
-        let api: Box<dyn Api> = match config.kind {
-            ProviderKind::Openai => Box::new(openai::OpenAiProvider::new(name, config, env)?),
-            ProviderKind::Bedrock => Box::new(bedrock::BedrockProvider::new(config, env).await),
+        let api: Box<dyn Api> = match &config.api {
+            ApiConfig::Openai(own) => Box::new(openai::OpenAiProvider::new(name, own, &config.calls, env)?),
+            ApiConfig::Bedrock(own) => Box::new(bedrock::BedrockProvider::new(own, &config.calls, env).await),
         };
         Ok(Provider {
             endpoint: api.endpoint(),
@@ -284,28 +272,5 @@ mod tests {
             parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT"),
             Some(MAX_RETRY_AFTER)
         );
-    }
-
-    #[test]
-    fn each_sample_gets_its_own_seed() {
-        let model = ModelConfig {
-            provider: "p".into(),
-            model: "m".into(),
-            temperature: Some(1.0),
-            max_tokens: Some(96),
-            top_p: None,
-            seed: Some(40),
-            price_input_per_million: None,
-            price_output_per_million: None,
-        };
-        assert_eq!(SamplingParams::for_sample(&model, None, 2).seed, Some(42));
-        let unseeded = ModelConfig {
-            seed: None,
-            ..model.clone()
-        };
-        assert_eq!(SamplingParams::for_sample(&unseeded, None, 2).seed, None);
-        // A suite's answer length wins over the model's.
-        assert_eq!(SamplingParams::for_sample(&model, None, 0).max_tokens, Some(96));
-        assert_eq!(SamplingParams::for_sample(&model, Some(320), 0).max_tokens, Some(320));
     }
 }

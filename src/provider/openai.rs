@@ -16,22 +16,92 @@ use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::CreateChatCompletionResponse;
 use async_openai::Client;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::config::CallConfig;
 use super::retry::RetryPolicy;
 use super::{
     error_chain, parse_retry_after, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall,
     Usage,
 };
-use crate::config::{ProviderConfig, ResponseFormatMode, TokenLimitField};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
+use crate::limits;
 use crate::prompt::ToolChoice;
 
 /// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The settings of a `[providers.NAME]` table of kind `openai`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Base URL including `/v1`. Unset: `OPENAI_BASE_URL`, then the OpenAI API.
+    pub base_url: Option<String>,
+    /// The environment variable that holds the API key (never the key itself).
+    #[serde(default = "default_api_key_env")]
+    pub api_key_env: String,
+    /// How a response JSON schema is sent.
+    #[serde(default = "default_response_format")]
+    pub response_format: ResponseFormatMode,
+    /// The body field that carries the model's `max_tokens`.
+    #[serde(default)]
+    pub token_limit: TokenLimitField,
+}
+
+fn default_api_key_env() -> String {
+    "OPENAI_API_KEY".to_string()
+}
+fn default_response_format() -> ResponseFormatMode {
+    ResponseFormatMode::JsonSchema
+}
+
+impl OpenAiConfig {
+    /// Form checks of these keys: `(key, message)` of the first problem.
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(url) = &self.base_url {
+            limits::check_url(url).map_err(|message| ("base_url", message))?;
+        }
+        let name = &self.api_key_env;
+        let variable =
+            !name.is_empty() && name.len() <= 256 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !variable {
+            return Err((
+                "api_key_env",
+                "must name an environment variable (letters, digits and `_`), not hold a key".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a response JSON schema is sent to an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatMode {
+    /// `{"type": "json_schema", "json_schema": {...}}`: OpenAI, vLLM, Ollama.
+    JsonSchema,
+    /// `{"type": "json_object", "schema": {...}}`: llama-cpp-python's server, which rejects
+    /// `json_schema` with HTTP 500 but constrains decoding with this form.
+    JsonObjectSchema,
+    /// Do not send the schema; the prompt alone asks for the format.
+    None,
+}
+
+/// Which field of an OpenAI-compatible request limits the answer's length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLimitField {
+    /// `max_tokens`: what every compatible server (vLLM, llama.cpp, Ollama) reads.
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`: what OpenAI's reasoning models (o-series, GPT-5) require; they
+    /// reject `max_tokens`.
+    MaxCompletionTokens,
+}
 
 /// A client for one `[providers.NAME]` table of kind `openai`.
 #[derive(Debug)]
@@ -45,7 +115,7 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     /// Build the client; the key comes from the environment variable the config names.
-    pub fn new(name: &str, config: &ProviderConfig, env: &EnvVars) -> Result<OpenAiProvider, Error> {
+    pub fn new(name: &str, config: &OpenAiConfig, calls: &CallConfig, env: &EnvVars) -> Result<OpenAiProvider, Error> {
         let base_url = config
             .base_url
             .clone()
@@ -55,24 +125,20 @@ impl OpenAiProvider {
         // A local server needs no key; a hosted one answers 401, reported with a hint.
         let api_key = env.get(&config.api_key_env).unwrap_or_default().to_string();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(config.timeout_secs))
+            .timeout(Duration::from_secs_f64(calls.timeout_secs))
             .build()
             .map_err(|e| Error::usage(format!("provider `{name}`: failed to build the HTTP client: {e}")))?;
         let openai_config = OpenAIConfig::new().with_api_base(&base_url).with_api_key(api_key);
         let client = Client::with_config(openai_config).with_http_service(FailureCapture {
             http,
-            max_body_bytes: usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(calls.max_response_bytes).unwrap_or(usize::MAX),
         });
         Ok(OpenAiProvider {
             client,
             base_url,
             response_format: config.response_format,
             token_limit: config.token_limit,
-            policy: RetryPolicy {
-                max_attempts: config.max_attempts,
-                base_delay: Duration::from_millis(config.retry_base_ms),
-                max_delay: Duration::from_millis(config.retry_max_ms),
-            },
+            policy: calls.retry_policy(),
         })
     }
 

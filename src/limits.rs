@@ -1,0 +1,41 @@
+//! The ranges the numbers of a config must lie in, and the checks that say so.
+//!
+//! The same ranges as the command line's flags, so that a value which would panic, hang or
+//! exhaust memory (`samples = 4294967295`, `timeout_secs = 1e300`) is an error naming its key.
+
+pub const CONCURRENCY: (u64, u64) = (1, 4096);
+pub const SAMPLES: (u64, u64) = (1, 1000);
+pub const MAX_ATTEMPTS: (u64, u64) = (1, 100);
+pub const MAX_TOKENS: (u64, u64) = (1, 1_000_000);
+/// A day: no call or wait of a test run takes longer.
+pub const TIMEOUT_SECS: (f64, f64) = (0.001, 86_400.0);
+pub const RETRY_MS: (u64, u64) = (0, 86_400_000);
+pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
+pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
+pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);
+pub const URL_BYTES: usize = 2048;
+
+/// `value` within `[low, high]`, or the message saying so.
+pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(value: T, (low, high): (T, T)) -> Result<(), String> {
+    // `!(a <= b)` and not `a > b`: NaN fails every comparison and must be refused too.
+    if !(value >= low && value <= high) {
+        return Err(format!("{value} is out of range: it must be between {low} and {high}"));
+    }
+    Ok(())
+}
+
+/// A base or endpoint URL: http(s), with a host, of sane length.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > URL_BYTES {
+        return Err(format!("the URL is {} bytes long (at most {})", url.len(), URL_BYTES));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{url}` has no valid host"));
+    }
+    Ok(())
+}
