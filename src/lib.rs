@@ -48,6 +48,7 @@ pub mod run_record;
 pub(crate) mod sampler;
 pub mod sampling;
 pub mod secrets;
+pub mod sequential;
 pub mod simulation;
 pub mod stats;
 pub(crate) mod suite;

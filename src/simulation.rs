@@ -91,6 +91,110 @@ pub fn simulate(scenario: &Scenario, repetitions: usize, alpha: f64, seed: u64) 
     }
 }
 
+/// The sequential gate beside the fixed design on the same draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SequentialRates {
+    pub repetitions: usize,
+    /// Share of runs the fixed design (k samples per case, one look) failed.
+    pub fixed: f64,
+    /// Share of runs the sequential gate failed.
+    pub sequential: f64,
+    /// Mean calls of the sequential gate as a share of the fixed design's n·k.
+    pub calls: f64,
+    /// Share of runs where both reached the same verdict.
+    pub agreement: f64,
+    /// Share of runs stopped for futility before the last look.
+    pub futility: f64,
+}
+
+/// Simulate the sequential gate (`sequential::schedule(k)`, `design`) and the fixed
+/// design on the same samples: the sequential gate sees the first s of each case's k candidate
+/// samples at the look after s.
+pub fn simulate_sequential(
+    scenario: &Scenario,
+    repetitions: usize,
+    design: crate::sequential::Design,
+    seed: u64,
+) -> SequentialRates {
+    use crate::sequential::{schedule, LookData, Monitor, Stop};
+    let alpha = design.alpha;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let spread = 1.0 / scenario.intra_case_correlation - 1.0;
+    let p = scenario.accuracy;
+    let beta = Beta::new(p * spread, (1.0 - p) * spread).expect("Beta parameters must be positive");
+    let scale = 1.0 - scenario.drop / p;
+    let k = scenario.samples;
+    let n = scenario.cases;
+    let looks = schedule(k);
+    let (mut fixed_fails, mut sequential_fails, mut agree, mut futility, mut calls) = (0, 0, 0, 0, 0u64);
+    let mut baseline = vec![0.0; n];
+    let mut candidate: Vec<Vec<bool>> = vec![Vec::new(); n];
+    let mut differences = vec![0.0; n];
+    for _ in 0..repetitions {
+        for (base, samples) in baseline.iter_mut().zip(candidate.iter_mut()) {
+            let theta: f64 = beta.sample(&mut rng);
+            let fresh = if rng.random::<f64>() < scenario.reshuffle {
+                beta.sample(&mut rng)
+            } else {
+                theta
+            };
+            let theta_candidate = fresh * scale;
+            *base = (0..k).filter(|_| rng.random::<f64>() < theta).count() as f64 / f64::from(k);
+            *samples = (0..k).map(|_| rng.random::<f64>() < theta_candidate).collect();
+        }
+        let within = |means: &mut dyn Iterator<Item = f64>, s: u32| {
+            (s >= 2).then(|| {
+                let total: f64 = means.map(|m| m * (1.0 - m) * f64::from(s) / f64::from(s - 1)).sum();
+                total / n as f64
+            })
+        };
+        let at = |s: u32, differences: &mut [f64]| {
+            for ((d, base), samples) in differences.iter_mut().zip(&baseline).zip(&candidate) {
+                let hits = samples[..s as usize].iter().filter(|hit| **hit).count();
+                *d = hits as f64 / f64::from(s) - base;
+            }
+        };
+        at(k, &mut differences);
+        let fixed = paired::compare(&differences, k, 0.0, alpha, 1.0 - 2.0 * alpha, false).p_value <= alpha;
+        let mut monitor = Monitor::new(design);
+        let baseline_within = within(&mut baseline.iter().copied(), k);
+        for &s in &looks {
+            at(s, &mut differences);
+            let candidate_within = within(
+                &mut candidate
+                    .iter()
+                    .map(|samples| samples[..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)),
+                s,
+            );
+            let look = monitor.look(LookData {
+                differences: &differences,
+                scale: paired::extend_scale(k, s),
+                samples: s,
+                max_samples: k,
+                within_variance: candidate_within.or(baseline_within),
+            });
+            if let Some(stop) = look.stop {
+                calls += u64::from(s) * n as u64;
+                let failed = stop == Stop::Efficacy;
+                sequential_fails += usize::from(failed);
+                agree += usize::from(failed == fixed);
+                futility += usize::from(stop == Stop::Futility);
+                break;
+            }
+        }
+        fixed_fails += usize::from(fixed);
+    }
+    let rate = |count: usize| count as f64 / repetitions as f64;
+    SequentialRates {
+        repetitions,
+        fixed: rate(fixed_fails),
+        sequential: rate(sequential_fails),
+        calls: calls as f64 / (repetitions as f64 * n as f64 * f64::from(k)),
+        agreement: rate(agree),
+        futility: rate(futility),
+    }
+}
+
 /// Monte Carlo standard error of a rate estimated from `repetitions` draws.
 pub fn monte_carlo_se(rate: f64, repetitions: usize) -> f64 {
     (rate * (1.0 - rate) / repetitions as f64).sqrt()
@@ -139,5 +243,25 @@ mod tests {
             simulate(&scenario(0.5, 0.05), 50, 0.05, 3),
             simulate(&scenario(0.5, 0.05), 50, 0.05, 3)
         );
+    }
+
+    #[test]
+    fn the_sequential_gate_holds_its_level_and_saves_calls() {
+        let design = crate::sequential::Design::new(0.05, 0.0, false);
+        let reps = 300;
+        let tolerance = 2.58 * monte_carlo_se(0.05, reps);
+        let scenario = Scenario {
+            samples: 5,
+            ..scenario(1.0, 0.0)
+        };
+        let null = simulate_sequential(&scenario, reps, design, 21);
+        assert!(null.sequential <= 0.05 + tolerance, "false alarms {}", null.sequential);
+        assert!(null.calls < 0.8, "calls {}", null.calls);
+        assert!(null.futility > 0.3, "futility stops {}", null.futility);
+        let drop = simulate_sequential(&Scenario { drop: 0.15, ..scenario }, reps, design, 22);
+        assert!(drop.fixed > 0.8, "power {}", drop.fixed);
+        assert!(drop.sequential > drop.fixed - 0.05, "power {drop:?}");
+        assert!(drop.calls < 0.75, "calls {}", drop.calls);
+        assert!(drop.agreement > 0.9, "agreement {}", drop.agreement);
     }
 }
