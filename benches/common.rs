@@ -23,6 +23,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         interval: IntervalMethod::WilsonEffectiveT,
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
+        sequential: None,
     }
 }
 

@@ -178,6 +178,7 @@ fn finish(
         latency: Latency::of(&mut latencies),
         verdict,
         baseline: None,
+        sequential: None,
         per_case,
     }
 }

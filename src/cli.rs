@@ -52,6 +52,7 @@ const GATE_AFTER_HELP: &str = "\
 Examples:
   promptgate gate                                every suite against baselines/<suite>/<model>.json
   promptgate gate --margin 0.02                  tolerate drops up to 2 points
+  promptgate gate --sampling sequential          stop sampling as soon as the verdict is clear
   promptgate gate --format markdown >> \"$GITHUB_STEP_SUMMARY\"
 
 Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
@@ -294,8 +295,18 @@ struct GateArgs {
     /// Exact sign-flip test (= exact McNemar at k = 1) instead of the paired t-test.
     #[arg(long)]
     exact: bool,
+    /// `fixed`: k samples of every case. `sequential`: look after 1, 2, 3, 5, … samples per
+    /// case and stop as soon as the verdict is clear (same false-alarm rate, fewer calls).
+    #[arg(long, value_enum, default_value_t = SamplingChoice::Fixed)]
+    sampling: SamplingChoice,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SamplingChoice {
+    Fixed,
+    Sequential,
 }
 
 #[derive(Debug, Args)]
@@ -501,6 +512,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 alpha: args.alpha,
                 margin: args.margin,
                 exact: args.exact,
+                sampling: match args.sampling {
+                    SamplingChoice::Fixed => crate::gate::Sampling::Fixed,
+                    SamplingChoice::Sequential => crate::gate::Sampling::Sequential,
+                },
             };
             let output = output(&cli.global, &args.output);
             with_console(|console| {
@@ -619,6 +634,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         },
         progress: !global.quiet && std::io::stderr().is_terminal(),
         env: EnvVars::from_process(),
+        sequential: None,
     }
 }
 

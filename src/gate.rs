@@ -22,6 +22,31 @@ pub struct GateOptions {
     pub margin: f64,
     /// Use the exact sign-flip test instead of the paired t-test.
     pub exact: bool,
+    /// How the candidate is sampled: k samples of every case, or looks that stop early.
+    pub sampling: Sampling,
+}
+
+/// How `gate` samples the candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sampling {
+    /// k samples of every case, one test.
+    #[default]
+    Fixed,
+    /// Looks after 1, 2, 3, 5, … samples per case that stop when the verdict is clear
+    /// (`sequential.rs`).
+    Sequential,
+}
+
+impl GateOptions {
+    /// What the engine needs to sample as this gate asks.
+    pub fn sequential(&self) -> Option<crate::run::SequentialOptions> {
+        (self.sampling == Sampling::Sequential).then(|| crate::run::SequentialOptions {
+            baseline_dir: self.baseline_dir.clone(),
+            alpha: self.alpha,
+            margin: self.margin,
+            exact: self.exact,
+        })
+    }
 }
 
 /// Power at which the minimum detectable drop is stated.
@@ -144,6 +169,8 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         confidence_level,
         options.exact,
     );
+    // A sequential gate is judged by its p-value adjusted for the looks it took.
+    let p_value = result.sequential.as_ref().map_or(test.p_value, |s| s.p_value);
     let note = if test.method == TestMethod::None {
         Some(format!("only {} paired case(s): no test is possible", test.cases))
     } else if options.exact && paired::smallest_exact_p_value(test.changed_cases) > options.alpha {
@@ -185,8 +212,8 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         prompt_changed: baseline.prompt_sha256 != result.prompt_sha256,
         delta: test.delta,
         upper_bound: test.upper_bound,
-        p_value: test.p_value,
-        adjusted_p_value: test.p_value,
+        p_value,
+        adjusted_p_value: p_value,
         alpha: options.alpha,
         margin: options.margin,
         method: test.method,
@@ -214,6 +241,7 @@ mod tests {
             alpha: 0.05,
             margin: 0.0,
             exact: false,
+            sampling: crate::gate::Sampling::Fixed,
         }
     }
 

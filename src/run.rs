@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::aggregate::{self, Identity, Prices, Settings};
+use crate::baseline::Baseline;
 use crate::cache::Cache;
 use crate::case::{self, LoadedCase};
 use crate::config::{self, Config, ModelConfig};
@@ -24,7 +25,8 @@ use crate::provider::ProviderKind;
 use crate::provider::{Request, Response};
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
 use crate::sampler::{Sampler, SamplerOptions};
-use crate::sampling::{Fixed, SamplingPolicy};
+use crate::sampling::{Fixed, SamplingPolicy, Sequential};
+use crate::sequential::Design;
 use crate::stats::IntervalMethod;
 use crate::suite;
 use crate::tally::{CaseTally, Purpose};
@@ -51,6 +53,19 @@ pub struct RunOptions {
     /// Show a progress bar on stderr.
     pub progress: bool,
     pub env: EnvVars,
+    /// Sample as a sequential gate against these baselines, stopping when the verdict is
+    /// clear; `None` samples every case k times.
+    pub sequential: Option<SequentialOptions>,
+}
+
+/// What a sequential gate needs to decide between looks: the baselines and the test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequentialOptions {
+    pub baseline_dir: PathBuf,
+    /// One-sided level of each pair's sequence of looks.
+    pub alpha: f64,
+    pub margin: f64,
+    pub exact: bool,
 }
 
 /// A suite × model, ready to sample.
@@ -151,11 +166,8 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         },
         Arc::clone(&cache),
     );
-    let policies = selections
-        .iter()
-        .map(|s| Box::new(Fixed::new(s.samples)) as Box<dyn SamplingPolicy>)
-        .collect();
-    let (tallies, cache_failure) = sample(&selections, policies, sampler).await?;
+    let mut policies = policies(&selections, options.sequential.as_ref())?;
+    let (tallies, cache_failure) = sample(&selections, &mut policies, sampler).await?;
 
     let settings = Settings {
         confidence_level: config.defaults.confidence_level,
@@ -164,8 +176,9 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     };
     let mut calls = Calls::default();
     let mut results = Vec::with_capacity(selections.len());
-    for (selection, tallies) in selections.iter().zip(tallies) {
-        let result = result_of(selection, tallies, &settings);
+    for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
+        let mut result = result_of(selection, tallies, &settings);
+        result.sequential = policy.summary();
         calls.add(&result.calls);
         results.push(result);
     }
@@ -187,11 +200,32 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     })
 }
 
+/// Each selection's sampling policy: k samples of every case, or the sequential gate against
+/// the selection's baseline.
+fn policies(
+    selections: &[Selection],
+    sequential: Option<&SequentialOptions>,
+) -> Result<Vec<Box<dyn SamplingPolicy>>, Error> {
+    selections
+        .iter()
+        .map(|s| {
+            let Some(options) = sequential else {
+                return Ok(Box::new(Fixed::new(s.samples)) as Box<dyn SamplingPolicy>);
+            };
+            let path = Baseline::path(&options.baseline_dir, &s.suite, &s.model_name);
+            let baseline = Baseline::load(&path, &s.suite, &s.model_name)?;
+            let design = Design::new(options.alpha, options.margin, options.exact);
+            let cases = baseline.cases.into_iter().map(|c| (c.id, c.correct, c.samples));
+            Ok(Box::new(Sequential::new(design, s.samples, cases)) as Box<dyn SamplingPolicy>)
+        })
+        .collect()
+}
+
 /// Sample every selection as its policy asks, grading each answer as it arrives; the tallies
 /// of every case of every selection, and why the cache stopped taking answers, if it did.
 async fn sample(
     selections: &[Selection],
-    mut policies: Vec<Box<dyn SamplingPolicy>>,
+    policies: &mut [Box<dyn SamplingPolicy>],
     mut sampler: Sampler<'_, Job>,
 ) -> Result<(Vec<Vec<CaseTally>>, Option<String>), Error> {
     let mut tallies: Vec<Vec<CaseTally>> = selections
@@ -202,7 +236,7 @@ async fn sample(
     let mut asked: HashMap<Job, (Response, Question)> = HashMap::new();
     loop {
         let mut looked = false;
-        for (index, (selection, policy)) in selections.iter().zip(&mut policies).enumerate() {
+        for (index, (selection, policy)) in selections.iter().zip(policies.iter_mut()).enumerate() {
             for (case, sample) in policy.next_look(&tallies[index]) {
                 let job = Job {
                     selection: index,

@@ -18,7 +18,7 @@ use crate::stats::Estimate;
 ///
 /// Changelog: 1 — first version. Additions that older readers may ignore and newer readers
 /// default keep the version: `prompt` on each result (default `default`), `latencies_ms` on
-/// each case (default empty).
+/// each case (default empty), `sequential` on each result (absent for fixed sampling).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -190,7 +190,28 @@ pub struct SuiteResult {
     /// The comparison with the stored baseline (`promptgate gate` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineComparison>,
+    /// How a sequential gate sampled this pair (`gate --sampling sequential` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialSummary>,
     pub per_case: Vec<CaseResult>,
+}
+
+/// The looks of a sequential gate on one suite × model, and why it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequentialSummary {
+    pub looks: Vec<crate::sequential::Look>,
+    pub stop: crate::sequential::Stop,
+    /// Looks the schedule had, and samples per case at the last (k).
+    pub looks_planned: usize,
+    pub samples_per_case_max: u32,
+    /// Samples per case taken when sampling stopped.
+    pub samples_taken_per_case: u32,
+    /// Samples taken, against the fixed design's n·k.
+    pub samples_taken: u64,
+    pub samples_fixed: u64,
+    /// One-sided p-value adjusted for the looks (stagewise ordering): what the gate judges,
+    /// before Holm across pairs.
+    pub p_value: f64,
 }
 
 fn default_prompt() -> String {

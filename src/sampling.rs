@@ -6,6 +6,10 @@
 //! on a case's own answers alone: stopping a case because its samples agree biases its mean and
 //! costs the gate its power (`reference/statistics.md` §f).
 
+use std::collections::HashMap;
+
+use crate::run_record::SequentialSummary;
+use crate::sequential::{schedule, Design, LookData, Monitor};
 use crate::tally::CaseTally;
 
 /// Decides, look by look, which samples to take.
@@ -13,6 +17,11 @@ pub trait SamplingPolicy: Send {
     /// The samples of the next look, as (case index, sample index), given the tallies so far
     /// (one per case, in case order); empty when sampling is done.
     fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)>;
+
+    /// What a sequential policy saw and decided, for the run record.
+    fn summary(&self) -> Option<SequentialSummary> {
+        None
+    }
 }
 
 /// Every case gets the same k samples, in one look.
@@ -40,6 +49,122 @@ impl SamplingPolicy for Fixed {
     }
 }
 
+/// The group-sequential gate (`sequential.rs`): looks after 1, 2, 3, 5, … samples per case
+/// and at k, each judged against the baseline's per-case results, stopping as soon as the
+/// verdict is clear. Sample j of a case is the same request, and so the same cache entry, as in
+/// a fixed run: a later fixed run or `baseline update` reuses every answer.
+#[derive(Debug, Clone)]
+pub struct Sequential {
+    /// The baseline's (correct, samples) by case id.
+    baseline: HashMap<String, (u32, u32)>,
+    /// Within-case variance of one baseline sample, averaged over cases (k ≥ 2 only).
+    baseline_within: Option<f64>,
+    max_samples: u32,
+    schedule: Vec<u32>,
+    /// Looks asked for so far.
+    asked: usize,
+    cases: usize,
+    monitor: Monitor,
+}
+
+impl Sequential {
+    /// A gate against `baseline` (case id, correct, samples) with at most `max_samples` per case.
+    pub fn new(design: Design, max_samples: u32, baseline: impl IntoIterator<Item = (String, u32, u32)>) -> Sequential {
+        let baseline: HashMap<String, (u32, u32)> = baseline
+            .into_iter()
+            .map(|(id, correct, samples)| (id, (correct, samples)))
+            .collect();
+        let baseline_within = within_variance(baseline.values().copied());
+        let max_samples = max_samples.max(1);
+        Sequential {
+            baseline,
+            baseline_within,
+            max_samples,
+            schedule: schedule(max_samples),
+            asked: 0,
+            cases: 0,
+            monitor: Monitor::new(design),
+        }
+    }
+
+    /// Judge the look whose samples are in; true when sampling should stop.
+    fn judge(&mut self, tallies: &[CaseTally], samples: u32) -> bool {
+        let mut differences = Vec::new();
+        let mut candidate = Vec::new();
+        let mut scale = 1u32;
+        for tally in tallies {
+            let result = tally.result();
+            if let Some(&(base_correct, base_samples)) = self.baseline.get(&result.id) {
+                if base_samples > 0 && result.samples > 0 {
+                    differences.push(
+                        f64::from(result.correct) / f64::from(result.samples)
+                            - f64::from(base_correct) / f64::from(base_samples),
+                    );
+                    scale =
+                        crate::paired::extend_scale(crate::paired::extend_scale(scale, result.samples), base_samples);
+                    candidate.push((result.correct, result.samples));
+                }
+            }
+        }
+        let look = self.monitor.look(LookData {
+            differences: &differences,
+            scale,
+            samples,
+            max_samples: self.max_samples,
+            within_variance: within_variance(candidate.into_iter()).or(self.baseline_within),
+        });
+        look.stop.is_some()
+    }
+}
+
+/// Mean over cases of the unbiased within-case variance of one sample, m(1 − m)·s/(s − 1), over
+/// the cases with at least two samples; `None` when no case has two.
+fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option<f64> {
+    let (mut total, mut count) = (0.0, 0usize);
+    for (correct, samples) in cases.filter(|(_, samples)| *samples >= 2) {
+        let (s, m) = (f64::from(samples), f64::from(correct) / f64::from(samples));
+        total += m * (1.0 - m) * s / (s - 1.0);
+        count += 1;
+    }
+    (count > 0).then(|| total / count as f64)
+}
+
+impl SamplingPolicy for Sequential {
+    fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)> {
+        self.cases = tallies.len();
+        if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.schedule[self.asked - 1])) {
+            return Vec::new();
+        }
+        let Some(&to) = self.schedule.get(self.asked) else {
+            return Vec::new();
+        };
+        let from = if self.asked == 0 {
+            0
+        } else {
+            self.schedule[self.asked - 1]
+        };
+        self.asked += 1;
+        (0..tallies.len())
+            .flat_map(|case| (from..to).map(move |sample| (case, sample)))
+            .collect()
+    }
+
+    fn summary(&self) -> Option<SequentialSummary> {
+        let stop = self.monitor.stopped()?;
+        let taken = self.monitor.looks().last().map_or(0, |look| look.samples);
+        Some(SequentialSummary {
+            looks: self.monitor.looks().to_vec(),
+            stop,
+            looks_planned: self.schedule.len(),
+            samples_per_case_max: self.max_samples,
+            samples_taken_per_case: taken,
+            samples_taken: u64::from(taken) * self.cases as u64,
+            samples_fixed: u64::from(self.max_samples) * self.cases as u64,
+            p_value: self.monitor.p_value(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +178,69 @@ mod tests {
             [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
         );
         assert!(policy.next_look(&tallies).is_empty());
+    }
+
+    /// Tallies of `cases` cases whose first `samples` samples are graded right or wrong.
+    fn graded(cases: usize, samples: u32, right: impl Fn(usize, u32) -> bool) -> Vec<CaseTally> {
+        use crate::grader::Grade;
+        use crate::provider::Response;
+        use crate::tally::{Answer, Purpose};
+        (0..cases)
+            .map(|case| {
+                let mut tally = CaseTally::new(&format!("c{case}"));
+                for sample in 0..samples {
+                    let response = tally
+                        .call(sample, Purpose::Sample, Answer::Cached(Response::from_text("x")))
+                        .unwrap();
+                    let grade = if right(case, sample) {
+                        Grade::correct("ok")
+                    } else {
+                        Grade::wrong("no")
+                    };
+                    tally.grade(sample, grade, &response);
+                }
+                tally
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sequential_policy_asks_look_by_look_and_stops_on_a_collapse() {
+        // Baseline: 60 cases, all right in 5 of 5.
+        let baseline = (0..60).map(|case| (format!("c{case}"), 5, 5));
+        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 5, baseline);
+        assert!(policy.summary().is_none());
+        let first = policy.next_look(&graded(60, 0, |_, _| true));
+        assert_eq!(first.len(), 60);
+        assert!(first.iter().all(|&(_, sample)| sample == 0));
+        // After one sample, 30 cases went wrong: a regression at the first look.
+        let collapsed = graded(60, 1, |case, _| case % 2 == 0);
+        assert!(policy.next_look(&collapsed).is_empty());
+        let summary = policy.summary().unwrap();
+        assert_eq!(summary.stop, crate::sequential::Stop::Efficacy);
+        assert_eq!((summary.samples_taken, summary.samples_fixed), (60, 300));
+        assert_eq!((summary.looks_planned, summary.samples_per_case_max), (4, 5));
+        assert!(summary.p_value < 0.05);
+        // Once stopped, it stays stopped.
+        assert!(policy.next_look(&collapsed).is_empty());
+        assert_eq!(policy.summary().unwrap().looks.len(), 1);
+    }
+
+    #[test]
+    fn a_sequential_policy_takes_the_next_samples_of_every_case_until_the_last_look() {
+        // Too few cases to decide early: every look is taken, each asking for the next samples.
+        let baseline = (0..3).map(|case| (format!("c{case}"), 2, 3));
+        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 3, baseline);
+        let mut asked = Vec::new();
+        for taken in 0..=3 {
+            asked.push(policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0)));
+        }
+        assert_eq!(asked[0], [(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(asked[1], [(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(asked[2], [(0, 2), (1, 2), (2, 2)]);
+        assert!(asked[3].is_empty());
+        let summary = policy.summary().unwrap();
+        assert_eq!(summary.stop, crate::sequential::Stop::LastLook);
+        assert_eq!(summary.samples_taken, 9);
     }
 }

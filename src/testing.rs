@@ -106,6 +106,7 @@ pub fn gated() -> RunRecord {
         alpha: 0.05,
         margin: 0.0,
         exact: false,
+        sampling: crate::gate::Sampling::Fixed,
     };
     let candidates = vec![hostile(result("triage", &after)), result("chatops", &before), explain];
     judge(record(candidates), &baselines, &options)

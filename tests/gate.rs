@@ -227,12 +227,14 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         interval: IntervalMethod::WilsonEffectiveT,
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
+        sequential: None,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),
         alpha: 0.05,
         margin: 0.0,
         exact: false,
+        sampling: promptgate::gate::Sampling::Fixed,
     };
     let output = run::Output {
         format: Format::Json,
@@ -290,4 +292,90 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
     let record: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!((code, record["verdict"].as_str()), (1, Some("regressed")));
     assert_eq!(server.request_count(), 24 * 3);
+}
+
+/// 200 cases: every fifth always wrong, and on every tenth one wrong sample whose position
+/// cycles through the five, so that each look sees as many early as late misses.
+fn noisy(case: usize, seed: i64) -> bool {
+    case % 5 == 1 || (case % 10 == 0 && seed - 100 == (case / 10 % 5) as i64)
+}
+
+#[test]
+fn a_sequential_gate_stops_early_and_agrees_with_the_fixed_gate() {
+    let baseline_server = server(noisy);
+    let project = Project::new(&baseline_server.base_url, &labels(200), 5, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    assert_eq!(baseline_server.seen().len(), 1000);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    let fixed_calls = 200 * 5;
+
+    // Nothing changed: the same answers from a fresh server and a fresh cache.
+    let same = server(noisy);
+    project.write(
+        "promptgate.toml",
+        &config.replace(&baseline_server.base_url, &same.base_url),
+    );
+    let (record, code) = gate_json(&project, &["--sampling", "sequential", "--cache", "same.sqlite"]);
+    assert_eq!(code, 0, "{record:#}");
+    let calls = same.seen().len();
+    assert!(calls < fixed_calls, "{calls} calls");
+    let result = &record["results"][0];
+    assert_eq!(result["sequential"]["stop"], "futility", "{result:#}");
+    assert_eq!(result["sequential"]["samples_taken"], calls);
+    assert_eq!(result["sequential"]["samples_fixed"], fixed_calls);
+    assert_eq!(result["baseline"]["verdict"], "NoSignificantChange");
+    // Warm: the same verdict, not one call.
+    let (again, code) = gate_json(&project, &["--sampling", "sequential", "--cache", "same.sqlite"]);
+    assert_eq!(code, 0);
+    assert_eq!(same.seen().len(), calls);
+    assert_eq!(again["results"][0]["sequential"], result["sequential"]);
+    // The fixed gate on the same answers (the sequential ones reused from the cache).
+    let (fixed, code) = gate_json(&project, &["--cache", "same.sqlite"]);
+    assert_eq!(code, 0);
+    assert_eq!(fixed["results"][0]["baseline"]["verdict"], "NoSignificantChange");
+    assert_eq!(same.seen().len(), fixed_calls, "the fixed gate paid only for the rest");
+    assert!(fixed["results"][0].get("sequential").is_none());
+
+    // Ten cases that were right now always wrong.
+    let collapsed = server(|case, seed| noisy(case, seed) || (case % 20 == 3));
+    project.write(
+        "promptgate.toml",
+        &config.replace(&baseline_server.base_url, &collapsed.base_url),
+    );
+    let (record, code) = gate_json(&project, &["--sampling", "sequential", "--cache", "collapsed.sqlite"]);
+    assert_eq!(code, 1, "{record:#}");
+    let calls = collapsed.seen().len();
+    assert!(calls < fixed_calls, "{calls} calls");
+    let result = &record["results"][0];
+    assert_eq!(result["sequential"]["stop"], "efficacy", "{result:#}");
+    assert_eq!(result["baseline"]["verdict"], "Regressed");
+    let p = result["baseline"]["p_value"].as_f64().unwrap();
+    assert_eq!(p, result["sequential"]["p_value"].as_f64().unwrap());
+    assert!(p <= 0.05, "{p}");
+    let (fixed, code) = gate_json(&project, &["--cache", "collapsed.sqlite"]);
+    assert_eq!(code, 1);
+    assert_eq!(fixed["results"][0]["baseline"]["verdict"], "Regressed");
+
+    // Every format says how the sequential gate sampled.
+    for format in ["terminal", "markdown", "junit"] {
+        let output = project
+            .command()
+            .args([
+                "gate",
+                "--sampling",
+                "sequential",
+                "--cache",
+                "collapsed.sqlite",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("sequential: stopped for a regression at look")
+                && text.contains(&format!("used {calls} of {fixed_calls} samples")),
+            "{format}: {text}"
+        );
+    }
 }

@@ -34,7 +34,11 @@ pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Resu
 /// costs nothing.
 pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     let files = report_files(&output.out)?;
-    let record = run::run_checked(options, &|pairs| gate::check_baselines(pairs, gate))?;
+    let options = RunOptions {
+        sequential: gate.sequential(),
+        ..options.clone()
+    };
+    let record = run::run_checked(&options, &|pairs| gate::check_baselines(pairs, gate))?;
     let record = gate::gate(record, gate)?;
     emit(output, &files, &record, console)
 }

@@ -43,6 +43,9 @@ fn summary(result: &SuiteResult) -> String {
             text.push_str(&format!("; went down: {}", b.regressed_cases.join(", ")));
         }
     }
+    if let Some(summary) = &result.sequential {
+        text.push_str(&format!("; {}", super::sequential_summary(summary)));
+    }
     text
 }
 

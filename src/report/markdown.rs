@@ -118,6 +118,9 @@ impl Exporter for MarkdownExporter {
             if let Some(note) = &b.note {
                 out.push_str(&format!("\n**{name}**: {note}\n"));
             }
+            if let Some(summary) = &result.sequential {
+                out.push_str(&format!("\n**{name}**: {}\n", super::sequential_summary(summary)));
+            }
             if let Some(mde) = b.minimum_detectable_drop {
                 out.push_str(&format!(
                     "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",

@@ -60,6 +60,28 @@ impl Format {
 
 /// Escape text for XML and HTML, content and attribute values alike. Control characters other
 /// than tab and newlines are dropped: XML 1.0 does not allow them.
+/// How a sequential gate sampled a pair, in words every format shares: "stopped for futility
+/// at look 2 of 4 (2 of 5 samples per case): used 400 of 1000 samples; p adjusted for the looks
+/// 0.4123".
+pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary) -> String {
+    use crate::sequential::Stop;
+    let reason = match summary.stop {
+        Stop::Efficacy => "stopped for a regression",
+        Stop::Futility => "stopped for futility (clearly no regression)",
+        Stop::LastLook => "reached the last look",
+    };
+    format!(
+        "sequential: {reason} at look {} of {} ({} of {} samples per case): used {} of {} samples; p adjusted for the looks {:.4}",
+        summary.looks.len(),
+        summary.looks_planned,
+        summary.samples_taken_per_case,
+        summary.samples_per_case_max,
+        summary.samples_taken,
+        summary.samples_fixed,
+        summary.p_value
+    )
+}
+
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

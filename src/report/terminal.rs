@@ -84,6 +84,9 @@ impl TerminalExporter {
         if !b.missing_cases.is_empty() {
             out.push_str(&format!("  no longer present: {}\n", b.missing_cases.join(", ")));
         }
+        if let Some(summary) = &result.sequential {
+            out.push_str(&format!("  {}\n", super::sequential_summary(summary)));
+        }
         if let Some(mde) = b.minimum_detectable_drop {
             out.push_str(&format!(
                 "  this comparison detects drops of {:.1} points or more (80% power)\n",
