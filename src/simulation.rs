@@ -155,7 +155,8 @@ pub fn simulate_sequential(
             }
         };
         at(k, &mut differences);
-        let fixed = paired::compare(&differences, k, 0.0, alpha, 1.0 - 2.0 * alpha, false).p_value <= alpha;
+        let fixed =
+            paired::compare(&differences, k, design.margin, alpha, 1.0 - 2.0 * alpha, design.exact).p_value <= alpha;
         let mut monitor = Monitor::new(design);
         let baseline_within = within(&mut baseline.iter().copied(), k);
         for &s in &looks {

@@ -121,7 +121,74 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
         }
         (None, None) => unreachable!("checked above"),
     }
+    let cases = args.cases.or_else(|| {
+        args.drop
+            .and_then(|drop| plan::required_cases(&inputs(args.difficulty_correlation), drop))
+    });
+    if let Some(cases) = cases {
+        console.line(&sequential_expectation(args, cases))?;
+    }
     Ok(exit_code::SUCCESS)
+}
+
+/// Repetitions of the simulation behind `plan`'s sequential figures: a few seconds at most,
+/// and a Monte Carlo error of about 2 points on a share of calls.
+const SEQUENTIAL_REPETITIONS: usize = 400;
+/// Above this many cases the simulation would take too long for a planning answer.
+const SEQUENTIAL_MAX_CASES: u64 = 5_000;
+
+/// What `gate --sampling sequential` is expected to spend with `cases` cases: the mean share of
+/// the fixed design's n·k calls, simulated on the same model as the README's tables (case
+/// difficulty Beta-distributed with the given accuracy and ICC, the given share of cases
+/// keeping their difficulty), when nothing changed and at `--drop`, seeded.
+fn sequential_expectation(args: &PlanOptions, cases: u64) -> String {
+    use crate::sequential::Design;
+    use crate::simulation::{simulate_sequential, Scenario};
+    let prefix = "with `gate --sampling sequential`";
+    if args.samples < 2 {
+        return format!("{prefix}: k = 1 has a single look, so it makes the fixed gate's calls");
+    }
+    let simulable = args.accuracy > 0.0
+        && args.accuracy < 1.0
+        && args.icc > 0.0
+        && args.icc < 1.0
+        && (0.0..=1.0).contains(&args.difficulty_correlation);
+    if !simulable || !(2..=SEQUENTIAL_MAX_CASES).contains(&cases) {
+        return format!(
+            "{prefix}: not simulated for {cases} cases at accuracy {} and ICC {} (2–{SEQUENTIAL_MAX_CASES} cases, both strictly between 0 and 1)",
+            args.accuracy, args.icc
+        );
+    }
+    let design = Design::new(args.alpha, args.margin, false);
+    let scenario = |drop: f64| Scenario {
+        cases: cases as usize,
+        samples: args.samples,
+        accuracy: args.accuracy,
+        intra_case_correlation: args.icc,
+        reshuffle: 1.0 - args.difficulty_correlation,
+        drop,
+    };
+    let fixed_calls = cases * u64::from(args.samples);
+    let unchanged = simulate_sequential(&scenario(0.0), SEQUENTIAL_REPETITIONS, design, 1);
+    let mut line = format!(
+        "{prefix} and {cases} cases: expected calls {:.0}% of the fixed {fixed_calls} when nothing changed",
+        unchanged.calls * 100.0
+    );
+    if let Some(drop) = args.drop {
+        let dropped = simulate_sequential(&scenario(drop), SEQUENTIAL_REPETITIONS, design, 2);
+        line.push_str(&format!(
+            ", {:.0}% at a {:.1}-point drop (power {:.2}, fixed {:.2})",
+            dropped.calls * 100.0,
+            drop * 100.0,
+            dropped.sequential,
+            dropped.fixed
+        ));
+    }
+    line.push_str(&format!(
+        " (simulated, {SEQUENTIAL_REPETITIONS} repetitions, difficulty correlation {})",
+        args.difficulty_correlation
+    ));
+    line
 }
 
 #[cfg(test)]
@@ -158,12 +225,21 @@ mod tests {
             margin: 0.0,
         };
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines.len(), 4, "{out}");
         assert_eq!(
             lines[0],
             "baseline accuracy 90.0%, k = 5, one-sided α = 0.05, power 0.8, ICC 0.5, margin 0"
         );
-        for (line, c) in lines[1..].iter().zip([0.5, 0.0]) {
+        let cases = plan::required_cases(&inputs(0.5), 0.05).unwrap();
+        assert!(
+            lines[3].starts_with(&format!(
+                "with `gate --sampling sequential` and {cases} cases: expected calls "
+            )) && lines[3].contains(&format!("% of the fixed {} when nothing changed, ", cases * 5))
+                && lines[3].contains("% at a 5.0-point drop (power 0."),
+            "{}",
+            lines[3]
+        );
+        for (line, c) in lines[1..3].iter().zip([0.5, 0.0]) {
             let cases = plan::required_cases(&inputs(c), 0.05).unwrap();
             assert!(
                 line.starts_with(&format!(
@@ -231,5 +307,50 @@ mod tests {
             assert!(error.to_string().contains(needle), "{needle}: {error}");
             assert_eq!(error.exit_code(), exit_code::BAD_INPUT);
         }
+    }
+
+    #[test]
+    fn the_sequential_expectation_is_the_simulation_and_says_when_it_cannot_be() {
+        use crate::sequential::Design;
+        use crate::simulation::{simulate_sequential, Scenario};
+        let args = PlanOptions {
+            cases: Some(60),
+            ..options()
+        };
+        let line = sequential_expectation(&args, 60);
+        let scenario = Scenario {
+            cases: 60,
+            samples: 5,
+            accuracy: 0.9,
+            intra_case_correlation: 0.5,
+            reshuffle: 0.5,
+            drop: 0.0,
+        };
+        let unchanged = simulate_sequential(&scenario, SEQUENTIAL_REPETITIONS, Design::new(0.05, 0.0, false), 1);
+        assert!(
+            line.contains(&format!(
+                "expected calls {:.0}% of the fixed 300",
+                unchanged.calls * 100.0
+            )),
+            "{line}"
+        );
+        assert!(unchanged.calls < 0.9 && unchanged.calls > 0.2, "{unchanged:?}");
+        let single = sequential_expectation(
+            &PlanOptions {
+                samples: 1,
+                ..args.clone()
+            },
+            60,
+        );
+        assert!(single.contains("k = 1 has a single look"), "{single}");
+        let certain = sequential_expectation(
+            &PlanOptions {
+                accuracy: 1.0,
+                ..args.clone()
+            },
+            60,
+        );
+        assert!(certain.contains("not simulated"), "{certain}");
+        assert!(sequential_expectation(&args, 1_000_000).contains("not simulated"));
     }
 }
