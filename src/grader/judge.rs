@@ -19,8 +19,7 @@ use crate::config::{Config, ModelConfig};
 use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::prompt::Prompt;
-use crate::provider::ProviderKind;
-use crate::provider::{Request, Response};
+use crate::provider::{ProviderKind, Request, Response};
 
 /// The judge of a suite: the rubric and the model that reads it.
 #[derive(Debug, Clone)]
