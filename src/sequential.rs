@@ -603,4 +603,31 @@ mod tests {
         assert_eq!(information_fraction(&test, data(Some(100.0))), 0.5);
         assert_eq!(information_fraction(&test, data(Some(0.0))), 1.0);
     }
+
+    #[test]
+    fn extreme_levels_and_data_give_decisions_not_panics() {
+        let differences: Vec<f64> = (0..30).map(|i| [-1.0, 0.0, 0.5][i % 3]).collect();
+        for alpha in [0.0, 1e-12, 0.5, 1.0] {
+            let mut monitor = Monitor::new(Design::new(alpha, 0.0, false));
+            for samples in [1, 2, 3, 5] {
+                let look = look_at(&mut monitor, &differences, samples, Some(0.1));
+                assert!(!look.bound.is_nan() && !look.z.is_nan(), "α {alpha}: {look:?}");
+                let p = monitor.p_value();
+                assert!((0.0..=1.0).contains(&p), "α {alpha}: p {p}");
+                if look.stop.is_some() {
+                    break;
+                }
+            }
+            assert!(monitor.stopped().is_some(), "α {alpha}");
+        }
+        // No paired case, one case, or every difference equal: the test cannot run, so only
+        // the last look decides.
+        for data in [vec![], vec![-1.0], vec![0.0; 10]] {
+            let mut monitor = Monitor::new(Design::new(0.05, 0.0, false));
+            let first = look_at(&mut monitor, &data, 1, None);
+            assert_eq!(first.stop, None, "{data:?}");
+            assert_eq!(look_at(&mut monitor, &data, 5, None).stop, Some(Stop::LastLook));
+            assert_eq!(monitor.p_value(), 1.0);
+        }
+    }
 }
