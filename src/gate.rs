@@ -126,31 +126,22 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
 
 fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> BaselineComparison {
     let base: HashMap<&str, _> = baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut differences = Vec::new();
-    let mut scale = 1u32;
+    let mut differences = paired::Differences::default();
     let (mut regressed_cases, mut improved_cases, mut new_cases) = (Vec::new(), Vec::new(), Vec::new());
     let mut new_outcomes = Vec::new();
     for case in &result.per_case {
-        match base.get(case.id.as_str()) {
-            None => {
-                new_cases.push(case.id.clone());
-                new_outcomes.push(CaseOutcome {
-                    correct: case.correct,
-                    samples: case.samples,
-                });
-            }
-            Some(b) if b.samples > 0 && case.samples > 0 => {
-                let d = f64::from(case.correct) / f64::from(case.samples) - f64::from(b.correct) / f64::from(b.samples);
-                if d < -1e-12 {
-                    regressed_cases.push(case.id.clone());
-                } else if d > 1e-12 {
-                    improved_cases.push(case.id.clone());
-                }
-                scale = paired::extend_scale(paired::extend_scale(scale, case.samples), b.samples);
-                differences.push(d);
-            }
-            // A case with no valid sample on either side cannot be paired.
-            Some(_) => {}
+        let Some(b) = base.get(case.id.as_str()) else {
+            new_cases.push(case.id.clone());
+            new_outcomes.push(CaseOutcome {
+                correct: case.correct,
+                samples: case.samples,
+            });
+            continue;
+        };
+        match differences.pair((case.correct, case.samples), (b.correct, b.samples)) {
+            Some(d) if d < -1e-12 => regressed_cases.push(case.id.clone()),
+            Some(d) if d > 1e-12 => improved_cases.push(case.id.clone()),
+            _ => {}
         }
     }
     let present: std::collections::HashSet<&str> = result.per_case.iter().map(|c| c.id.as_str()).collect();
@@ -162,8 +153,8 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         .collect();
     let confidence_level = result.accuracy.map_or(0.95, |a| a.confidence_level);
     let test: PairedTest = paired::compare(
-        &differences,
-        scale,
+        &differences.values,
+        differences.scale,
         options.margin,
         options.alpha,
         confidence_level,

@@ -169,6 +169,40 @@ pub fn two_sided_p_value(differences: &[f64], scale: u32) -> f64 {
     (2.0 * t_cdf(-t.abs(), n as f64 - 1.0)).min(1.0)
 }
 
+/// Per-case differences d_i = m_i(candidate) − m_i(baseline), gathered case by case with the
+/// integer scale the exact test needs. The gate and the sequential gate's looks pair cases the
+/// same way through it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Differences {
+    pub values: Vec<f64>,
+    /// The lcm of every sample count seen (see [`extend_scale`]).
+    pub scale: u32,
+}
+
+impl Default for Differences {
+    fn default() -> Self {
+        Differences {
+            values: Vec::new(),
+            scale: 1,
+        }
+    }
+}
+
+impl Differences {
+    /// Pair one case, given (correct, samples) of each run; a case with no valid sample on
+    /// either side cannot be paired (`None`). Returns the difference it added.
+    pub fn pair(&mut self, candidate: (u32, u32), baseline: (u32, u32)) -> Option<f64> {
+        let ((correct, samples), (base_correct, base_samples)) = (candidate, baseline);
+        if samples == 0 || base_samples == 0 {
+            return None;
+        }
+        let d = f64::from(correct) / f64::from(samples) - f64::from(base_correct) / f64::from(base_samples);
+        self.scale = extend_scale(extend_scale(self.scale, samples), base_samples);
+        self.values.push(d);
+        Some(d)
+    }
+}
+
 /// The integer scale L for the exact test: the least common multiple of the sample counts seen
 /// so far and `samples`, capped (beyond the cap the test's rounding is negligible).
 pub fn extend_scale(scale: u32, samples: u32) -> u32 {
@@ -316,5 +350,21 @@ mod tests {
             close(*a, e, 1e-12);
         }
         assert!(holm(&[]).is_empty());
+    }
+
+    #[test]
+    fn cases_pair_only_with_a_valid_sample_on_both_sides() {
+        let mut differences = Differences::default();
+        assert_eq!(differences.pair((2, 3), (5, 5)), Some(2.0 / 3.0 - 1.0));
+        assert_eq!(differences.pair((1, 2), (0, 0)), None);
+        assert_eq!(differences.pair((0, 0), (1, 4)), None);
+        assert_eq!(differences.pair((1, 4), (1, 2)), Some(-0.25));
+        assert_eq!(differences.values.len(), 2);
+        // lcm(3, 5, 4, 2): every L·d_i is an integer.
+        assert_eq!(differences.scale, 60);
+        assert!(differences
+            .values
+            .iter()
+            .all(|d| (d * 60.0 - (d * 60.0).round()).abs() < 1e-9));
     }
 }

@@ -89,26 +89,20 @@ impl Sequential {
 
     /// Judge the look whose samples are in; true when sampling should stop.
     fn judge(&mut self, tallies: &[CaseTally], samples: u32) -> bool {
-        let mut differences = Vec::new();
+        let mut differences = crate::paired::Differences::default();
         let mut candidate = Vec::new();
-        let mut scale = 1u32;
         for tally in tallies {
             let result = tally.result();
-            if let Some(&(base_correct, base_samples)) = self.baseline.get(&result.id) {
-                if base_samples > 0 && result.samples > 0 {
-                    differences.push(
-                        f64::from(result.correct) / f64::from(result.samples)
-                            - f64::from(base_correct) / f64::from(base_samples),
-                    );
-                    scale =
-                        crate::paired::extend_scale(crate::paired::extend_scale(scale, result.samples), base_samples);
-                    candidate.push((result.correct, result.samples));
-                }
+            let Some(&baseline) = self.baseline.get(&result.id) else {
+                continue;
+            };
+            if differences.pair((result.correct, result.samples), baseline).is_some() {
+                candidate.push((result.correct, result.samples));
             }
         }
         let look = self.monitor.look(LookData {
-            differences: &differences,
-            scale,
+            differences: &differences.values,
+            scale: differences.scale,
             samples,
             max_samples: self.max_samples,
             within_variance: within_variance(candidate.into_iter()).or(self.baseline_within),
