@@ -70,11 +70,13 @@ pub struct Sequential {
 impl Sequential {
     /// A gate against `baseline` (case id, correct, samples) with at most `max_samples` per case.
     pub fn new(design: Design, max_samples: u32, baseline: impl IntoIterator<Item = (String, u32, u32)>) -> Sequential {
-        let baseline: HashMap<String, (u32, u32)> = baseline
+        let cases: Vec<(String, u32, u32)> = baseline.into_iter().collect();
+        // In the baseline's own order: a float sum must not depend on a hash map's.
+        let baseline_within = within_variance(cases.iter().map(|(_, correct, samples)| (*correct, *samples)));
+        let baseline: HashMap<String, (u32, u32)> = cases
             .into_iter()
             .map(|(id, correct, samples)| (id, (correct, samples)))
             .collect();
-        let baseline_within = within_variance(baseline.values().copied());
         let max_samples = max_samples.max(1);
         Sequential {
             baseline,

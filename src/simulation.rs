@@ -116,73 +116,25 @@ pub fn simulate_sequential(
     design: crate::sequential::Design,
     seed: u64,
 ) -> SequentialRates {
-    use crate::sequential::{schedule, LookData, Monitor, Stop};
+    use crate::sequential::Stop;
     let alpha = design.alpha;
     let mut rng = StdRng::seed_from_u64(seed);
-    let spread = 1.0 / scenario.intra_case_correlation - 1.0;
-    let p = scenario.accuracy;
-    let beta = Beta::new(p * spread, (1.0 - p) * spread).expect("Beta parameters must be positive");
-    let scale = 1.0 - scenario.drop / p;
     let k = scenario.samples;
     let n = scenario.cases;
-    let looks = schedule(k);
     let (mut fixed_fails, mut sequential_fails, mut agree, mut futility, mut calls) = (0, 0, 0, 0, 0u64);
-    let mut baseline = vec![0.0; n];
-    let mut candidate: Vec<Vec<bool>> = vec![Vec::new(); n];
+    let mut draws = Draws::new(scenario);
     let mut differences = vec![0.0; n];
     for _ in 0..repetitions {
-        for (base, samples) in baseline.iter_mut().zip(candidate.iter_mut()) {
-            let theta: f64 = beta.sample(&mut rng);
-            let fresh = if rng.random::<f64>() < scenario.reshuffle {
-                beta.sample(&mut rng)
-            } else {
-                theta
-            };
-            let theta_candidate = fresh * scale;
-            *base = (0..k).filter(|_| rng.random::<f64>() < theta).count() as f64 / f64::from(k);
-            *samples = (0..k).map(|_| rng.random::<f64>() < theta_candidate).collect();
-        }
-        let within = |means: &mut dyn Iterator<Item = f64>, s: u32| {
-            (s >= 2).then(|| {
-                let total: f64 = means.map(|m| m * (1.0 - m) * f64::from(s) / f64::from(s - 1)).sum();
-                total / n as f64
-            })
-        };
-        let at = |s: u32, differences: &mut [f64]| {
-            for ((d, base), samples) in differences.iter_mut().zip(&baseline).zip(&candidate) {
-                let hits = samples[..s as usize].iter().filter(|hit| **hit).count();
-                *d = hits as f64 / f64::from(s) - base;
-            }
-        };
-        at(k, &mut differences);
+        draws.draw(&mut rng);
+        draws.differences_at(k, &mut differences);
         let fixed =
             paired::compare(&differences, k, design.margin, alpha, 1.0 - 2.0 * alpha, design.exact).p_value <= alpha;
-        let mut monitor = Monitor::new(design);
-        let baseline_within = within(&mut baseline.iter().copied(), k);
-        for &s in &looks {
-            at(s, &mut differences);
-            let candidate_within = within(
-                &mut candidate
-                    .iter()
-                    .map(|samples| samples[..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)),
-                s,
-            );
-            let look = monitor.look(LookData {
-                differences: &differences,
-                scale: paired::extend_scale(k, s),
-                samples: s,
-                max_samples: k,
-                within_variance: candidate_within.or(baseline_within),
-            });
-            if let Some(stop) = look.stop {
-                calls += u64::from(s) * n as u64;
-                let failed = stop == Stop::Efficacy;
-                sequential_fails += usize::from(failed);
-                agree += usize::from(failed == fixed);
-                futility += usize::from(stop == Stop::Futility);
-                break;
-            }
-        }
+        let (stop, s) = draws.sequential(design, &mut differences);
+        calls += u64::from(s) * n as u64;
+        let failed = stop == Stop::Efficacy;
+        sequential_fails += usize::from(failed);
+        agree += usize::from(failed == fixed);
+        futility += usize::from(stop == Stop::Futility);
         fixed_fails += usize::from(fixed);
     }
     let rate = |count: usize| count as f64 / repetitions as f64;
@@ -193,6 +145,93 @@ pub fn simulate_sequential(
         calls: calls as f64 / (repetitions as f64 * n as f64 * f64::from(k)),
         agreement: rate(agree),
         futility: rate(futility),
+    }
+}
+
+/// One repetition's samples: each case's baseline accuracy over k samples and its k candidate
+/// samples in order.
+struct Draws {
+    beta: Beta<f64>,
+    reshuffle: f64,
+    scale: f64,
+    k: u32,
+    baseline: Vec<f64>,
+    candidate: Vec<Vec<bool>>,
+}
+
+impl Draws {
+    fn new(scenario: &Scenario) -> Draws {
+        let spread = 1.0 / scenario.intra_case_correlation - 1.0;
+        let p = scenario.accuracy;
+        Draws {
+            beta: Beta::new(p * spread, (1.0 - p) * spread).expect("Beta parameters must be positive"),
+            reshuffle: scenario.reshuffle,
+            scale: 1.0 - scenario.drop / p,
+            k: scenario.samples,
+            baseline: vec![0.0; scenario.cases],
+            candidate: vec![Vec::new(); scenario.cases],
+        }
+    }
+
+    fn draw(&mut self, rng: &mut StdRng) {
+        let k = self.k;
+        for (base, samples) in self.baseline.iter_mut().zip(self.candidate.iter_mut()) {
+            let theta: f64 = self.beta.sample(rng);
+            let fresh = if rng.random::<f64>() < self.reshuffle {
+                self.beta.sample(rng)
+            } else {
+                theta
+            };
+            let theta_candidate = fresh * self.scale;
+            *base = (0..k).filter(|_| rng.random::<f64>() < theta).count() as f64 / f64::from(k);
+            *samples = (0..k).map(|_| rng.random::<f64>() < theta_candidate).collect();
+        }
+    }
+
+    /// The differences after the first `s` candidate samples of each case.
+    fn differences_at(&self, s: u32, differences: &mut [f64]) {
+        for ((d, base), samples) in differences.iter_mut().zip(&self.baseline).zip(&self.candidate) {
+            let hits = samples[..s as usize].iter().filter(|hit| **hit).count();
+            *d = hits as f64 / f64::from(s) - base;
+        }
+    }
+
+    /// Mean over cases of the within-case variance of one sample, from per-case means over `s`.
+    fn within(&self, means: &mut dyn Iterator<Item = f64>, s: u32) -> Option<f64> {
+        (s >= 2).then(|| {
+            let total: f64 = means.map(|m| m * (1.0 - m) * f64::from(s) / f64::from(s - 1)).sum();
+            total / self.baseline.len() as f64
+        })
+    }
+
+    /// The sequential gate on these samples: why it stopped, and after how many per case.
+    fn sequential(&self, design: crate::sequential::Design, differences: &mut [f64]) -> (crate::sequential::Stop, u32) {
+        use crate::sequential::{schedule, LookData, Monitor, Stop};
+        let k = self.k;
+        let mut monitor = Monitor::new(design);
+        let baseline_within = self.within(&mut self.baseline.iter().copied(), k);
+        for s in schedule(k) {
+            self.differences_at(s, differences);
+            let candidate_within = self.within(
+                &mut self
+                    .candidate
+                    .iter()
+                    .map(|samples| samples[..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)),
+                s,
+            );
+            let look = monitor.look(LookData {
+                differences,
+                scale: paired::extend_scale(k, s),
+                samples: s,
+                max_samples: k,
+                within_variance: candidate_within.or(baseline_within),
+            });
+            if let Some(stop) = look.stop {
+                return (stop, s);
+            }
+        }
+        // The last look always stops; this is only reached with no look at all.
+        (Stop::LastLook, k)
     }
 }
 
@@ -264,5 +303,58 @@ mod tests {
         assert!(drop.sequential > drop.fixed - 0.05, "power {drop:?}");
         assert!(drop.calls < 0.75, "calls {}", drop.calls);
         assert!(drop.agreement > 0.9, "agreement {}", drop.agreement);
+    }
+
+    #[test]
+    fn the_simulated_gate_is_the_policy_the_engine_runs() {
+        use crate::grader::Grade;
+        use crate::provider::Response;
+        use crate::sampling::{SamplingPolicy, Sequential};
+        use crate::tally::{Answer, CaseTally, Purpose};
+        let design = crate::sequential::Design::new(0.05, 0.0, false);
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut stops = std::collections::BTreeSet::new();
+        for (reshuffle, drop) in [(0.0, 0.0), (1.0, 0.0), (0.5, 0.15)] {
+            let scenario = Scenario {
+                cases: 40,
+                samples: 5,
+                ..scenario(reshuffle, drop)
+            };
+            let mut draws = Draws::new(&scenario);
+            for _ in 0..15 {
+                draws.draw(&mut rng);
+                let (stop, taken) = draws.sequential(design, &mut vec![0.0; 40]);
+                stops.insert(format!("{stop:?}"));
+                // The engine's policy on the same samples, through case tallies.
+                let baseline = draws
+                    .baseline
+                    .iter()
+                    .enumerate()
+                    .map(|(case, mean)| (format!("c{case}"), (mean * 5.0).round() as u32, 5));
+                let mut policy = Sequential::new(design, 5, baseline);
+                let mut tallies: Vec<CaseTally> = (0..40).map(|case| CaseTally::new(&format!("c{case}"))).collect();
+                loop {
+                    let look = policy.next_look(&tallies);
+                    if look.is_empty() {
+                        break;
+                    }
+                    for (case, sample) in look {
+                        let tally = &mut tallies[case];
+                        let answer = Answer::Cached(Response::from_text("x"));
+                        let response = tally.call(sample, Purpose::Sample, answer).unwrap();
+                        let grade = if draws.candidate[case][sample as usize] {
+                            Grade::correct("ok")
+                        } else {
+                            Grade::wrong("no")
+                        };
+                        tally.grade(sample, grade, &response);
+                    }
+                }
+                let summary = policy.summary().unwrap();
+                assert_eq!((summary.stop, summary.samples_taken_per_case), (stop, taken));
+            }
+        }
+        // The comparison covered every way of stopping.
+        assert_eq!(stops.len(), 3, "{stops:?}");
     }
 }
