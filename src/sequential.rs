@@ -31,9 +31,7 @@
 //! z at least as large. It is ≤ α exactly when the run stopped for efficacy, and Holm across
 //! suite × model pairs applies to it as to a fixed run's.
 
-use statrs::distribution::{ContinuousCDF, Normal};
-
-use crate::stats::z_quantile;
+use crate::stats::{z_quantile, z_upper_tail as upper_tail};
 
 /// Points of the integration grid per unit of the score scale: bounds are accurate to about
 /// 1e-4 in z, far below what a decision can hinge on.
@@ -41,18 +39,9 @@ const POINTS_PER_UNIT: f64 = 40.0;
 /// The grid's lower end, in standard deviations of the score: below it lies < 1e-15.
 const LOWER: f64 = -8.5;
 
-fn normal() -> Normal {
-    // Normal::new(0, 1) cannot fail.
-    Normal::new(0.0, 1.0).expect("standard normal")
-}
-
 /// The standard normal density, written out: it runs a quarter of a million times per look.
 fn density(z: f64) -> f64 {
     (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
-}
-
-fn upper_tail(z: f64) -> f64 {
-    normal().sf(z)
 }
 
 /// Cumulative α spent by information fraction `t` under the O'Brien–Fleming-type spending

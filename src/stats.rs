@@ -91,6 +91,12 @@ pub fn z_quantile(p: f64) -> f64 {
     Normal::new(0.0, 1.0).map_or(f64::NAN, |d| d.inverse_cdf(p))
 }
 
+/// Standard normal upper tail 1 − Φ(z), accurate far into the tail (not 1 − cdf).
+pub fn z_upper_tail(z: f64) -> f64 {
+    // Normal::new(0, 1) cannot fail.
+    Normal::new(0.0, 1.0).map_or(f64::NAN, |d| d.sf(z))
+}
+
 /// Student-t quantile with `df` degrees of freedom.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
     StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.inverse_cdf(p))

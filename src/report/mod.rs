@@ -58,8 +58,6 @@ impl Format {
     }
 }
 
-/// Escape text for XML and HTML, content and attribute values alike. Control characters other
-/// than tab and newlines are dropped: XML 1.0 does not allow them.
 /// How a sequential gate sampled a pair, in words every format shares: "stopped for futility
 /// at look 2 of 4 (2 of 5 samples per case): used 400 of 1000 samples; p adjusted for the looks
 /// 0.4123".
@@ -82,6 +80,8 @@ pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary)
     )
 }
 
+/// Escape text for XML and HTML, content and attribute values alike. Control characters other
+/// than tab and newlines are dropped: XML 1.0 does not allow them.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
