@@ -106,7 +106,7 @@ impl Baseline {
 
     /// Write atomically.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        write_atomic(path, &self.to_text()?)
+        Ok(write_atomic(path, &self.to_text()?)?)
     }
 
     /// Read a baseline; a missing file says which command creates it.
@@ -137,8 +137,13 @@ impl Baseline {
     /// Parse and validate baseline text; `path` names it in messages.
     pub fn parse(path: &Path, text: &str, suite: &str, model: &str) -> Result<Baseline, Error> {
         let baseline: Baseline = serde_json::from_str(text).map_err(|e| {
-            Error::invalid("baseline", path, error::json_location(&e), error::json_message(&e))
-                .with_hint("regenerate it with `promptgate baseline update`")
+            Error::invalid(
+                "baseline",
+                path,
+                crate::location::json_location(&e),
+                crate::location::json_message(&e),
+            )
+            .with_hint("regenerate it with `promptgate baseline update`")
         })?;
         error::check_schema_version("baseline", path, baseline.schema_version, BASELINE_SCHEMA_VERSION)?;
         baseline.validate(path, suite, model)?;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::digest;
-use crate::error::Error;
+use crate::exit_code;
 use crate::prompt::RenderedPrompt;
 use crate::provider::ProviderKind;
 use crate::provider::{Request, Response, ToolCall, Usage};
@@ -84,30 +84,142 @@ impl Iterator for BoundedLines<'_> {
 /// another program's database is refused instead of gaining a table.
 pub const APPLICATION_ID: i32 = 0x5047_4154;
 
+/// Why the cache could not be used. A file that is not a promptgate cache is the user's to fix
+/// (exit 2); a usable cache that fails to read or commit is the machine's (exit 6), and must
+/// never cost a finished record.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The file is not (or not yet) a usable promptgate cache.
+    #[error("cache `{path}`: {message}")]
+    Unusable { path: PathBuf, message: String },
+    /// Reading was asked of a cache that has not been made yet.
+    #[error("cache `{path}`: {message}")]
+    Missing { path: PathBuf, message: &'static str },
+    /// The cache's folder could not be created.
+    #[error("failed to create the cache folder `{path}`: {source}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was written by a newer promptgate.
+    #[error("cache `{path}`: schema version {found} is not supported (this promptgate reads {supported})")]
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    /// Reading or writing a usable cache failed: a full disk, a lock held past the busy timeout.
+    #[error("cache `{path}`: failed to {action}: {source}")]
+    Failed {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored entry could not be read back.
+    #[error("cache `{path}`: entry {key} {message}")]
+    Entry {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    /// The thread that commits answers stopped unexpectedly.
+    #[error("the cache writer {0}")]
+    Writer(&'static str),
+    /// A line of a file given to `cache import` is not what `cache export` writes.
+    #[error("invalid cache export `{source_path}` at line {line}: {message}")]
+    Import {
+        source_path: PathBuf,
+        line: usize,
+        message: String,
+        /// The export was written by a newer promptgate.
+        newer: bool,
+    },
+    /// The destination of `cache export` failed (a full disk, a closed pipe): not the cache.
+    #[error("failed to write the export: {0}")]
+    Export(#[source] std::io::Error),
+}
+
+impl CacheError {}
+
+/// One line of a cache export. A failure is the destination's (a full disk, a closed pipe), not
+/// the cache's; serializing strings, numbers and JSON values cannot fail, and would be told as
+/// a failed write were it to.
+fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), CacheError> {
+    let line = serde_json::to_string(value).map_err(|e| CacheError::Export(std::io::Error::other(e)))?;
+    writeln!(out, "{line}").map_err(CacheError::Export)
+}
+
+impl crate::error::Failure for CacheError {
+    /// What to do about it, when that is known.
+    fn hint(&self) -> Option<String> {
+        match self {
+            CacheError::Unusable { .. } => Some(
+                "the cache must be a promptgate SQLite file: move this one aside, or pass --cache PATH (env PROMPTGATE_CACHE)"
+                    .into(),
+            ),
+            CacheError::NewerSchema { .. } => Some("upgrade promptgate, or point --cache at another file".into()),
+            CacheError::Missing { .. } => {
+                Some("a cache is created by the first `promptgate run`; pass --cache PATH to read another".into())
+            }
+            CacheError::Folder { .. } => {
+                Some("pass --cache PATH (env PROMPTGATE_CACHE) to put the cache elsewhere".into())
+            }
+            CacheError::Import { newer: true, .. } => Some("upgrade promptgate to read this file".into()),
+            CacheError::Import { newer: false, .. } => {
+                Some("import reads what `promptgate cache export` writes".into())
+            }
+            CacheError::Export(source) => {
+                (source.raw_os_error() == Some(28)).then(|| "the disk is full".into())
+            }
+            CacheError::Failed { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Some("the disk is full".into()),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => Some(format!(
+                    "another process held the cache for more than {} s",
+                    BUSY_TIMEOUT.as_secs()
+                )),
+                Some(rusqlite::ErrorCode::ReadOnly) => {
+                    Some("the cache is read-only here; --offline reads it without writing".into())
+                }
+                _ => None,
+            },
+            CacheError::Entry { .. } => Some("`promptgate cache prune` can remove the entry".into()),
+            CacheError::Writer(_) => Some(exit_code::INTERNAL_HINT.into()),
+        }
+    }
+
+    /// The exit code: bad input (2) for a file that is not a usable cache, internal (6) else.
+    fn exit_code(&self) -> i32 {
+        match self {
+            CacheError::Unusable { .. }
+            | CacheError::NewerSchema { .. }
+            | CacheError::Missing { .. }
+            | CacheError::Import { .. } => exit_code::BAD_INPUT,
+            CacheError::Failed { .. }
+            | CacheError::Entry { .. }
+            | CacheError::Writer(_)
+            | CacheError::Folder { .. }
+            | CacheError::Export(_) => exit_code::INTERNAL,
+        }
+    }
+}
+
 /// An error opening `path` as a cache: the file is not (or not yet) a usable promptgate cache.
-fn open_error(path: &Path, message: String) -> Error {
-    Error::Cache {
+fn open_error(path: &Path, message: String) -> CacheError {
+    CacheError::Unusable {
         path: path.to_path_buf(),
         message,
-        io: false,
-        hint: Some(
-            "the cache must be a promptgate SQLite file: move this one aside, or pass --cache PATH (env PROMPTGATE_CACHE)"
-                .into(),
-        ),
     }
 }
 
 /// The schema version of an open file (0: empty, ours to create), after checking that it is a
 /// promptgate cache: our application id, or (written before the id existed) our schema, or an
 /// empty database.
-fn check_identity(connection: &Connection, path: &Path) -> Result<i64, Error> {
+fn check_identity(connection: &Connection, path: &Path) -> Result<i64, CacheError> {
     let fail = |message: String| open_error(path, message);
     // One read transaction: another process creating the cache at this moment is seen either
     // before or after its creation, never half-way (its tables without its version).
     let snapshot = connection
         .unchecked_transaction()
         .map_err(|e| fail(format!("not a promptgate cache: {e}")))?;
-    let read = |pragma: &str| -> Result<i64, Error> {
+    let read = |pragma: &str| -> Result<i64, CacheError> {
         connection
             .query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
             .map_err(|e| fail(format!("not a promptgate cache: {e}")))
@@ -138,10 +250,11 @@ fn check_identity(connection: &Connection, path: &Path) -> Result<i64, Error> {
         )));
     }
     if version > CACHE_SCHEMA_VERSION {
-        return Err(fail(format!(
-            "schema version {version} is not supported (this promptgate reads {CACHE_SCHEMA_VERSION})"
-        ))
-        .with_hint("upgrade promptgate, or point --cache at another file"));
+        return Err(CacheError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: CACHE_SCHEMA_VERSION,
+        });
     }
     if version != 0 && !has_responses {
         return Err(fail(format!(
@@ -213,9 +326,9 @@ impl Entry {
 /// transactions; none waits for company.
 pub struct Writer {
     sender: Option<std::sync::mpsc::Sender<Entry>>,
-    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), CacheError>>>,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    failure: Mutex<Option<Error>>,
+    failure: Mutex<Option<CacheError>>,
 }
 
 impl Writer {
@@ -251,29 +364,26 @@ impl Writer {
 
     /// Record a failure to write the cache found elsewhere (taking a lease): sampling stops as
     /// after a failed commit, and `finish` reports it unless a commit failed first.
-    pub fn fail(&self, error: Error) {
+    pub fn fail(&self, error: CacheError) {
         let mut first = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         first.get_or_insert(error);
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Queue a response for commit.
-    pub fn send(&self, entry: Entry) -> Result<(), Error> {
-        let sender = self
-            .sender
-            .as_ref()
-            .ok_or_else(|| Error::internal("the cache writer is closed"))?;
+    pub fn send(&self, entry: Entry) -> Result<(), CacheError> {
+        let sender = self.sender.as_ref().ok_or(CacheError::Writer("is closed"))?;
         // The thread only stops early after a failed commit; `finish` reports that error.
         let _ = sender.send(entry);
         Ok(())
     }
 
     /// Commit everything queued and stop; reports the first failed commit.
-    pub fn finish(mut self) -> Result<(), Error> {
+    pub fn finish(mut self) -> Result<(), CacheError> {
         self.sender.take();
         let committed = match self.thread.take().map(|t| t.join()) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::internal("the cache writer thread panicked")),
+            Some(Err(_)) => Err(CacheError::Writer("thread panicked")),
             None => Ok(()),
         };
         let elsewhere = self
@@ -417,13 +527,11 @@ pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
 
 impl Cache {
     /// Open (creating if needed) the cache at `path`.
-    pub fn open(path: &Path) -> Result<Cache, Error> {
+    pub fn open(path: &Path) -> Result<Cache, CacheError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                action: "create the cache folder",
+            std::fs::create_dir_all(parent).map_err(|source| CacheError::Folder {
                 path: parent.to_path_buf(),
                 source,
-                hint: Some("pass --cache PATH (env PROMPTGATE_CACHE) to put the cache elsewhere".into()),
             })?;
         }
         let fail = |message: String| open_error(path, message);
@@ -497,13 +605,15 @@ impl Cache {
 
     /// Open an existing cache for reading only: nothing is created or changed, so a cache in a
     /// read-only folder (a CI artifact, a mounted volume) can still answer `--offline`.
-    pub fn open_read_only(path: &Path) -> Result<Cache, Error> {
+    pub fn open_read_only(path: &Path) -> Result<Cache, CacheError> {
         use rusqlite::OpenFlags;
         let fail = |message: String| open_error(path, message);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if !path.is_file() {
-            return Err(fail("no such file".into())
-                .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
+            return Err(CacheError::Missing {
+                path: path.to_path_buf(),
+                message: "no such file",
+            });
         }
         // Without a `-wal` file no writer is at work and every commit is in the main file: read
         // it as immutable, which creates no `-shm`/`-wal` beside it (a read-only folder cannot
@@ -519,8 +629,10 @@ impl Cache {
         .map_err(|e| fail(e.to_string()))?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
         if check_identity(&connection, path)? == 0 {
-            return Err(fail("the file holds no promptgate cache yet".into())
-                .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
+            return Err(CacheError::Missing {
+                path: path.to_path_buf(),
+                message: "the file holds no promptgate cache yet",
+            });
         }
         Ok(Cache {
             path: path.to_path_buf(),
@@ -533,12 +645,12 @@ impl Cache {
         &self.path
     }
 
-    pub(crate) fn cache_error(&self, message: String) -> Error {
-        Error::Cache {
+    /// A failure to `action` on this (usable) cache.
+    pub(crate) fn failed(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+        move |source| CacheError::Failed {
             path: self.path.clone(),
-            message,
-            io: true,
-            hint: None,
+            action,
+            source,
         }
     }
 
@@ -549,14 +661,15 @@ impl Cache {
     }
 
     /// The stored response for `key`, if any.
-    pub fn get(&self, key: &str) -> Result<Option<Response>, Error> {
+    pub fn get(&self, key: &str) -> Result<Option<Response>, CacheError> {
+        let fail = self.failed("read an answer");
         let connection = self.connection();
         let mut statement = connection
             .prepare_cached(
                 "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms
                  FROM responses WHERE key = ?1",
             )
-            .map_err(|e| self.cache_error(e.to_string()))?;
+            .map_err(&fail)?;
         let row = statement
             .query_row([key], |row| {
                 Ok((
@@ -569,12 +682,15 @@ impl Cache {
                 ))
             })
             .optional()
-            .map_err(|e| self.cache_error(e.to_string()))?;
+            .map_err(&fail)?;
         let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms)) = row else {
             return Ok(None);
         };
-        let tool_calls = serde_json::from_str(&tool_calls)
-            .map_err(|e| self.cache_error(format!("entry {key} has unreadable tool calls: {e}")))?;
+        let tool_calls = serde_json::from_str(&tool_calls).map_err(|e| CacheError::Entry {
+            path: self.path.clone(),
+            key: key.to_string(),
+            message: format!("has unreadable tool calls: {e}"),
+        })?;
         let usage = match (input_tokens, output_tokens) {
             (Some(input_tokens), Some(output_tokens)) => Some(Usage {
                 input_tokens,
@@ -592,13 +708,13 @@ impl Cache {
     }
 
     /// Store a successful response; the first writer of a key wins.
-    pub fn put(&self, key: &str, request: &Request, response: &Response) -> Result<(), Error> {
+    pub fn put(&self, key: &str, request: &Request, response: &Response) -> Result<(), CacheError> {
         self.put_many(&[Entry::new(key.to_string(), request, response.clone())])
     }
 
     /// Store several responses in one transaction (a group commit); the first writer of a key wins.
-    pub fn put_many(&self, entries: &[Entry]) -> Result<(), Error> {
-        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to store a response: {e}"));
+    pub fn put_many(&self, entries: &[Entry]) -> Result<(), CacheError> {
+        let fail = self.failed("store a response");
         let created_at = jiff::Timestamp::now().to_string();
         let mut connection = self.connection();
         // IMMEDIATE takes the write lock up front. A deferred transaction would read first and
@@ -606,7 +722,7 @@ impl Cache {
         // wait) when another process committed in between — two runs sharing a cache.
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+            .map_err(&fail)?;
         {
             let mut statement = transaction
                 .prepare_cached(
@@ -616,11 +732,11 @@ impl Cache {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT(key) DO NOTHING",
                 )
-                .map_err(fail)?;
+                .map_err(&fail)?;
             for entry in entries {
                 let response = &entry.response;
-                let tool_calls =
-                    serde_json::to_string(&response.tool_calls).map_err(|e| self.cache_error(e.to_string()))?;
+                // Tool calls are JSON values already: writing them back out cannot fail.
+                let tool_calls = serde_json::to_string(&response.tool_calls).unwrap_or_else(|_| "[]".into());
                 statement
                     .execute(params![
                         entry.key,
@@ -635,31 +751,30 @@ impl Cache {
                         response.latency_ms,
                         created_at,
                     ])
-                    .map_err(fail)?;
+                    .map_err(&fail)?;
             }
             // The answers are here now: whoever held their leases, nobody needs to wait.
             let mut statement = transaction
                 .prepare_cached("DELETE FROM leases WHERE key = ?1")
-                .map_err(fail)?;
+                .map_err(&fail)?;
             for entry in entries {
-                statement.execute([&entry.key]).map_err(fail)?;
+                statement.execute([&entry.key]).map_err(&fail)?;
             }
         }
-        transaction.commit().map_err(fail)
+        transaction.commit().map_err(&fail)
     }
 
     /// Write every entry (of `model` ids only, when given) to `out` as JSON Lines, in key order,
     /// after a header line. Returns the number of entries.
-    pub fn export(&self, out: &mut dyn Write, model: Option<&str>) -> Result<u64, Error> {
-        let fail = |e: String| self.cache_error(format!("failed to export: {e}"));
-        // A write failure is the destination's (a full disk, a closed pipe), not the cache's.
-        let written = |e: std::io::Error| Error::output("<export>", e);
-        let header = ExportHeader {
-            format: EXPORT_FORMAT.into(),
-            schema_version: EXPORT_SCHEMA_VERSION,
-        };
-        let line = serde_json::to_string(&header).map_err(|e| fail(e.to_string()))?;
-        writeln!(out, "{line}").map_err(written)?;
+    pub fn export(&self, out: &mut dyn Write, model: Option<&str>) -> Result<u64, CacheError> {
+        let fail = self.failed("export");
+        write_line(
+            out,
+            &ExportHeader {
+                format: EXPORT_FORMAT.into(),
+                schema_version: EXPORT_SCHEMA_VERSION,
+            },
+        )?;
         let connection = self.connection();
         let mut statement = connection
             .prepare(
@@ -667,11 +782,11 @@ impl Cache {
                         output_tokens, latency_ms, created_at
                  FROM responses WHERE ?1 IS NULL OR model = ?1 ORDER BY key",
             )
-            .map_err(|e| fail(e.to_string()))?;
-        let mut rows = statement.query([model]).map_err(|e| fail(e.to_string()))?;
+            .map_err(&fail)?;
+        let mut rows = statement.query([model]).map_err(&fail)?;
         let mut count = 0;
-        while let Some(row) = rows.next().map_err(|e| fail(e.to_string()))? {
-            let tool_calls: String = row.get(5).map_err(|e| fail(e.to_string()))?;
+        while let Some(row) = rows.next().map_err(&fail)? {
+            let tool_calls: String = row.get(5).map_err(&fail)?;
             let entry = (|| -> rusqlite::Result<ExportedEntry> {
                 Ok(ExportedEntry {
                     key: row.get(0)?,
@@ -687,9 +802,8 @@ impl Cache {
                     created_at: row.get(10)?,
                 })
             })()
-            .map_err(|e| fail(e.to_string()))?;
-            let line = serde_json::to_string(&entry).map_err(|e| fail(e.to_string()))?;
-            writeln!(out, "{line}").map_err(written)?;
+            .map_err(&fail)?;
+            write_line(out, &entry)?;
             count += 1;
         }
         Ok(count)
@@ -697,10 +811,12 @@ impl Cache {
 
     /// Merge an export into this cache, in one transaction: a bad line (named by `source` and
     /// its number) imports nothing. A key the cache has keeps its local answer.
-    pub fn import(&self, input: &mut dyn BufRead, source: &Path) -> Result<ImportStats, Error> {
-        let invalid = |line: usize, message: String| {
-            Error::invalid("cache export", source, format!(" at line {line}"), message)
-                .with_hint("import reads what `promptgate cache export` writes")
+    pub fn import(&self, input: &mut dyn BufRead, source: &Path) -> Result<ImportStats, CacheError> {
+        let invalid = |line: usize, message: String| CacheError::Import {
+            source_path: source.to_path_buf(),
+            line,
+            message,
+            newer: false,
         };
         // Lines are read bounded: `cache import /dev/zero` is one endless line.
         let mut lines = BoundedLines {
@@ -714,8 +830,17 @@ impl Cache {
             None => return Err(invalid(1, "the file is empty".into())),
         };
         match header {
+            Some(h) if h.format == EXPORT_FORMAT && h.schema_version == EXPORT_SCHEMA_VERSION => {}
             Some(h) if h.format == EXPORT_FORMAT => {
-                crate::error::check_schema_version("cache export", source, h.schema_version, EXPORT_SCHEMA_VERSION)?
+                return Err(CacheError::Import {
+                    source_path: source.to_path_buf(),
+                    line: 1,
+                    message: format!(
+                        "schema_version {} is not supported (this promptgate reads {EXPORT_SCHEMA_VERSION})",
+                        h.schema_version
+                    ),
+                    newer: h.schema_version > EXPORT_SCHEMA_VERSION,
+                })
             }
             _ => {
                 return Err(invalid(
@@ -727,15 +852,15 @@ impl Cache {
             }
         }
         let mut connection = self.connection();
-        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to import: {e}"));
+        let fail = self.failed("import");
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+            .map_err(&fail)?;
         let mut stats = ImportStats::default();
         {
             let mut existing = transaction
                 .prepare("SELECT text, tool_calls FROM responses WHERE key = ?1")
-                .map_err(fail)?;
+                .map_err(&fail)?;
             let mut insert = transaction
                 .prepare(
                     "INSERT INTO responses
@@ -743,7 +868,7 @@ impl Cache {
                       input_tokens, output_tokens, latency_ms, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
-                .map_err(fail)?;
+                .map_err(&fail)?;
             for (index, line) in lines {
                 let number = index + 1;
                 let text = line.map_err(|e| invalid(number, e.to_string()))?;
@@ -751,7 +876,7 @@ impl Cache {
                     continue;
                 }
                 let entry: ExportedEntry =
-                    serde_json::from_str(&text).map_err(|e| invalid(number, crate::error::json_message(&e)))?;
+                    serde_json::from_str(&text).map_err(|e| invalid(number, crate::location::json_message(&e)))?;
                 let key_ok = entry.key.len() == 64 && entry.key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 if !key_ok {
                     return Err(invalid(
@@ -770,7 +895,7 @@ impl Cache {
                         Ok((row.get::<_, Option<String>>(0)?, row.get::<_, String>(1)?))
                     })
                     .optional()
-                    .map_err(fail)?;
+                    .map_err(&fail)?;
                 match local {
                     Some((text, calls)) if text == entry.text && calls == tool_calls => stats.present += 1,
                     Some(_) => stats.differing += 1,
@@ -789,33 +914,38 @@ impl Cache {
                                 entry.latency_ms,
                                 entry.created_at,
                             ])
-                            .map_err(fail)?;
+                            .map_err(&fail)?;
                         stats.added += 1;
                     }
                 }
             }
         }
-        transaction.commit().map_err(fail)?;
+        transaction.commit().map_err(&fail)?;
         Ok(stats)
     }
 
     /// Delete the entries created before `before` and/or of the `model` id (both when both are
     /// given); with `dry_run`, only count them. Returns the count.
-    pub fn prune(&self, before: Option<jiff::Timestamp>, model: Option<&str>, dry_run: bool) -> Result<u64, Error> {
-        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to prune: {e}"));
+    pub fn prune(
+        &self,
+        before: Option<jiff::Timestamp>,
+        model: Option<&str>,
+        dry_run: bool,
+    ) -> Result<u64, CacheError> {
+        let fail = self.failed("prune");
         let mut connection = self.connection();
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+            .map_err(&fail)?;
         let mut doomed = Vec::new();
         {
             let mut statement = transaction
                 .prepare("SELECT key, created_at FROM responses WHERE ?1 IS NULL OR model = ?1")
-                .map_err(fail)?;
-            let mut rows = statement.query([model]).map_err(fail)?;
-            while let Some(row) = rows.next().map_err(fail)? {
-                let key: String = row.get(0).map_err(fail)?;
-                let created_at: String = row.get(1).map_err(fail)?;
+                .map_err(&fail)?;
+            let mut rows = statement.query([model]).map_err(&fail)?;
+            while let Some(row) = rows.next().map_err(&fail)? {
+                let key: String = row.get(0).map_err(&fail)?;
+                let created_at: String = row.get(1).map_err(&fail)?;
                 // Compared as times, not as text: fractional seconds vary in length.
                 let old = match (before, created_at.parse::<jiff::Timestamp>()) {
                     (None, _) => true,
@@ -830,24 +960,25 @@ impl Cache {
         if !dry_run {
             let mut delete = transaction
                 .prepare("DELETE FROM responses WHERE key = ?1")
-                .map_err(fail)?;
+                .map_err(&fail)?;
             for key in &doomed {
-                delete.execute([key]).map_err(fail)?;
+                delete.execute([key]).map_err(&fail)?;
             }
         }
-        transaction.commit().map_err(fail)?;
+        transaction.commit().map_err(&fail)?;
         Ok(doomed.len() as u64)
     }
 
     /// Entry counts and token totals per model.
-    pub fn stats(&self) -> Result<CacheStats, Error> {
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        let fail = self.failed("count entries");
         let connection = self.connection();
         let mut statement = connection
             .prepare(
                 "SELECT provider, model, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
                  FROM responses GROUP BY provider, model ORDER BY provider, model",
             )
-            .map_err(|e| self.cache_error(e.to_string()))?;
+            .map_err(&fail)?;
         let models = statement
             .query_map([], |row| {
                 Ok(ModelStats {
@@ -859,7 +990,7 @@ impl Cache {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.cache_error(e.to_string()))?;
+            .map_err(&fail)?;
         let bytes = ["", "-wal"]
             .iter()
             .filter_map(|suffix| {
@@ -882,6 +1013,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Failure;
     use crate::prompt::Message;
     use crate::provider::ProviderKind;
     use crate::provider::SamplingParams;
@@ -1017,6 +1149,55 @@ mod tests {
             .unwrap();
         let err = Cache::open(&path).unwrap_err();
         assert!(err.to_string().contains("schema version 9"), "{err}");
+        assert!(matches!(err, CacheError::NewerSchema { found: 9, .. }), "{err:?}");
+        assert_eq!(err.exit_code(), exit_code::BAD_INPUT);
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("upgrade promptgate, or point --cache at another file")
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_is_the_machines_fault_and_says_what_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let cache = Cache::open(&path).unwrap();
+        // As on a full disk: the insert is refused by SQLite itself.
+        cache
+            .connection()
+            .execute_batch(
+                "CREATE TRIGGER full BEFORE INSERT ON responses BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        let response = Response::from_text("notify");
+        let err = cache.put("k", &request(0), &response).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::Failed {
+                    action: "store a response",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), exit_code::INTERNAL);
+        assert!(err.to_string().contains("failed to store a response"), "{err}");
+        // A read-only connection is named as such, with where to go instead.
+        cache.connection().execute_batch("PRAGMA query_only = 1").unwrap();
+        let err = cache.prune(None, None, false).unwrap_err();
+        assert_eq!(
+            err.hint().as_deref(),
+            Some("the cache is read-only here; --offline reads it without writing")
+        );
+        // A file that is not a cache is the input's fault.
+        std::fs::write(dir.path().join("text.sqlite"), "plain text ".repeat(100)).unwrap();
+        let err = Cache::open(&dir.path().join("text.sqlite")).unwrap_err();
+        assert_eq!(err.exit_code(), exit_code::BAD_INPUT);
+        assert!(err
+            .hint()
+            .unwrap()
+            .starts_with("the cache must be a promptgate SQLite file"));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{self, Error};
+use crate::error::Error;
+use crate::fs::FsError;
 
 /// One labelled input.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,12 +55,8 @@ impl LoadedCase {
 /// inside `root`, the project's folder (the config's), after `..` and symlinks are resolved.
 pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
     let files = case_files(path)?;
-    let root = std::fs::canonicalize(root).map_err(|source| Error::Io {
-        action: "resolve the project folder",
-        path: root.to_path_buf(),
-        source,
-        hint: None,
-    })?;
+    let root =
+        std::fs::canonicalize(root).map_err(|source| FsError::read("resolve the project folder", root, source))?;
     let root = root.as_path();
     let mut shared_files = HashMap::new();
     let mut cases = Vec::new();
@@ -76,7 +73,7 @@ pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
                         "case file",
                         &file,
                         format!(" at line {}, column {}", index + 1, err.column()),
-                        error::json_message(&err),
+                        crate::location::json_message(&err),
                     )
                     .with_hint("a .jsonl case file holds one JSON object per line")
                 })?;
@@ -87,8 +84,8 @@ pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
                 Error::invalid(
                     "case file",
                     &file,
-                    error::json_location(&err),
-                    error::json_message(&err),
+                    crate::location::json_location(&err),
+                    crate::location::json_message(&err),
                 )
             })?;
             match value {
@@ -117,29 +114,17 @@ pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
 }
 
 fn case_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
-    let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
-        action: "read cases",
-        path: path.to_path_buf(),
-        source,
-        hint: Some("check the suite's `cases` path; it is resolved relative to the config file's folder".into()),
+    let metadata = std::fs::metadata(path).map_err(|source| {
+        Error::from(FsError::read("read cases", path, source))
+            .with_hint("check the suite's `cases` path; it is resolved relative to the config file's folder")
     })?;
     if metadata.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|source| Error::Io {
-        action: "list cases in",
-        path: path.to_path_buf(),
-        source,
-        hint: None,
-    })?;
+    let entries = std::fs::read_dir(path).map_err(|source| FsError::read("list cases in", path, source))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            action: "list cases in",
-            path: path.to_path_buf(),
-            source,
-            hint: None,
-        })?;
+        let entry = entry.map_err(|source| FsError::read("list cases in", path, source))?;
         let file = entry.path();
         let is_case = file.is_file() && file.extension().is_some_and(|e| e == "json" || e == "jsonl");
         if is_case {
@@ -159,7 +144,7 @@ fn parse_case(
 ) -> Result<LoadedCase, Error> {
     let location = line.map(|l| format!(" at line {l}")).unwrap_or_default();
     let mut case: Case = serde_json::from_value(value).map_err(|err| {
-        Error::invalid("case file", file, location.clone(), error::json_message(&err))
+        Error::invalid("case file", file, location.clone(), crate::location::json_message(&err))
             .with_hint("a case is {\"id\": ..., \"vars\": {...}, \"expect\": {...}} with optional tags, source, notes")
     })?;
     if case.id.trim().is_empty() {
@@ -240,8 +225,14 @@ fn file_reference(value: &Value) -> Option<&str> {
 fn read_var_file(path: &Path) -> Result<Value, Error> {
     let text = crate::fs::read_to_string(path, "var file")?;
     if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text)
-            .map_err(|err| Error::invalid("var file", path, error::json_location(&err), error::json_message(&err)))
+        serde_json::from_str(&text).map_err(|err| {
+            Error::invalid(
+                "var file",
+                path,
+                crate::location::json_location(&err),
+                crate::location::json_message(&err),
+            )
+        })
     } else {
         Ok(Value::String(text))
     }

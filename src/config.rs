@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{self, Error};
+use crate::fs::FsError;
 use crate::limits::{self, in_range};
 use crate::provider::{ProviderConfig, SamplingParams};
 
@@ -325,7 +326,7 @@ impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = crate::fs::read_to_string(path, "config").map_err(|err| match err {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Io {
+            FsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => FsError::Read {
                 action: "read config",
                 path: path.to_path_buf(),
                 source,
@@ -342,7 +343,7 @@ impl Config {
     /// Parse and validate config text; `path` is used for messages and to resolve relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         let file: ConfigFile = toml::from_str(text).map_err(|err| {
-            let location = error::toml_location(text, &err);
+            let location = crate::location::toml_location(text, &err);
             Error::invalid("config", path, location, err.message().trim().to_string())
                 .with_hint("see the configuration section of the README for every key")
         })?;
@@ -354,7 +355,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         let mut providers = BTreeMap::new();
         for (name, table) in file.providers {
-            let (line, _) = error::line_column(text, table.span().start);
+            let (line, _) = crate::location::line_column(text, table.span().start);
             let provider = ProviderConfig::from_table(table.get_ref()).map_err(|problem| {
                 let field = match &problem.key {
                     Some(key) => format!("providers.{name}.{key}"),

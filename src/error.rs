@@ -1,11 +1,24 @@
 //! The error type that crosses module boundaries, and its mapping to an exit code.
 //!
 //! Every variant names the file (and line or field where known) and, where a fix is known,
-//! carries a hint that the command line prints on its own `hint:` line.
+//! carries a hint that the command line prints on its own `hint:` line. A module whose
+//! failures differ in kind has an enum of its own that implements [`Failure`] (its hints and
+//! exit codes: `fs::FsError`, `cache::CacheError`) and converts into [`Error`] with `?`; this
+//! module knows none of them, so it stays below every module that fails. Errors of file
+//! content (config, cases, prompts, baselines, records) share one shape, [`Error::Invalid`]:
+//! what, where, why.
 
 use std::path::PathBuf;
 
 use crate::exit_code;
+
+/// A module's own error type: it knows its hint and its exit code.
+pub trait Failure: std::error::Error + Send + Sync + 'static {
+    /// What to do about it, when that is known.
+    fn hint(&self) -> Option<String>;
+    /// The process exit code it ends with (see [`crate::exit_code`]).
+    fn exit_code(&self) -> i32;
+}
 
 /// The longest error message printed whole: a mistyped 10 MB value is cut, not echoed.
 pub const MAX_ERROR_CHARS: usize = 4000;
@@ -27,14 +40,13 @@ fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
 /// Any error that ends a promptgate command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("failed to {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
+    /// A failure of a module with an error type of its own (see [`Failure`]), with its hint
+    /// and exit code; [`Error::downcast_ref`] gives the module's error back.
+    #[error("{error}")]
+    Module {
+        error: Box<dyn std::error::Error + Send + Sync>,
         hint: Option<String>,
+        code: i32,
     },
     /// A file was read but its content is wrong.
     #[error("invalid {what} `{path}`{location}: {message}")]
@@ -52,23 +64,6 @@ pub enum Error {
     /// Nothing matched the selection.
     #[error("nothing selected to run: {message}")]
     NothingSelected { message: String, hint: Option<String> },
-    /// The response cache is not a usable promptgate cache (`io: false`: bad input), or reading
-    /// or writing it failed (`io: true`: an I/O failure, not the user's input).
-    #[error("cache `{path}`: {message}")]
-    Cache {
-        path: PathBuf,
-        message: String,
-        io: bool,
-        hint: Option<String>,
-    },
-    /// A report, stdout or another output could not be written.
-    #[error("failed to write `{path}`: {source}")]
-    Output {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-        hint: Option<String>,
-    },
     /// promptgate itself failed (a panicked task, a serialization bug): not the input's fault.
     #[error("internal error: {message}")]
     Internal { message: String, hint: Option<String> },
@@ -111,12 +106,10 @@ impl Error {
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         let text = Some(text.into());
         match &mut self {
-            Error::Io { hint, .. }
+            Error::Module { hint, .. }
             | Error::Invalid { hint, .. }
             | Error::Usage { hint, .. }
             | Error::NothingSelected { hint, .. }
-            | Error::Cache { hint, .. }
-            | Error::Output { hint, .. }
             | Error::Internal { hint, .. }
             | Error::Unreachable { hint, .. } => *hint = text,
         }
@@ -126,14 +119,20 @@ impl Error {
     /// The hint, if one is known.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::Io { hint, .. }
+            Error::Module { hint, .. }
             | Error::Invalid { hint, .. }
             | Error::Usage { hint, .. }
             | Error::NothingSelected { hint, .. }
-            | Error::Cache { hint, .. }
-            | Error::Output { hint, .. }
             | Error::Internal { hint, .. }
             | Error::Unreachable { hint, .. } => hint.as_deref(),
+        }
+    }
+
+    /// The module's own error, when this is one of type `E`.
+    pub fn downcast_ref<E: Failure>(&self) -> Option<&E> {
+        match self {
+            Error::Module { error, .. } => error.downcast_ref(),
+            _ => None,
         }
     }
 
@@ -160,12 +159,11 @@ impl Error {
     /// The process exit code this error ends with.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Module { code, .. } => *code,
             Error::NothingSelected { .. } => exit_code::NOTHING_SELECTED,
             Error::Unreachable { .. } => exit_code::INCONCLUSIVE,
-            Error::Output { .. } | Error::Internal { .. } | Error::Cache { io: true, .. } => exit_code::INTERNAL,
-            Error::Io { .. } | Error::Invalid { .. } | Error::Usage { .. } | Error::Cache { io: false, .. } => {
-                exit_code::BAD_INPUT
-            }
+            Error::Internal { .. } => exit_code::INTERNAL,
+            Error::Invalid { .. } | Error::Usage { .. } => exit_code::BAD_INPUT,
         }
     }
 
@@ -173,23 +171,17 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal {
             message: message.into(),
-            hint: Some("this is a promptgate bug or a failing machine, not your input; please report it".into()),
+            hint: Some(exit_code::INTERNAL_HINT.into()),
         }
     }
+}
 
-    /// A failed write to `path` (stdout is `<stdout>`).
-    pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        let hint = match source.raw_os_error() {
-            Some(28) => Some("the disk is full".to_string()),
-            _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                Some("check the permissions of the file and its folder".to_string())
-            }
-            _ => None,
-        };
-        Error::Output {
-            path: path.into(),
-            source,
-            hint,
+impl<E: Failure> From<E> for Error {
+    fn from(error: E) -> Self {
+        Error::Module {
+            hint: error.hint(),
+            code: error.exit_code(),
+            error: Box::new(error),
         }
     }
 }
@@ -217,38 +209,57 @@ pub fn check_schema_version(
     }))
 }
 
-/// Format a 1-based line and column for a byte offset into `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheError;
+    use crate::fs::FsError;
 
-/// The location string for a TOML error (" at line L, column C"), from its span in `text`.
-pub fn toml_location(text: &str, err: &toml::de::Error) -> String {
-    err.span()
-        .map(|span| {
-            let (line, column) = line_column(text, span.start);
-            format!(" at line {line}, column {column}")
-        })
-        .unwrap_or_default()
-}
-
-/// The location string for a serde_json error (which already knows line and column).
-pub fn json_location(err: &serde_json::Error) -> String {
-    if err.line() == 0 {
-        String::new()
-    } else {
-        format!(" at line {}, column {}", err.line(), err.column())
-    }
-}
-
-/// The message of a serde_json error without its trailing " at line L column C".
-pub fn json_message(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(index) => text[..index].to_string(),
-        None => text,
+    #[test]
+    fn module_errors_keep_their_code_and_hint_and_a_callers_hint_wins() {
+        let cases: [(Error, i32, &str); 4] = [
+            (
+                FsError::write("report.md", std::io::Error::from_raw_os_error(28)).into(),
+                exit_code::INTERNAL,
+                "the disk is full",
+            ),
+            (
+                FsError::TooLarge {
+                    what: "baseline",
+                    path: "b.json".into(),
+                }
+                .into(),
+                exit_code::BAD_INPUT,
+                "is this really a baseline?",
+            ),
+            (
+                CacheError::Missing {
+                    path: "c.sqlite".into(),
+                    message: "no such file",
+                }
+                .into(),
+                exit_code::BAD_INPUT,
+                "a cache is created by the first `promptgate run`; pass --cache PATH to read another",
+            ),
+            (
+                CacheError::Writer("thread panicked").into(),
+                exit_code::INTERNAL,
+                exit_code::INTERNAL_HINT,
+            ),
+        ];
+        for (error, code, hint) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+            assert_eq!(error.hint(), Some(hint), "{error}");
+            let replaced = error.with_hint("look elsewhere");
+            assert_eq!(replaced.hint(), Some("look elsewhere"));
+            assert_eq!(replaced.exit_code(), code);
+        }
+        let error = Error::from(CacheError::Writer("is closed"));
+        assert!(matches!(
+            error.downcast_ref::<CacheError>(),
+            Some(CacheError::Writer("is closed"))
+        ));
+        assert!(error.downcast_ref::<FsError>().is_none());
+        assert_eq!(error.to_string(), "the cache writer is closed");
     }
 }

@@ -20,6 +20,9 @@ pub const DUPLICATE: i32 = 5;
 /// not be written (disk full), the cache failed to commit, or an internal failure.
 pub const INTERNAL: i32 = 6;
 
+/// The hint of every failure that ends with [`INTERNAL`] for no known outside reason.
+pub const INTERNAL_HINT: &str = "this is a promptgate bug or a failing machine, not your input; please report it";
+
 /// The table printed by `--help`, kept next to the constants it describes.
 pub const HELP_TABLE: &str = "\
 Exit codes:

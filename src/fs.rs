@@ -4,22 +4,142 @@
 //! every recorded case through [`write_new`] (never over an existing case).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::{line_column, Error};
+use crate::exit_code;
+use crate::location::line_column;
 
 /// The largest input file read (config, prompt, case, baseline, run record, schema): far
 /// above any real one, far below memory. Reads stop there, so `/dev/zero` is no hang.
 pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Why reading an input or writing an output failed. Each variant knows its hint and its exit
+/// code: an input that cannot be read is the user's to fix (2), an output that cannot be
+/// written is the machine's (6).
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// An input file or folder could not be opened, listed or read.
+    #[error("failed to {action} `{path}`: {source}")]
+    Read {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        /// Where to look, when the caller knows (e.g. "relative to the config file's folder").
+        hint: Option<String>,
+    },
+    /// An input file larger than [`MAX_INPUT_FILE_BYTES`].
+    #[error("invalid {what} `{path}`: the file is larger than {} MiB", MAX_INPUT_FILE_BYTES / (1024 * 1024))]
+    TooLarge { what: &'static str, path: PathBuf },
+    /// An input file that is not UTF-8, at the first bad byte.
+    #[error("invalid {what} `{path}` at line {line}, column {column}: the file is not valid UTF-8")]
+    NotUtf8 {
+        what: &'static str,
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    /// An output (report, baseline, recorded case, stdout) could not be written.
+    #[error("failed to {action} `{path}`: {source}")]
+    Write {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output path that is not replaced, found before any work is done.
+    #[error("{}", refused_message(path, reason))]
+    Refused { path: PathBuf, reason: Refusal },
+}
+
+/// Why an output path is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Symlink,
+    Folder,
+    /// A device, FIFO or socket.
+    Special,
+    ReadOnlyFolder,
+    /// This ancestor of the path exists and is not a folder.
+    NotAFolder(PathBuf),
+}
+
+fn refused_message(path: &Path, reason: &Refusal) -> String {
+    let path = path.display();
+    match reason {
+        Refusal::Symlink => format!("refusing to write a report over `{path}`: it is a symbolic link"),
+        Refusal::Folder => format!("refusing to write a report over `{path}`: it is a folder"),
+        Refusal::Special => {
+            format!("refusing to write a report over `{path}`: it is a device, FIFO or socket, not a regular file")
+        }
+        Refusal::ReadOnlyFolder => format!("cannot write `{path}`: its folder is read-only"),
+        Refusal::NotAFolder(folder) => format!("cannot write `{path}`: `{}` is not a folder", folder.display()),
+    }
+}
+
+impl FsError {
+    /// A failed read of `path`.
+    pub fn read(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FsError::Read {
+            action,
+            path: path.into(),
+            source,
+            hint: None,
+        }
+    }
+
+    /// A failed write to `path` (stdout is `<stdout>`).
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FsError::Write {
+            action: "write",
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl crate::error::Failure for FsError {
+    /// What to do about it, when that is known.
+    fn hint(&self) -> Option<String> {
+        match self {
+            FsError::Read { hint, .. } => hint.clone(),
+            FsError::TooLarge { what, .. } => Some(format!("is this really a {what}?")),
+            FsError::NotUtf8 { .. } => Some("save the file as UTF-8".into()),
+            FsError::Write { source, .. } => match source.raw_os_error() {
+                Some(28) => Some("the disk is full".into()),
+                _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Some("check the permissions of the file and its folder".into())
+                }
+                _ => None,
+            },
+            FsError::Refused { reason, .. } => match reason {
+                Refusal::Symlink | Refusal::Folder | Refusal::Special => {
+                    Some("name a new file or an existing regular file".into())
+                }
+                Refusal::ReadOnlyFolder | Refusal::NotAFolder(_) => None,
+            },
+        }
+    }
+
+    /// The exit code: bad input (2) for what the user passed, internal (6) for a failed write.
+    fn exit_code(&self) -> i32 {
+        match self {
+            FsError::Read { .. } | FsError::TooLarge { .. } | FsError::NotUtf8 { .. } | FsError::Refused { .. } => {
+                exit_code::BAD_INPUT
+            }
+            FsError::Write { .. } => exit_code::INTERNAL,
+        }
+    }
+}
+
 /// Read a file to a string, naming the path on failure; at most [`MAX_INPUT_FILE_BYTES`], and
 /// invalid UTF-8 named by line and column.
-pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
+pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, FsError> {
     use std::io::Read;
     let io_error = |source: std::io::Error| {
         let hint = (source.kind() == std::io::ErrorKind::NotFound)
             .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
-        Error::Io {
+        FsError::Read {
             action: "read",
             path: path.to_path_buf(),
             source,
@@ -32,31 +152,27 @@ pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<Stri
         .read_to_end(&mut bytes)
         .map_err(io_error)?;
     if bytes.len() as u64 > MAX_INPUT_FILE_BYTES {
-        return Err(Error::invalid(
+        return Err(FsError::TooLarge {
             what,
-            path,
-            "",
-            format!("the file is larger than {} MiB", MAX_INPUT_FILE_BYTES / (1024 * 1024)),
-        )
-        .with_hint(format!("is this really a {what}?")));
+            path: path.to_path_buf(),
+        });
     }
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(&e.as_bytes()[..valid]);
         let (line, column) = line_column(&text, valid);
-        Error::invalid(
+        FsError::NotUtf8 {
             what,
-            path,
-            format!(" at line {line}, column {column}"),
-            "the file is not valid UTF-8",
-        )
-        .with_hint("save the file as UTF-8")
+            path: path.to_path_buf(),
+            line,
+            column,
+        }
     })
 }
 
 /// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
 /// reader never sees half a report.
-pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), FsError> {
     write_atomic_with(path, |file| file.write_all(text.as_bytes()))
 }
 
@@ -67,19 +183,19 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), Error> {
 pub fn write_atomic_with(
     path: &std::path::Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<(), Error> {
+) -> Result<(), FsError> {
     check_output_path(path)?;
     let folder = output_folder(path);
-    std::fs::create_dir_all(folder).map_err(|source| Error::Output {
+    std::fs::create_dir_all(folder).map_err(|source| FsError::Write {
+        action: "create the folder",
         path: folder.to_path_buf(),
         source,
-        hint: Some("check that the folder of the output file can be created".into()),
     })?;
-    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| Error::output(path, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| FsError::write(path, e))?;
     write(file.as_file_mut())
         .and_then(|_| file.as_file().sync_all())
-        .map_err(|e| Error::output(path, e))?;
-    file.persist(path).map_err(|e| Error::output(path, e.error))?;
+        .map_err(|e| FsError::write(path, e))?;
+    file.persist(path).map_err(|e| FsError::write(path, e.error))?;
     Ok(())
 }
 
@@ -91,18 +207,15 @@ fn output_folder(path: &std::path::Path) -> &std::path::Path {
 
 /// Check, before any work, that `path` can take a report: a new path in a folder that exists
 /// or can be made, or an existing regular file; never a symlink, FIFO, device or folder.
-pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
-    let refuse = |what: &str| {
-        Error::usage(format!(
-            "refusing to write a report over `{}`: it is {what}",
-            path.display()
-        ))
-        .with_hint("name a new file or an existing regular file")
+pub fn check_output_path(path: &std::path::Path) -> Result<(), FsError> {
+    let refuse = |reason: Refusal| FsError::Refused {
+        path: path.to_path_buf(),
+        reason,
     };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("a symbolic link")),
-        Ok(meta) if meta.is_dir() => return Err(refuse("a folder")),
-        Ok(meta) if !meta.is_file() => return Err(refuse("a device, FIFO or socket, not a regular file")),
+        Ok(meta) if meta.file_type().is_symlink() => return Err(refuse(Refusal::Symlink)),
+        Ok(meta) if meta.is_dir() => return Err(refuse(Refusal::Folder)),
+        Ok(meta) if !meta.is_file() => return Err(refuse(Refusal::Special)),
         Ok(_) => {}
         // A missing file, or a parent that is a file: the ancestors below say which.
         Err(e)
@@ -110,7 +223,7 @@ pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) => {}
-        Err(e) => return Err(Error::output(path, e)),
+        Err(e) => return Err(FsError::write(path, e)),
     }
     // The nearest existing ancestor must be a folder we can write into.
     let mut folder = output_folder(path);
@@ -118,20 +231,11 @@ pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
         match std::fs::metadata(folder) {
             Ok(meta) if meta.is_dir() => {
                 if meta.permissions().readonly() {
-                    return Err(Error::usage(format!(
-                        "cannot write `{}`: its folder is read-only",
-                        path.display()
-                    )));
+                    return Err(refuse(Refusal::ReadOnlyFolder));
                 }
                 return Ok(());
             }
-            Ok(_) => {
-                return Err(Error::usage(format!(
-                    "cannot write `{}`: `{}` is not a folder",
-                    path.display(),
-                    folder.display()
-                )))
-            }
+            Ok(_) => return Err(refuse(Refusal::NotAFolder(folder.to_path_buf()))),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -143,7 +247,7 @@ pub fn check_output_path(path: &std::path::Path) -> Result<(), Error> {
                     _ => return Ok(()),
                 }
             }
-            Err(e) => return Err(Error::output(folder, e)),
+            Err(e) => return Err(FsError::write(folder, e)),
         }
     }
 }
@@ -179,13 +283,12 @@ fn remove_stale_temporaries(folder: &Path, age: std::time::Duration) -> usize {
 
 /// Write `text` to `path` unless a file is there: `Ok(false)` when one is. The bytes go to a
 /// temporary file in the same folder first, are synced, and are then linked into place.
-pub fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
+pub fn write_new(path: &Path, text: &str) -> Result<bool, FsError> {
     let folder = path.parent().unwrap_or(Path::new("."));
-    let io_error = |action: &'static str, source: std::io::Error| Error::Io {
+    let io_error = |action: &'static str, source: std::io::Error| FsError::Write {
         action,
         path: path.to_path_buf(),
         source,
-        hint: None,
     };
     std::fs::create_dir_all(folder).map_err(|e| io_error("create the folder of", e))?;
     remove_stale_temporaries(folder, STALE_AFTER);
@@ -214,6 +317,7 @@ pub fn write_new(path: &Path, text: &str) -> Result<bool, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Failure;
 
     #[test]
     fn refuses_to_replace_anything_but_a_regular_file() {
@@ -233,6 +337,37 @@ mod tests {
         write_atomic(&dir.path().join("a/b/new.json"), "new").unwrap();
         write_atomic(&target, "replaced").unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "replaced");
+    }
+
+    #[test]
+    fn unreadable_inputs_are_bad_input_and_unwritable_outputs_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_to_string(&dir.path().join("none.toml"), "config").unwrap_err();
+        assert_eq!(missing.exit_code(), exit_code::BAD_INPUT);
+        assert!(missing.hint().unwrap().contains("relative to the config file's folder"));
+        let latin1 = dir.path().join("latin1.txt");
+        std::fs::write(&latin1, b"ok\nna\xefve").unwrap();
+        let err = read_to_string(&latin1, "prompt").unwrap_err();
+        assert!(matches!(err, FsError::NotUtf8 { line: 2, column: 3, .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid prompt `{}` at line 2, column 3: the file is not valid UTF-8",
+                latin1.display()
+            )
+        );
+        let refused = write_atomic(dir.path(), "x").unwrap_err();
+        assert_eq!(refused.exit_code(), exit_code::BAD_INPUT);
+        assert!(matches!(
+            refused,
+            FsError::Refused {
+                reason: Refusal::Folder,
+                ..
+            }
+        ));
+        let full = FsError::write("report.md", std::io::Error::from_raw_os_error(28));
+        assert_eq!(full.exit_code(), exit_code::INTERNAL);
+        assert_eq!(full.hint().as_deref(), Some("the disk is full"));
     }
 
     #[test]

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::cache::Cache;
-use crate::error::Error;
+use crate::cache::{Cache, CacheError};
 
 /// Who holds a lease: this machine's name, this process and a per-run number, so that two runs
 /// in one process (tests, a library user) are told apart too.
@@ -105,17 +104,17 @@ fn now_ms() -> i64 {
 impl Cache {
     /// Take the lease on `key` for `holder` for `lasting`, unless the answer is already stored
     /// or another live holder has it.
-    pub fn claim(&self, key: &str, holder: &Holder, lasting: Duration) -> Result<Claim, Error> {
-        let fail = |e: rusqlite::Error| self.cache_error(format!("failed to take a lease: {e}"));
+    pub fn claim(&self, key: &str, holder: &Holder, lasting: Duration) -> Result<Claim, CacheError> {
+        let fail = self.failed("take a lease");
         let mut connection = self.connection();
         // IMMEDIATE: the look and the take are one step for every process sharing the file.
         let transaction = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+            .map_err(&fail)?;
         let answered = transaction
             .prepare_cached("SELECT 1 FROM responses WHERE key = ?1")
             .and_then(|mut s| s.exists([key]))
-            .map_err(fail)?;
+            .map_err(&fail)?;
         if answered {
             return Ok(Claim::Answered);
         }
@@ -123,7 +122,7 @@ impl Cache {
         let current: Option<(String, i64)> = transaction
             .prepare_cached("SELECT holder, expires_at FROM leases WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |row| Ok((row.get(0)?, row.get(1)?))).optional())
-            .map_err(fail)?;
+            .map_err(&fail)?;
         // Held by this run too: two requests of one run can be the same (a judge call for two
         // identical answers), and the second waits for the first's answer like any other run.
         if let Some((other, expires_at)) = &current {
@@ -138,27 +137,27 @@ impl Cache {
                  ON CONFLICT(key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
             )
             .and_then(|mut s| s.execute(params![key, holder.id(), now.saturating_add(lasting_ms)]))
-            .map_err(fail)?;
-        transaction.commit().map_err(fail)?;
+            .map_err(&fail)?;
+        transaction.commit().map_err(&fail)?;
         Ok(Claim::Taken)
     }
 
     /// End `holder`'s lease on `key` (its call failed: another run may try).
-    pub fn release(&self, key: &str, holder: &Holder) -> Result<(), Error> {
+    pub fn release(&self, key: &str, holder: &Holder) -> Result<(), CacheError> {
         self.connection()
             .prepare_cached("DELETE FROM leases WHERE key = ?1 AND holder = ?2")
             .and_then(|mut s| s.execute(params![key, holder.id()]))
             .map(drop)
-            .map_err(|e| self.cache_error(format!("failed to end a lease: {e}")))
+            .map_err(self.failed("end a lease"))
     }
 
     /// End every lease `holder` still has (a run that is done, or stopped early).
-    pub fn release_all(&self, holder: &Holder) -> Result<(), Error> {
+    pub fn release_all(&self, holder: &Holder) -> Result<(), CacheError> {
         self.connection()
             .prepare_cached("DELETE FROM leases WHERE holder = ?1")
             .and_then(|mut s| s.execute([holder.id()]))
             .map(drop)
-            .map_err(|e| self.cache_error(format!("failed to end leases: {e}")))
+            .map_err(self.failed("end leases"))
     }
 }
 
@@ -223,13 +222,7 @@ mod tests {
         let (_dir, cache) = cache();
         let (a, b) = (Holder::new(), Holder::new());
         assert_eq!(cache.claim("k", &a, MINUTE).unwrap(), Claim::Taken);
-        let response = Response {
-            text: Some("notify".into()),
-            tool_calls: vec![],
-            raw_body: "{}".into(),
-            usage: None,
-            latency_ms: 1,
-        };
+        let response = Response::from_text("notify");
         cache.put_many(&[crate::cache::Entry::test("k", response)]).unwrap();
         assert_eq!(cache.claim("k", &b, MINUTE).unwrap(), Claim::Answered);
         let leases: i64 = cache

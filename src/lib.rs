@@ -36,6 +36,7 @@ pub mod gate;
 pub mod grader;
 pub(crate) mod lease;
 pub mod limits;
+pub(crate) mod location;
 pub mod memory;
 pub mod paired;
 pub mod plan;

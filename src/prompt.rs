@@ -111,7 +111,7 @@ impl Prompt {
     /// Parse and compile prompt text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Prompt, Error> {
         let file: PromptFile = toml::from_str(text).map_err(|err| {
-            let location = error::toml_location(text, &err);
+            let location = crate::location::toml_location(text, &err);
             Error::invalid("prompt", path, location, err.message().trim().to_string())
                 .with_hint("a prompt file has `user` (and optionally `system`, `description`, `[response_schema]`)")
         })?;

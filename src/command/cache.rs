@@ -6,9 +6,10 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::Console;
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheError};
 use crate::error::Error;
 use crate::exit_code;
+use crate::fs::FsError;
 
 /// The cache the command works on.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,14 +22,17 @@ pub struct CacheOptions {
 /// The existing cache of `--cache`; these commands never create one, and only `prune` writes.
 fn existing_cache(global: &CacheOptions, write: bool) -> Result<Cache, Error> {
     if !global.path.exists() {
-        return Err(Error::usage(format!("no cache at `{}`", global.path.display()))
-            .with_hint("a cache is created by the first `promptgate run`; pass --cache PATH to read another"));
+        return Err(CacheError::Missing {
+            path: global.path.clone(),
+            message: "no such file",
+        }
+        .into());
     }
-    if write {
-        Cache::open(&global.path)
+    Ok(if write {
+        Cache::open(&global.path)?
     } else {
-        Cache::open_read_only(&global.path)
-    }
+        Cache::open_read_only(&global.path)?
+    })
 }
 
 /// `promptgate cache export`: every entry (or one model's) as JSON lines, to `out` or the output.
@@ -60,8 +64,8 @@ pub fn export(
                 }
             });
             match failure {
-                Some(Error::Output { source, .. }) => return Err(Error::output(path, source)),
-                Some(error) => return Err(error),
+                Some(CacheError::Export(source)) => return Err(Error::from(FsError::write(path, source))),
+                Some(error) => return Err(error.into()),
                 None => {}
             }
             written?;
@@ -70,11 +74,14 @@ pub fn export(
         None => {
             let mut buffered = std::io::BufWriter::new(console.raw_output());
             let count = match cache.export(&mut buffered, model) {
-                Err(Error::Output { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                Err(CacheError::Export(source)) if source.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                Err(CacheError::Export(source)) => return Err(Error::from(FsError::write("<stdout>", source))),
                 other => other?,
             };
             match buffered.flush() {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(Error::output("<stdout>", e)),
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(Error::from(FsError::write("<stdout>", e)))
+                }
                 _ => {}
             }
             count
@@ -97,11 +104,9 @@ pub fn import(
     let stats = if file.as_os_str() == "-" {
         cache.import(stdin, Path::new("<stdin>"))?
     } else {
-        let opened = std::fs::File::open(file).map_err(|source| Error::Io {
-            action: "read",
-            path: file.to_path_buf(),
-            source,
-            hint: Some("pass a file written by `promptgate cache export`, or `-` for stdin".into()),
+        let opened = std::fs::File::open(file).map_err(|source| {
+            Error::from(FsError::read("read", file, source))
+                .with_hint("pass a file written by `promptgate cache export`, or `-` for stdin")
         })?;
         cache.import(&mut std::io::BufReader::new(opened), file)?
     };
@@ -228,7 +233,9 @@ mod tests {
             printed(|console| export(&missing, None, None, console)).2,
             printed(|console| prune(&missing, None, Some("m"), false, console)).2,
         ] {
-            assert!(result.unwrap_err().to_string().starts_with("no cache at "));
+            let error = result.unwrap_err();
+            assert!(error.to_string().ends_with("typo.sqlite`: no such file"), "{error}");
+            assert_eq!(error.exit_code(), crate::exit_code::BAD_INPUT);
         }
         assert!(!missing.path.exists());
         let error = printed(|console| prune(&missing, None, None, false, console))

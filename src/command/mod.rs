@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::exit_code;
+use crate::fs::FsError;
 use crate::run_record::{RunRecord, Verdict};
 use crate::secrets::Secrets;
 
@@ -38,7 +39,7 @@ impl<'a> Console<'a> {
         match self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(Error::output("<stdout>", e)),
+            Err(e) => Err(Error::from(FsError::write("<stdout>", e))),
         }
     }
 
@@ -54,7 +55,7 @@ impl<'a> Console<'a> {
 
     /// Write a report file atomically, with the secrets masked as in what is printed.
     pub fn write_file(&self, path: &Path, text: &str) -> Result<(), Error> {
-        crate::fs::write_atomic(path, &self.secrets.mask(text))
+        Ok(crate::fs::write_atomic(path, &self.secrets.mask(text))?)
     }
 
     /// Where notes go, for a dialogue with the person at the terminal (`record` asking labels).

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::Console;
 use crate::error::Error;
 use crate::exit_code;
+use crate::fs::FsError;
 use crate::record::from_run::{self, Decision, FromRunOptions};
 use crate::record::{self, RecordOptions, RecordOutcome};
 
@@ -132,27 +133,22 @@ fn read_finding(
         if stdin_is_terminal {
             console.note("reading the finding from the terminal: paste it, then press Ctrl-D");
         }
-        stdin.take(limit).read_to_end(&mut bytes).map_err(|e| Error::Io {
-            action: "read",
-            path: source.clone(),
-            source: e,
-            hint: None,
-        })?;
+        stdin
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| FsError::read("read", &source, e))?;
         return Ok((bytes, source));
     }
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+    let file = std::fs::File::open(path).map_err(|source| FsError::Read {
         action: "read",
         path: path.to_path_buf(),
         hint: (source.kind() == std::io::ErrorKind::NotFound)
             .then(|| "pass the finding's file, or `-` to read it from stdin".to_string()),
         source,
     })?;
-    file.take(limit).read_to_end(&mut bytes).map_err(|source| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-        hint: None,
-    })?;
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|source| FsError::read("read", path, source))?;
     Ok((bytes, path.to_path_buf()))
 }
 

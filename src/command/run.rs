@@ -56,6 +56,7 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console)
         pairs
             .iter()
             .try_for_each(|(suite, model)| crate::fs::check_output_path(&Baseline::path(dir, suite, model)))
+            .map_err(Error::from)
     };
     let record = run::run_checked(options, &writable)?;
     let mut written = 0;

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::case::LoadedCase;
 use crate::config::{Config, GraderConfig};
-use crate::error::{self, Error};
+use crate::error::Error;
 use crate::prompt::Prompt;
 use crate::provider::{Request, Response};
 
@@ -91,7 +91,7 @@ impl Grader {
                         let path = config.resolve(file);
                         let text = crate::fs::read_to_string(&path, "JSON Schema")?;
                         let value = serde_json::from_str(&text).map_err(|e| {
-                            Error::invalid("JSON Schema", &path, error::json_location(&e), e.to_string())
+                            Error::invalid("JSON Schema", &path, crate::location::json_location(&e), e.to_string())
                         })?;
                         (path, Some(value))
                     }

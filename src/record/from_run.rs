@@ -12,6 +12,7 @@ use super::{input, Draft, RecordOutcome, Target, FINDING_VAR, RULE_VAR};
 use crate::case::{self, Case, LoadedCase};
 use crate::config::Config;
 use crate::error::{self, Error};
+use crate::fs::FsError;
 use crate::grader::Outcome;
 use crate::run_record::{Miss, RunRecord, RUN_RECORD_SCHEMA_VERSION};
 
@@ -49,8 +50,8 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
         Error::invalid(
             "run record",
             &options.run_path,
-            error::json_location(&err),
-            error::json_message(&err),
+            crate::location::json_location(&err),
+            crate::location::json_message(&err),
         )
         .with_hint("pass a JSON run record written by `promptgate run --out run.json`")
     })?;
@@ -202,12 +203,7 @@ pub fn ask<R: BufRead + ?Sized, W: Write + ?Sized>(
     proposal: &Proposal,
     labels: Option<&[String]>,
 ) -> Result<Decision, Error> {
-    let io = |source: std::io::Error| Error::Io {
-        action: "ask on",
-        path: PathBuf::from("the terminal"),
-        source,
-        hint: None,
-    };
+    let io = |source: std::io::Error| Error::from(FsError::read("ask on", "the terminal", source));
     let expected = proposal.case.expect.clone();
     let current_label = expected.get("label").and_then(Value::as_str).map(str::to_string);
     writeln!(

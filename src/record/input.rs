@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::{self, Error};
+use crate::error::Error;
 
 /// The largest input `record` reads: a full GetFindings page (100 findings of at most 240 KB,
 /// Security Hub's own limit) fits with room to spare.
@@ -140,7 +140,7 @@ pub fn parse(bytes: &[u8], source: &Path) -> Result<Vec<Finding>, Error> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|err| {
         let valid = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
-        let (line, column) = error::line_column(valid, valid.len());
+        let (line, column) = crate::location::line_column(valid, valid.len());
         invalid(
             format!(" at line {line}, column {column}"),
             format!("not UTF-8 text (byte 0x{:02X})", bytes[err.valid_up_to()]),
@@ -153,8 +153,8 @@ pub fn parse(bytes: &[u8], source: &Path) -> Result<Vec<Finding>, Error> {
     }
     let value: Value = serde_json::from_str(text).map_err(|err| {
         invalid(
-            error::json_location(&err),
-            format!("not JSON: {}", error::json_message(&err)),
+            crate::location::json_location(&err),
+            format!("not JSON: {}", crate::location::json_message(&err)),
         )
         .with_hint("record reads one JSON document: a finding, a {\"Findings\": [...]} batch or an EventBridge event")
     })?;

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::case::{self, Case, LoadedCase};
 use crate::config::{Config, GraderConfig};
-use crate::error::{self, Error};
+use crate::error::Error;
 use crate::grader::Graders;
 use crate::prompt::Prompt;
 use input::Finding;
@@ -261,8 +261,12 @@ impl Target {
     /// `--expect`: a JSON object as is, else a label of the suite's label grader.
     fn expect_from(&self, text: &str) -> Result<Value, Error> {
         let expect = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<Value>(text)
-                .map_err(|err| Error::usage(format!("--expect is not a JSON object: {}", error::json_message(&err))))?
+            serde_json::from_str::<Value>(text).map_err(|err| {
+                Error::usage(format!(
+                    "--expect is not a JSON object: {}",
+                    crate::location::json_message(&err)
+                ))
+            })?
         } else {
             match &self.labels {
                 Some(labels) => match labels.iter().find(|l| l.eq_ignore_ascii_case(text.trim())) {
