@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::{exit_code_for, Console};
 use crate::compare;
 use crate::error::Error;
-use crate::report::compare::exporter;
-pub use crate::report::compare::CompareFormat;
+use crate::report::compare_exporter as exporter;
+pub use crate::report::CompareFormat;
 use crate::run::{self, RunOptions};
 
 /// What `compare` prints and writes.

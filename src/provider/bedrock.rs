@@ -33,7 +33,7 @@ use serde_json::{json, Map, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-use super::config::CallConfig;
+use super::calls::CallConfig;
 use super::retry::RetryPolicy;
 use super::{error_chain, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
 use crate::env::EnvVars;

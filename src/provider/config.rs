@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 
+use super::calls::CallConfig;
 use super::{bedrock, openai};
-use crate::limits::{self, in_range};
 
 /// The wire protocol a provider speaks: the `kind` key of its table, and part of every cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -86,78 +86,6 @@ impl ApiConfig {
         match kind {
             ProviderKind::Openai => fields_of::<openai::OpenAiConfig>(),
             ProviderKind::Bedrock => fields_of::<bedrock::BedrockConfig>(),
-        }
-    }
-}
-
-/// Settings every provider shares: how many calls, how long, how often retried, how large.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallConfig {
-    /// Most calls in flight to this provider at once (e.g. 1 for a local server that answers
-    /// one request at a time); `--concurrency` still bounds the total.
-    pub concurrency: Option<usize>,
-    /// Per-call timeout in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: f64,
-    /// Attempts per call, the first included.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// First backoff delay; doubles per attempt, with full jitter.
-    #[serde(default = "default_retry_base_ms")]
-    pub retry_base_ms: u64,
-    /// Longest wait between attempts, `Retry-After` included.
-    #[serde(default = "default_retry_max_ms")]
-    pub retry_max_ms: u64,
-    /// Most bytes read of one response body. A larger (or endless) answer is a failed call,
-    /// never cached: a model's answer is kilobytes, and memory must not follow a server's whim.
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: u64,
-}
-
-/// 16 MiB: hundreds of times the longest answer a model gives in a test, far below memory.
-fn default_max_response_bytes() -> u64 {
-    16 * 1024 * 1024
-}
-fn default_timeout_secs() -> f64 {
-    60.0
-}
-fn default_max_attempts() -> u32 {
-    5
-}
-fn default_retry_base_ms() -> u64 {
-    500
-}
-fn default_retry_max_ms() -> u64 {
-    60_000
-}
-
-impl CallConfig {
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        let check = |key, result: Result<(), String>| result.map_err(|message| (key, message));
-        check("timeout_secs", in_range(self.timeout_secs, limits::TIMEOUT_SECS))?;
-        check(
-            "max_attempts",
-            in_range(u64::from(self.max_attempts), limits::MAX_ATTEMPTS),
-        )?;
-        check("retry_base_ms", in_range(self.retry_base_ms, limits::RETRY_MS))?;
-        check("retry_max_ms", in_range(self.retry_max_ms, limits::RETRY_MS))?;
-        check(
-            "max_response_bytes",
-            in_range(self.max_response_bytes, limits::RESPONSE_BYTES),
-        )?;
-        if let Some(c) = self.concurrency {
-            check("concurrency", in_range(c as u64, limits::CONCURRENCY))?;
-        }
-        Ok(())
-    }
-
-    /// The retry policy these settings describe.
-    pub fn retry_policy(&self) -> super::retry::RetryPolicy {
-        super::retry::RetryPolicy {
-            max_attempts: self.max_attempts,
-            base_delay: std::time::Duration::from_millis(self.retry_base_ms),
-            max_delay: std::time::Duration::from_millis(self.retry_max_ms),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! classified. One file per wire protocol.
 
 pub mod bedrock;
+mod calls;
 mod config;
 mod failure;
 pub mod openai;
@@ -17,7 +18,8 @@ use serde_json::Value;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::prompt::RenderedPrompt;
-pub use config::{ApiConfig, CallConfig, ProviderConfig, ProviderKind, TableError};
+pub use calls::CallConfig;
+pub use config::{ApiConfig, ProviderConfig, ProviderKind, TableError};
 pub use failure::{FailureKind, ProviderError};
 use retry::{Attempted, RetryPolicy};
 

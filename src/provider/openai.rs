@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::config::CallConfig;
+use super::calls::CallConfig;
 use super::retry::RetryPolicy;
 use super::{
     error_chain, parse_retry_after, parse_retry_after_ms, FailureKind, ProviderError, Request, Response, ToolCall,

@@ -1,56 +1,9 @@
-//! Reports of `promptgate compare`: a terminal table, Markdown, JSON (the record itself) and a
-//! self-contained HTML page (`html.rs`), behind the same [`Exporter`] trait as run records.
-
-use std::path::Path;
+//! The tables of `promptgate compare`, in the terminal and in Markdown, and the cells of a row
+//! that the HTML page (`html.rs`) shares. `report::compare_exporter` routes the formats.
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
-use super::Exporter;
 use crate::compare::{CompareRecord, Row};
-use crate::error::Error;
-
-/// An output format for a comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompareFormat {
-    Terminal,
-    Json,
-    Markdown,
-    /// A self-contained page with forest plots.
-    Html,
-}
-
-impl CompareFormat {
-    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.html`/`.htm`.
-    pub fn from_extension(path: &Path) -> Option<CompareFormat> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "json" => Some(CompareFormat::Json),
-            "md" | "markdown" => Some(CompareFormat::Markdown),
-            "html" | "htm" => Some(CompareFormat::Html),
-            _ => None,
-        }
-    }
-}
-
-/// One comparison format, as an exporter.
-struct CompareExporter(CompareFormat);
-
-impl Exporter<CompareRecord> for CompareExporter {
-    fn export(&self, record: &CompareRecord) -> Result<String, Error> {
-        Ok(match self.0 {
-            CompareFormat::Terminal => terminal(record),
-            CompareFormat::Markdown => markdown(record),
-            CompareFormat::Html => super::html::compare_page(record),
-            CompareFormat::Json => {
-                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
-            }
-        })
-    }
-}
-
-/// The exporter for a comparison format.
-pub fn exporter(format: CompareFormat) -> Box<dyn Exporter<CompareRecord>> {
-    Box::new(CompareExporter(format))
-}
 
 fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
@@ -166,6 +119,7 @@ pub fn markdown(record: &CompareRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{compare_exporter as exporter, CompareFormat};
     use crate::testing::{record, result};
 
     #[test]
@@ -200,7 +154,11 @@ mod tests {
             ("c.xml", None),
             ("c", None),
         ] {
-            assert_eq!(CompareFormat::from_extension(Path::new(name)), format, "{name}");
+            assert_eq!(
+                CompareFormat::from_extension(std::path::Path::new(name)),
+                format,
+                "{name}"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Exporters: one per output format, behind one trait (hyperfine's `export/` is the model), for
-//! run records ([`exporter`]) and comparisons ([`compare::exporter`]). Which format a file gets
+//! run records ([`exporter`]) and comparisons ([`compare_exporter`]). Which format a file gets
 //! is decided here too, from its extension.
 
 pub mod compare;
@@ -9,6 +9,7 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
+use crate::compare::CompareRecord;
 use crate::error::Error;
 use crate::run_record::RunRecord;
 
@@ -56,6 +57,49 @@ impl Format {
             _ => None,
         }
     }
+}
+
+/// An output format for a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareFormat {
+    Terminal,
+    Json,
+    Markdown,
+    /// A self-contained page with forest plots.
+    Html,
+}
+
+impl CompareFormat {
+    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.html`/`.htm`.
+    pub fn from_extension(path: &std::path::Path) -> Option<CompareFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(CompareFormat::Json),
+            "md" | "markdown" => Some(CompareFormat::Markdown),
+            "html" | "htm" => Some(CompareFormat::Html),
+            _ => None,
+        }
+    }
+}
+
+/// One comparison format, as an exporter.
+struct CompareExporter(CompareFormat);
+
+impl Exporter<CompareRecord> for CompareExporter {
+    fn export(&self, record: &CompareRecord) -> Result<String, Error> {
+        Ok(match self.0 {
+            CompareFormat::Terminal => compare::terminal(record),
+            CompareFormat::Markdown => compare::markdown(record),
+            CompareFormat::Html => html::compare_page(record),
+            CompareFormat::Json => {
+                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
+            }
+        })
+    }
+}
+
+/// The exporter for a comparison format.
+pub fn compare_exporter(format: CompareFormat) -> Box<dyn Exporter<CompareRecord>> {
+    Box::new(CompareExporter(format))
 }
 
 /// How a sequential gate sampled a pair, in words every format shares: "stopped for futility
