@@ -137,16 +137,6 @@ pub enum CacheError {
     Export(#[source] std::io::Error),
 }
 
-impl CacheError {}
-
-/// One line of a cache export. A failure is the destination's (a full disk, a closed pipe), not
-/// the cache's; serializing strings, numbers and JSON values cannot fail, and would be told as
-/// a failed write were it to.
-fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), CacheError> {
-    let line = serde_json::to_string(value).map_err(|e| CacheError::Export(std::io::Error::other(e)))?;
-    writeln!(out, "{line}").map_err(CacheError::Export)
-}
-
 impl crate::error::Failure for CacheError {
     /// What to do about it, when that is known.
     fn hint(&self) -> Option<String> {
@@ -166,9 +156,7 @@ impl crate::error::Failure for CacheError {
             CacheError::Import { newer: false, .. } => {
                 Some("import reads what `promptgate cache export` writes".into())
             }
-            CacheError::Export(source) => {
-                (source.raw_os_error() == Some(28)).then(|| "the disk is full".into())
-            }
+            CacheError::Export(source) => crate::fs::write_hint(source),
             CacheError::Failed { source, .. } => match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DiskFull) => Some("the disk is full".into()),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => Some(format!(
@@ -199,6 +187,14 @@ impl crate::error::Failure for CacheError {
             | CacheError::Export(_) => exit_code::INTERNAL,
         }
     }
+}
+
+/// One line of a cache export. A failure is the destination's (a full disk, a closed pipe), not
+/// the cache's; serializing strings, numbers and JSON values cannot fail, and would be told as
+/// a failed write were it to.
+fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<(), CacheError> {
+    let line = serde_json::to_string(value).map_err(|e| CacheError::Export(std::io::Error::other(e)))?;
+    writeln!(out, "{line}").map_err(CacheError::Export)
 }
 
 /// An error opening `path` as a cache: the file is not (or not yet) a usable promptgate cache.
@@ -735,8 +731,11 @@ impl Cache {
                 .map_err(&fail)?;
             for entry in entries {
                 let response = &entry.response;
-                // Tool calls are JSON values already: writing them back out cannot fail.
-                let tool_calls = serde_json::to_string(&response.tool_calls).unwrap_or_else(|_| "[]".into());
+                let tool_calls = serde_json::to_string(&response.tool_calls).map_err(|e| CacheError::Entry {
+                    path: self.path.clone(),
+                    key: entry.key.clone(),
+                    message: format!("has tool calls that cannot be stored: {e}"),
+                })?;
                 statement
                     .execute(params![
                         entry.key,

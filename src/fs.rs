@@ -98,6 +98,17 @@ impl FsError {
     }
 }
 
+/// What to do about a failed write: a full disk or a permission, when the error says so.
+pub(crate) fn write_hint(source: &std::io::Error) -> Option<String> {
+    match source.raw_os_error() {
+        Some(28) => Some("the disk is full".into()),
+        _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("check the permissions of the file and its folder".into())
+        }
+        _ => None,
+    }
+}
+
 impl crate::error::Failure for FsError {
     /// What to do about it, when that is known.
     fn hint(&self) -> Option<String> {
@@ -105,13 +116,7 @@ impl crate::error::Failure for FsError {
             FsError::Read { hint, .. } => hint.clone(),
             FsError::TooLarge { what, .. } => Some(format!("is this really a {what}?")),
             FsError::NotUtf8 { .. } => Some("save the file as UTF-8".into()),
-            FsError::Write { source, .. } => match source.raw_os_error() {
-                Some(28) => Some("the disk is full".into()),
-                _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                    Some("check the permissions of the file and its folder".into())
-                }
-                _ => None,
-            },
+            FsError::Write { source, .. } => write_hint(source),
             FsError::Refused { reason, .. } => match reason {
                 Refusal::Symlink | Refusal::Folder | Refusal::Special => {
                     Some("name a new file or an existing regular file".into())
