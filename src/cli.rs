@@ -296,8 +296,9 @@ struct GateArgs {
     #[arg(long)]
     exact: bool,
     /// `fixed`: k samples of every case. `sequential`: look after 1, 2, 3, 5, … samples per
-    /// case and stop as soon as the verdict is clear (false alarms still at α; fewer calls for
-    /// a little power, see the README).
+    /// case (with k = 1: after a third and two thirds of the cases) and stop as soon as the
+    /// verdict is clear (false alarms still at α; fewer calls for a little power, see the
+    /// README).
     #[arg(long, value_enum, default_value_t = SamplingChoice::Fixed)]
     sampling: SamplingChoice,
     #[command(flatten)]

@@ -206,6 +206,12 @@ pub struct SequentialSummary {
     pub samples_per_case_max: u32,
     /// Samples per case taken when sampling stopped.
     pub samples_taken_per_case: u32,
+    /// Cases sampled when sampling stopped, of all the pair's cases: fewer only when a
+    /// one-sample gate stopped at a look over a third or two thirds of them.
+    #[serde(default)]
+    pub cases_taken: usize,
+    #[serde(default)]
+    pub cases_planned: usize,
     /// Samples taken, against the fixed design's n·k.
     pub samples_taken: u64,
     pub samples_fixed: u64,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::run_record::SequentialSummary;
-use crate::sequential::{schedule, Design, LookData, Monitor};
+use crate::sequential::{case_order, plan, Design, LookData, Monitor, Step};
 use crate::tally::CaseTally;
 
 /// Decides, look by look, which samples to take.
@@ -50,7 +50,8 @@ impl SamplingPolicy for Fixed {
 }
 
 /// The group-sequential gate (`sequential.rs`): looks after 1, 2, 3, 5, … samples per case
-/// and at k, each judged against the baseline's per-case results, stopping as soon as the
+/// and at k (with k = 1: after a third, two thirds and all of the cases, in the fixed order of
+/// `case_order`), each judged against the baseline's per-case results, stopping as soon as the
 /// verdict is clear. Sample j of a case is the same request, and so the same cache entry, as in
 /// a fixed run: a later fixed run or `baseline update` reuses every answer.
 #[derive(Debug, Clone)]
@@ -60,7 +61,10 @@ pub struct Sequential {
     /// Within-case variance of one baseline sample, averaged over cases (k ≥ 2 only).
     baseline_within: Option<f64>,
     max_samples: u32,
-    schedule: Vec<u32>,
+    /// The looks, planned at the first once the number of cases is known.
+    plan: Vec<Step>,
+    /// Case indices in the order the plan takes them.
+    order: Vec<usize>,
     /// Looks asked for so far.
     asked: usize,
     cases: usize,
@@ -82,7 +86,8 @@ impl Sequential {
             baseline,
             baseline_within,
             max_samples,
-            schedule: schedule(max_samples),
+            plan: Vec::new(),
+            order: Vec::new(),
             asked: 0,
             cases: 0,
             monitor: Monitor::new(design),
@@ -90,10 +95,14 @@ impl Sequential {
     }
 
     /// Judge the look whose samples are in; true when sampling should stop.
-    fn judge(&mut self, tallies: &[CaseTally], samples: u32) -> bool {
+    fn judge(&mut self, tallies: &[CaseTally], step: Step) -> bool {
         let mut differences = crate::paired::Differences::default();
         let mut candidate = Vec::new();
-        for tally in tallies {
+        // In plan order, so that an interim look's float sums are those of the simulation.
+        for tally in self.order[..step.cases.min(self.order.len())]
+            .iter()
+            .filter_map(|&case| tallies.get(case))
+        {
             let result = tally.result();
             let Some(&baseline) = self.baseline.get(&result.id) else {
                 continue;
@@ -105,8 +114,10 @@ impl Sequential {
         let look = self.monitor.look(LookData {
             differences: &differences.values,
             scale: differences.scale,
-            samples,
+            samples: step.samples,
             max_samples: self.max_samples,
+            cases: step.cases,
+            max_cases: self.cases,
             within_variance: within_variance(candidate.into_iter()).or(self.baseline_within),
         });
         look.stop.is_some()
@@ -127,34 +138,49 @@ fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option<f64> {
 
 impl SamplingPolicy for Sequential {
     fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)> {
-        self.cases = tallies.len();
-        if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.schedule[self.asked - 1])) {
+        if self.asked == 0 {
+            self.cases = tallies.len();
+            self.plan = plan(self.cases, self.max_samples);
+            self.order = case_order(tallies.iter().map(|tally| tally.result().id.as_str()));
+        }
+        if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.plan[self.asked - 1])) {
             return Vec::new();
         }
-        let Some(&to) = self.schedule.get(self.asked) else {
+        let Some(&to) = self.plan.get(self.asked) else {
             return Vec::new();
         };
-        let from = if self.asked == 0 {
-            0
-        } else {
-            self.schedule[self.asked - 1]
+        let from = match self.asked {
+            0 => Step { cases: 0, samples: 0 },
+            asked => self.plan[asked - 1],
         };
         self.asked += 1;
-        (0..tallies.len())
-            .flat_map(|case| (from..to).map(move |sample| (case, sample)))
+        // Cases sampled at the previous look get their next samples; new ones all of theirs.
+        self.order[..to.cases.min(self.order.len())]
+            .iter()
+            .enumerate()
+            .flat_map(|(rank, &case)| {
+                let first = if rank < from.cases { from.samples } else { 0 };
+                (first..to.samples).map(move |sample| (case, sample))
+            })
             .collect()
     }
 
     fn summary(&self) -> Option<SequentialSummary> {
         let stop = self.monitor.stopped()?;
-        let taken = self.monitor.looks().last().map_or(0, |look| look.samples);
+        let (samples, cases) = self
+            .monitor
+            .looks()
+            .last()
+            .map_or((0, 0), |look| (look.samples, look.cases));
         Some(SequentialSummary {
             looks: self.monitor.looks().to_vec(),
             stop,
-            looks_planned: self.schedule.len(),
+            looks_planned: self.plan.len(),
             samples_per_case_max: self.max_samples,
-            samples_taken_per_case: taken,
-            samples_taken: u64::from(taken) * self.cases as u64,
+            samples_taken_per_case: samples,
+            cases_taken: cases,
+            cases_planned: self.cases,
+            samples_taken: u64::from(samples) * cases as u64,
             samples_fixed: u64::from(self.max_samples) * self.cases as u64,
             p_value: self.monitor.p_value(),
         })
@@ -229,7 +255,10 @@ mod tests {
         let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 3, baseline);
         let mut asked = Vec::new();
         for taken in 0..=3 {
-            asked.push(policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0)));
+            let mut look = policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0));
+            // The policy asks in the plan's case order (`case_order`); which samples is what counts.
+            look.sort();
+            asked.push(look);
         }
         assert_eq!(asked[0], [(0, 0), (1, 0), (2, 0)]);
         assert_eq!(asked[1], [(0, 1), (1, 1), (2, 1)]);
@@ -238,5 +267,48 @@ mod tests {
         let summary = policy.summary().unwrap();
         assert_eq!(summary.stop, crate::sequential::Stop::LastLook);
         assert_eq!(summary.samples_taken, 9);
+    }
+
+    #[test]
+    fn a_one_sample_policy_asks_for_the_cases_a_third_at_a_time() {
+        let ids: Vec<String> = (0..30).map(|case| format!("c{case}")).collect();
+        let order = case_order(ids.iter().map(String::as_str));
+        let baseline = ids
+            .iter()
+            .enumerate()
+            .map(|(case, id)| (id.clone(), u32::from(case % 2 == 0), 1));
+        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 1, baseline);
+        // The candidate answers every case as the baseline did: the test cannot run until the
+        // last look, so all three looks are taken.
+        let (all, mut asked) = (graded(30, 1, |case, _| case % 2 == 0), Vec::new());
+        loop {
+            // Tallies with the answers asked for so far, and none for the others.
+            let tallies: Vec<CaseTally> = all
+                .iter()
+                .enumerate()
+                .map(|(case, tally)| match asked.iter().any(|&(asked, _)| asked == case) {
+                    true => tally.clone(),
+                    false => CaseTally::new(&ids[case]),
+                })
+                .collect();
+            let look = policy.next_look(&tallies);
+            if look.is_empty() {
+                break;
+            }
+            asked.extend(look);
+        }
+        let cases: Vec<usize> = asked.iter().map(|&(case, _)| case).collect();
+        assert_eq!(cases, order, "every case once, in the plan's order");
+        assert!(asked.iter().all(|&(_, sample)| sample == 0));
+        let summary = policy.summary().unwrap();
+        assert_eq!((summary.looks.len(), summary.looks_planned), (3, 3));
+        assert_eq!(
+            summary.looks.iter().map(|look| look.cases).collect::<Vec<_>>(),
+            [10, 20, 30]
+        );
+        assert_eq!(
+            (summary.cases_taken, summary.cases_planned, summary.samples_taken),
+            (30, 30, 30)
+        );
     }
 }

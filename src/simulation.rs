@@ -107,9 +107,9 @@ pub struct SequentialRates {
     pub futility: f64,
 }
 
-/// Simulate the sequential gate (`sequential::schedule(k)`, `design`) and the fixed
-/// design on the same samples: the sequential gate sees the first s of each case's k candidate
-/// samples at the look after s.
+/// Simulate the sequential gate (`sequential::plan(n, k)`, `design`) and the fixed design on
+/// the same samples: at a look over m cases and s samples, the sequential gate sees the first s
+/// of the k candidate samples of each of the first m cases.
 pub fn simulate_sequential(
     scenario: &Scenario,
     repetitions: usize,
@@ -124,13 +124,15 @@ pub fn simulate_sequential(
     let (mut fixed_fails, mut sequential_fails, mut agree, mut futility, mut calls) = (0, 0, 0, 0, 0u64);
     let mut draws = Draws::new(scenario);
     let mut differences = vec![0.0; n];
+    let order: Vec<usize> = (0..n).collect();
     for _ in 0..repetitions {
         draws.draw(&mut rng);
         draws.differences_at(k, &mut differences);
         let fixed =
             paired::compare(&differences, k, design.margin, alpha, 1.0 - 2.0 * alpha, design.exact).p_value <= alpha;
-        let (stop, s) = draws.sequential(design, &mut differences);
-        calls += u64::from(s) * n as u64;
+        // Cases are exchangeable here, so the plan may take them in the order they were drawn.
+        let (stop, step) = draws.sequential(design, &order, &mut differences);
+        calls += u64::from(step.samples) * step.cases as u64;
         let failed = stop == Stop::Efficacy;
         sequential_fails += usize::from(failed);
         agree += usize::from(failed == fixed);
@@ -196,42 +198,55 @@ impl Draws {
         }
     }
 
-    /// Mean over cases of the within-case variance of one sample, from per-case means over `s`.
-    fn within(&self, means: &mut dyn Iterator<Item = f64>, s: u32) -> Option<f64> {
-        (s >= 2).then(|| {
+    /// Mean over `cases` cases of the within-case variance of one sample, from per-case means
+    /// over `s`.
+    fn within(&self, means: &mut dyn Iterator<Item = f64>, s: u32, cases: usize) -> Option<f64> {
+        (s >= 2 && cases > 0).then(|| {
             let total: f64 = means.map(|m| m * (1.0 - m) * f64::from(s) / f64::from(s - 1)).sum();
-            total / self.baseline.len() as f64
+            total / cases as f64
         })
     }
 
-    /// The sequential gate on these samples: why it stopped, and after how many per case.
-    fn sequential(&self, design: crate::sequential::Design, differences: &mut [f64]) -> (crate::sequential::Stop, u32) {
-        use crate::sequential::{schedule, LookData, Monitor, Stop};
-        let k = self.k;
+    /// The sequential gate on these samples, taking cases in `order`: why it stopped, and at
+    /// which step of its plan.
+    fn sequential(
+        &self,
+        design: crate::sequential::Design,
+        order: &[usize],
+        differences: &mut [f64],
+    ) -> (crate::sequential::Stop, crate::sequential::Step) {
+        use crate::sequential::{plan, LookData, Monitor, Step, Stop};
+        let (k, n) = (self.k, self.baseline.len());
         let mut monitor = Monitor::new(design);
-        let baseline_within = self.within(&mut self.baseline.iter().copied(), k);
-        for s in schedule(k) {
-            self.differences_at(s, differences);
+        let baseline_within = self.within(&mut self.baseline.iter().copied(), k, n);
+        let mean = |case: usize, s: u32| {
+            self.candidate[case][..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)
+        };
+        for step in plan(n, k) {
+            let taken = &order[..step.cases];
+            for (d, &case) in differences.iter_mut().zip(taken) {
+                *d = mean(case, step.samples) - self.baseline[case];
+            }
             let candidate_within = self.within(
-                &mut self
-                    .candidate
-                    .iter()
-                    .map(|samples| samples[..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)),
-                s,
+                &mut taken.iter().map(|&case| mean(case, step.samples)),
+                step.samples,
+                step.cases,
             );
             let look = monitor.look(LookData {
-                differences,
-                scale: paired::extend_scale(k, s),
-                samples: s,
+                differences: &differences[..step.cases],
+                scale: paired::extend_scale(k, step.samples),
+                samples: step.samples,
                 max_samples: k,
+                cases: step.cases,
+                max_cases: n,
                 within_variance: candidate_within.or(baseline_within),
             });
             if let Some(stop) = look.stop {
-                return (stop, s);
+                return (stop, step);
             }
         }
         // The last look always stops; this is only reached with no look at all.
-        (Stop::LastLook, k)
+        (Stop::LastLook, Step { cases: n, samples: k })
     }
 }
 
@@ -306,6 +321,26 @@ mod tests {
     }
 
     #[test]
+    fn a_one_sample_gate_looks_at_thirds_of_the_cases_and_saves_calls() {
+        let design = crate::sequential::Design::new(0.05, 0.0, false);
+        let reps = 300;
+        let tolerance = 2.58 * monte_carlo_se(0.05, reps);
+        let scenario = Scenario {
+            cases: 200,
+            samples: 1,
+            ..scenario(1.0, 0.0)
+        };
+        let null = simulate_sequential(&scenario, reps, design, 31);
+        assert!(null.sequential <= 0.05 + tolerance, "false alarms {}", null.sequential);
+        // Stops happen only at a third or two thirds of the cases.
+        assert!(null.futility > 0.3 && null.calls < 0.85, "{null:?}");
+        let drop = simulate_sequential(&Scenario { drop: 0.10, ..scenario }, reps, design, 32);
+        assert!(drop.fixed > 0.6, "power {}", drop.fixed);
+        assert!(drop.sequential > drop.fixed - 0.05, "power {drop:?}");
+        assert!(drop.calls < 0.9, "calls {}", drop.calls);
+    }
+
+    #[test]
     fn the_simulated_gate_is_the_policy_the_engine_runs() {
         use crate::grader::Grade;
         use crate::provider::Response;
@@ -314,46 +349,62 @@ mod tests {
         let design = crate::sequential::Design::new(0.05, 0.0, false);
         let mut rng = StdRng::seed_from_u64(5);
         let mut stops = std::collections::BTreeSet::new();
-        for (reshuffle, drop) in [(0.0, 0.0), (1.0, 0.0), (0.5, 0.15)] {
-            let scenario = Scenario {
-                cases: 40,
-                samples: 5,
-                ..scenario(reshuffle, drop)
-            };
-            let mut draws = Draws::new(&scenario);
-            for _ in 0..15 {
-                draws.draw(&mut rng);
-                let (stop, taken) = draws.sequential(design, &mut vec![0.0; 40]);
-                stops.insert(format!("{stop:?}"));
-                // The engine's policy on the same samples, through case tallies.
-                let baseline = draws
-                    .baseline
-                    .iter()
-                    .enumerate()
-                    .map(|(case, mean)| (format!("c{case}"), (mean * 5.0).round() as u32, 5));
-                let mut policy = Sequential::new(design, 5, baseline);
-                let mut tallies: Vec<CaseTally> = (0..40).map(|case| CaseTally::new(&format!("c{case}"))).collect();
-                loop {
-                    let look = policy.next_look(&tallies);
-                    if look.is_empty() {
-                        break;
+        let mut stopped_with_cases_left = 0;
+        let ids: Vec<String> = (0..40).map(|case| format!("c{case}")).collect();
+        let order = crate::sequential::case_order(ids.iter().map(String::as_str));
+        for k in [5, 1] {
+            for (reshuffle, drop) in [(0.0, 0.0), (1.0, 0.0), (0.5, 0.15)] {
+                let scenario = Scenario {
+                    cases: 40,
+                    samples: k,
+                    ..scenario(reshuffle, drop)
+                };
+                let mut draws = Draws::new(&scenario);
+                for _ in 0..15 {
+                    draws.draw(&mut rng);
+                    let (stop, step) = draws.sequential(design, &order, &mut vec![0.0; 40]);
+                    stops.insert(format!("{stop:?}"));
+                    stopped_with_cases_left += usize::from(step.cases < 40);
+                    // The engine's policy on the same samples, through case tallies.
+                    let baseline = draws
+                        .baseline
+                        .iter()
+                        .zip(&ids)
+                        .map(|(mean, id)| (id.clone(), (mean * f64::from(k)).round() as u32, k));
+                    let mut policy = Sequential::new(design, k, baseline);
+                    let mut tallies: Vec<CaseTally> = ids.iter().map(|id| CaseTally::new(id)).collect();
+                    loop {
+                        let look = policy.next_look(&tallies);
+                        if look.is_empty() {
+                            break;
+                        }
+                        for (case, sample) in look {
+                            let tally = &mut tallies[case];
+                            let answer = Answer::Cached(Response::from_text("x"));
+                            let response = tally.call(sample, Purpose::Sample, answer).unwrap();
+                            let grade = if draws.candidate[case][sample as usize] {
+                                Grade::correct("ok")
+                            } else {
+                                Grade::wrong("no")
+                            };
+                            tally.grade(sample, grade, &response);
+                        }
                     }
-                    for (case, sample) in look {
-                        let tally = &mut tallies[case];
-                        let answer = Answer::Cached(Response::from_text("x"));
-                        let response = tally.call(sample, Purpose::Sample, answer).unwrap();
-                        let grade = if draws.candidate[case][sample as usize] {
-                            Grade::correct("ok")
-                        } else {
-                            Grade::wrong("no")
-                        };
-                        tally.grade(sample, grade, &response);
-                    }
+                    let summary = policy.summary().unwrap();
+                    assert_eq!(
+                        (summary.stop, summary.samples_taken_per_case, summary.cases_taken),
+                        (stop, step.samples, step.cases),
+                        "k = {k}"
+                    );
+                    let sampled = tallies.iter().filter(|tally| tally.result().samples > 0).count();
+                    assert_eq!(sampled, step.cases, "k = {k}: only the planned cases were asked");
                 }
-                let summary = policy.summary().unwrap();
-                assert_eq!((summary.stop, summary.samples_taken_per_case), (stop, taken));
             }
         }
+        assert!(
+            stopped_with_cases_left > 0,
+            "a one-sample gate stopped before its last third"
+        );
         // The comparison covered every way of stopping.
         assert_eq!(stops.len(), 3, "{stops:?}");
     }

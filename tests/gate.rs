@@ -37,6 +37,13 @@ fn server(wrong: fn(usize, i64) -> bool) -> FakeServer {
     })
 }
 
+/// What `gate --sampling sequential` prints in `format` with the answers in `cache`.
+fn sequential_report(project: &Project, cache: &str, format: &str) -> String {
+    let args = ["gate", "--sampling", "sequential", "--cache", cache, "--format", format];
+    let output = project.command().args(args).output().expect("gate");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn gate_json(project: &Project, args: &[&str]) -> (Value, i32) {
     let mut all = vec!["gate"];
     all.extend_from_slice(args);
@@ -358,24 +365,79 @@ fn a_sequential_gate_stops_early_and_agrees_with_the_fixed_gate() {
 
     // Every format says how the sequential gate sampled.
     for format in ["terminal", "markdown", "junit"] {
-        let output = project
-            .command()
-            .args([
-                "gate",
-                "--sampling",
-                "sequential",
-                "--cache",
-                "collapsed.sqlite",
-                "--format",
-                format,
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
+        let text = sequential_report(&project, "collapsed.sqlite", format);
         assert!(
             text.contains("sequential: stopped for a regression at look")
                 && text.contains(&format!("used {calls} of {fixed_calls} samples")),
             "{format}: {text}"
         );
     }
+}
+
+/// With one sample per case the sequential gate looks at a third, two thirds and all of the
+/// cases (in the order of their ids' digests), so a clear verdict still saves calls.
+#[test]
+fn a_one_sample_sequential_gate_looks_at_thirds_of_the_cases() {
+    // Baseline: every fifth case wrong.
+    let baseline_server = server(|case, _| case % 5 == 1);
+    let project = Project::new(&baseline_server.base_url, &labels(200), 1, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    let use_server = |server: &FakeServer| {
+        project.write(
+            "promptgate.toml",
+            &config.replace(&baseline_server.base_url, &server.base_url),
+        )
+    };
+
+    // A change that fixed ten cases and broke ten others: no drop on the whole.
+    let even = server(|case, _| (case % 5 == 1 && case % 20 != 1) || case % 20 == 2);
+    use_server(&even);
+    let (record, code) = gate_json(&project, &["--sampling", "sequential", "--cache", "even.sqlite"]);
+    assert_eq!(code, 0, "{record:#}");
+    let calls = even.seen().len();
+    let sequential = &record["results"][0]["sequential"];
+    assert!(calls < 200, "{calls} calls");
+    assert_eq!(sequential["stop"], "futility", "{sequential:#}");
+    assert_eq!(sequential["samples_taken"], calls);
+    assert_eq!(sequential["cases_taken"], calls);
+    assert_eq!(
+        (
+            sequential["cases_planned"].as_u64(),
+            sequential["looks_planned"].as_u64()
+        ),
+        (Some(200), Some(3))
+    );
+    assert!(
+        [67, 134].contains(&calls),
+        "{calls} is a third or two thirds of the cases"
+    );
+    let (fixed, code) = gate_json(&project, &["--cache", "even.sqlite"]);
+    assert_eq!(code, 0);
+    assert_eq!(fixed["results"][0]["baseline"]["verdict"], "NoSignificantChange");
+    assert_eq!(
+        even.seen().len(),
+        200,
+        "the fixed gate paid only for the cases not yet asked"
+    );
+
+    // Ten cases that were right are now wrong.
+    let collapsed = server(|case, _| case % 5 == 1 || case % 20 == 3);
+    use_server(&collapsed);
+    let (record, code) = gate_json(&project, &["--sampling", "sequential", "--cache", "collapsed.sqlite"]);
+    assert_eq!(code, 1, "{record:#}");
+    let calls = collapsed.seen().len();
+    assert!(calls < 200, "{calls} calls");
+    assert_eq!(record["results"][0]["sequential"]["stop"], "efficacy");
+    assert_eq!(record["results"][0]["baseline"]["verdict"], "Regressed");
+    let (fixed, code) = gate_json(&project, &["--cache", "collapsed.sqlite"]);
+    assert_eq!(code, 1);
+    assert_eq!(fixed["results"][0]["baseline"]["verdict"], "Regressed");
+    let text = sequential_report(&project, "collapsed.sqlite", "terminal");
+    assert!(
+        text.contains(&format!(
+            "({calls} of 200 cases, 1 of 1 samples each): used {calls} of 200 samples"
+        )),
+        "{text}"
+    );
 }

@@ -145,8 +145,11 @@ fn sequential_expectation(args: &PlanOptions, cases: u64) -> String {
     use crate::sequential::Design;
     use crate::simulation::{simulate_sequential, Scenario};
     let prefix = "with `gate --sampling sequential`";
-    if args.samples < 2 {
-        return format!("{prefix}: k = 1 has a single look, so it makes the fixed gate's calls");
+    if args.samples < 2 && cases < crate::sequential::MIN_CASES_FOR_BATCHES as u64 {
+        return format!(
+            "{prefix}: with k = 1 and fewer than {} cases there is a single look, so it makes the fixed gate's calls",
+            crate::sequential::MIN_CASES_FOR_BATCHES
+        );
     }
     let simulable = args.accuracy > 0.0
         && args.accuracy < 1.0
@@ -335,14 +338,18 @@ mod tests {
             "{line}"
         );
         assert!(unchanged.calls < 0.9 && unchanged.calls > 0.2, "{unchanged:?}");
-        let single = sequential_expectation(
-            &PlanOptions {
-                samples: 1,
-                ..args.clone()
-            },
-            60,
+        let one_sample = PlanOptions {
+            samples: 1,
+            ..args.clone()
+        };
+        let single = sequential_expectation(&one_sample, 11);
+        assert!(single.contains("there is a single look"), "{single}");
+        // With k = 1 the looks take the cases in thirds, so calls are saved too.
+        let thirds = sequential_expectation(&one_sample, 60);
+        assert!(
+            thirds.contains("expected calls") && thirds.contains("of the fixed 60 "),
+            "{thirds}"
         );
-        assert!(single.contains("k = 1 has a single look"), "{single}");
         let certain = sequential_expectation(
             &PlanOptions {
                 accuracy: 1.0,

@@ -112,12 +112,21 @@ pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary)
         Stop::Futility => "stopped for futility (clearly no regression)",
         Stop::LastLook => "reached the last look",
     };
+    let taken = if summary.cases_taken < summary.cases_planned {
+        format!(
+            "{} of {} cases, {} of {} samples each",
+            summary.cases_taken, summary.cases_planned, summary.samples_taken_per_case, summary.samples_per_case_max
+        )
+    } else {
+        format!(
+            "{} of {} samples per case",
+            summary.samples_taken_per_case, summary.samples_per_case_max
+        )
+    };
     format!(
-        "sequential: {reason} at look {} of {} ({} of {} samples per case): used {} of {} samples; p adjusted for the looks {:.4}",
+        "sequential: {reason} at look {} of {} ({taken}): used {} of {} samples; p adjusted for the looks {:.4}",
         summary.looks.len(),
         summary.looks_planned,
-        summary.samples_taken_per_case,
-        summary.samples_per_case_max,
         summary.samples_taken,
         summary.samples_fixed,
         summary.p_value
