@@ -94,15 +94,17 @@ impl Sequential {
         }
     }
 
+    /// The cases a step of the plan samples, in plan order.
+    fn taken(&self, step: Step) -> &[usize] {
+        &self.order[..step.cases.min(self.order.len())]
+    }
+
     /// Judge the look whose samples are in; true when sampling should stop.
     fn judge(&mut self, tallies: &[CaseTally], step: Step) -> bool {
         let mut differences = crate::paired::Differences::default();
         let mut candidate = Vec::new();
         // In plan order, so that an interim look's float sums are those of the simulation.
-        for tally in self.order[..step.cases.min(self.order.len())]
-            .iter()
-            .filter_map(|&case| tallies.get(case))
-        {
+        for tally in self.taken(step).iter().filter_map(|&case| tallies.get(case)) {
             let result = tally.result();
             let Some(&baseline) = self.baseline.get(&result.id) else {
                 continue;
@@ -126,7 +128,7 @@ impl Sequential {
 
 /// Mean over cases of the unbiased within-case variance of one sample, m(1 − m)·s/(s − 1), over
 /// the cases with at least two samples; `None` when no case has two.
-fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option<f64> {
+pub(crate) fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option<f64> {
     let (mut total, mut count) = (0.0, 0usize);
     for (correct, samples) in cases.filter(|(_, samples)| *samples >= 2) {
         let (s, m) = (f64::from(samples), f64::from(correct) / f64::from(samples));
@@ -155,7 +157,7 @@ impl SamplingPolicy for Sequential {
         };
         self.asked += 1;
         // Cases sampled at the previous look get their next samples; new ones all of theirs.
-        self.order[..to.cases.min(self.order.len())]
+        self.taken(to)
             .iter()
             .enumerate()
             .flat_map(|(rank, &case)| {

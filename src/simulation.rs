@@ -198,15 +198,6 @@ impl Draws {
         }
     }
 
-    /// Mean over `cases` cases of the within-case variance of one sample, from per-case means
-    /// over `s`.
-    fn within(&self, means: &mut dyn Iterator<Item = f64>, s: u32, cases: usize) -> Option<f64> {
-        (s >= 2 && cases > 0).then(|| {
-            let total: f64 = means.map(|m| m * (1.0 - m) * f64::from(s) / f64::from(s - 1)).sum();
-            total / cases as f64
-        })
-    }
-
     /// The sequential gate on these samples, taking cases in `order`: why it stopped, and at
     /// which step of its plan.
     fn sequential(
@@ -215,23 +206,23 @@ impl Draws {
         order: &[usize],
         differences: &mut [f64],
     ) -> (crate::sequential::Stop, crate::sequential::Step) {
+        use crate::sampling::within_variance;
         use crate::sequential::{plan, LookData, Monitor, Step, Stop};
         let (k, n) = (self.k, self.baseline.len());
         let mut monitor = Monitor::new(design);
-        let baseline_within = self.within(&mut self.baseline.iter().copied(), k, n);
-        let mean = |case: usize, s: u32| {
-            self.candidate[case][..s as usize].iter().filter(|hit| **hit).count() as f64 / f64::from(s)
-        };
+        // The engine's own estimate, on (correct, samples) as its tallies hold them.
+        let baseline_within = within_variance(
+            self.baseline
+                .iter()
+                .map(|mean| ((mean * f64::from(k)).round() as u32, k)),
+        );
+        let hits = |case: usize, s: u32| self.candidate[case][..s as usize].iter().filter(|hit| **hit).count() as u32;
         for step in plan(n, k) {
             let taken = &order[..step.cases];
             for (d, &case) in differences.iter_mut().zip(taken) {
-                *d = mean(case, step.samples) - self.baseline[case];
+                *d = f64::from(hits(case, step.samples)) / f64::from(step.samples) - self.baseline[case];
             }
-            let candidate_within = self.within(
-                &mut taken.iter().map(|&case| mean(case, step.samples)),
-                step.samples,
-                step.cases,
-            );
+            let candidate_within = within_variance(taken.iter().map(|&case| (hits(case, step.samples), step.samples)));
             let look = monitor.look(LookData {
                 differences: &differences[..step.cases],
                 scale: paired::extend_scale(k, step.samples),
