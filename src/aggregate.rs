@@ -102,6 +102,7 @@ pub fn merge(parts: Vec<SuiteResult>, settings: &Settings) -> Result<SuiteResult
             tokens: part.tokens,
             errors_by_kind: part.errors_by_kind,
             first_error: part.first_error,
+            versions: crate::model_version::Versions::from_counts(&part.model_versions),
         });
         cost_usd = cost_usd.zip(part.cost_usd).map(|(a, b)| a + b);
         per_case.extend(part.per_case);
@@ -176,6 +177,7 @@ fn finish(
         tokens: totals.tokens,
         cost_usd,
         latency: Latency::of(&mut latencies),
+        model_versions: totals.versions.to_counts(),
         verdict,
         baseline: None,
         sequential: None,
@@ -218,6 +220,8 @@ mod tests {
                     output_tokens: 3,
                 }),
                 latency_ms: latency_ms + u64::from(sample),
+                // Two backends, as a load-balanced provider has: the merge test sums their counts.
+                version: crate::model_version::ModelVersion::new("m-2025", Some(["fp_a", "fp_b"][sample as usize % 2])),
                 ..Response::from_text(if sample < correct { "notify" } else { "suppress" })
             };
             let answer = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
@@ -254,6 +258,12 @@ mod tests {
         assert!((accuracy.standard_error - 0.116_619_037_896_905_99).abs() < 1e-12);
         assert_eq!((result.cases, result.cases_graded), (5, 5));
         assert_eq!(result.calls.cached, 25);
+        let versions: Vec<(Option<String>, u64)> = result
+            .model_versions
+            .iter()
+            .map(|c| (c.fingerprint.clone(), c.samples))
+            .collect();
+        assert_eq!(versions, [(Some("fp_a".into()), 15), (Some("fp_b".into()), 10)]);
         assert_eq!(
             result.tokens,
             Tokens {

@@ -3,7 +3,9 @@
 //! Written for review: stable key order and one case per line, so that the git diff of a
 //! baseline change shows which cases moved. Writes are atomic (temp file + rename).
 //!
-//! Changelog: 1 — first version.
+//! Changelog: 1 — first version. 2 — `model_versions`: the versions the provider said answered
+//! the baseline's samples, with counts (see `model_version`); version 1 is still read, as a
+//! baseline whose versions are unknown.
 
 use std::path::{Path, PathBuf};
 
@@ -11,11 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{self, Error};
 use crate::fs::write_atomic;
+use crate::model_version::{VersionCount, MAX_VERSIONS};
 use crate::run_record::SuiteResult;
 use crate::stats::Estimate;
 
 /// The baseline format version this build reads and writes.
-pub const BASELINE_SCHEMA_VERSION: u32 = 1;
+pub const BASELINE_SCHEMA_VERSION: u32 = 2;
+
+/// The oldest format still read: version 1 lacks only `model_versions`.
+const OLDEST_READ: u32 = 1;
 
 /// A stored baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +35,10 @@ pub struct Baseline {
     pub prompt_sha256: String,
     pub samples_per_case: u32,
     pub accuracy: Option<Estimate>,
+    /// Samples per model version the provider named; empty when it named none, or in a
+    /// version-1 baseline.
+    #[serde(default)]
+    pub model_versions: Vec<VersionCount>,
     pub created_at: String,
     pub promptgate_version: String,
     pub cases: Vec<BaselineCase>,
@@ -57,6 +67,7 @@ impl Baseline {
             prompt_sha256: result.prompt_sha256.clone(),
             samples_per_case: result.samples_per_case,
             accuracy: result.accuracy,
+            model_versions: result.model_versions.clone(),
             created_at: created_at.to_string(),
             promptgate_version: env!("CARGO_PKG_VERSION").to_string(),
             cases: result
@@ -80,7 +91,7 @@ impl Baseline {
     /// The review-friendly text: header fields in a fixed order, then one case per line.
     pub fn to_text(&self) -> Result<String, Error> {
         let mut out = String::from("{\n");
-        let header: [(&str, String); 10] = [
+        let header: [(&str, String); 11] = [
             ("schema_version", compact(&self.schema_version)?),
             ("suite", compact(&self.suite)?),
             ("model", compact(&self.model)?),
@@ -89,6 +100,7 @@ impl Baseline {
             ("prompt_sha256", compact(&self.prompt_sha256)?),
             ("samples_per_case", compact(&self.samples_per_case)?),
             ("accuracy", compact(&self.accuracy)?),
+            ("model_versions", compact(&self.model_versions)?),
             ("created_at", compact(&self.created_at)?),
             ("promptgate_version", compact(&self.promptgate_version)?),
         ];
@@ -145,7 +157,10 @@ impl Baseline {
             )
             .with_hint("regenerate it with `promptgate baseline update`")
         })?;
-        error::check_schema_version("baseline", path, baseline.schema_version, BASELINE_SCHEMA_VERSION)?;
+        let readable = (OLDEST_READ..=BASELINE_SCHEMA_VERSION).contains(&baseline.schema_version);
+        if !readable {
+            error::check_schema_version("baseline", path, baseline.schema_version, BASELINE_SCHEMA_VERSION)?;
+        }
         baseline.validate(path, suite, model)?;
         Ok(baseline)
     }
@@ -206,6 +221,24 @@ impl Baseline {
                 ));
             }
         }
+        if self.model_versions.len() > MAX_VERSIONS {
+            return Err(fail(
+                "model_versions".into(),
+                format!("{} versions; at most {MAX_VERSIONS}", self.model_versions.len()),
+            ));
+        }
+        for (index, count) in self.model_versions.iter().enumerate() {
+            if !count.is_clean() || count.samples == 0 {
+                return Err(fail(
+                    format!("model_versions[{index}]"),
+                    format!(
+                        "`{}` is not a version this promptgate writes (empty, control characters, over {} characters, or no samples)",
+                        crate::excerpt::excerpt(&count.model, 80),
+                        crate::model_version::MAX_VERSION_CHARS
+                    ),
+                ));
+            }
+        }
         if self.cases.len() > MAX_CASES {
             return Err(fail(
                 "cases".into(),
@@ -259,7 +292,7 @@ mod tests {
 
     fn sample() -> Baseline {
         Baseline {
-            schema_version: 1,
+            schema_version: BASELINE_SCHEMA_VERSION,
             suite: "triage".into(),
             model: "m".into(),
             model_id: "gemma".into(),
@@ -267,6 +300,11 @@ mod tests {
             prompt_sha256: "ab".into(),
             samples_per_case: 3,
             accuracy: None,
+            model_versions: vec![VersionCount {
+                model: "gemma-3-270m".into(),
+                fingerprint: Some("b6110-7b5ba1a".into()),
+                samples: 5,
+            }],
             created_at: "2026-11-23T00:00:00Z".into(),
             promptgate_version: "0.1.0".into(),
             cases: vec![
@@ -301,6 +339,34 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_baseline_is_read_with_its_versions_unknown() {
+        let text = r#"{
+  "schema_version": 1,
+  "suite": "triage",
+  "model": "m",
+  "model_id": "gemma",
+  "provider": "local",
+  "prompt_sha256": "ab",
+  "samples_per_case": 3,
+  "accuracy": null,
+  "created_at": "2026-11-23T00:00:00Z",
+  "promptgate_version": "0.1.0",
+  "cases": [
+    {"id":"a","correct":2,"samples":3,"errors":0}
+  ]
+}
+"#;
+        let baseline = Baseline::parse(Path::new("b.json"), text, "triage", "m").unwrap();
+        assert_eq!(baseline.schema_version, 1);
+        assert!(baseline.model_versions.is_empty());
+        for version in [0, BASELINE_SCHEMA_VERSION + 1] {
+            let text = text.replace("\"schema_version\": 1", &format!("\"schema_version\": {version}"));
+            let err = Baseline::parse(Path::new("b.json"), &text, "triage", "m").unwrap_err();
+            assert!(err.to_string().contains("schema_version"), "{err}");
+        }
+    }
+
+    #[test]
     fn missing_baseline_names_the_command_that_creates_it() {
         let err = Baseline::load(Path::new("/nowhere/x.json"), "triage", "m").unwrap_err();
         assert_eq!(
@@ -332,6 +398,16 @@ mod tests {
         check(&|b| b.suite = "other".into(), "suite");
         check(&|b| b.model = "other".into(), "model");
         check(&|b| b.samples_per_case = 0, "samples_per_case");
+        check(
+            &|b| b.model_versions[0].model = "a\u{1b}[2Jb".into(),
+            "model_versions[0]",
+        );
+        check(&|b| b.model_versions[0].model = "m".repeat(201), "model_versions[0]");
+        check(&|b| b.model_versions[0].samples = 0, "model_versions[0]");
+        check(
+            &|b| b.model_versions = vec![b.model_versions[0].clone(); MAX_VERSIONS + 1],
+            "model_versions",
+        );
         let estimate = |point: f64| Estimate {
             point,
             lower: 0.0,

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::digest;
 use crate::exit_code;
+use crate::model_version::ModelVersion;
 use crate::prompt::RenderedPrompt;
 use crate::provider::ProviderKind;
 use crate::provider::{Request, Response, ToolCall, Usage};
@@ -23,8 +24,14 @@ use crate::provider::{Request, Response, ToolCall, Usage};
 /// On-disk schema version, kept in SQLite's `user_version`.
 ///
 /// Changelog: 1 — first version (`responses` table). 2 — `leases` table (see `lease`), added
-/// in place to a version-1 file when a run opens it for writing; version 1 is still read.
-pub const CACHE_SCHEMA_VERSION: i64 = 2;
+/// in place to a version-1 file when a run opens it for writing. 3 — `resolved_model` and
+/// `system_fingerprint` columns (see `model_version`), added in place and filled from each
+/// stored raw body. Older versions are still read, and upgraded when opened for writing.
+pub const CACHE_SCHEMA_VERSION: i64 = 3;
+
+/// The columns of an answer that version 3 added.
+const VERSION_COLUMNS: &str = "ALTER TABLE responses ADD COLUMN resolved_model TEXT;
+     ALTER TABLE responses ADD COLUMN system_fingerprint TEXT;";
 
 /// The leases of calls in flight: key, holder, expiry in Unix milliseconds.
 const LEASES_TABLE: &str = "CREATE TABLE IF NOT EXISTS leases (
@@ -280,6 +287,9 @@ fn uri_path(path: &Path) -> String {
 pub struct Cache {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// The file has the version columns (schema 3); an older file opened read-only does not,
+    /// and its answers' versions are read from their raw bodies.
+    has_version_columns: bool,
 }
 
 /// A response to store, with the parts of its request the cache keeps beside it.
@@ -462,6 +472,49 @@ pub struct ImportStats {
     pub differing: u64,
 }
 
+/// Bring an older cache to the current schema in one transaction, adding and never removing:
+/// the leases table (version 2), then the version columns, filled from each answer's raw body
+/// (version 3). A second process upgrading the same file at once waits for the lock and then
+/// finds nothing left to do.
+fn upgrade(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version < 2 {
+            connection.execute_batch(LEASES_TABLE)?;
+        }
+        if version < 3 {
+            connection.execute_batch(VERSION_COLUMNS)?;
+            // Keys and versions first, then the updates: a raw body is read one at a time.
+            let mut found = Vec::new();
+            {
+                let mut rows = connection.prepare("SELECT key, provider, raw_body FROM responses")?;
+                let mut rows = rows.query([])?;
+                while let Some(row) = rows.next()? {
+                    let provider = ProviderKind::parse(&row.get::<_, String>(1)?);
+                    let raw_body: String = row.get(2)?;
+                    if let Some(version) = provider.and_then(|p| ModelVersion::from_body(p, &raw_body)) {
+                        found.push((row.get::<_, String>(0)?, version));
+                    }
+                }
+            }
+            let mut update = connection
+                .prepare("UPDATE responses SET resolved_model = ?2, system_fingerprint = ?3 WHERE key = ?1")?;
+            for (key, version) in found {
+                update.execute(params![key, version.model, version.fingerprint])?;
+            }
+        }
+        connection.execute_batch(&format!("PRAGMA user_version = {CACHE_SCHEMA_VERSION}"))
+    })();
+    match result {
+        Ok(()) => connection.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
 /// rendered messages, sampling parameters, response schema, tools and sample index.
 pub fn key(request: &Request) -> String {
@@ -569,7 +622,9 @@ impl Cache {
                          input_tokens INTEGER,
                          output_tokens INTEGER,
                          latency_ms INTEGER NOT NULL,
-                         created_at TEXT NOT NULL
+                         created_at TEXT NOT NULL,
+                         resolved_model TEXT,
+                         system_fingerprint TEXT
                      );
                      {LEASES_TABLE}
                      PRAGMA user_version = {CACHE_SCHEMA_VERSION};
@@ -579,16 +634,11 @@ impl Cache {
                 .map_err(|e| fail(format!("failed to create tables: {e}")))?;
         } else {
             if version < CACHE_SCHEMA_VERSION {
-                // Additive: every stored answer stays as it is.
-                connection
-                    .execute_batch(&format!(
-                        "BEGIN IMMEDIATE; {LEASES_TABLE} PRAGMA user_version = {CACHE_SCHEMA_VERSION}; COMMIT;"
+                upgrade(&connection).map_err(|e| {
+                    fail(format!(
+                        "failed to upgrade the cache from schema version {version}: {e}"
                     ))
-                    .map_err(|e| {
-                        fail(format!(
-                            "failed to upgrade the cache from schema version {version}: {e}"
-                        ))
-                    })?;
+                })?;
             }
             // Caches written before the mark existed get it now (a no-op when it is there).
             let _ = connection.pragma_update(None, "application_id", APPLICATION_ID);
@@ -596,6 +646,7 @@ impl Cache {
         Ok(Cache {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
+            has_version_columns: true,
         })
     }
 
@@ -624,7 +675,8 @@ impl Cache {
         }
         .map_err(|e| fail(e.to_string()))?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-        if check_identity(&connection, path)? == 0 {
+        let version = check_identity(&connection, path)?;
+        if version == 0 {
             return Err(CacheError::Missing {
                 path: path.to_path_buf(),
                 message: "the file holds no promptgate cache yet",
@@ -633,6 +685,7 @@ impl Cache {
         Ok(Cache {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
+            has_version_columns: version >= 3,
         })
     }
 
@@ -660,12 +713,17 @@ impl Cache {
     pub fn get(&self, key: &str) -> Result<Option<Response>, CacheError> {
         let fail = self.failed("read an answer");
         let connection = self.connection();
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms
-                 FROM responses WHERE key = ?1",
-            )
-            .map_err(&fail)?;
+        // An older file read as it is has no version columns: the provider's name stands in,
+        // and the version comes from the raw body below.
+        let sql = if self.has_version_columns {
+            "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms,
+                    resolved_model, system_fingerprint
+             FROM responses WHERE key = ?1"
+        } else {
+            "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, provider, NULL
+             FROM responses WHERE key = ?1"
+        };
+        let mut statement = connection.prepare_cached(sql).map_err(&fail)?;
         let row = statement
             .query_row([key], |row| {
                 Ok((
@@ -675,12 +733,22 @@ impl Cache {
                     row.get::<_, Option<u64>>(3)?,
                     row.get::<_, Option<u64>>(4)?,
                     row.get::<_, u64>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             })
             .optional()
             .map_err(&fail)?;
-        let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms)) = row else {
+        let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, model, fingerprint)) = row
+        else {
             return Ok(None);
+        };
+        let version = if self.has_version_columns {
+            model.and_then(|model| ModelVersion::new(&model, fingerprint.as_deref()))
+        } else {
+            model
+                .and_then(|provider| ProviderKind::parse(&provider))
+                .and_then(|provider| ModelVersion::from_body(provider, &raw_body))
         };
         let tool_calls = serde_json::from_str(&tool_calls).map_err(|e| CacheError::Entry {
             path: self.path.clone(),
@@ -700,6 +768,7 @@ impl Cache {
             raw_body,
             usage,
             latency_ms,
+            version,
         }))
     }
 
@@ -724,8 +793,9 @@ impl Cache {
                 .prepare_cached(
                     "INSERT INTO responses
                      (key, provider, model, sample_index, text, tool_calls, raw_body,
-                      input_tokens, output_tokens, latency_ms, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                      input_tokens, output_tokens, latency_ms, created_at,
+                      resolved_model, system_fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(&fail)?;
@@ -749,6 +819,8 @@ impl Cache {
                         response.usage.map(|u| u.output_tokens),
                         response.latency_ms,
                         created_at,
+                        response.version.as_ref().map(|v| &v.model),
+                        response.version.as_ref().and_then(|v| v.fingerprint.as_ref()),
                     ])
                     .map_err(&fail)?;
             }
@@ -864,8 +936,9 @@ impl Cache {
                 .prepare(
                     "INSERT INTO responses
                      (key, provider, model, sample_index, text, tool_calls, raw_body,
-                      input_tokens, output_tokens, latency_ms, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      input_tokens, output_tokens, latency_ms, created_at,
+                      resolved_model, system_fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(&fail)?;
             for (index, line) in lines {
@@ -883,9 +956,11 @@ impl Cache {
                         format!("`{}` is not a cache key (64 lowercase hex digits)", entry.key),
                     ));
                 }
-                if ProviderKind::parse(&entry.provider).is_none() {
+                let Some(provider) = ProviderKind::parse(&entry.provider) else {
                     return Err(invalid(number, format!("unknown provider `{}`", entry.provider)));
-                }
+                };
+                // An export carries the raw body, which says what answered.
+                let version = ModelVersion::from_body(provider, &entry.raw_body);
                 let tool_calls: Vec<ToolCall> = serde_json::from_value(entry.tool_calls.clone())
                     .map_err(|e| invalid(number, format!("`tool_calls`: {e}")))?;
                 let tool_calls = serde_json::to_string(&tool_calls).map_err(|e| invalid(number, e.to_string()))?;
@@ -912,6 +987,8 @@ impl Cache {
                                 entry.output_tokens,
                                 entry.latency_ms,
                                 entry.created_at,
+                                version.as_ref().map(|v| &v.model),
+                                version.as_ref().and_then(|v| v.fingerprint.as_ref()),
                             ])
                             .map_err(&fail)?;
                         stats.added += 1;
@@ -1053,6 +1130,7 @@ mod tests {
                 output_tokens: 4,
             }),
             latency_ms: 12,
+            version: ModelVersion::new("gpt-4o-mini-2024-07-18", Some("fp_1")),
         };
         let (a, b) = (key(&request(0)), key(&request(1)));
         assert_ne!(a, b);
@@ -1263,5 +1341,81 @@ mod tests {
         // Nothing to read is an error, not a new file.
         assert!(Cache::open_read_only(&dir.path().join("none.sqlite")).is_err());
         assert_eq!(files(), before);
+    }
+
+    /// `tests/fixtures/cache-v2.sqlite` was written by the previous release (`cache import` of
+    /// `cache-v2.jsonl` beside it): five answers, OpenAI ones with and without a fingerprint,
+    /// a Bedrock one through a prompt router and a plain one.
+    #[test]
+    fn a_version_2_cache_is_read_as_it_is_and_upgraded_without_losing_an_answer() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cache-v2.sqlite");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        std::fs::copy(&fixture, &path).unwrap();
+        let export = std::fs::read_to_string(fixture.with_extension("jsonl")).unwrap();
+        let entries: Vec<ExportedEntry> = export
+            .lines()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 5);
+        let expected = |entry: &ExportedEntry| match (entry.provider.as_str(), entry.model.as_str()) {
+            ("openai", "gpt-4o-mini") => ModelVersion::new("gpt-4o-mini-2024-07-18", Some("fp_0aa8d3e20b")),
+            ("openai", _) => ModelVersion::new("gemma-3-270m-q4_k_m.gguf", None),
+            ("bedrock", model) if model.contains("prompt-router") => ModelVersion::new(
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+                None,
+            ),
+            _ => None,
+        };
+        let check = |cache: &Cache| {
+            for entry in &entries {
+                let answer = cache.get(&entry.key).unwrap().expect("every answer is still there");
+                assert_eq!(answer.text, entry.text);
+                assert_eq!(answer.raw_body, entry.raw_body);
+                assert_eq!(answer.latency_ms, entry.latency_ms);
+                assert_eq!(answer.version, expected(entry), "{}", entry.model);
+            }
+        };
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        // Read as it is: versions from the raw bodies, and the file untouched.
+        check(&Cache::open_read_only(&path).unwrap());
+        assert_eq!(version(&path), 2);
+        // Opened for writing: upgraded in place, the columns filled, every answer kept.
+        check(&Cache::open(&path).unwrap());
+        assert_eq!(version(&path), CACHE_SCHEMA_VERSION);
+        let filled: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM responses WHERE resolved_model IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(filled, 4, "all but the plain Converse answer name a version");
+        // A second open has nothing to do; an export of the upgraded file is the original one.
+        let cache = Cache::open(&path).unwrap();
+        check(&cache);
+        let mut out = Vec::new();
+        cache.export(&mut out, None).unwrap();
+        let mut exported: Vec<ExportedEntry> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let mut original = entries.clone();
+        original.sort_by(|a, b| a.key.cmp(&b.key));
+        exported.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(exported, original);
+        // An import into a new cache finds the versions in the raw bodies too.
+        let fresh = Cache::open(&dir.path().join("fresh.sqlite")).unwrap();
+        fresh.import(&mut export.as_bytes(), &fixture).unwrap();
+        check(&fresh);
     }
 }

@@ -218,6 +218,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
             .map(|a| a.estimate),
         missing_cases,
         note,
+        model_change: crate::model_version::change(&baseline.model_versions, &result.model_versions),
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) mod lease;
 pub mod limits;
 pub(crate) mod location;
 pub mod memory;
+pub mod model_version;
 pub mod paired;
 pub mod plan;
 pub mod prompt;

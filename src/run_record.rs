@@ -18,7 +18,9 @@ use crate::stats::Estimate;
 ///
 /// Changelog: 1 — first version. Additions that older readers may ignore and newer readers
 /// default keep the version: `prompt` on each result (default `default`), `latencies_ms` on
-/// each case (default empty), `sequential` on each result (absent for fixed sampling).
+/// each case (default empty), `sequential` on each result (absent for fixed sampling),
+/// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
+/// (absent when none was seen).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -128,6 +130,9 @@ pub struct BaselineComparison {
     pub minimum_detectable_drop: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set when this run was answered by a model version the baseline never was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_change: Option<crate::model_version::ModelChange>,
 }
 
 /// A whole run.
@@ -186,6 +191,10 @@ pub struct SuiteResult {
     pub cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
+    /// The model versions the provider said answered the samples, most samples first (empty
+    /// when it named none). See `model_version`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_versions: Vec<crate::model_version::VersionCount>,
     pub verdict: Verdict,
     /// The comparison with the stored baseline (`promptgate gate` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

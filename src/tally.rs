@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::excerpt::excerpt;
 use crate::grader::{Grade, Outcome};
+use crate::model_version::Versions;
 use crate::provider::{FailureKind, ProviderError, Response};
 use crate::run_record::{Calls, CaseResult, Miss, Tokens};
 
@@ -40,6 +41,8 @@ pub struct Totals {
     pub errors_by_kind: BTreeMap<FailureKind, u64>,
     /// The first failure, in case order, to say what went wrong without a log.
     pub first_error: Option<String>,
+    /// Samples per model version the provider named (grading calls are not counted).
+    pub versions: Versions,
 }
 
 impl Totals {
@@ -54,6 +57,7 @@ impl Totals {
         if self.first_error.is_none() {
             self.first_error.clone_from(&later.first_error);
         }
+        self.versions.add(&later.versions);
     }
 }
 
@@ -133,6 +137,9 @@ impl CaseTally {
         };
         if purpose == Purpose::Sample {
             self.latencies.push((sample, response.latency_ms));
+            if let Some(version) = &response.version {
+                self.totals.versions.count(version, 1);
+            }
         }
         if let Some(usage) = response.usage {
             self.totals.tokens.input += usage.input_tokens;
@@ -165,6 +172,7 @@ impl CaseTally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model_version::ModelVersion;
     use crate::provider::Usage;
 
     fn answered(text: &str, latency_ms: u64, tokens: (u64, u64)) -> Response {
@@ -174,6 +182,7 @@ mod tests {
                 output_tokens: tokens.1,
             }),
             latency_ms,
+            version: ModelVersion::new("candidate-2025", Some(&format!("fp_{latency_ms}"))),
             ..Response::from_text(text)
         }
     }
@@ -224,6 +233,10 @@ mod tests {
             }
         );
         assert_eq!(totals.tokens, Tokens { input: 120, output: 6 });
+        // The versions of the two samples; the judge's answer (fp_500) is not the candidate's.
+        let fingerprints: Vec<Option<String>> =
+            totals.versions.to_counts().into_iter().map(|c| c.fingerprint).collect();
+        assert_eq!(fingerprints, [Some("fp_40".to_string()), Some("fp_90".to_string())]);
         assert_eq!(totals.errors_by_kind.values().sum::<u64>(), 2);
         assert!(totals
             .first_error

@@ -81,7 +81,8 @@ pub fn record(results: Vec<SuiteResult>) -> RunRecord {
 
 /// A gated run of three suites: `triage` regressed (six of twenty cases went from 5/5 to 1/5),
 /// `chatops` unchanged, and `<explain>` inconclusive (too many failed calls); the ids of
-/// `triage`'s cases carry markup, as a hostile case file's could.
+/// `triage`'s cases carry markup, as a hostile case file's could. `chatops` was answered by
+/// another model version than its baseline, whose name carries markup too.
 pub fn gated() -> RunRecord {
     use crate::baseline::Baseline;
     use crate::gate::{judge, GateOptions};
@@ -96,9 +97,18 @@ pub fn gated() -> RunRecord {
     };
     let mut explain = result("<explain>", &before);
     explain.verdict = Verdict::Inconclusive;
+    let answered_by = |model: &str, fingerprint: &str| {
+        let mut result = result("chatops", &before);
+        result.model_versions = vec![crate::model_version::VersionCount {
+            model: model.into(),
+            fingerprint: Some(fingerprint.into()),
+            samples: 100,
+        }];
+        result
+    };
     let baselines = [
         Baseline::from_result(&hostile(result("triage", &before)), "t"),
-        Baseline::from_result(&result("chatops", &before), "t"),
+        Baseline::from_result(&answered_by("gpt-4o-mini-2024-07-18", "fp_a"), "t"),
         Baseline::from_result(&result("<explain>", &before), "t"),
     ];
     let options = GateOptions {
@@ -108,7 +118,11 @@ pub fn gated() -> RunRecord {
         exact: false,
         sampling: crate::gate::Sampling::Fixed,
     };
-    let candidates = vec![hostile(result("triage", &after)), result("chatops", &before), explain];
+    let candidates = vec![
+        hostile(result("triage", &after)),
+        answered_by("gpt-4o-mini-<b>2025", "fp_b"),
+        explain,
+    ];
     judge(record(candidates), &baselines, &options)
 }
 

@@ -166,3 +166,38 @@ fn inference_profiles_travel_by_id_and_by_arn() {
         assert_eq!(seen[0].model_id(), model);
     }
 }
+
+#[test]
+fn a_prompt_router_names_the_model_it_invoked_and_a_plain_model_names_none() {
+    const ROUTER: &str = "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1";
+    const INVOKED: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0";
+    let server = FakeServer::start(|seen| {
+        let mut body = support::fake_server::converse_output(
+            &serde_json::json!({"decision": LABELS[case_index(seen)]}).to_string(),
+            &seen.body,
+        );
+        if seen.model_id().contains("prompt-router") {
+            body["trace"] = serde_json::json!({"promptRouter": {"invokedModelId": INVOKED}});
+        }
+        Reply::Raw {
+            status: 200,
+            body: body.to_string(),
+            headers: vec![("x-amzn-requestid".into(), "fake-request".into())],
+        }
+    });
+    let routed = Project::bedrock(&server.endpoint, ROUTER, &LABELS, 2);
+    let (record, code) = routed.json(&["run"]);
+    assert_eq!(code, 0, "{record:#}");
+    let versions = &record["results"][0]["model_versions"];
+    assert_eq!(versions, &serde_json::json!([{"model": INVOKED, "samples": 12}]));
+    // Stored with the answer: the cached replay reports the same.
+    let (replay, _) = routed.json(&["run", "--offline"]);
+    assert_eq!(replay["calls"]["cached"], 12);
+    assert_eq!(&replay["results"][0]["model_versions"], versions);
+
+    let plain = Project::bedrock(&server.endpoint, MODEL, &LABELS, 1);
+    let (record, code) = plain.json(&["run"]);
+    assert_eq!(code, 0, "{record:#}");
+    assert!(record["results"][0].get("model_versions").is_none(), "{record:#}");
+}

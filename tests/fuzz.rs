@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use promptgate::baseline::Baseline;
 use promptgate::config::Config;
+use promptgate::model_version::{ModelVersion, MAX_VERSION_CHARS};
 use promptgate::prompt::Prompt;
 use promptgate::provider::openai::parse_completion;
-use promptgate::provider::{parse_retry_after, parse_retry_after_ms};
+use promptgate::provider::{parse_retry_after, parse_retry_after_ms, ProviderKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -347,7 +348,15 @@ fn fuzz_case_files() {
 
 #[test]
 fn fuzz_baselines() {
-    let seeds = files_under("baselines", "json");
+    let mut seeds = files_under("baselines", "json");
+    // The committed baselines predate `model_versions`: one that has them.
+    if let Some(first) = seeds.first().cloned() {
+        let versions = r#""model_versions": [{"model":"gemma-3-270m-it-q4_k_m.gguf","fingerprint":"b6110","samples":132},{"model":"gpt-4o-mini-2024-07-18","samples":3}],"#;
+        let with = text(&first)
+            .replacen("\"schema_version\": 1", "\"schema_version\": 2", 1)
+            .replacen("\"created_at\"", &format!("{versions}\n  \"created_at\""), 1);
+        seeds.push(with.into_bytes());
+    }
     campaign(
         "baseline",
         seeds,
@@ -358,6 +367,11 @@ fn fuzz_baselines() {
                 // What passed validation must be usable by the gate's arithmetic.
                 for case in &b.cases {
                     assert!(case.correct <= case.samples && case.samples + case.errors <= b.samples_per_case);
+                }
+                // And printable in every report.
+                for version in &b.model_versions {
+                    assert!(version.model.chars().count() <= MAX_VERSION_CHARS);
+                    assert!(!version.model.chars().any(char::is_control));
                 }
             }
         },
@@ -440,7 +454,20 @@ fn fuzz_completion_bodies() {
         vec![0xff, 0xfe, b'{'],
     ];
     campaign("openai-body", seeds, extra, inputs_per_target(300), |input| {
-        let _ = parse_completion(&text(input), 1);
+        let body = text(input);
+        let parsed = parse_completion(&body, 1).ok().and_then(|response| response.version);
+        // The version kept with an answer is the one a cache upgrade reads from its raw body.
+        let stored = ModelVersion::from_body(ProviderKind::Openai, &body);
+        if let Some(version) = &parsed {
+            assert_eq!(Some(version), stored.as_ref());
+        }
+        for version in parsed.iter().chain(stored.iter()) {
+            let parts = std::iter::once(&version.model).chain(version.fingerprint.iter());
+            for part in parts {
+                assert!(!part.is_empty() && part.chars().count() <= MAX_VERSION_CHARS);
+                assert!(!part.chars().any(char::is_control));
+            }
+        }
     });
 }
 

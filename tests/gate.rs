@@ -3,8 +3,8 @@
 
 mod support;
 
-use serde_json::Value;
-use support::fake_server::{FakeServer, Reply, Seen};
+use serde_json::{json, Value};
+use support::fake_server::{completion, FakeServer, Reply, Seen};
 use support::Project;
 
 fn labels(n: usize) -> Vec<&'static str> {
@@ -440,4 +440,75 @@ fn a_one_sample_sequential_gate_looks_at_thirds_of_the_cases() {
         )),
         "{text}"
     );
+}
+
+/// Right on every case, as `model` with backend `fingerprint`.
+fn answering_as(model: &'static str, fingerprint: &'static str) -> FakeServer {
+    FakeServer::start(move |seen| {
+        let mut body = completion(&json!({"decision": expected(seen)}).to_string(), model);
+        body["system_fingerprint"] = json!(fingerprint);
+        Reply::Raw {
+            status: 200,
+            body: body.to_string(),
+            headers: vec![],
+        }
+    })
+}
+
+#[test]
+fn a_new_model_version_behind_the_alias_is_said_first_in_every_format() {
+    let before = answering_as("gpt-4o-mini-2024-07-18", "fp_0aa8d3e20b");
+    let project = Project::new(&before.base_url, &labels(12), 2, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    let text = std::fs::read_to_string(project.file("baselines/s/m.json")).unwrap();
+    assert!(
+        text.contains(
+            r#""model_versions": [{"model":"gpt-4o-mini-2024-07-18","fingerprint":"fp_0aa8d3e20b","samples":24}],"#
+        ),
+        "{text}"
+    );
+    // The same answers, from the cache: nothing to say.
+    let (record, code) = gate_json(&project, &[]);
+    assert_eq!(code, 0, "{record:#}");
+    assert!(
+        record["results"][0]["baseline"].get("model_change").is_none(),
+        "{record:#}"
+    );
+    assert_eq!(record["results"][0]["model_versions"][0]["samples"], 24);
+
+    // The alias now resolves to another snapshot, and CI starts with an empty cache.
+    let after = answering_as("gpt-4o-mini-2025-04-14", "fp_9f2c1e");
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &config.replace(&before.base_url, &after.base_url));
+    let gate = |format: &str| {
+        let output = project
+            .command()
+            .args(["gate", "--cache", "fresh.sqlite", "--format", format])
+            .output()
+            .expect("gate");
+        assert_eq!(output.status.code(), Some(0), "same accuracy: the verdict stands");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let record: Value = serde_json::from_str(&gate("json")).expect("JSON");
+    let change = &record["results"][0]["baseline"]["model_change"];
+    assert_eq!(
+        change["new"],
+        json!([{"model": "gpt-4o-mini-2025-04-14", "fingerprint": "fp_9f2c1e"}])
+    );
+    assert_eq!(change["baseline"][0]["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(change["candidate"][0]["samples"], 24);
+    assert_eq!(record["results"][0]["baseline"]["verdict"], "NoSignificantChange");
+    let said = "the model changed: the baseline was answered by gpt-4o-mini-2024-07-18 (fp_0aa8d3e20b) ×24, \
+                this run by gpt-4o-mini-2025-04-14 (fp_9f2c1e) ×24";
+    let terminal = gate("terminal");
+    let first = terminal.find(said).expect(&terminal);
+    assert!(first < terminal.find("gate s/m:").expect(&terminal), "{terminal}");
+    let markdown = gate("markdown");
+    let escaped = said.replace('(', "\\(").replace(')', "\\)").replace('_', "\\_");
+    let first = markdown.find(&escaped).expect(&markdown);
+    assert!(first < markdown.find("| verdict |").expect(&markdown), "{markdown}");
+    let junit = gate("junit");
+    assert!(junit.contains(&format!("<system-out>{said}")), "{junit}");
+    // Only the first of the four gates paid for answers.
+    assert_eq!(after.request_count(), 24);
 }

@@ -158,6 +158,7 @@ mod tests {
             raw_body: String::new(),
             usage: None,
             latency_ms: 0,
+            version: None,
         }
     }
 

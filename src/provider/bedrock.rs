@@ -306,20 +306,29 @@ fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u
         input_tokens: u64::try_from(u.input_tokens()).unwrap_or(0),
         output_tokens: u64::try_from(u.output_tokens()).unwrap_or(0),
     });
+    // A prompt router names the model it picked; a model id or inference profile is the
+    // version itself, and Converse says nothing more about it.
+    let invoked = output
+        .trace()
+        .and_then(|trace| trace.prompt_router())
+        .and_then(|router| router.invoked_model_id());
     // The SDK does not hand out the body it parsed; this is its content in the wire shape.
-    let raw_body = json!({
+    let mut raw_body = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": output.stop_reason().as_str(),
         "usage": usage.map(|u| json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens})),
         "metrics": output.metrics().map(|m| json!({"latencyMs": m.latency_ms()})),
-    })
-    .to_string();
+    });
+    if let Some(invoked) = invoked {
+        raw_body["trace"] = json!({"promptRouter": {"invokedModelId": invoked}});
+    }
     Ok(Response {
         text,
         tool_calls,
-        raw_body,
+        raw_body: raw_body.to_string(),
         usage,
         latency_ms,
+        version: invoked.and_then(|model| crate::model_version::ModelVersion::new(model, None)),
     })
 }
 

@@ -73,6 +73,8 @@ pub struct Response {
     pub raw_body: String,
     pub usage: Option<Usage>,
     pub latency_ms: u64,
+    /// The version the provider says answered (see [`crate::model_version`]).
+    pub version: Option<crate::model_version::ModelVersion>,
 }
 
 impl Response {
@@ -84,6 +86,7 @@ impl Response {
             raw_body: String::new(),
             usage: None,
             latency_ms: 0,
+            version: None,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
 use crate::limits;
+use crate::model_version::ModelVersion;
 use crate::prompt::ToolChoice;
 
 /// The public OpenAI endpoint, used when neither the config nor `OPENAI_BASE_URL` names one.
@@ -273,7 +274,16 @@ pub fn parse_completion(raw_body: &str, latency_ms: u64) -> Result<Response, Pro
         raw_body: raw_body.to_string(),
         usage,
         latency_ms,
+        version: resolved_version(&typed),
     })
+}
+
+/// The resolved model and backend fingerprint of a completion. async-openai marks
+/// `system_fingerprint` deprecated because OpenAI no longer documents it, but OpenAI and other
+/// servers still send it, and it is the one sign of a backend change behind the same snapshot.
+#[allow(deprecated)]
+fn resolved_version(completion: &CreateChatCompletionResponse) -> Option<ModelVersion> {
+    ModelVersion::new(&completion.model, completion.system_fingerprint.as_deref())
 }
 
 /// A non-2xx HTTP answer, with what the retry loop needs from it.

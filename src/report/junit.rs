@@ -20,10 +20,14 @@ fn summary(result: &SuiteResult) -> String {
             )
         },
     );
-    let mut text = format!(
+    let mut text = match result.baseline.as_ref().and_then(|b| b.model_change.as_ref()) {
+        Some(change) => format!("{}; ", change.summary()),
+        None => String::new(),
+    };
+    text.push_str(&format!(
         "{accuracy}, {} cases x {} samples, {} invalid, {} errors",
         result.cases, result.samples_per_case, result.invalid_outputs, result.errors
-    );
+    ));
     if let Some(b) = result.baseline.as_ref().filter(|b| b.cases_compared == 0) {
         text.push_str(&format!(
             "; vs baseline: no case could be paired, nothing was tested, {:?}",

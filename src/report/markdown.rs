@@ -38,6 +38,17 @@ impl Exporter for MarkdownExporter {
             Verdict::Inconclusive => "⚠️ inconclusive",
         };
         let mut out = format!("## promptgate {}: {headline}\n\n", record.command);
+        // Before anything else: a model change explains a verdict that the prompt does not.
+        for result in &record.results {
+            if let Some(change) = result.baseline.as_ref().and_then(|b| b.model_change.as_ref()) {
+                out.push_str(&format!(
+                    "> ⚠️ **{} / {}**: {}\n\n",
+                    super::markdown_text(&result.label()),
+                    super::markdown_text(&result.model),
+                    super::markdown_text(&change.summary())
+                ));
+            }
+        }
         out.push_str("| verdict | suite | model | accuracy [CI] | Δ vs baseline [CI] | p (Holm) | cases | k | invalid | errors |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
         for result in &record.results {

@@ -213,6 +213,24 @@ mod tests {
         );
         assert!(junit.contains("delta -24.0 points [-41.6, -6.4], p = 0.0051 (Holm 0.0152), Regressed"));
         assert!(junit.contains(r#"classname="promptgate.&lt;explain&gt;""#), "{junit}");
+        // The model change comes first, with both versions, in every format.
+        let change = "the model changed: the baseline was answered by gpt-4o-mini-2024-07-18 (fp_a) ×100, \
+                      this run by gpt-4o-mini-<b>2025 (fp_b) ×100";
+        assert!(
+            junit.contains(&format!("<system-out>{}", super::escape(change))),
+            "{junit}"
+        );
+        let gated = &back.results[1];
+        let found = gated
+            .baseline
+            .as_ref()
+            .and_then(|b| b.model_change.as_ref())
+            .expect("a model change");
+        assert_eq!(found.new[0].model, "gpt-4o-mini-<b>2025");
+        assert!(back.results[0]
+            .baseline
+            .as_ref()
+            .is_some_and(|b| b.model_change.is_none()));
 
         let markdown = export(Format::Markdown);
         assert!(
@@ -233,7 +251,21 @@ mod tests {
             "{markdown}"
         );
 
+        let table = markdown.find("| verdict |").unwrap_or(0);
+        let warning = markdown
+            .find("> ⚠️ **chatops / m**: the model changed")
+            .expect(&markdown);
+        assert!(warning < table, "{markdown}");
+        assert!(
+            markdown.contains("gpt-4o-mini-&lt;b&gt;2025 \\(fp\\_b\\) ×100"),
+            "{markdown}"
+        );
+
         let terminal = export(Format::Terminal);
+        let warning = terminal
+            .find("model changed chatops/m: the model changed")
+            .expect(&terminal);
+        assert!(warning < terminal.find("gate chatops/m:").unwrap_or(0), "{terminal}");
         assert!(
             terminal.contains(
                 "gate triage/m: Regressed — Δ -24.0 pts [-41.6, -6.4] vs baseline 100.0%, p = 0.0051 (Holm 0.0152"

@@ -46,6 +46,15 @@ impl TerminalExporter {
             GateVerdict::Inconclusive => self.paint("Inconclusive", "33;1"),
         };
         let baseline = b.accuracy.map_or_else(|| "n/a".to_string(), |a| percent(a.point));
+        if let Some(change) = &b.model_change {
+            out.push_str(&format!(
+                "\n{} {}/{}: {}",
+                self.paint("model changed", "33;1"),
+                result.label(),
+                result.model,
+                change.summary()
+            ));
+        }
         if b.cases_compared == 0 {
             // No Δ, no p: a "+0.0 [+0.0, +0.0], p = 1" line would read like a measured zero.
             out.push_str(&format!(
