@@ -64,6 +64,7 @@ fn gate(project: &Project, cache: &str, sampling: Sampling) -> (promptgate::RunR
         margin: 0.0,
         exact: false,
         sampling,
+        fail_on_broken: false,
     };
     let mut options = common::options(project.path(), SAMPLES, CONCURRENCY, false);
     options.cache_path = project.file(cache);

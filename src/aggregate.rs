@@ -178,6 +178,7 @@ fn finish(
         cost_usd,
         latency: Latency::of(&mut latencies),
         model_versions: totals.versions.to_counts(),
+        flakiness: crate::flakiness::Flakiness::of(per_case.iter().map(|c| (c.correct, c.samples))),
         verdict,
         baseline: None,
         sequential: None,

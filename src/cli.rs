@@ -301,6 +301,10 @@ struct GateArgs {
     /// README).
     #[arg(long, value_enum, default_value_t = SamplingChoice::Fixed)]
     sampling: SamplingChoice,
+    /// Also fail (exit 1) when any case went from right in every sample to wrong in every
+    /// sample since the baseline, even when the drop over all cases is not significant.
+    #[arg(long)]
+    fail_on_broken: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -518,6 +522,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     SamplingChoice::Fixed => crate::gate::Sampling::Fixed,
                     SamplingChoice::Sequential => crate::gate::Sampling::Sequential,
                 },
+                fail_on_broken: args.fail_on_broken,
             };
             let output = output(&cli.global, &args.output);
             with_console(|console| {

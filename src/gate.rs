@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::baseline::Baseline;
 use crate::error::Error;
+use crate::flakiness::Transitions;
 use crate::paired::{self, PairedTest, TestMethod};
 use crate::plan::{self, PlanInputs};
 pub use crate::run_record::{BaselineComparison, GateVerdict};
@@ -24,6 +25,9 @@ pub struct GateOptions {
     pub exact: bool,
     /// How the candidate is sampled: k samples of every case, or looks that stop early.
     pub sampling: Sampling,
+    /// A pair in which a case went from stable pass to stable fail regresses, whatever the test
+    /// says.
+    pub fail_on_broken: bool,
 }
 
 /// How `gate` samples the candidate.
@@ -97,9 +101,20 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
         comparisons[*index].adjusted_p_value = p;
     }
     for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
+        let broken = options.fail_on_broken && !comparison.transitions.broke.is_empty();
         comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.method == TestMethod::None {
             GateVerdict::Inconclusive
         } else if comparison.adjusted_p_value <= options.alpha {
+            GateVerdict::Regressed
+        } else if broken {
+            let why = format!(
+                "{} case(s) went from always right to always wrong, and --fail-on-broken fails on that alone",
+                comparison.transitions.broke.len()
+            );
+            comparison.note = Some(match comparison.note.take() {
+                Some(note) => format!("{note}; {why}"),
+                None => why,
+            });
             GateVerdict::Regressed
         } else if comparison.delta.lower > 0.0 {
             GateVerdict::Improved
@@ -219,6 +234,10 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         missing_cases,
         note,
         model_change: crate::model_version::change(&baseline.model_versions, &result.model_versions),
+        transitions: Transitions::between(
+            result.per_case.iter().map(|c| (c.id.as_str(), c.correct, c.samples)),
+            baseline.cases.iter().map(|c| (c.id.as_str(), c.correct, c.samples)),
+        ),
     }
 }
 
@@ -234,6 +253,7 @@ mod tests {
             margin: 0.0,
             exact: false,
             sampling: crate::gate::Sampling::Fixed,
+            fail_on_broken: false,
         }
     }
 
@@ -273,6 +293,68 @@ mod tests {
             (gated.command.as_str(), gated.verdict, gated.results[1].verdict),
             ("gate", Verdict::Regressed, Verdict::Pass)
         );
+    }
+
+    #[test]
+    fn a_broken_case_is_listed_and_fails_the_gate_only_when_asked() {
+        // c00 goes from 5/5 to 0/5, c01 from 0/5 to 5/5, c02 from 5/5 to 3/5 and c03 from 2/5
+        // to 5/5; the rest stay at 5/5.
+        let mut before = [5; 20];
+        before[1] = 0;
+        before[3] = 2;
+        let mut after = [5; 20];
+        after[0] = 0;
+        after[2] = 3;
+        let baselines = [Baseline::from_result(&result("triage", &before), "t")];
+        let judged = |fail_on_broken| {
+            let options = GateOptions {
+                fail_on_broken,
+                ..options()
+            };
+            judge(record(vec![result("triage", &after)]), &baselines, &options)
+        };
+        let quiet = judged(false);
+        let b = quiet.results[0].baseline.as_ref().unwrap();
+        assert_eq!(b.transitions.broke, ["c00"]);
+        assert_eq!(b.transitions.fixed, ["c01"]);
+        assert_eq!(b.transitions.became_flaky, ["c02"]);
+        assert_eq!(b.transitions.became_stable, ["c03"]);
+        // Differences −1, +1, −0.4, +0.6 and sixteen 0: no significant drop.
+        assert_eq!(
+            (b.verdict, quiet.verdict),
+            (GateVerdict::NoSignificantChange, Verdict::Pass)
+        );
+        let strict = judged(true);
+        let b = strict.results[0].baseline.as_ref().unwrap();
+        assert_eq!(
+            (b.verdict, strict.verdict),
+            (GateVerdict::Regressed, Verdict::Regressed)
+        );
+        assert!(b
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1 case(s) went from always right to always wrong"));
+        assert!(
+            b.adjusted_p_value > 0.05,
+            "the test itself found no drop: {}",
+            b.adjusted_p_value
+        );
+    }
+
+    #[test]
+    fn one_broken_case_of_twenty_is_not_a_significant_drop() {
+        let before = [5; 20];
+        let mut after = [5; 20];
+        after[0] = 0;
+        let baselines = [Baseline::from_result(&result("triage", &before), "t")];
+        let gated = judge(record(vec![result("triage", &after)]), &baselines, &options());
+        let b = gated.results[0].baseline.as_ref().unwrap();
+        // scipy.stats.ttest_1samp([-1.0] + [0.0] * 19, 0, alternative="less").pvalue
+        //   = 0.16493840046056246 (scipy 1.17.1)
+        assert!((b.p_value - 0.164_938_400_460_562_46).abs() < 1e-9, "{}", b.p_value);
+        assert_eq!(b.verdict, GateVerdict::NoSignificantChange);
+        assert_eq!(b.transitions.broke, ["c00"]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod env;
 pub mod error;
 pub(crate) mod excerpt;
 pub mod exit_code;
+pub mod flakiness;
 pub(crate) mod fs;
 pub mod gate;
 pub mod grader;

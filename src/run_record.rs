@@ -20,7 +20,8 @@ use crate::stats::Estimate;
 /// default keep the version: `prompt` on each result (default `default`), `latencies_ms` on
 /// each case (default empty), `sequential` on each result (absent for fixed sampling),
 /// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
-/// (absent when none was seen).
+/// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
+/// in its `baseline` block (default empty).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -130,6 +131,10 @@ pub struct BaselineComparison {
     pub minimum_detectable_drop: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Cases whose flakiness class moved since the baseline (broke, fixed, became flaky or
+    /// stable): information, not a verdict, unless `gate --fail-on-broken`.
+    #[serde(default)]
+    pub transitions: crate::flakiness::Transitions,
     /// Set when this run was answered by a model version the baseline never was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_change: Option<crate::model_version::ModelChange>,
@@ -195,6 +200,10 @@ pub struct SuiteResult {
     /// when it named none). See `model_version`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_versions: Vec<crate::model_version::VersionCount>,
+    /// Stable pass, stable fail and flaky cases, pass@k and pass^k (absent at k = 1, where no
+    /// case can flip). See `flakiness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flakiness: Option<crate::flakiness::Flakiness>,
     pub verdict: Verdict,
     /// The comparison with the stored baseline (`promptgate gate` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

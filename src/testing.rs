@@ -117,6 +117,7 @@ pub fn gated() -> RunRecord {
         margin: 0.0,
         exact: false,
         sampling: crate::gate::Sampling::Fixed,
+        fail_on_broken: false,
     };
     let candidates = vec![
         hostile(result("triage", &after)),

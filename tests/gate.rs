@@ -242,6 +242,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         margin: 0.0,
         exact: false,
         sampling: promptgate::gate::Sampling::Fixed,
+        fail_on_broken: false,
     };
     let output = run::Output {
         format: Format::Json,
@@ -511,4 +512,37 @@ fn a_new_model_version_behind_the_alias_is_said_first_in_every_format() {
     assert!(junit.contains(&format!("<system-out>{said}")), "{junit}");
     // Only the first of the four gates paid for answers.
     assert_eq!(after.request_count(), 24);
+}
+
+#[test]
+fn a_case_that_broke_is_listed_and_fails_the_gate_only_with_fail_on_broken() {
+    let before = server(|_, _| false);
+    let project = Project::new(&before.base_url, &labels(30), 3, "");
+    project.command().args(["baseline", "update"]).assert().success();
+    // Now c07 is always wrong and c08 right once in three: one case of thirty is no
+    // significant drop.
+    let after = server(|case, seed| case == 7 || (case == 8 && seed != 100));
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &config.replace(&before.base_url, &after.base_url));
+    let (record, code) = gate_json(&project, &["--cache", "after.sqlite"]);
+    assert_eq!(code, 0, "{record:#}");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["verdict"], "NoSignificantChange");
+    assert_eq!(b["transitions"]["broke"], json!(["c07"]));
+    assert_eq!(b["transitions"]["became_flaky"], json!(["c08"]));
+    let flakiness = &record["results"][0]["flakiness"];
+    assert_eq!(
+        (
+            flakiness["stable_pass"].as_u64(),
+            flakiness["flaky"].as_u64(),
+            flakiness["stable_fail"].as_u64()
+        ),
+        (Some(28), Some(1), Some(1))
+    );
+    let (record, code) = gate_json(&project, &["--cache", "after.sqlite", "--fail-on-broken"]);
+    assert_eq!(code, 1, "{record:#}");
+    let b = &record["results"][0]["baseline"];
+    assert_eq!(b["verdict"], "Regressed");
+    assert!(b["note"].as_str().unwrap().contains("--fail-on-broken"), "{b:#}");
+    assert_eq!(record["calls"]["made"], 0, "the second gate is served from the cache");
 }

@@ -43,9 +43,15 @@ fn summary(result: &SuiteResult) -> String {
             b.adjusted_p_value,
             b.verdict
         ));
+        if !b.transitions.is_empty() {
+            text.push_str(&format!("; flakiness since the baseline: {}", b.transitions.counts()));
+        }
         if !b.regressed_cases.is_empty() {
             text.push_str(&format!("; went down: {}", b.regressed_cases.join(", ")));
         }
+    }
+    if let Some(flakiness) = &result.flakiness {
+        text.push_str(&format!("; {}", flakiness.summary(result.samples_per_case)));
     }
     if let Some(summary) = &result.sequential {
         text.push_str(&format!("; {}", super::sequential_summary(summary)));

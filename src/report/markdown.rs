@@ -30,6 +30,16 @@ fn verdict_of(result: &SuiteResult) -> &'static str {
     }
 }
 
+/// The first ten ids, and how many more.
+fn id_list(ids: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut shown: Vec<String> = ids.iter().take(SHOWN).map(|id| super::markdown_id(id)).collect();
+    if ids.len() > SHOWN {
+        shown.push(format!("and {} more", ids.len() - SHOWN));
+    }
+    shown.join(", ")
+}
+
 impl Exporter for MarkdownExporter {
     fn export(&self, record: &RunRecord) -> Result<String, Error> {
         let headline = match record.verdict {
@@ -87,6 +97,20 @@ impl Exporter for MarkdownExporter {
                 super::markdown_text(&result.label()),
                 super::markdown_text(&result.model)
             );
+            // Broken cases first: information even when the drop over all cases is not significant.
+            if !b.transitions.is_empty() {
+                let lists: Vec<String> = b
+                    .transitions
+                    .named()
+                    .into_iter()
+                    .map(|(name, ids)| format!("{name}: {}", id_list(ids)))
+                    .collect();
+                out.push_str(&format!(
+                    "\n**{name}**: flakiness since the baseline: {} — {}\n",
+                    b.transitions.counts(),
+                    lists.join("; ")
+                ));
+            }
             if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
                 let ids: Vec<String> = b.regressed_cases.iter().map(|id| super::markdown_id(id)).collect();
                 out.push_str(&format!(
@@ -104,20 +128,10 @@ impl Exporter for MarkdownExporter {
                     .new_cases_accuracy
                     .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
                 // Named, so a case recorded from a production miss shows up in the PR summary.
-                const SHOWN: usize = 10;
-                let mut ids: Vec<String> = b
-                    .new_cases
-                    .iter()
-                    .take(SHOWN)
-                    .map(|id| super::markdown_id(id))
-                    .collect();
-                if b.new_cases.len() > SHOWN {
-                    ids.push(format!("and {} more", b.new_cases.len() - SHOWN));
-                }
                 out.push_str(&format!(
                     "\n**{name}**: {} new case(s), not gated (accuracy {accuracy}): {}\n",
                     b.new_cases.len(),
-                    ids.join(", ")
+                    id_list(&b.new_cases)
                 ));
             }
             if !b.missing_cases.is_empty() {
@@ -136,6 +150,16 @@ impl Exporter for MarkdownExporter {
                 out.push_str(&format!(
                     "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",
                     mde * 100.0
+                ));
+            }
+        }
+        for result in &record.results {
+            if let Some(flakiness) = &result.flakiness {
+                out.push_str(&format!(
+                    "\n**{} / {}**: {}\n",
+                    super::markdown_text(&result.label()),
+                    super::markdown_text(&result.model),
+                    flakiness.summary(result.samples_per_case)
                 ));
             }
         }

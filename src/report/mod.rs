@@ -261,7 +261,30 @@ mod tests {
             "{markdown}"
         );
 
+        // Flakiness: six cases went from 5/5 to 1/5, listed before the cases that went down.
+        let moved = "flakiness since the baseline: 0 broke, 0 fixed, 6 became flaky, 0 became stable";
+        let flaky = markdown
+            .find(&format!("**triage / m**: {moved} — became flaky: c00&lt;b&gt;"))
+            .expect(&markdown);
+        assert!(
+            flaky < markdown.find("6 case(s) went down").expect(&markdown),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("**triage / m**: 14 stable pass, 6 flaky, 0 stable fail; pass@5 100.0%, pass^5 70.0%")
+        );
+        assert!(junit.contains(&format!("Regressed; {moved}; went down")), "{junit}");
+        assert!(junit.contains("; 14 stable pass, 6 flaky, 0 stable fail; pass@5 100.0%, pass^5 70.0%"));
+
         let terminal = export(Format::Terminal);
+        let flaky = terminal
+            .find(&format!("  {moved}\n  became flaky: c00<b>&\""))
+            .expect(&terminal);
+        assert!(flaky < terminal.find("  went down:").expect(&terminal), "{terminal}");
+        assert!(
+            terminal.contains("6 of 20 cases not always right (14 stable pass, 6 flaky"),
+            "{terminal}"
+        );
         let warning = terminal
             .find("model changed chatops/m: the model changed")
             .expect(&terminal);

@@ -84,6 +84,13 @@ impl TerminalExporter {
             if b.prompt_changed { ", prompt changed" } else { "" },
         ));
         }
+        // Broken cases first: information even when the drop over all cases is not significant.
+        if !b.transitions.is_empty() {
+            out.push_str(&format!("  flakiness since the baseline: {}\n", b.transitions.counts()));
+            for (name, ids) in b.transitions.named() {
+                out.push_str(&format!("  {name}: {}\n", ids.join(", ")));
+            }
+        }
         if !b.regressed_cases.is_empty() && b.verdict == GateVerdict::Regressed {
             out.push_str(&format!("  went down: {}\n", b.regressed_cases.join(", ")));
         }
@@ -113,12 +120,16 @@ impl TerminalExporter {
             return;
         }
         out.push_str(&format!(
-            "\n{} {}/{}: {} of {} cases not always right\n",
+            "\n{} {}/{}: {} of {} cases not always right{}\n",
             self.paint("misses", "1"),
             result.label(),
             result.model,
             missed.len(),
-            result.cases
+            result.cases,
+            result
+                .flakiness
+                .map(|f| format!(" ({})", f.summary(result.samples_per_case)))
+                .unwrap_or_default()
         ));
         let shown = if self.style.verbose {
             missed.len()
