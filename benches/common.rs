@@ -24,6 +24,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
         sequential: None,
+        epoch: None,
     }
 }
 

@@ -181,6 +181,7 @@ fn finish(
         flakiness: crate::flakiness::Flakiness::of(per_case.iter().map(|c| (c.correct, c.samples))),
         verdict,
         baseline: None,
+        drift: None,
         sequential: None,
         per_case,
     }

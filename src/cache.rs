@@ -516,7 +516,8 @@ fn upgrade(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The cache key of a request: SHA-256 over the canonical JSON of provider kind, model id,
-/// rendered messages, sampling parameters, response schema, tools and sample index.
+/// rendered messages, sampling parameters, response schema, tools, sample index and, when
+/// there is one, the sampling epoch.
 pub fn key(request: &Request) -> String {
     key_with(request, &PromptKey::of(&request.prompt))
 }
@@ -552,7 +553,14 @@ impl PromptKey {
 /// (keys sorted, no spaces) by hand: the same bytes `digest::canonical_json` gives for it.
 pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
     let mut text = String::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
-    text.push_str("{\"key_version\":1,\"messages\":");
+    // Only present when set: keys without an epoch are unchanged. It sorts first.
+    text.push('{');
+    if let Some(epoch) = &request.epoch {
+        text.push_str("\"epoch\":");
+        text.push_str(&digest::canonical_json(&json!(epoch)));
+        text.push(',');
+    }
+    text.push_str("\"key_version\":1,\"messages\":");
     text.push_str(&prompt.messages);
     text.push_str(",\"model\":");
     text.push_str(&digest::canonical_json(&json!(request.model)));
@@ -1114,6 +1122,7 @@ mod tests {
                 seed: Some(1),
             },
             sample_index,
+            epoch: None,
         }
     }
 
@@ -1172,6 +1181,9 @@ mod tests {
             value["tools"] = json!(request.prompt.tools);
             value["tool_choice"] = json!(request.prompt.tool_choice);
         }
+        if let Some(epoch) = &request.epoch {
+            value["epoch"] = json!(epoch);
+        }
         digest::sha256_of_json(&value)
     }
 
@@ -1189,9 +1201,30 @@ mod tests {
             strict: true,
             schema: json!({"b": [1, 2.5], "a": "é\n"}),
         });
-        for request in [request(0), request(7), with_tools] {
+        let in_epoch = Request {
+            epoch: Some("drift-2026-12-04 \"é\"".into()),
+            ..with_tools.clone()
+        };
+        for request in [request(0), request(7), with_tools, in_epoch] {
             assert_eq!(key(&request), reference_key(&request));
         }
+    }
+
+    #[test]
+    fn an_epoch_is_another_entry_and_no_epoch_changes_nothing() {
+        let plain = request(0);
+        let in_epoch = |name: &str| Request {
+            epoch: Some(name.into()),
+            ..request(0)
+        };
+        assert_ne!(key(&plain), key(&in_epoch("drift-2026-12-04")));
+        assert_ne!(key(&in_epoch("drift-2026-12-04")), key(&in_epoch("drift-2026-12-05")));
+        assert_eq!(key(&in_epoch("a")), key(&in_epoch("a")));
+        // The hand-assembled key puts `epoch` where canonical JSON sorts it: first.
+        assert_eq!(
+            key(&in_epoch("drift-2026-12-04")),
+            reference_key(&in_epoch("drift-2026-12-04"))
+        );
     }
 
     #[test]

@@ -59,6 +59,18 @@ Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
 significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
 
+const DRIFT_AFTER_HELP: &str = "\
+Examples:
+  promptgate drift                               today's canary for every baselined suite x model
+  promptgate drift --suite triage --format markdown --out drift.json
+  promptgate drift --epoch weekly-2026-49        name the epoch yourself
+
+Samples the suites again, live, with the prompts unchanged, and compares each suite x model with its
+baseline: the gate's paired test, two-sided (the model may have got better or worse), Holm-adjusted
+across pairs. The answers are cached under a sampling epoch (default: drift-<today, UTC>), apart from
+the answers that made the baseline, which stay in the cache; a second canary in the same epoch costs
+nothing. Exit 7 when any pair drifted, 3 when inconclusive, 0 otherwise.";
+
 const COMPARE_AFTER_HELP: &str = "\
 Examples:
   promptgate compare --model gemma-local --model gpt-4o-mini
@@ -172,6 +184,9 @@ enum Command {
     /// Run, compare each suite × model with its baseline, and fail only on a significant drop.
     #[command(after_help = GATE_AFTER_HELP)]
     Gate(GateArgs),
+    /// Re-sample the baselined prompts live and say whether the model moved since the baseline.
+    #[command(after_help = DRIFT_AFTER_HELP)]
+    Drift(DriftArgs),
     /// Several models side by side on the same cases: accuracy, paired differences, cost, latency.
     #[command(after_help = COMPARE_AFTER_HELP)]
     Compare(CompareArgs),
@@ -388,6 +403,24 @@ struct RecordArgs {
 }
 
 #[derive(Debug, Args)]
+struct DriftArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Folder of the baselines [default: `baselines` beside the config file].
+    #[arg(long, value_name = "DIR")]
+    baseline_dir: Option<PathBuf>,
+    /// Two-sided significance level, family-wise (Holm) across the pairs.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    alpha: f64,
+    /// The sampling epoch the fresh answers are cached under (letters, digits, `-_.:`, at most
+    /// 64) [default: drift-<today, UTC>].
+    #[arg(long, value_name = "NAME")]
+    epoch: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
 struct PlanArgs {
     /// Baseline accuracy.
     #[arg(long, value_parser = parse_share, value_name = "P")]
@@ -529,6 +562,20 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 command::run::gate(&run_options(&cli.global, &args.selection), &options, &output, console)
             })
         }
+        Command::Drift(args) => {
+            let epoch = args.epoch.clone().unwrap_or_else(|| {
+                crate::drift::default_epoch(jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date())
+            });
+            let options = crate::drift::DriftOptions {
+                baseline_dir: baseline_dir(&cli.global, args.baseline_dir.as_ref()),
+                alpha: args.alpha,
+                epoch,
+            };
+            let output = output(&cli.global, &args.output);
+            with_console(|console| {
+                command::run::drift(&run_options(&cli.global, &args.selection), &options, &output, console)
+            })
+        }
         Command::Plan(args) => with_console(|console| {
             let options = command::plan::PlanOptions {
                 accuracy: args.accuracy,
@@ -642,6 +689,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         progress: !global.quiet && std::io::stderr().is_terminal(),
         env: EnvVars::from_process(),
         sequential: None,
+        epoch: None,
     }
 }
 

@@ -19,6 +19,9 @@ pub const DUPLICATE: i32 = 5;
 /// promptgate could not finish for a reason that is not the input's: a report or stdout could
 /// not be written (disk full), the cache failed to commit, or an internal failure.
 pub const INTERNAL: i32 = 6;
+/// `drift`: accuracy moved significantly, either way, since the baseline, with the prompt
+/// unchanged: the model moved. Not 1, so that a scheduled canary is never read as a regression.
+pub const DRIFTED: i32 = 7;
 
 /// The hint of every failure that ends with [`INTERNAL`] for no known outside reason.
 pub const INTERNAL_HINT: &str = "this is a promptgate bug or a failing machine, not your input; please report it";
@@ -32,4 +35,5 @@ Exit codes:
   3  inconclusive: too many provider failures, an unreachable provider, or a cache miss under --offline
   4  nothing selected to run
   5  record: an equal case exists, so that finding was not recorded again
-  6  I/O or internal failure: a write, the cache or promptgate itself failed (not your input)";
+  6  I/O or internal failure: a write, the cache or promptgate itself failed (not your input)
+  7  drift: accuracy moved significantly since the baseline with the prompt unchanged";

@@ -139,6 +139,33 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
     record
 }
 
+/// The smallest drop a comparison of `cases` paired cases detects with 80% power at one-sided
+/// level `alpha`: `plan`'s formula with the baseline's accuracy and intra-case correlation,
+/// difficulty correlation 0.5. `None` without a baseline accuracy or two cases.
+pub(crate) fn detectable_drop(
+    baseline: &Baseline,
+    baseline_outcomes: &[CaseOutcome],
+    samples_candidate: u32,
+    cases: usize,
+    alpha: f64,
+    margin: f64,
+) -> Option<f64> {
+    baseline.accuracy.filter(|_| cases >= 2).map(|accuracy| {
+        let inputs = PlanInputs {
+            baseline_accuracy: accuracy.point,
+            // Unknown at k = 1 or at 0% / 100%: assume half the variance lies between cases.
+            intra_case_correlation: stats::intra_case_correlation(baseline_outcomes).unwrap_or(0.5),
+            difficulty_correlation: 0.5,
+            samples_baseline: baseline.samples_per_case.max(1),
+            samples_candidate: samples_candidate.max(1),
+            alpha,
+            power: REPORTED_POWER,
+            margin,
+        };
+        plan::minimum_detectable_drop(&inputs, cases as u64)
+    })
+}
+
 fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> BaselineComparison {
     let base: HashMap<&str, _> = baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut differences = paired::Differences::default();
@@ -197,20 +224,14 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
             samples: c.samples,
         })
         .collect();
-    let minimum_detectable_drop = baseline.accuracy.filter(|_| test.cases >= 2).map(|accuracy| {
-        let inputs = PlanInputs {
-            baseline_accuracy: accuracy.point,
-            // Unknown at k = 1 or at 0% / 100%: assume half the variance lies between cases.
-            intra_case_correlation: stats::intra_case_correlation(&baseline_outcomes).unwrap_or(0.5),
-            difficulty_correlation: 0.5,
-            samples_baseline: baseline.samples_per_case.max(1),
-            samples_candidate: result.samples_per_case.max(1),
-            alpha: options.alpha,
-            power: REPORTED_POWER,
-            margin: options.margin,
-        };
-        plan::minimum_detectable_drop(&inputs, test.cases as u64)
-    });
+    let minimum_detectable_drop = detectable_drop(
+        baseline,
+        &baseline_outcomes,
+        result.samples_per_case,
+        test.cases,
+        options.alpha,
+        options.margin,
+    );
     BaselineComparison {
         minimum_detectable_drop,
         accuracy: baseline.accuracy,

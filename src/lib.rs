@@ -27,6 +27,7 @@ pub mod command;
 pub mod compare;
 pub mod config;
 pub mod digest;
+pub mod drift;
 pub mod env;
 pub mod error;
 pub(crate) mod excerpt;

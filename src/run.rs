@@ -55,6 +55,8 @@ pub struct RunOptions {
     /// Sample as a sequential gate against these baselines, stopping when the verdict is
     /// clear; `None` samples every case k times.
     pub sequential: Option<SequentialOptions>,
+    /// A sampling epoch (`drift`): answers are cached under it, apart from every other run's.
+    pub epoch: Option<String>,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -85,6 +87,7 @@ struct Selection {
     expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
     prompts: Vec<Arc<RenderedPrompt>>,
+    epoch: Option<Arc<str>>,
 }
 
 impl Selection {
@@ -96,6 +99,7 @@ impl Selection {
             prompt: Arc::clone(&self.prompts[case]),
             params: self.model.sampling_params(self.max_tokens, sample_index),
             sample_index,
+            epoch: self.epoch.clone(),
         }
     }
 }
@@ -390,6 +394,7 @@ fn select_models(
             cases: cases.to_vec(),
             expectations: Arc::clone(&expectations),
             prompts: prompts.clone(),
+            epoch: options.epoch.as_deref().map(Arc::from),
         });
     }
     Ok(selections)

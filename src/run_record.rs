@@ -21,7 +21,8 @@ use crate::stats::Estimate;
 /// each case (default empty), `sequential` on each result (absent for fixed sampling),
 /// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
 /// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
-/// in its `baseline` block (default empty).
+/// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
+/// (`promptgate drift` only).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -32,6 +33,8 @@ pub enum Verdict {
     Pass,
     /// The gate found a significant drop against the baseline.
     Regressed,
+    /// `drift`: accuracy moved significantly, either way, under an unchanged prompt.
+    Drifted,
     /// Too many provider failures, or cache misses under `--offline`: no judgement possible.
     Inconclusive,
 }
@@ -208,6 +211,9 @@ pub struct SuiteResult {
     /// The comparison with the stored baseline (`promptgate gate` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineComparison>,
+    /// The drift canary's comparison with the baseline (`promptgate drift` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::DriftComparison>,
     /// How a sequential gate sampled this pair (`gate --sampling sequential` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialSummary>,

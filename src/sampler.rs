@@ -336,6 +336,7 @@ mod tests {
                 seed: Some(i64::from(sample_index)),
             },
             sample_index,
+            epoch: None,
         }
     }
 

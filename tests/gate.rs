@@ -235,6 +235,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
         sequential: None,
+        epoch: None,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),

@@ -64,8 +64,35 @@ fn workflow_templates_parse_and_name_real_commands() {
             }
         }
     }
-    assert_eq!(files, 2);
-    assert!(commands >= 3, "found {commands} promptgate command lines");
+    assert_eq!(files, 3);
+    assert!(commands >= 4, "found {commands} promptgate command lines");
+}
+
+#[test]
+fn the_drift_canary_runs_on_a_schedule_and_reports_through_one_issue() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-drift.yml");
+    let text = std::fs::read_to_string(&path).expect("the drift template");
+    let workflow: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    assert!(workflow["on"]["schedule"][0]["cron"].is_string());
+    assert!(workflow["on"].get("workflow_dispatch").is_some());
+    assert_eq!(workflow["permissions"]["issues"].as_str(), Some("write"));
+    let steps = workflow["jobs"]["drift"]["steps"].as_sequence().expect("steps");
+    let script = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .and_then(|s| s["run"].as_str())
+            .unwrap_or_else(|| panic!("no step `{name}`"))
+    };
+    // Exit 7 (drift) goes to the issue; every other failure fails the job.
+    assert!(script("Drift canary").contains("\"$status\" -ne 7"));
+    assert_eq!(
+        promptgate::exit_code::DRIFTED,
+        7,
+        "the template's exit code is the canary's"
+    );
+    let issue = script("Open or update the drift issue");
+    assert!(issue.contains("gh issue comment") && issue.contains("gh issue create"));
 }
 
 #[test]

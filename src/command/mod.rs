@@ -80,6 +80,7 @@ pub fn exit_code_for(record: &RunRecord, console: &mut Console) -> i32 {
     match record.verdict {
         Verdict::Pass => exit_code::SUCCESS,
         Verdict::Regressed => exit_code::REGRESSION,
+        Verdict::Drifted => exit_code::DRIFTED,
         Verdict::Inconclusive => exit_code::INCONCLUSIVE,
     }
 }

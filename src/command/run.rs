@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{exit_code_for, Console};
 use crate::baseline::Baseline;
 use crate::config;
+use crate::drift::DriftOptions;
 use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
@@ -40,6 +41,45 @@ pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: 
     };
     let record = run::run_checked(&options, &|pairs| gate::check_baselines(pairs, gate))?;
     let record = gate::gate(record, gate)?;
+    emit(output, &files, &record, console)
+}
+
+/// `promptgate drift`: the baselines are loaded before the first call, the answers are
+/// cached under the canary's epoch, and each pair is compared two-sided with its baseline.
+pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    if !crate::drift::valid_epoch(&drift.epoch) {
+        return Err(Error::usage(format!(
+            "`{}` cannot name an epoch",
+            crate::excerpt::excerpt(&drift.epoch, 80)
+        ))
+        .with_hint("use 1 to 64 letters, digits, `-`, `_`, `.` or `:`, e.g. --epoch weekly-2026-49"));
+    }
+    if let Some(other) = options.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
+        return Err(Error::usage(format!(
+            "the canary samples each suite's own prompt, which its baseline holds, not `--prompt {other}`"
+        ))
+        .with_hint("to test another prompt against the baseline, use `promptgate gate --prompt`"));
+    }
+    let files = report_files(&output.out)?;
+    let options = RunOptions {
+        epoch: Some(drift.epoch.clone()),
+        sequential: None,
+        ..options.clone()
+    };
+    let load =
+        |suite: &str, model: &str| Baseline::load(&Baseline::path(&drift.baseline_dir, suite, model), suite, model);
+    let check = |pairs: &[(String, String)]| {
+        pairs
+            .iter()
+            .try_for_each(|(suite, model)| load(suite, model).map(|_| ()))
+    };
+    let record = run::run_checked(&options, &check)?;
+    let baselines = record
+        .results
+        .iter()
+        .map(|r| load(&r.suite, &r.model))
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = crate::drift::judge(record, &baselines, &drift.epoch, drift.alpha);
     emit(output, &files, &record, console)
 }
 

@@ -62,6 +62,8 @@ impl JudgeGrader {
             prompt: Arc::new(self.rubric.render(&judged)?),
             params: self.model.sampling_params(None, 0),
             sample_index: 0,
+            // The same answer gets the same verdict in any epoch.
+            epoch: None,
         })
     }
 

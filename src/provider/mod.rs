@@ -47,6 +47,9 @@ pub struct Request {
     pub prompt: Arc<RenderedPrompt>,
     pub params: SamplingParams,
     pub sample_index: u32,
+    /// A sampling epoch: part of the cache key, never sent. Answers of another epoch (or of
+    /// none) are not served, and stay in the cache (`promptgate drift`).
+    pub epoch: Option<Arc<str>>,
 }
 
 /// A tool (function) call in a response.

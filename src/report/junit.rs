@@ -56,6 +56,9 @@ fn summary(result: &SuiteResult) -> String {
     if let Some(summary) = &result.sequential {
         text.push_str(&format!("; {}", super::sequential_summary(summary)));
     }
+    if let Some(drift) = &result.drift {
+        text.push_str(&format!("; drift: {}", drift.summary()));
+    }
     text
 }
 
@@ -64,7 +67,7 @@ impl Exporter for JunitExporter {
         let failures = record
             .results
             .iter()
-            .filter(|r| r.verdict == Verdict::Regressed)
+            .filter(|r| matches!(r.verdict, Verdict::Regressed | Verdict::Drifted))
             .count();
         let errors = record
             .results
@@ -93,6 +96,9 @@ impl Exporter for JunitExporter {
             match result.verdict {
                 Verdict::Regressed => out.push_str(&format!(
                     "      <failure message=\"significant regression against the baseline\" type=\"Regressed\">{text}</failure>\n"
+                )),
+                Verdict::Drifted => out.push_str(&format!(
+                    "      <failure message=\"accuracy moved since the baseline with the prompt unchanged\" type=\"Drifted\">{text}</failure>\n"
                 )),
                 Verdict::Inconclusive => out.push_str(&format!(
                     "      <error message=\"inconclusive: too many failed calls or cache misses\" type=\"Inconclusive\">{text}</error>\n"

@@ -2,6 +2,7 @@
 //! then the cases that regressed, by id.
 
 use super::Exporter;
+use crate::drift::DriftVerdict;
 use crate::error::Error;
 use crate::run_record::GateVerdict;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
@@ -18,6 +19,13 @@ fn points(value: f64) -> String {
 }
 
 fn verdict_of(result: &SuiteResult) -> &'static str {
+    if let Some(drift) = &result.drift {
+        return match drift.verdict {
+            DriftVerdict::Drifted => "⚠️ **Drifted**",
+            DriftVerdict::NoSignificantChange => "✅ No significant change",
+            DriftVerdict::Inconclusive => "⚠️ Inconclusive",
+        };
+    }
     match result.baseline.as_ref().map(|b| b.verdict) {
         Some(GateVerdict::Regressed) => "❌ **Regressed**",
         Some(GateVerdict::Improved) => "✅ Improved",
@@ -45,6 +53,7 @@ impl Exporter for MarkdownExporter {
         let headline = match record.verdict {
             Verdict::Pass => "✅ pass",
             Verdict::Regressed => "❌ significant regression",
+            Verdict::Drifted => "⚠️ the model drifted",
             Verdict::Inconclusive => "⚠️ inconclusive",
         };
         let mut out = format!("## promptgate {}: {headline}\n\n", record.command);
@@ -77,7 +86,18 @@ impl Exporter for MarkdownExporter {
                     ),
                     format!("{:.3}", b.adjusted_p_value),
                 ),
-                None => ("—".to_string(), "—".to_string()),
+                None => match &result.drift {
+                    Some(d) if d.cases_compared >= 2 => (
+                        format!(
+                            "{} pts [{}, {}]",
+                            points(d.delta.point),
+                            points(d.delta.lower),
+                            points(d.delta.upper)
+                        ),
+                        format!("{:.3}", d.adjusted_p_value),
+                    ),
+                    _ => ("—".to_string(), "—".to_string()),
+                },
             };
             out.push_str(&format!(
                 "| {} | {} | {} | {accuracy} | {delta} | {p} | {} | {} | {} | {} |\n",
@@ -150,6 +170,16 @@ impl Exporter for MarkdownExporter {
                 out.push_str(&format!(
                     "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",
                     mde * 100.0
+                ));
+            }
+        }
+        for result in &record.results {
+            if let Some(drift) = &result.drift {
+                out.push_str(&format!(
+                    "\n**{} / {}**: {}\n",
+                    super::markdown_text(&result.label()),
+                    super::markdown_text(&result.model),
+                    super::markdown_text(&drift.summary())
                 ));
             }
         }

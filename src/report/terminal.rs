@@ -33,6 +33,7 @@ impl TerminalExporter {
         match verdict {
             Verdict::Pass => self.paint("pass", "32"),
             Verdict::Regressed => self.paint("REGRESSED", "31;1"),
+            Verdict::Drifted => self.paint("DRIFTED", "35;1"),
             Verdict::Inconclusive => self.paint("inconclusive", "33;1"),
         }
     }
@@ -204,6 +205,18 @@ impl Exporter for TerminalExporter {
         let mut out = table.to_string();
         out.push('\n');
         for result in &record.results {
+            if let Some(drift) = &result.drift {
+                out.push_str(&format!(
+                    "\n{} {}/{}: {}\n",
+                    self.paint("drift", "1"),
+                    result.label(),
+                    result.model,
+                    drift.summary()
+                ));
+                if let Some(note) = &drift.note {
+                    out.push_str(&format!("  note: {note}\n"));
+                }
+            }
             self.baseline(result, &mut out);
             self.misses(result, &mut out);
             if let Some(error) = &result.first_error {
