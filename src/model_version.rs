@@ -170,8 +170,13 @@ pub struct ModelChange {
 }
 
 impl ModelChange {
-    /// One line for every format: what changed, and what it means for the verdict.
+    /// One line for formats without a heading of their own: "model changed: " and the details.
     pub fn summary(&self) -> String {
+        format!("model changed: {}", self.details())
+    }
+
+    /// What changed, and what it means for the verdict.
+    pub fn details(&self) -> String {
         let list = |counts: &[VersionCount]| {
             counts
                 .iter()
@@ -180,7 +185,7 @@ impl ModelChange {
                 .join(", ")
         };
         format!(
-            "the model changed: the baseline was answered by {}, this run by {}; a difference may \
+            "the baseline was answered by {}, this run by {}; a difference may \
              be the model's, not the prompt's (this alone does not change the verdict)",
             list(&self.baseline),
             list(&self.candidate)

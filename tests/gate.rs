@@ -500,17 +500,17 @@ fn a_new_model_version_behind_the_alias_is_said_first_in_every_format() {
     assert_eq!(change["baseline"][0]["model"], "gpt-4o-mini-2024-07-18");
     assert_eq!(change["candidate"][0]["samples"], 24);
     assert_eq!(record["results"][0]["baseline"]["verdict"], "NoSignificantChange");
-    let said = "the model changed: the baseline was answered by gpt-4o-mini-2024-07-18 (fp_0aa8d3e20b) ×24, \
+    let said = "the baseline was answered by gpt-4o-mini-2024-07-18 (fp_0aa8d3e20b) ×24, \
                 this run by gpt-4o-mini-2025-04-14 (fp_9f2c1e) ×24";
     let terminal = gate("terminal");
-    let first = terminal.find(said).expect(&terminal);
+    let first = terminal.find(&format!("model changed s/m: {said}")).expect(&terminal);
     assert!(first < terminal.find("gate s/m:").expect(&terminal), "{terminal}");
     let markdown = gate("markdown");
     let escaped = said.replace('(', "\\(").replace(')', "\\)").replace('_', "\\_");
-    let first = markdown.find(&escaped).expect(&markdown);
+    let first = markdown.find(&format!("model changed: {escaped}")).expect(&markdown);
     assert!(first < markdown.find("| verdict |").expect(&markdown), "{markdown}");
     let junit = gate("junit");
-    assert!(junit.contains(&format!("<system-out>{said}")), "{junit}");
+    assert!(junit.contains(&format!("<system-out>model changed: {said}")), "{junit}");
     // Only the first of the four gates paid for answers.
     assert_eq!(after.request_count(), 24);
 }

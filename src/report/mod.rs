@@ -214,7 +214,7 @@ mod tests {
         assert!(junit.contains("delta -24.0 points [-41.6, -6.4], p = 0.0051 (Holm 0.0152), Regressed"));
         assert!(junit.contains(r#"classname="promptgate.&lt;explain&gt;""#), "{junit}");
         // The model change comes first, with both versions, in every format.
-        let change = "the model changed: the baseline was answered by gpt-4o-mini-2024-07-18 (fp_a) ×100, \
+        let change = "model changed: the baseline was answered by gpt-4o-mini-2024-07-18 (fp_a) ×100, \
                       this run by gpt-4o-mini-<b>2025 (fp_b) ×100";
         assert!(
             junit.contains(&format!("<system-out>{}", super::escape(change))),
@@ -253,7 +253,7 @@ mod tests {
 
         let table = markdown.find("| verdict |").unwrap_or(0);
         let warning = markdown
-            .find("> ⚠️ **chatops / m**: the model changed")
+            .find("> ⚠️ **chatops / m**: model changed: the baseline was answered by")
             .expect(&markdown);
         assert!(warning < table, "{markdown}");
         assert!(
@@ -286,7 +286,7 @@ mod tests {
             "{terminal}"
         );
         let warning = terminal
-            .find("model changed chatops/m: the model changed")
+            .find("model changed chatops/m: the baseline was answered by gpt-4o-mini-2024-07-18")
             .expect(&terminal);
         assert!(warning < terminal.find("gate chatops/m:").unwrap_or(0), "{terminal}");
         assert!(

@@ -53,7 +53,7 @@ impl TerminalExporter {
                 self.paint("model changed", "33;1"),
                 result.label(),
                 result.model,
-                change.summary()
+                change.details()
             ));
         }
         if b.cases_compared == 0 {
