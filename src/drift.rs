@@ -52,6 +52,10 @@ pub struct DriftComparison {
     pub adjusted_p_value: f64,
     pub alpha: f64,
     pub cases_compared: usize,
+    /// The prompt is not the one the baseline was made with: the canary would compare two
+    /// prompts, not one model at two times, so it judges nothing.
+    #[serde(default)]
+    pub prompt_changed: bool,
     /// The smallest change, either way, this comparison detects with 80% power.
     pub minimum_detectable_difference: Option<f64>,
     /// The versions the provider named, then and now.
@@ -131,13 +135,14 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], epoch: &str, alpha: 
         comparisons[*index].adjusted_p_value = p;
     }
     for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
-        comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.cases_compared < 2 {
-            DriftVerdict::Inconclusive
-        } else if comparison.adjusted_p_value <= alpha {
-            DriftVerdict::Drifted
-        } else {
-            DriftVerdict::NoSignificantChange
-        };
+        comparison.verdict =
+            if result.verdict == Verdict::Inconclusive || comparison.cases_compared < 2 || comparison.prompt_changed {
+                DriftVerdict::Inconclusive
+            } else if comparison.adjusted_p_value <= alpha {
+                DriftVerdict::Drifted
+            } else {
+                DriftVerdict::NoSignificantChange
+            };
         result.verdict = match comparison.verdict {
             DriftVerdict::Drifted => Verdict::Drifted,
             DriftVerdict::Inconclusive => Verdict::Inconclusive,
@@ -192,7 +197,15 @@ fn compare(result: &SuiteResult, baseline: &Baseline, epoch: &str, alpha: f64) -
         alpha / 2.0,
         0.0,
     );
-    let note = (test.cases < 2).then(|| format!("only {} paired case(s): no test is possible", test.cases));
+    let prompt_changed = baseline.prompt_sha256 != result.prompt_sha256;
+    let note = if prompt_changed {
+        Some(
+            "the prompt is not the baseline's: update the baseline (or run `gate`) before the canary can tell a model change"
+                .to_string(),
+        )
+    } else {
+        (test.cases < 2).then(|| format!("only {} paired case(s): no test is possible", test.cases))
+    };
     DriftComparison {
         epoch: epoch.to_string(),
         verdict: DriftVerdict::Inconclusive,
@@ -202,6 +215,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, epoch: &str, alpha: f64) -
         adjusted_p_value: p_value,
         alpha,
         cases_compared: test.cases,
+        prompt_changed,
         minimum_detectable_difference,
         baseline_versions: baseline.model_versions.clone(),
         versions: result.model_versions.clone(),
@@ -278,6 +292,21 @@ mod tests {
             (DriftVerdict::Inconclusive, Verdict::Inconclusive)
         );
         assert!(drift.note.unwrap().contains("only 1 paired case"));
+    }
+
+    #[test]
+    fn a_changed_prompt_is_not_a_drift() {
+        let baselines = [Baseline::from_result(&result("triage", &[5; 20]), "t")];
+        let mut now = result("triage", &[1; 20]);
+        now.prompt_sha256 = "1".repeat(64);
+        let judged = judge(record(vec![now]), &baselines, "e", 0.05);
+        let drift = judged.results[0].drift.clone().unwrap();
+        assert!(drift.prompt_changed && drift.p_value < 0.05);
+        assert_eq!(
+            (drift.verdict, judged.verdict),
+            (DriftVerdict::Inconclusive, Verdict::Inconclusive)
+        );
+        assert!(drift.note.unwrap().contains("the prompt is not the baseline's"));
     }
 
     #[test]
