@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::Baseline;
-use crate::model_version::VersionCount;
+use crate::model_version::{describe, VersionCount};
 use crate::paired::{self, Differences};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 use crate::stats::{CaseOutcome, Estimate};
@@ -68,17 +68,6 @@ pub struct DriftComparison {
 impl DriftComparison {
     /// One line for every format.
     pub fn summary(&self) -> String {
-        let versions = |counts: &[VersionCount]| {
-            if counts.is_empty() {
-                "not named".to_string()
-            } else {
-                counts
-                    .iter()
-                    .map(|c| format!("{} ×{}", c.version(), c.samples))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
         let baseline = self
             .baseline_accuracy
             .map_or_else(|| "n/a".to_string(), |a| format!("{:.1}%", a.point * 100.0));
@@ -97,8 +86,8 @@ impl DriftComparison {
             self.alpha,
             self.cases_compared,
             self.epoch,
-            versions(&self.baseline_versions),
-            versions(&self.versions),
+            describe(&self.baseline_versions),
+            describe(&self.versions),
         )
     }
 }
@@ -127,12 +116,10 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], epoch: &str, alpha: 
         .zip(baselines)
         .map(|(result, baseline)| compare(result, baseline, epoch, alpha))
         .collect();
-    let tested: Vec<usize> = (0..comparisons.len())
-        .filter(|i| comparisons[*i].cases_compared >= 2)
-        .collect();
-    let adjusted = paired::holm(&tested.iter().map(|i| comparisons[*i].p_value).collect::<Vec<_>>());
-    for (index, p) in tested.iter().zip(adjusted) {
-        comparisons[*index].adjusted_p_value = p;
+    let p_values: Vec<f64> = comparisons.iter().map(|c| c.p_value).collect();
+    let tested: Vec<bool> = comparisons.iter().map(|c| c.cases_compared >= 2).collect();
+    for (comparison, p) in comparisons.iter_mut().zip(paired::holm_among(&p_values, &tested)) {
+        comparison.adjusted_p_value = p;
     }
     for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
         comparison.verdict =
@@ -151,13 +138,7 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], epoch: &str, alpha: 
         result.drift = Some(comparison);
     }
     record.command = "drift".into();
-    record.verdict = if record.results.iter().any(|r| r.verdict == Verdict::Drifted) {
-        Verdict::Drifted
-    } else if record.results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
-    };
+    record.verdict = Verdict::overall(&record.results);
     record
 }
 

@@ -93,12 +93,10 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
         .map(|(result, baseline)| compare(result, baseline, options))
         .collect();
     // Holm across the pairs that were actually tested.
-    let tested: Vec<usize> = (0..comparisons.len())
-        .filter(|i| comparisons[*i].method != TestMethod::None)
-        .collect();
-    let adjusted = paired::holm(&tested.iter().map(|i| comparisons[*i].p_value).collect::<Vec<_>>());
-    for (index, p) in tested.iter().zip(adjusted) {
-        comparisons[*index].adjusted_p_value = p;
+    let p_values: Vec<f64> = comparisons.iter().map(|c| c.p_value).collect();
+    let tested: Vec<bool> = comparisons.iter().map(|c| c.method != TestMethod::None).collect();
+    for (comparison, p) in comparisons.iter_mut().zip(paired::holm_among(&p_values, &tested)) {
+        comparison.adjusted_p_value = p;
     }
     for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
         let broken = options.fail_on_broken && !comparison.transitions.broke.is_empty();
@@ -129,13 +127,7 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
         result.baseline = Some(comparison);
     }
     record.command = "gate".into();
-    record.verdict = if record.results.iter().any(|r| r.verdict == Verdict::Regressed) {
-        Verdict::Regressed
-    } else if record.results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
-    };
+    record.verdict = Verdict::overall(&record.results);
     record
 }
 

@@ -160,6 +160,18 @@ impl Versions {
     }
 }
 
+/// "gpt-4o-mini-2024-07-18 (fp_a) ×90, … ×10" for every format; "not named" when empty.
+pub fn describe(counts: &[VersionCount]) -> String {
+    if counts.is_empty() {
+        return "not named".to_string();
+    }
+    counts
+        .iter()
+        .map(|c| format!("{} ×{}", c.version(), c.samples))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The candidate was answered by versions the baseline never saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelChange {
@@ -177,18 +189,11 @@ impl ModelChange {
 
     /// What changed, and what it means for the verdict.
     pub fn details(&self) -> String {
-        let list = |counts: &[VersionCount]| {
-            counts
-                .iter()
-                .map(|c| format!("{} ×{}", c.version(), c.samples))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         format!(
             "the baseline was answered by {}, this run by {}; a difference may \
              be the model's, not the prompt's (this alone does not change the verdict)",
-            list(&self.baseline),
-            list(&self.candidate)
+            describe(&self.baseline),
+            describe(&self.candidate)
         )
     }
 }

@@ -234,6 +234,20 @@ pub fn holm(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
+/// Holm across the pairs that were tested (`tested[i]`); an untested pair keeps its own
+/// p-value and does not count towards the number of tests.
+pub fn holm_among(p_values: &[f64], tested: &[bool]) -> Vec<f64> {
+    let index: Vec<usize> = (0..p_values.len()).filter(|i| tested.get(*i) == Some(&true)).collect();
+    let mut adjusted = p_values.to_vec();
+    for (i, p) in index
+        .iter()
+        .zip(holm(&index.iter().map(|i| p_values[*i]).collect::<Vec<_>>()))
+    {
+        adjusted[*i] = p;
+    }
+    adjusted
+}
+
 /// The smallest p-value the exact test could reach with `changed` non-zero differences (2^−n′):
 /// with n′ ≤ 4 no drop can be detected at α = 0.05.
 pub fn smallest_exact_p_value(changed: usize) -> f64 {
@@ -347,6 +361,14 @@ mod tests {
         // statsmodels multipletests([0.01, 0.04, 0.03, 0.005, 0.5], method='holm')[1]
         let adjusted = holm(&[0.01, 0.04, 0.03, 0.005, 0.5]);
         for (a, e) in adjusted.iter().zip([0.04, 0.09, 0.09, 0.025, 0.5]) {
+            close(*a, e, 1e-12);
+        }
+        // The same five p-values, tested, among two untested pairs that keep their own.
+        let among = holm_among(
+            &[0.01, 0.7, 0.04, 0.03, 0.005, 0.5, 0.2],
+            &[true, false, true, true, true, true, false],
+        );
+        for (a, e) in among.iter().zip([0.04, 0.7, 0.09, 0.09, 0.025, 0.5, 0.2]) {
             close(*a, e, 1e-12);
         }
         assert!(holm(&[]).is_empty());

@@ -39,6 +39,23 @@ pub enum Verdict {
     Inconclusive,
 }
 
+impl Verdict {
+    /// A run's verdict from its results': a regression or drift first (a run judges one or
+    /// the other, never both), then an inconclusive result, else a pass.
+    pub fn overall(results: &[SuiteResult]) -> Verdict {
+        let any = |verdict: Verdict| results.iter().any(|r| r.verdict == verdict);
+        if any(Verdict::Regressed) {
+            Verdict::Regressed
+        } else if any(Verdict::Drifted) {
+            Verdict::Drifted
+        } else if any(Verdict::Inconclusive) {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
 /// Calls by where their answer came from; they add up to the samples of the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calls {

@@ -18,6 +18,16 @@ fn points(value: f64) -> String {
     format!("{:+.1}", value * 100.0)
 }
 
+/// "-24.0 pts [-41.6, -6.4]".
+fn interval_points(delta: &crate::stats::Estimate) -> String {
+    format!(
+        "{} pts [{}, {}]",
+        points(delta.point),
+        points(delta.lower),
+        points(delta.upper)
+    )
+}
+
 fn verdict_of(result: &SuiteResult) -> &'static str {
     if let Some(drift) = &result.drift {
         return match drift.verdict {
@@ -77,25 +87,11 @@ impl Exporter for MarkdownExporter {
             );
             let (delta, p) = match &result.baseline {
                 Some(b) if b.cases_compared == 0 => ("no paired case".to_string(), "—".to_string()),
-                Some(b) => (
-                    format!(
-                        "{} pts [{}, {}]",
-                        points(b.delta.point),
-                        points(b.delta.lower),
-                        points(b.delta.upper)
-                    ),
-                    format!("{:.3}", b.adjusted_p_value),
-                ),
+                Some(b) => (interval_points(&b.delta), format!("{:.3}", b.adjusted_p_value)),
                 None => match &result.drift {
-                    Some(d) if d.cases_compared >= 2 => (
-                        format!(
-                            "{} pts [{}, {}]",
-                            points(d.delta.point),
-                            points(d.delta.lower),
-                            points(d.delta.upper)
-                        ),
-                        format!("{:.3}", d.adjusted_p_value),
-                    ),
+                    Some(d) if d.cases_compared >= 2 => {
+                        (interval_points(&d.delta), format!("{:.3}", d.adjusted_p_value))
+                    }
                     _ => ("—".to_string(), "—".to_string()),
                 },
             };
