@@ -17,7 +17,7 @@ use crate::baseline::Baseline;
 use crate::model_version::{describe, VersionCount};
 use crate::paired::{self, Differences};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
-use crate::stats::{CaseOutcome, Estimate};
+use crate::stats::Estimate;
 
 /// How to run the canary.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,23 +161,9 @@ fn compare(result: &SuiteResult, baseline: &Baseline, epoch: &str, alpha: f64) -
         false,
     );
     let p_value = paired::two_sided_p_value(&differences.values, differences.scale);
-    let baseline_outcomes: Vec<CaseOutcome> = baseline
-        .cases
-        .iter()
-        .map(|c| CaseOutcome {
-            correct: c.correct,
-            samples: c.samples,
-        })
-        .collect();
     // Two-sided: a change either way at level α is a one-sided test at α/2.
-    let minimum_detectable_difference = crate::gate::detectable_drop(
-        baseline,
-        &baseline_outcomes,
-        result.samples_per_case,
-        test.cases,
-        alpha / 2.0,
-        0.0,
-    );
+    let minimum_detectable_difference =
+        crate::gate::detectable_drop(baseline, result.samples_per_case, test.cases, alpha / 2.0, 0.0);
     let prompt_changed = baseline.prompt_sha256 != result.prompt_sha256;
     let note = if prompt_changed {
         Some(

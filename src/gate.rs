@@ -136,17 +136,24 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
 /// difficulty correlation 0.5. `None` without a baseline accuracy or two cases.
 pub(crate) fn detectable_drop(
     baseline: &Baseline,
-    baseline_outcomes: &[CaseOutcome],
     samples_candidate: u32,
     cases: usize,
     alpha: f64,
     margin: f64,
 ) -> Option<f64> {
     baseline.accuracy.filter(|_| cases >= 2).map(|accuracy| {
+        let baseline_outcomes: Vec<CaseOutcome> = baseline
+            .cases
+            .iter()
+            .map(|c| CaseOutcome {
+                correct: c.correct,
+                samples: c.samples,
+            })
+            .collect();
         let inputs = PlanInputs {
             baseline_accuracy: accuracy.point,
             // Unknown at k = 1 or at 0% / 100%: assume half the variance lies between cases.
-            intra_case_correlation: stats::intra_case_correlation(baseline_outcomes).unwrap_or(0.5),
+            intra_case_correlation: stats::intra_case_correlation(&baseline_outcomes).unwrap_or(0.5),
             difficulty_correlation: 0.5,
             samples_baseline: baseline.samples_per_case.max(1),
             samples_candidate: samples_candidate.max(1),
@@ -208,17 +215,8 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
     } else {
         None
     };
-    let baseline_outcomes: Vec<CaseOutcome> = baseline
-        .cases
-        .iter()
-        .map(|c| CaseOutcome {
-            correct: c.correct,
-            samples: c.samples,
-        })
-        .collect();
     let minimum_detectable_drop = detectable_drop(
         baseline,
-        &baseline_outcomes,
         result.samples_per_case,
         test.cases,
         options.alpha,
