@@ -25,6 +25,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
         sequential: None,
         epoch: None,
+        answers: false,
     }
 }
 

@@ -34,10 +34,10 @@ fn main() {
         let started = std::time::Instant::now();
         let (record, _) = common::timed(&common::options(project.path(), SAMPLES, 8, true));
         assert_eq!(record.calls.cached, (CASES as u64) * u64::from(SAMPLES));
-        let terminal = report::exporter(Format::Terminal, Style::default())
+        let terminal = report::exporter(Format::Terminal, &Style::default())
             .export(&record)
             .expect("terminal");
-        let json = report::exporter(Format::Json, Style::default())
+        let json = report::exporter(Format::Json, &Style::default())
             .export(&record)
             .expect("json");
         times.push(started.elapsed());

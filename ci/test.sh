@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Run every test, the real-model end-to-end test included: starts the local model server
-# (installing it on first use), makes sure Debian's Chromium is there for the HTML page check,
-# runs `cargo test`, and stops the server again.
+# (installing it on first use), makes sure Debian's Chromium and jq are there for the HTML page
+# and workflow checks, runs `cargo test`, and stops the server again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Chromium for tests/html.rs, jq for the gate workflow's comment step in tests/workflows.rs.
+missing=()
 if ! command -v chromium >/dev/null && [ -z "${PROMPTGATE_CHROMIUM:-}" ]; then
+    missing+=(chromium)
+fi
+command -v jq >/dev/null || missing+=(jq)
+if [ "${#missing[@]}" -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    echo "installing chromium (Debian package) for tests/html.rs" >&2
+    echo "installing ${missing[*]} (Debian packages) for the tests" >&2
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 ci/local-model.sh start
 trap 'ci/local-model.sh stop' EXIT

@@ -5,12 +5,16 @@
 //!
 //! Changelog: 1 — first version. 2 — `model_versions`: the versions the provider said answered
 //! the baseline's samples, with counts (see `model_version`); version 1 is still read, as a
-//! baseline whose versions are unknown.
+//! baseline whose versions are unknown. 3 — `answers` on each case: its most common answers
+//! (at most two groups of samples with the same grade and reason, each with a count, the
+//! reason and the first answer, cut to 160 characters: a case's line stays under 2 KB), so that
+//! a failed gate can show what the baseline answered; versions 1 and 2 are read, without them.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::answers::{baseline_groups, AnswerGroup, PastCase, BASELINE_EXCERPT_CHARS, BASELINE_GROUPS};
 use crate::error::{self, Error};
 use crate::fs::write_atomic;
 use crate::model_version::{VersionCount, MAX_VERSIONS};
@@ -18,9 +22,9 @@ use crate::run_record::SuiteResult;
 use crate::stats::Estimate;
 
 /// The baseline format version this build reads and writes.
-pub const BASELINE_SCHEMA_VERSION: u32 = 2;
+pub const BASELINE_SCHEMA_VERSION: u32 = 3;
 
-/// The oldest format still read: version 1 lacks only `model_versions`.
+/// The oldest format still read: version 1 lacks only `model_versions`, version 2 `answers`.
 const OLDEST_READ: u32 = 1;
 
 /// A stored baseline.
@@ -53,6 +57,21 @@ pub struct BaselineCase {
     /// Valid samples.
     pub samples: u32,
     pub errors: u32,
+    /// The most common answers (see [`crate::answers::baseline_groups`]); empty when the run
+    /// kept none, or in a baseline older than version 3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<AnswerGroup>,
+}
+
+impl BaselineCase {
+    /// What a gate shows of this case next to the run's.
+    pub fn past(&self) -> PastCase {
+        PastCase {
+            correct: self.correct,
+            samples: self.samples,
+            answers: self.answers.clone(),
+        }
+    }
 }
 
 impl Baseline {
@@ -78,6 +97,10 @@ impl Baseline {
                     correct: c.correct,
                     samples: c.samples,
                     errors: c.errors,
+                    answers: c
+                        .detail
+                        .as_ref()
+                        .map_or_else(Vec::new, |detail| baseline_groups(&detail.answers)),
                 })
                 .collect(),
         }
@@ -269,9 +292,32 @@ impl Baseline {
                     format!("{} correct of {} valid samples", case.correct, case.samples),
                 ));
             }
+            check_answers(&case.answers, case.samples).map_err(|message| fail(field("answers"), message))?;
         }
         Ok(())
     }
+}
+
+/// The answers of a case as this promptgate writes them: at most [`BASELINE_GROUPS`] groups,
+/// each of at least one sample, no more samples than the case has, texts within their cap (a
+/// character for the `…` of a cut).
+fn check_answers(answers: &[AnswerGroup], samples: u32) -> Result<(), String> {
+    if answers.len() > BASELINE_GROUPS {
+        return Err(format!("{} answer groups; at most {BASELINE_GROUPS}", answers.len()));
+    }
+    let total: u64 = answers.iter().map(|a| u64::from(a.count)).sum();
+    if answers.iter().any(|a| a.count == 0) || total > u64::from(samples) {
+        return Err(format!(
+            "answer groups count {total} samples (or an empty group) of {samples} valid samples"
+        ));
+    }
+    let too_long = |text: &str| text.chars().count() > BASELINE_EXCERPT_CHARS + 1;
+    if answers.iter().any(|a| too_long(&a.reason) || too_long(&a.excerpt)) {
+        return Err(format!(
+            "an answer or reason is longer than {BASELINE_EXCERPT_CHARS} characters"
+        ));
+    }
+    Ok(())
 }
 
 /// The largest baseline file read: 100,000 cases take about 6 MB.
@@ -313,12 +359,19 @@ mod tests {
                     correct: 2,
                     samples: 3,
                     errors: 0,
+                    answers: vec![AnswerGroup {
+                        count: 2,
+                        outcome: crate::grader::Outcome::Correct,
+                        reason: "answered `suppress`".into(),
+                        excerpt: "{\"decision\": \"suppress\"}".into(),
+                    }],
                 },
                 BaselineCase {
                     id: "b".into(),
                     correct: 0,
                     samples: 2,
                     errors: 1,
+                    answers: Vec::new(),
                 },
             ],
         }
@@ -328,7 +381,14 @@ mod tests {
     fn one_case_per_line_and_round_trips() {
         let text = sample().to_text().unwrap();
         assert!(
-            text.contains("\n    {\"id\":\"a\",\"correct\":2,\"samples\":3,\"errors\":0},\n"),
+            text.contains(
+                "\n    {\"id\":\"a\",\"correct\":2,\"samples\":3,\"errors\":0,\"answers\":[{\"count\":2,\"outcome\":\"correct\",\"reason\":\"answered `suppress`\",\"excerpt\":\"{\\\"decision\\\": \\\"suppress\\\"}\"}]},\n"
+            ),
+            "{text}"
+        );
+        // A case without answers has none written: its line is the same as in version 2.
+        assert!(
+            text.contains("\n    {\"id\":\"b\",\"correct\":0,\"samples\":2,\"errors\":1}\n"),
             "{text}"
         );
         assert!(text.find("\"schema_version\"").unwrap() < text.find("\"suite\"").unwrap());
@@ -339,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_baseline_is_read_with_its_versions_unknown() {
+    fn baselines_of_versions_1_and_2_are_read_without_what_they_lack() {
         let text = r#"{
   "schema_version": 1,
   "suite": "triage",
@@ -359,6 +419,10 @@ mod tests {
         let baseline = Baseline::parse(Path::new("b.json"), text, "triage", "m").unwrap();
         assert_eq!(baseline.schema_version, 1);
         assert!(baseline.model_versions.is_empty());
+        // Version 2: versions, no answers.
+        let two = text.replace("\"schema_version\": 1", "\"schema_version\": 2");
+        let baseline = Baseline::parse(Path::new("b.json"), &two, "triage", "m").unwrap();
+        assert!(baseline.cases[0].answers.is_empty());
         for version in [0, BASELINE_SCHEMA_VERSION + 1] {
             let text = text.replace("\"schema_version\": 1", &format!("\"schema_version\": {version}"));
             let err = Baseline::parse(Path::new("b.json"), &text, "triage", "m").unwrap_err();
@@ -398,6 +462,21 @@ mod tests {
         check(&|b| b.suite = "other".into(), "suite");
         check(&|b| b.model = "other".into(), "model");
         check(&|b| b.samples_per_case = 0, "samples_per_case");
+        check(&|b| b.cases[0].answers[0].count = 4, "cases[0].answers");
+        check(&|b| b.cases[0].answers[0].count = 0, "cases[0].answers");
+        check(
+            &|b| b.cases[0].answers[0].excerpt = "x".repeat(BASELINE_EXCERPT_CHARS + 2),
+            "cases[0].answers",
+        );
+        check(
+            &|b| {
+                let mut group = b.cases[0].answers[0].clone();
+                group.count = 1;
+                b.cases[0].answers = vec![group; BASELINE_GROUPS + 1];
+                b.cases[0].samples = 3;
+            },
+            "cases[0].answers",
+        );
         check(
             &|b| b.model_versions[0].model = "a\u{1b}[2Jb".into(),
             "model_versions[0]",

@@ -54,6 +54,9 @@ Examples:
   promptgate gate --margin 0.02                  tolerate drops up to 2 points
   promptgate gate --sampling sequential          stop sampling as soon as the verdict is clear
   promptgate gate --format markdown >> \"$GITHUB_STEP_SUMMARY\"
+  promptgate gate --format markdown --out report.html --redact
+                                                 the pull-request comment (baseline and new answers
+                                                 of each case that moved) and a page of every case
 
 Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
@@ -123,6 +126,7 @@ Examples:
   promptgate run --model gpt-4o-mini             every suite on a hosted model (needs OPENAI_API_KEY)
   promptgate run --offline --format json         replay from the cache only; JSON on stdout
   promptgate run --out run.json                  also write the JSON run record to a file
+  promptgate run --out report.html               a page with every case, its prompt and answers
 
 A second run of the same selection makes no provider call: every answer comes from the cache.
 Provider failures are retried (honouring Retry-After), counted, and never graded as wrong
@@ -217,6 +221,9 @@ enum BaselineCommand {
         /// Folder of the baselines [default: `baselines` beside the config file].
         #[arg(long, value_name = "DIR")]
         baseline_dir: Option<PathBuf>,
+        /// Mask identifying values in the answers the baseline keeps, as `record` does.
+        #[arg(long)]
+        redact: bool,
     },
 }
 
@@ -458,9 +465,23 @@ struct OutputArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Terminal)]
     format: OutputFormat,
     /// Also write a report to FILE (atomically), its format by extension: .json (the run
-    /// record), .md (Markdown), .xml (JUnit), .txt (terminal table). Repeatable.
+    /// record), .md (Markdown), .html (a page with every case and answer), .xml (JUnit), .txt
+    /// (terminal table). Repeatable.
     #[arg(long, value_name = "FILE")]
     out: Vec<PathBuf>,
+    /// Keep every sample's answer, each case's prompt and what it checks in the JSON record
+    /// too (Markdown and HTML reports keep them anyway).
+    #[arg(long)]
+    answers: bool,
+    /// Mask account ids, ARNs, IP and e-mail addresses, access key ids and the config's
+    /// `[[record.redact]]` patterns in answers, prompts and reasons, as `record` does: for
+    /// reports attached to CI runs.
+    #[arg(long)]
+    redact: bool,
+    /// Where the full report of this run can be found (a CI run's page): the Markdown names it
+    /// when it leaves cases out to stay under GitHub's comment limit.
+    #[arg(long, value_name = "URL")]
+    report_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -498,6 +519,7 @@ enum OutputFormat {
     Json,
     Markdown,
     Junit,
+    Html,
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -633,11 +655,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 BaselineCommand::Update {
                     selection,
                     baseline_dir: dir,
+                    redact,
                 },
         } => with_console(|console| {
             command::run::update_baselines(
                 &run_options(&cli.global, selection),
                 &baseline_dir(&cli.global, dir.as_ref()),
+                *redact,
                 console,
             )
         }),
@@ -690,6 +714,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         env: EnvVars::from_process(),
         sequential: None,
         epoch: None,
+        answers: false,
     }
 }
 
@@ -701,12 +726,16 @@ fn output(global: &GlobalArgs, args: &OutputArgs) -> command::run::Output {
             OutputFormat::Json => Format::Json,
             OutputFormat::Markdown => Format::Markdown,
             OutputFormat::Junit => Format::Junit,
+            OutputFormat::Html => Format::Html,
         },
         style: Style {
             color: color_enabled(global.color, std::io::stdout().is_terminal()),
             verbose: global.verbose,
+            report_url: args.report_url.clone(),
         },
         out: args.out.clone(),
+        answers: args.answers,
+        redact: args.redact,
     }
 }
 

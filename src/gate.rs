@@ -98,7 +98,12 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
     for (comparison, p) in comparisons.iter_mut().zip(paired::holm_among(&p_values, &tested)) {
         comparison.adjusted_p_value = p;
     }
-    for (result, mut comparison) in record.results.iter_mut().zip(comparisons) {
+    for ((result, mut comparison), baseline) in record.results.iter_mut().zip(comparisons).zip(baselines) {
+        let past: HashMap<&str, &crate::baseline::BaselineCase> =
+            baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+        for case in &mut result.per_case {
+            case.baseline = past.get(case.id.as_str()).map(|c| c.past());
+        }
         let broken = options.fail_on_broken && !comparison.transitions.broke.is_empty();
         comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.method == TestMethod::None {
             GateVerdict::Inconclusive

@@ -19,6 +19,7 @@
 //!   [`memory::Counting`] as its global allocator, as promptgate's does.
 
 pub mod aggregate;
+pub mod answers;
 pub mod baseline;
 pub mod cache;
 pub mod case;

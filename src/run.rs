@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::aggregate::{self, Identity, Prices, Settings};
+use crate::answers::CaseDetail;
 use crate::baseline::Baseline;
 use crate::cache::Cache;
 use crate::case::{self, LoadedCase};
@@ -57,6 +58,9 @@ pub struct RunOptions {
     pub sequential: Option<SequentialOptions>,
     /// A sampling epoch (`drift`): answers are cached under it, apart from every other run's.
     pub epoch: Option<String>,
+    /// Keep what each case checks, its prompt and every sample's answer in the record (for a
+    /// report that shows answers, and for baselines); otherwise only counts and misses.
+    pub answers: bool,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -170,7 +174,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Arc::clone(&cache),
     );
     let mut policies = policies(&selections, options.sequential.as_ref())?;
-    let (tallies, cache_failure) = sample(&selections, &mut policies, sampler).await?;
+    let (tallies, cache_failure) = sample(&selections, &mut policies, sampler, options.answers).await?;
 
     let settings = Settings {
         confidence_level: config.defaults.confidence_level,
@@ -230,10 +234,16 @@ async fn sample(
     selections: &[Selection],
     policies: &mut [Box<dyn SamplingPolicy>],
     mut sampler: Sampler<'_, Job>,
+    keep_answers: bool,
 ) -> Result<(Vec<Vec<CaseTally>>, Option<String>), Error> {
+    let tally = if keep_answers {
+        CaseTally::keeping_answers
+    } else {
+        CaseTally::new
+    };
     let mut tallies: Vec<Vec<CaseTally>> = selections
         .iter()
-        .map(|s| s.cases.iter().map(|c| CaseTally::new(&c.case.id)).collect())
+        .map(|s| s.cases.iter().map(|c| tally(&c.case.id)).collect())
         .collect();
     // Answers waiting for a grader's call: the answer and the grader's question.
     let mut asked: HashMap<Job, (Response, Question)> = HashMap::new();
@@ -418,5 +428,12 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         prompt_sha256: selection.prompt_sha256.clone(),
         samples_per_case: selection.samples,
     };
-    aggregate::aggregate(identity, tallies, prices, settings)
+    let mut result = aggregate::aggregate(identity, tallies, prices, settings);
+    // Answers were kept: say what each case checks and what its prompt was.
+    for ((case, loaded), prompt) in result.per_case.iter_mut().zip(&selection.cases).zip(&selection.prompts) {
+        if let Some(detail) = case.detail.take() {
+            case.detail = Some(CaseDetail::of(&loaded.case, prompt, detail.answers));
+        }
+    }
+    result
 }

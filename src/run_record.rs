@@ -22,7 +22,8 @@ use crate::stats::Estimate;
 /// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
 /// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
 /// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
-/// (`promptgate drift` only).
+/// (`promptgate drift` only), `detail` and `baseline` on each case (absent unless a report
+/// shows answers, and outside `gate`).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -294,6 +295,13 @@ pub struct CaseResult {
     /// computed from, so that results of disjoint cases merge exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latencies_ms: Vec<u64>,
+    /// What the case checks, its prompt and every sample's answer: kept when a report shows
+    /// answers (see `answers`), absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<crate::answers::CaseDetail>,
+    /// The baseline's outcome of this case (`gate` only, for cases the baseline has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::answers::PastCase>,
 }
 
 /// A wrong or invalid sample.

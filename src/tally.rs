@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::answers::{CaseDetail, SampleAnswer};
 use crate::excerpt::excerpt;
 use crate::grader::{Grade, Outcome};
 use crate::model_version::Versions;
@@ -71,6 +72,8 @@ pub struct CaseTally {
     latencies: Vec<(u32, u64)>,
     /// The failure of the earliest sample.
     first_error: Option<(u32, String)>,
+    /// Every graded answer, when a report shows them ([`CaseTally::keeping_answers`]).
+    answers: Option<Vec<SampleAnswer>>,
 }
 
 impl CaseTally {
@@ -84,10 +87,22 @@ impl CaseTally {
                 errors: 0,
                 misses: Vec::new(),
                 latencies_ms: Vec::new(),
+                detail: None,
+                baseline: None,
             },
             totals: Totals::default(),
             latencies: Vec::new(),
             first_error: None,
+            answers: None,
+        }
+    }
+
+    /// A tally that also keeps every graded answer: its result carries them in a
+    /// [`CaseDetail`] for the caller to complete.
+    pub fn keeping_answers(id: &str) -> CaseTally {
+        CaseTally {
+            answers: Some(Vec::new()),
+            ..CaseTally::new(id)
         }
     }
 
@@ -101,6 +116,13 @@ impl CaseTally {
         self.result.misses.sort_by_key(|miss| miss.sample);
         self.latencies.sort_unstable();
         self.result.latencies_ms = self.latencies.into_iter().map(|(_, latency)| latency).collect();
+        if let Some(mut answers) = self.answers {
+            answers.sort_by_key(|answer| answer.sample);
+            self.result.detail = Some(CaseDetail {
+                answers,
+                ..CaseDetail::default()
+            });
+        }
         self.totals.first_error = self.first_error.map(|(_, message)| message);
         (self.result, self.totals)
     }
@@ -150,6 +172,9 @@ impl CaseTally {
 
     /// Count the grade of an answered sample.
     pub fn grade(&mut self, sample: u32, grade: Grade, response: &Response) {
+        if let Some(answers) = &mut self.answers {
+            answers.push(SampleAnswer::new(sample, grade.outcome, &grade.reason, response));
+        }
         let result = &mut self.result;
         result.samples += 1;
         match grade.outcome {
@@ -265,6 +290,38 @@ mod tests {
         let order: Vec<u32> = result.misses.iter().map(|m| m.sample).collect();
         assert_eq!((order, result.latencies_ms), (vec![0, 1, 2], vec![0, 10, 20]));
         assert!(totals.first_error.unwrap().starts_with("case `c1` sample 3: "));
+    }
+
+    #[test]
+    fn a_tally_keeping_answers_has_every_graded_one_in_sample_order() {
+        let mut plain = CaseTally::new("c1");
+        let mut keeping = CaseTally::keeping_answers("c1");
+        for tally in [&mut plain, &mut keeping] {
+            for (sample, text) in [(1, "notify"), (0, "suppress")] {
+                let response = tally
+                    .call(sample, Purpose::Sample, Answer::Cached(answered(text, 5, (1, 1))))
+                    .unwrap();
+                let grade = if text == "suppress" {
+                    Grade::correct("answered `suppress`")
+                } else {
+                    Grade::wrong("answered `notify`")
+                };
+                tally.grade(sample, grade, &response);
+            }
+            let failed = Answer::Failed {
+                error: ProviderError::new(FailureKind::Server, "500"),
+                attempts: 1,
+            };
+            assert!(tally.call(2, Purpose::Sample, failed).is_none());
+        }
+        assert_eq!(plain.into_parts().0.detail, None);
+        let detail = keeping.into_parts().0.detail.expect("answers kept");
+        let kept: Vec<(u32, Outcome, &str)> = detail
+            .answers
+            .iter()
+            .map(|a| (a.sample, a.outcome, a.text.as_str()))
+            .collect();
+        assert_eq!(kept, [(0, Outcome::Correct, "suppress"), (1, Outcome::Wrong, "notify")]);
     }
 
     #[test]

@@ -349,14 +349,28 @@ fn fuzz_case_files() {
 #[test]
 fn fuzz_baselines() {
     let mut seeds = files_under("baselines", "json");
-    // The committed baselines predate `model_versions`: one that has them.
-    if let Some(first) = seeds.first().cloned() {
-        let versions = r#""model_versions": [{"model":"gemma-3-270m-it-q4_k_m.gguf","fingerprint":"b6110","samples":132},{"model":"gpt-4o-mini-2024-07-18","samples":3}],"#;
-        let with = text(&first)
-            .replacen("\"schema_version\": 1", "\"schema_version\": 2", 1)
-            .replacen("\"created_at\"", &format!("{versions}\n  \"created_at\""), 1);
-        seeds.push(with.into_bytes());
+    // The committed baselines predate `model_versions` and `answers`: the triage one (the suite
+    // the target parses for) with versions (schema 2), then with answers too (schema 3).
+    let triage = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/triage/gemma-local.json");
+    let versions = r#""model_versions": [{"model":"gemma-3-270m-it-q4_k_m.gguf","fingerprint":"b6110","samples":132},{"model":"gpt-4o-mini-2024-07-18","samples":3}],"#;
+    let two = std::fs::read_to_string(triage)
+        .expect("the triage baseline")
+        .replacen("\"schema_version\": 1", "\"schema_version\": 2", 1)
+        .replacen("\"created_at\"", &format!("{versions}\n  \"created_at\""), 1);
+    let answers = r#","answers":[{"count":2,"outcome":"wrong","reason":"answered `notify`, expected `suppress`","excerpt":"{\"decision\":\"notify\"}"},{"count":1,"outcome":"correct","reason":"answered `suppress`","excerpt":"抑制 \u001b[2J"}]}"#;
+    let three = two
+        .replacen("\"schema_version\": 2", "\"schema_version\": 3", 1)
+        .replacen("\"errors\":0}", &format!("\"errors\":0{answers}"), 1);
+    for (seed, answers) in [(&two, 0), (&three, 2)] {
+        let parsed = Baseline::parse(Path::new("/fuzz/b.json"), seed, "triage", "gemma-local");
+        assert_eq!(
+            parsed.map(|b| b.cases[0].answers.len()).ok(),
+            Some(answers),
+            "a seed is a valid baseline"
+        );
     }
+    seeds.push(two.into_bytes());
+    seeds.push(three.into_bytes());
     campaign(
         "baseline",
         seeds,
@@ -367,6 +381,10 @@ fn fuzz_baselines() {
                 // What passed validation must be usable by the gate's arithmetic.
                 for case in &b.cases {
                     assert!(case.correct <= case.samples && case.samples + case.errors <= b.samples_per_case);
+                    // Answers within their caps: a comment block stays small.
+                    assert!(case.answers.len() <= 2);
+                    assert!(case.answers.iter().map(|a| a.count).sum::<u32>() <= case.samples);
+                    assert!(case.answers.iter().all(|a| a.excerpt.chars().count() <= 161));
                 }
                 // And printable in every report.
                 for version in &b.model_versions {

@@ -57,8 +57,9 @@ fn unchanged_run_passes_and_a_real_drop_fails_with_exit_1() {
     let project = Project::new(&baseline_server.base_url, &labels(30), 3, "");
     project.command().args(["baseline", "update"]).assert().success();
     let text = std::fs::read_to_string(project.file("baselines/s/m.json")).unwrap();
+    // One line per case, counts first, then the answers the baseline keeps.
     assert!(
-        text.contains("\n    {\"id\":\"c00\",\"correct\":2,\"samples\":3,\"errors\":0},\n"),
+        text.contains("\n    {\"id\":\"c00\",\"correct\":2,\"samples\":3,\"errors\":0,\"answers\":[{\"count\":2,\"outcome\":\"correct\",\"reason\":\"answered `suppress`\",\"excerpt\":\"{\\\"decision\\\":\\\"suppress\\\"}\"},{\"count\":1,\"outcome\":\"wrong\",\"reason\":\"answered `notify`, expected `suppress`\",\"excerpt\":\"{\\\"decision\\\":\\\"notify\\\"}\"}]},\n"),
         "{text}"
     );
 
@@ -236,6 +237,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
         sequential: None,
         epoch: None,
+        answers: false,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),
@@ -249,6 +251,8 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         format: Format::Json,
         style: Style::default(),
         out: vec![],
+        answers: false,
+        redact: false,
     };
     let secrets = Secrets::default();
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -274,6 +278,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
             ..options.clone()
         },
         &blocked.join("baselines"),
+        false,
         &mut Console::new(&mut out, &mut err, &secrets),
     )
     .unwrap_err();
@@ -286,6 +291,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
             ..options.clone()
         },
         &gate.baseline_dir,
+        false,
         &mut Console::new(&mut out, &mut err, &secrets),
     )
     .unwrap();

@@ -193,7 +193,7 @@ fn keys_echoed_by_a_server_never_reach_a_message_record_or_report() {
         .env("MY_GATEWAY_VAR", KEY)
         .env("OTHER_SECRET", GATEWAY)
         .args([
-            "run", "--format", "json", "--out", "run.json", "--out", "run.txt", "--out", "run.md",
+            "run", "--format", "json", "--out", "run.json", "--out", "run.txt", "--out", "run.md", "--out", "run.html",
         ])
         .output()
         .expect("run");
@@ -205,7 +205,7 @@ fn keys_echoed_by_a_server_never_reach_a_message_record_or_report() {
     );
     let mut everything = String::from_utf8_lossy(&output.stdout).into_owned();
     everything.push_str(&String::from_utf8_lossy(&output.stderr));
-    for file in ["run.json", "run.txt", "run.md"] {
+    for file in ["run.json", "run.txt", "run.md", "run.html"] {
         everything.push_str(&std::fs::read_to_string(project.file(file)).expect("report"));
     }
     assert!(

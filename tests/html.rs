@@ -66,6 +66,19 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
+/// Chromium, or `None` (the browser check skipped) outside CI; under CI its absence fails.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must check the page in Chromium: install Debian's `chromium` (ci/test.sh does)"
+        );
+        eprintln!("skipped the browser check: no chromium (set PROMPTGATE_CHROMIUM or install `chromium`)");
+    }
+    found
+}
+
 /// Chromium headless, offline: no sandbox (containers), no GPU, no background traffic, and every
 /// host name mapped to nothing so that a page which tried the network would show it.
 fn browser(chromium: &Path, profile: &Path) -> Command {
@@ -135,12 +148,7 @@ fn the_compare_page_is_self_contained_and_renders_its_forest_plots() {
         "{page}"
     );
 
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must check the page in Chromium: install Debian's `chromium` (ci/test.sh does)"
-        );
-        eprintln!("skipped the browser check: no chromium (set PROMPTGATE_CHROMIUM or install `chromium`)");
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
     let profile = tempfile::tempdir().unwrap();
@@ -213,4 +221,147 @@ fn decode_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
         other => panic!("unexpected colour type {other:?}"),
     };
     (info.width, info.height, rgb)
+}
+
+/// Right on every case, except c03, c07 and c12 once `regress` is set; every case tagged
+/// `even` or `odd`, and its answer carrying an account id to mask.
+fn report_project(before: &FakeServer) -> Project {
+    let labels: Vec<&str> = (0..CASES)
+        .map(|i| if i % 2 == 0 { "suppress" } else { "notify" })
+        .collect();
+    let project = Project::new(&before.base_url, &labels, 3, "");
+    let cases = std::fs::read_to_string(project.file("cases/s/cases.jsonl")).unwrap();
+    let tagged: Vec<String> = cases
+        .lines()
+        .enumerate()
+        .map(|(index, line)| {
+            let tag = if index % 2 == 0 { "even" } else { "odd" };
+            let open = line.trim_end().strip_suffix('}').expect("a JSON object");
+            format!("{open}, \"tags\": [\"{tag}\"]}}")
+        })
+        .collect();
+    project.write("cases/s/cases.jsonl", &(tagged.join("\n") + "\n"));
+    project
+}
+
+fn report_server(regress: bool) -> FakeServer {
+    FakeServer::start(move |seen| {
+        let (case, label) = right(seen);
+        let flipped = if label == "suppress" { "notify" } else { "suppress" };
+        let wrong = regress && [3, 7, 12].contains(&case);
+        let answer = if wrong { flipped } else { label };
+        Reply::Content(
+            serde_json::json!({"decision": answer, "why": format!("account 210987654328 <b>case {case}</b>")})
+                .to_string(),
+        )
+    })
+}
+
+#[test]
+fn the_gate_report_page_lists_every_case_and_filters_the_regressed_ones() {
+    let before = report_server(false);
+    let project = report_project(&before);
+    project
+        .command()
+        .args(["baseline", "update", "--redact"])
+        .assert()
+        .success();
+    let after = report_server(true);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write("promptgate.toml", &config.replace(&before.base_url, &after.base_url));
+    let output = project
+        .command()
+        .args([
+            "gate",
+            "--cache",
+            "candidate.sqlite",
+            "--out",
+            "report.html",
+            "--redact",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let page_path = project.file("report.html");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    // Self-contained: one inline script (the filters), nothing fetched.
+    for forbidden in ["<link", "<img", "src=", "href=", "url(", "@import", "http:", "https:"] {
+        assert!(!page.contains(forbidden), "the page contains `{forbidden}`");
+    }
+    assert_eq!(page.matches("<script").count(), 1);
+    assert_eq!(page.matches("<tr class=\"case ").count(), CASES);
+    assert_eq!(page.matches("<tr class=\"case regressed\"").count(), 3);
+    // Answers are escaped, and masked under --redact (the baseline's too).
+    assert!(!page.contains("<b>case") && page.contains("&lt;b&gt;case 3&lt;/b&gt;"));
+    assert!(!page.contains("210987654328") && !page.contains("111122223333"));
+    // The prompt the model saw, collapsed.
+    assert!(page.contains("<details><summary>prompt</summary><pre>[system]\nAnswer suppress or notify."));
+
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page_path.display());
+    let dom = |fragment: &str| {
+        let output = browser(&chromium, profile.path())
+            .arg("--virtual-time-budget=5000")
+            .arg("--dump-dom")
+            .arg(format!("{url}{fragment}"))
+            .output()
+            .expect("run chromium");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // The rows the browser shows (`hidden` is set by the filter script).
+    let shown = |dom: &str| -> Vec<String> {
+        dom.split("<tr class=\"case ")
+            .skip(1)
+            .filter(|row| !row[..row.find('>').unwrap()].contains("hidden"))
+            .map(|row| row[row.find("<code>").unwrap() + 6..row.find("</code>").unwrap()].to_string())
+            .collect()
+    };
+    let all = dom("");
+    assert_eq!(all.matches("<tr class=\"case ").count(), CASES, "one row per case");
+    assert_eq!(shown(&all).len(), CASES);
+    assert!(all.contains("20 of 20 cases shown"), "the script ran: {all}");
+    let regressed = dom("#status=regressed");
+    assert_eq!(shown(&regressed), ["c03", "c07", "c12"]);
+    assert!(regressed.contains("3 of 20 cases shown"));
+    // Tags are numbered in sorted order: even 0, odd 1.
+    let odd_regressed = dom("#status=regressed&tag=1");
+    assert_eq!(shown(&odd_regressed), ["c03", "c07"]);
+
+    // The screenshot: the regressed rows are marked red, at the top of the case table.
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gate-report.png");
+    let shot = browser(&chromium, profile.path())
+        .arg("--virtual-time-budget=5000")
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("{url}#status=regressed"))
+        .output()
+        .expect("run chromium");
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    eprintln!("screenshot: {}", screenshot.display());
+    let (width, _, pixels) = decode_rgb(&screenshot);
+    let marked_lines = |colour: [u8; 3]| {
+        pixels
+            .chunks_exact(3 * width as usize)
+            .filter(|line| {
+                line.chunks_exact(3)
+                    .filter(|p| p.iter().zip(colour).all(|(a, b)| a.abs_diff(b) <= 6))
+                    .count()
+                    >= 6
+            })
+            .count()
+    };
+    // Three rows with a 6-pixel red border and a pale red background, each a few lines high.
+    let border = marked_lines([0xc0, 0x39, 0x2b]);
+    let background = marked_lines([0xfd, 0xed, 0xec]);
+    assert!(border >= 3 * 20, "red border on {border} lines");
+    assert!(background >= 3 * 20, "pale red background on {background} lines");
 }

@@ -68,6 +68,16 @@ fn workflow_templates_parse_and_name_real_commands() {
     assert!(commands >= 4, "found {commands} promptgate command lines");
 }
 
+/// The step of `job` named `name`.
+fn step<'a>(workflow: &'a Value, job: &str, name: &str) -> &'a Value {
+    workflow["jobs"][job]["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no step `{name}` in job `{job}`"))
+}
+
 #[test]
 fn the_drift_canary_runs_on_a_schedule_and_reports_through_one_issue() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-drift.yml");
@@ -76,14 +86,7 @@ fn the_drift_canary_runs_on_a_schedule_and_reports_through_one_issue() {
     assert!(workflow["on"]["schedule"][0]["cron"].is_string());
     assert!(workflow["on"].get("workflow_dispatch").is_some());
     assert_eq!(workflow["permissions"]["issues"].as_str(), Some("write"));
-    let steps = workflow["jobs"]["drift"]["steps"].as_sequence().expect("steps");
-    let script = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["name"].as_str() == Some(name))
-            .and_then(|s| s["run"].as_str())
-            .unwrap_or_else(|| panic!("no step `{name}`"))
-    };
+    let script = |name: &str| step(&workflow, "drift", name)["run"].as_str().expect("a script");
     // Exit 7 (drift) goes to the issue; every other failure fails the job.
     assert!(script("Drift canary").contains("\"$status\" -ne 7"));
     assert_eq!(
@@ -101,4 +104,107 @@ fn the_checker_rejects_unknown_flags() {
     assert!(result.is_err());
     let result = std::panic::catch_unwind(|| check_command_line("promptgate frobnicate", "x.yml"));
     assert!(result.is_err());
+}
+
+/// A stand-in for `gh api` over a folder of pull-request comments (`comment-<id>` files): a
+/// GET lists them as the REST API does and applies the `--jq` filter with the real `jq`; a POST
+/// adds one; a PATCH replaces one. Every call is logged in `calls`.
+const FAKE_GH: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+store="$FAKE_GH_STORE"
+[ "$1" = api ] || { echo "fake gh: unexpected command $*" >&2; exit 2; }
+shift
+method=GET; filter=""; body=""; path=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --method) method="$2"; shift 2 ;;
+    --paginate) shift ;;
+    --jq) filter="$2"; shift 2 ;;
+    -F) body="${2#body=@}"; shift 2 ;;
+    *) path="$1"; shift ;;
+  esac
+done
+echo "$method $path" >> "$store/calls"
+case "$method" in
+  GET)
+    list=$(for file in "$store"/comment-*; do
+      [ -e "$file" ] || continue
+      jq -n --arg id "${file##*-}" --rawfile body "$file" '{id: ($id | tonumber), body: $body}'
+    done | jq -s .)
+    if [ -n "$filter" ]; then jq -r "$filter" <<< "$list"; else echo "$list"; fi ;;
+  POST) cp "$body" "$store/comment-$(( $(ls "$store" | grep -c '^comment-') + 1 ))" ;;
+  PATCH) cp "$body" "$store/comment-${path##*/}" ;;
+  *) echo "fake gh: method $method" >&2; exit 2 ;;
+esac
+"#;
+
+#[test]
+fn the_gate_comment_is_posted_once_then_updated_on_every_push() {
+    let Some(jq) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("jq"))
+            .find(|candidate| candidate.is_file())
+    }) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the comment step: install `jq`"
+        );
+        eprintln!("skipped: no jq");
+        return;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-gate.yml");
+    let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+    assert_eq!(workflow["permissions"]["pull-requests"].as_str(), Some("write"));
+    let step = |name: &str| step(&workflow, "gate", name);
+    // The gate writes the comment's body and the HTML report it points to.
+    let gate = step("Gate")["run"].as_str().expect("script");
+    assert!(gate.contains("--format markdown") && gate.contains("--report-url \"$RUN_URL\""));
+    assert!(gate.contains("--out promptgate-report.html") && gate.contains(">> \"$GITHUB_STEP_SUMMARY\""));
+    let comment = step("Comment on the pull request");
+    assert!(comment["if"].as_str().expect("if").contains("always()"));
+    let script = comment["run"].as_str().expect("script");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("bin");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(bin.join("gh"), FAKE_GH).unwrap();
+    let mut permissions = std::fs::metadata(bin.join("gh")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(bin.join("gh"), permissions).unwrap();
+    // Someone else's comment is there first; it must be left alone.
+    std::fs::write(store.join("comment-1"), "LGTM\n").unwrap();
+    let run_step = |summary: &str| {
+        std::fs::write(dir.path().join("promptgate-summary.md"), summary).unwrap();
+        let output = std::process::Command::new("bash")
+            .args(["-e", "-c", script])
+            .current_dir(dir.path())
+            .env("PATH", format!("{}:{}", bin.display(), jq.parent().unwrap().display()))
+            .env("FAKE_GH_STORE", &store)
+            .env("GH_TOKEN", "ghs_test")
+            .env("REPO", "acme/rules")
+            .env("PR", "7")
+            .output()
+            .expect("bash");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    run_step("## promptgate gate: ❌ significant regression\nfirst push\n");
+    run_step("## promptgate gate: ✅ pass\nsecond push\n");
+    let read = |name: &str| std::fs::read_to_string(store.join(name)).unwrap();
+    assert_eq!(read("comment-1"), "LGTM\n");
+    assert_eq!(
+        read("comment-2"),
+        "<!-- promptgate gate -->\n## promptgate gate: ✅ pass\nsecond push\n"
+    );
+    assert!(!store.join("comment-3").exists(), "one comment, updated");
+    assert_eq!(
+        read("calls"),
+        "GET repos/acme/rules/issues/7/comments\nPOST repos/acme/rules/issues/7/comments\n\
+         GET repos/acme/rules/issues/7/comments\nPATCH repos/acme/rules/issues/comments/2\n"
+    );
+    // No summary (the gate failed before writing one): nothing is posted.
+    let before = read("calls");
+    run_step("");
+    assert_eq!(read("calls"), before);
 }

@@ -10,6 +10,7 @@ use crate::drift::DriftOptions;
 use crate::error::Error;
 use crate::exit_code;
 use crate::gate::{self, GateOptions};
+use crate::record::redact::Redactor;
 use crate::report::{self, Format, Style};
 use crate::run::{self, RunOptions};
 use crate::run_record::{RunRecord, Verdict};
@@ -22,26 +23,58 @@ pub struct Output {
     pub style: Style,
     /// Report files, each in the format its extension names.
     pub out: Vec<PathBuf>,
+    /// Keep every sample's answer in the record even when no report shows them (`--answers`).
+    pub answers: bool,
+    /// Mask identifying values in answers, prompts and reasons (`--redact`).
+    pub redact: bool,
+}
+
+impl Output {
+    /// Whether the run keeps answers: asked for, or shown by a Markdown or HTML report.
+    fn keeps_answers(&self, files: &[(&PathBuf, Format)]) -> bool {
+        let shows = |format: Format| matches!(format, Format::Markdown | Format::Html);
+        self.answers || shows(self.format) || files.iter().any(|&(_, format)| shows(format))
+    }
+
+    /// The run options for this output: answers kept when a report shows them.
+    fn options(&self, options: &RunOptions, files: &[(&PathBuf, Format)]) -> RunOptions {
+        RunOptions {
+            answers: options.answers || self.keeps_answers(files),
+            ..options.clone()
+        }
+    }
+}
+
+/// The project's redactor when `redact` asks for one, built before any call so that a bad
+/// `[[record.redact]]` pattern costs nothing.
+fn redactor(redact: bool, options: &RunOptions) -> Result<Option<Redactor>, Error> {
+    if !redact {
+        return Ok(None);
+    }
+    let config = config::Config::load(&options.config_path)?;
+    Ok(Some(crate::record::redactor(&config)?))
 }
 
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     let files = report_files(&output.out)?;
-    let record = run::run(options)?;
-    emit(output, &files, &record, console)
+    let redactor = redactor(output.redact, options)?;
+    let record = run::run(&output.options(options, &files))?;
+    emit(output, &files, record, redactor.as_ref(), console)
 }
 
 /// `promptgate gate`: every baseline is loaded before the first call, so that a missing one
 /// costs nothing.
 pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     let files = report_files(&output.out)?;
+    let redactor = redactor(output.redact, options)?;
     let options = RunOptions {
         sequential: gate.sequential(),
-        ..options.clone()
+        ..output.options(options, &files)
     };
     let record = run::run_checked(&options, &|pairs| gate::check_baselines(pairs, gate))?;
     let record = gate::gate(record, gate)?;
-    emit(output, &files, &record, console)
+    emit(output, &files, record, redactor.as_ref(), console)
 }
 
 /// `promptgate drift`: the baselines are loaded before the first call, the answers are
@@ -61,10 +94,11 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
         .with_hint("to test another prompt against the baseline, use `promptgate gate --prompt`"));
     }
     let files = report_files(&output.out)?;
+    let redactor = redactor(output.redact, options)?;
     let options = RunOptions {
         epoch: Some(drift.epoch.clone()),
         sequential: None,
-        ..options.clone()
+        ..output.options(options, &files)
     };
     let load =
         |suite: &str, model: &str| Baseline::load(&Baseline::path(&drift.baseline_dir, suite, model), suite, model);
@@ -80,11 +114,12 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
         .map(|r| load(&r.suite, &r.model))
         .collect::<Result<Vec<_>, _>>()?;
     let record = crate::drift::judge(record, &baselines, &drift.epoch, drift.alpha);
-    emit(output, &files, &record, console)
+    emit(output, &files, record, redactor.as_ref(), console)
 }
 
-/// `promptgate baseline update`: store each result of a complete run as its pair's baseline.
-pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console) -> Result<i32, Error> {
+/// `promptgate baseline update`: store each result of a complete run as its pair's baseline,
+/// with its most common answers (masked under `redact`).
+pub fn update_baselines(options: &RunOptions, dir: &Path, redact: bool, console: &mut Console) -> Result<i32, Error> {
     if let Some(other) = options.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
         return Err(Error::usage(format!(
             "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"
@@ -98,7 +133,15 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, console: &mut Console)
             .try_for_each(|(suite, model)| crate::fs::check_output_path(&Baseline::path(dir, suite, model)))
             .map_err(Error::from)
     };
-    let record = run::run_checked(options, &writable)?;
+    let redactor = redactor(redact, options)?;
+    let options = RunOptions {
+        answers: true,
+        ..options.clone()
+    };
+    let mut record = run::run_checked(&options, &writable)?;
+    if let Some(redactor) = &redactor {
+        report::redact::redact(&mut record, redactor);
+    }
     let mut written = 0;
     for result in &record.results {
         if result.verdict == Verdict::Inconclusive {
@@ -137,7 +180,7 @@ fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
                     "cannot tell the report format of `{}` from its extension",
                     path.display()
                 ))
-                .with_hint("use .json (run record), .md (Markdown), .xml (JUnit) or .txt (terminal table)")
+                .with_hint("use .json (run record), .md (Markdown), .html (report page), .xml (JUnit) or .txt (terminal table)")
             })?;
             crate::fs::check_output_path(path)?;
             Ok((path, format))
@@ -149,14 +192,23 @@ fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
 fn emit(
     output: &Output,
     files: &[(&PathBuf, Format)],
-    record: &RunRecord,
+    mut record: RunRecord,
+    redactor: Option<&Redactor>,
     console: &mut Console,
 ) -> Result<i32, Error> {
+    if let Some(redactor) = redactor {
+        report::redact::redact(&mut record, redactor);
+    }
+    // Files never get colour, whatever the terminal has.
+    let plain = Style {
+        color: false,
+        ..output.style.clone()
+    };
     for &(path, format) in files {
-        let text = report::exporter(format, Style::default()).export(record)?;
+        let text = report::exporter(format, &plain).export(&record)?;
         console.write_file(path, &text)?;
     }
-    let text = report::exporter(output.format, output.style).export(record)?;
+    let text = report::exporter(output.format, &output.style).export(&record)?;
     console.print(&text)?;
-    Ok(exit_code_for(record, console))
+    Ok(exit_code_for(&record, console))
 }

@@ -217,7 +217,7 @@ impl Target {
             prompts,
             graders,
             labels,
-            redactor: Redactor::new(redact_patterns(&config)?),
+            redactor: redactor(&config)?,
         })
     }
 
@@ -456,6 +456,12 @@ fn equal_in(
             expect: expect.clone(),
         }
     })
+}
+
+/// The redactor of a project: the built-in rules and the config's `[[record.redact]]`
+/// patterns, as `record` applies them (and reports do under `--redact`).
+pub fn redactor(config: &Config) -> Result<Redactor, Error> {
+    Ok(Redactor::new(redact_patterns(config)?))
 }
 
 /// The config's extra redaction patterns (`[[record.redact]]`), compiled; a name of a

@@ -7,6 +7,8 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod page;
+pub mod redact;
 pub mod terminal;
 
 use crate::compare::CompareRecord;
@@ -20,15 +22,20 @@ pub enum Format {
     Json,
     Markdown,
     Junit,
+    /// A self-contained page with every case and every answer.
+    Html,
 }
 
 /// Options that shape human-readable output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Style {
     /// Use ANSI colours.
     pub color: bool,
     /// List every miss rather than the first few per result.
     pub verbose: bool,
+    /// Where the full report of this run can be seen (a CI run's page with its artifacts): the
+    /// Markdown comment points there when it leaves cases out.
+    pub report_url: Option<String>,
 }
 
 /// Turns a record (a run's, or with `R = CompareRecord` a comparison's) into text.
@@ -37,21 +44,26 @@ pub trait Exporter<R = RunRecord> {
 }
 
 /// The exporter for a format.
-pub fn exporter(format: Format, style: Style) -> Box<dyn Exporter> {
+pub fn exporter(format: Format, style: &Style) -> Box<dyn Exporter> {
     match format {
-        Format::Terminal => Box::new(terminal::TerminalExporter { style }),
+        Format::Terminal => Box::new(terminal::TerminalExporter { style: style.clone() }),
         Format::Json => Box::new(json::JsonExporter),
-        Format::Markdown => Box::new(markdown::MarkdownExporter),
+        Format::Markdown => Box::new(markdown::MarkdownExporter {
+            report_url: style.report_url.clone(),
+        }),
         Format::Junit => Box::new(junit::JunitExporter),
+        Format::Html => Box::new(page::PageExporter),
     }
 }
 
 impl Format {
-    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.xml` (JUnit), `.txt`.
+    /// The format a file name asks for: `.json`, `.md`/`.markdown`, `.html`/`.htm`, `.xml`
+    /// (JUnit), `.txt`.
     pub fn from_extension(path: &std::path::Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "json" => Some(Format::Json),
             "md" | "markdown" => Some(Format::Markdown),
+            "html" | "htm" => Some(Format::Html),
             "xml" => Some(Format::Junit),
             "txt" => Some(Format::Terminal),
             _ => None,
@@ -136,14 +148,24 @@ pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary)
 /// Escape text for XML and HTML, content and attribute values alike. Control characters other
 /// than tab and newlines are dropped: XML 1.0 does not allow them.
 pub(crate) fn escape(text: &str) -> String {
+    escape_with(text, true)
+}
+
+/// Escape text for HTML element content (never an attribute): only `&`, `<` and `>` need it,
+/// which keeps a page of JSON answers a third smaller than [`escape`] would.
+pub(crate) fn escape_text(text: &str) -> String {
+    escape_with(text, false)
+}
+
+fn escape_with(text: &str, quotes: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '"' if quotes => out.push_str("&quot;"),
+            '\'' if quotes => out.push_str("&apos;"),
             c if c.is_control() && c != '\t' && c != '\n' && c != '\r' => {}
             c => out.push(c),
         }
@@ -191,7 +213,7 @@ mod tests {
         use super::Format;
         let record = crate::testing::gated();
         let export = |format| {
-            super::exporter(format, super::Style::default())
+            super::exporter(format, &super::Style::default())
                 .export(&record)
                 .unwrap()
         };
@@ -313,5 +335,6 @@ mod tests {
     #[test]
     fn escapes_markup_and_control_characters() {
         assert_eq!(super::escape("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;&quot;&apos;c");
+        assert_eq!(super::escape_text("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;\"'c");
     }
 }

@@ -1,0 +1,109 @@
+//! `--redact`: a run record's answers with identifying values masked the way `record` masks a
+//! recorded case (account ids, ARNs, addresses, access key ids, e-mail addresses and the
+//! config's `[[record.redact]]` patterns), because reports get attached to CI runs and pull
+//! requests. Each case is one mapping: the same account is the same placeholder in its prompt,
+//! its answers and its baseline's answers.
+//!
+//! Case ids, suite and model names are the project's own and stay as they are.
+
+use serde_json::Value;
+
+use crate::record::redact::Redactor;
+use crate::run_record::{CaseResult, RunRecord};
+
+/// Mask every answer, prompt, reason and expectation of `record`.
+pub fn redact(record: &mut RunRecord, redactor: &Redactor) {
+    for result in &mut record.results {
+        for case in &mut result.per_case {
+            redact_case(case, redactor);
+        }
+    }
+}
+
+fn redact_case(case: &mut CaseResult, redactor: &Redactor) {
+    let mut texts: Vec<&mut String> = Vec::new();
+    for miss in &mut case.misses {
+        texts.push(&mut miss.reason);
+        texts.push(&mut miss.excerpt);
+    }
+    if let Some(detail) = &mut case.detail {
+        texts.push(&mut detail.about);
+        if let Some(notes) = &mut detail.notes {
+            texts.push(notes);
+        }
+        texts.push(&mut detail.expected);
+        texts.push(&mut detail.prompt);
+        for answer in &mut detail.answers {
+            texts.push(&mut answer.reason);
+            texts.push(&mut answer.text);
+        }
+    }
+    if let Some(past) = &mut case.baseline {
+        for group in &mut past.answers {
+            texts.push(&mut group.reason);
+            texts.push(&mut group.excerpt);
+        }
+    }
+    let mut values: Vec<Value> = texts.iter().map(|text| Value::String(text.to_string())).collect();
+    let mut refs: Vec<&mut Value> = values.iter_mut().collect();
+    redactor.redact(&mut refs);
+    for (text, value) in texts.into_iter().zip(values) {
+        if let Value::String(masked) = value {
+            *text = masked;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answers::{AnswerGroup, CaseDetail, PastCase, SampleAnswer};
+    use crate::grader::Outcome;
+
+    #[test]
+    fn one_account_is_one_placeholder_across_prompt_answers_and_baseline() {
+        let mut record = crate::testing::record(vec![crate::testing::result("triage", &[1])]);
+        let case = &mut record.results[0].per_case[0];
+        case.detail = Some(CaseDetail {
+            prompt: "finding: arn:aws:iam::210987654328:user/alice from 203.0.113.9".into(),
+            answers: vec![SampleAnswer {
+                sample: 0,
+                outcome: Outcome::Correct,
+                reason: "answered `suppress`".into(),
+                text: "account 210987654328 (alice@example.com) is a sandbox".into(),
+            }],
+            ..CaseDetail::default()
+        });
+        case.baseline = Some(PastCase {
+            correct: 1,
+            samples: 1,
+            answers: vec![AnswerGroup {
+                count: 1,
+                outcome: Outcome::Correct,
+                reason: "answered `suppress`".into(),
+                excerpt: "210987654328 is a sandbox".into(),
+            }],
+        });
+        redact(&mut record, &Redactor::default());
+        let text = serde_json::to_string(&record.results[0].per_case[0]).unwrap();
+        for secret in ["210987654328", "203.0.113.9", "alice@example.com"] {
+            assert!(!text.contains(secret), "{secret} left in {text}");
+        }
+        let case = &record.results[0].per_case[0];
+        let detail = case.detail.as_ref().unwrap();
+        // The account's placeholder is the same everywhere in the case.
+        let placeholder = detail.prompt["finding: arn:aws:iam::".len()..]
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            detail.answers[0].text.starts_with(&format!("account {placeholder} (")),
+            "{text}"
+        );
+        assert!(case.baseline.as_ref().unwrap().answers[0]
+            .excerpt
+            .starts_with(&placeholder));
+        assert_eq!(detail.answers[0].reason, "answered `suppress`");
+    }
+}
