@@ -30,5 +30,5 @@ fi
 if [ "$started" = true ]; then
     trap 'ci/local-model.sh stop' EXIT
 fi
-say "running the example suites (a first run makes about 320 calls to the local model; progress shows on a terminal)"
+say "running the example suites (a first run makes about 500 calls to the local model, 176 of them the triage suite's robustness variants; progress shows on a terminal)"
 "$binary" run "$@"

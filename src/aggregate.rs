@@ -182,6 +182,7 @@ fn finish(
         verdict,
         baseline: None,
         drift: None,
+        robustness: None,
         sequential: None,
         per_case,
     }

@@ -37,6 +37,9 @@ pub struct SampleAnswer {
     /// The answer's text (tool calls as `name(arguments)`), whitespace kept, cut to
     /// [`ANSWER_CHARS`].
     pub text: String,
+    /// The robustness variant this sample answered (its payload or change), in a family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 impl SampleAnswer {
@@ -47,6 +50,7 @@ impl SampleAnswer {
             outcome,
             reason: cut(reason, REASON_CHARS),
             text: cut(&answer_text(response), ANSWER_CHARS),
+            variant: None,
         }
     }
 }
@@ -264,6 +268,7 @@ mod tests {
             outcome,
             reason: reason.into(),
             text: text.into(),
+            variant: None,
         }
     }
 

@@ -152,7 +152,9 @@ impl Baseline {
                 path.display()
             ))
             .with_hint(format!(
-                "create it with: promptgate baseline update --suite {suite} --model {model}"
+                "create it with: promptgate baseline update --suite {} --model {model}",
+                // A robustness family (`triage~injection`) is baselined with its suite.
+                suite.split('~').next().unwrap_or(suite)
             )));
         }
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

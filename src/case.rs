@@ -29,6 +29,20 @@ pub struct Case {
     pub source: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// Where an attacker writes in this case's finding, over the suite's `robustness.fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker_fields: Option<AttackerFields>,
+}
+
+/// A case's own attacker-writable fields: `only` replaces the suite's, `add` extends them
+/// (paths as in `robustness.fields`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AttackerFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
 }
 
 /// A case together with where it was read from, for error messages.

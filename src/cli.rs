@@ -90,6 +90,8 @@ const PLAN_AFTER_HELP: &str = "\
 Examples:
   promptgate plan --accuracy 0.9 --samples 5 --drop 0.05     cases needed to catch a 5-point drop
   promptgate plan --accuracy 0.9 --samples 3 --cases 44      smallest drop 44 cases can catch
+  promptgate plan --flip-increase 0.1 --cases 44             variants per case to catch 10 more
+                                                             points of injection flips
 
 Repeats only shrink the within-case noise: beyond k = 5 they buy little; more cases always help.
 Formula and sources: the README's statistics section.";
@@ -430,8 +432,15 @@ struct DriftArgs {
 #[derive(Debug, Args)]
 struct PlanArgs {
     /// Baseline accuracy.
-    #[arg(long, value_parser = parse_share, value_name = "P")]
-    accuracy: f64,
+    #[arg(long, value_parser = parse_share, value_name = "P", required_unless_present = "flip_increase")]
+    accuracy: Option<f64>,
+    /// A robustness family's flip-rate increase to detect: prints the variants per case that
+    /// --cases cases need (with --flip-rate, the baseline's flip rate).
+    #[arg(long, value_parser = parse_share, value_name = "D", requires = "cases", conflicts_with_all = ["accuracy", "drop"])]
+    flip_increase: Option<f64>,
+    /// The family's flip rate in the baseline, for --flip-increase.
+    #[arg(long, value_parser = parse_share, value_name = "F", default_value_t = 0.0, requires = "flip_increase")]
+    flip_rate: f64,
     /// Samples per case (k) in both runs.
     #[arg(long, short = 'k', default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     samples: u32,
@@ -599,10 +608,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             })
         }
         Command::Plan(args) => with_console(|console| {
+            // A family's accuracy is the share of variants that kept the right answer: with the
+            // cases right on their own, 1 − flip rate.
             let options = command::plan::PlanOptions {
-                accuracy: args.accuracy,
+                accuracy: args.accuracy.unwrap_or(1.0 - args.flip_rate),
                 samples: args.samples,
-                drop: args.drop,
+                drop: args.drop.or(args.flip_increase),
+                variants: args.flip_increase.is_some(),
                 cases: args.cases,
                 alpha: args.alpha,
                 power: args.power,

@@ -57,6 +57,10 @@ pub struct Row {
     pub tokens: Tokens,
     pub cost_usd: Option<f64>,
     pub latency: Option<Latency>,
+    /// A robustness family's share of variants that flipped the case's answer (`suite~family`
+    /// rows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip_rate: Option<Estimate>,
 }
 
 /// A paired difference against the reference row.
@@ -154,6 +158,7 @@ fn row(name: String, result: &SuiteResult, reference: Option<&SuiteResult>) -> R
         tokens: result.tokens,
         cost_usd: result.cost_usd,
         latency: result.latency,
+        flip_rate: result.robustness.as_ref().and_then(|r| r.flip_rate),
     }
 }
 

@@ -166,6 +166,60 @@ pub struct SuiteConfig {
     pub samples: u32,
     /// The answer length this task needs, overriding the model's `max_tokens`.
     pub max_tokens: Option<u32>,
+    /// Invariance and injection variants of each case's finding (see `robustness`).
+    pub robustness: Option<RobustnessConfig>,
+}
+
+/// `[suites.NAME.robustness]`: which variant families to run and how they are made.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RobustnessConfig {
+    /// The families, each a result of its own (`suite~family`) with its own baseline.
+    #[serde(default = "all_families")]
+    pub families: Vec<crate::robustness::Family>,
+    /// Variants per case and family [default: one per payload (injection), one per change
+    /// (invariance)].
+    pub variants: Option<u32>,
+    /// The seed of every choice.
+    #[serde(default = "default_robustness_seed")]
+    pub seed: u64,
+    /// The case variables that hold the finding [default: every object or array variable].
+    #[serde(default)]
+    pub vars: Vec<String>,
+    /// Where an attacker writes, relative to each finding [default: the ASFF and GuardDuty
+    /// fields of `robustness::fields::DEFAULT_FIELDS`].
+    pub fields: Option<Vec<String>>,
+    /// What an injection asks for [default: with a label grader, a label other than the
+    /// case's; else `suppress`].
+    pub target: Option<String>,
+}
+
+fn all_families() -> Vec<crate::robustness::Family> {
+    crate::robustness::Family::ALL.to_vec()
+}
+
+fn default_robustness_seed() -> u64 {
+    1
+}
+
+impl RobustnessConfig {
+    /// The paths an attacker writes, parsed (checked when the config was loaded).
+    pub fn field_paths(&self) -> Vec<crate::robustness::FieldPath> {
+        match &self.fields {
+            Some(paths) => paths
+                .iter()
+                .filter_map(|p| crate::robustness::FieldPath::parse(p).ok())
+                .collect(),
+            None => crate::robustness::fields::defaults(),
+        }
+    }
+}
+
+/// A suite or model name: it becomes a folder or file name.
+fn valid_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn default_samples() -> u32 {
@@ -319,6 +373,31 @@ impl Config {
                     in_range(u64::from(t), limits::MAX_TOKENS),
                 )?;
             }
+            if let Some(robustness) = &suite.robustness {
+                let key = |k: &str| format!("suites.{name}.robustness.{k}");
+                if let Some(count) = robustness.variants {
+                    check(key("variants"), in_range(u64::from(count), limits::VARIANTS))?;
+                }
+                for (index, path) in robustness.fields.iter().flatten().enumerate() {
+                    check(
+                        format!("{}[{index}]", key("fields")),
+                        crate::robustness::FieldPath::parse(path).map(|_| ()),
+                    )?;
+                }
+                if robustness.families.is_empty() {
+                    check(
+                        key("families"),
+                        Err("name at least one: \"invariance\", \"injection\"".into()),
+                    )?;
+                }
+                if robustness
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| t.is_empty() || t.chars().count() > 200)
+                {
+                    check(key("target"), Err("1 to 200 characters".into()))?;
+                }
+            }
         }
         Ok(())
     }
@@ -409,6 +488,21 @@ impl Config {
                 "defaults.confidence_level".into(),
                 format!("{} is not between 0 and 1", d.confidence_level),
             ));
+        }
+        // Suite and model names become folder and file names (`baselines/<suite>/<model>.json`),
+        // and `~` joins a suite to its robustness family (`triage~injection`).
+        for (table, names) in [
+            ("suites", self.suites.keys().collect::<Vec<_>>()),
+            ("models", self.models.keys().collect()),
+        ] {
+            if let Some(name) = names.into_iter().find(|name| !valid_name(name)) {
+                return Err(self
+                    .field_error(
+                        format!("{table}.{name}"),
+                        format!("`{name}` cannot name a suite or model"),
+                    )
+                    .with_hint("use 1 to 100 ASCII letters, digits, `-`, `_` and `.`, not starting with `.`"));
+            }
         }
         for (name, model) in &self.models {
             if !self.providers.contains_key(&model.provider) {
@@ -596,6 +690,45 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
             Config::parse(Path::new("p.toml"), &good).unwrap().providers["local"].kind(),
             ProviderKind::Bedrock
         );
+    }
+
+    #[test]
+    fn robustness_settings_are_checked_and_named() {
+        let with = |table: &str| format!("{GOOD}\n[suites.s.robustness]\n{table}\n");
+        let config = Config::parse(Path::new("p.toml"), &with("variants = 3")).unwrap();
+        let robustness = config.suites["s"].robustness.as_ref().unwrap();
+        assert_eq!(robustness.families, crate::robustness::Family::ALL);
+        assert_eq!((robustness.variants, robustness.seed), (Some(3), 1));
+        assert_eq!(
+            robustness.field_paths().len(),
+            crate::robustness::fields::DEFAULT_FIELDS.len()
+        );
+        for (table, key) in [
+            ("variants = 0", "suites.s.robustness.variants"),
+            ("variants = 101", "suites.s.robustness.variants"),
+            ("fields = [\"Tags[0]\"]", "suites.s.robustness.fields[0]"),
+            ("families = []", "suites.s.robustness.families"),
+            ("target = \"\"", "suites.s.robustness.target"),
+        ] {
+            let err = Config::parse(Path::new("p.toml"), &with(table)).unwrap_err();
+            assert!(err.to_string().contains(key), "{table}: {err}");
+        }
+        let err = Config::parse(Path::new("p.toml"), &with("families = [\"jailbreak\"]")).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `jailbreak`"), "{err}");
+    }
+
+    #[test]
+    fn suite_and_model_names_are_safe_file_names() {
+        for bad in ["\"../x\"", "\"a~b\"", "\".hidden\"", "\"a b\""] {
+            let text = GOOD.replace("[suites.s]", &format!("[suites.{bad}]"));
+            let err = Config::parse(Path::new("p.toml"), &text).unwrap_err();
+            assert!(err.to_string().contains("cannot name a suite or model"), "{bad}: {err}");
+        }
+        let text = GOOD
+            .replace("[models.m]", "[models.\"m/../x\"]")
+            .replace("models = [\"m\"]", "models = [\"m/../x\"]");
+        let err = Config::parse(Path::new("p.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("models.m/../x"), "{err}");
     }
 
     #[test]

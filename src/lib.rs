@@ -48,6 +48,7 @@ pub mod prompt;
 pub mod provider;
 pub mod record;
 pub mod report;
+pub mod robustness;
 pub mod run;
 pub mod run_record;
 pub(crate) mod sampler;

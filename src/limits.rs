@@ -5,6 +5,8 @@
 
 pub const CONCURRENCY: (u64, u64) = (1, 4096);
 pub const SAMPLES: (u64, u64) = (1, 1000);
+/// Variants per case and robustness family.
+pub const VARIANTS: (u64, u64) = (1, 100);
 pub const MAX_ATTEMPTS: (u64, u64) = (1, 100);
 pub const MAX_TOKENS: (u64, u64) = (1, 1_000_000);
 /// A day: no call or wait of a test run takes longer.

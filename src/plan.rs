@@ -74,6 +74,21 @@ pub fn power(inputs: &PlanInputs, cases: u64, drop: f64) -> f64 {
     Normal::new(0.0, 1.0).map_or(f64::NAN, |d| d.cdf(z))
 }
 
+/// The fewest variants per case (k, in both runs) for `cases` cases to detect an accuracy drop
+/// of `drop` — a flip-rate increase of a robustness family — with the planned power; `None` when
+/// even `max` variants do not (the variance between cases remains however many variants each
+/// case gets: more cases are needed, not more variants).
+pub fn variants_needed(inputs: &PlanInputs, cases: u64, drop: f64, max: u32) -> Option<u32> {
+    (1..=max).find(|&k| {
+        let with_k = PlanInputs {
+            samples_baseline: k,
+            samples_candidate: k,
+            ..*inputs
+        };
+        power(&with_k, cases, drop) >= inputs.power
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -453,6 +453,7 @@ mod tests {
                 tags: vec![],
                 source: None,
                 notes: None,
+                attacker_fields: None,
             },
             file: PathBuf::from("cases/x.json"),
             line: None,

@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::{Prompt, RenderedPrompt};
 use crate::provider::{ProviderKind, Request, Response};
+use crate::robustness::{CaseVariants, Family, FieldPath, Robustness};
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::sampling::{Fixed, SamplingPolicy, Sequential};
@@ -74,6 +75,7 @@ pub struct SequentialOptions {
 }
 
 /// A suite × model, ready to sample.
+#[derive(Clone)]
 struct Selection {
     suite: String,
     prompt_name: String,
@@ -92,15 +94,34 @@ struct Selection {
     /// The rendered prompt of each case, in case order: its k samples share it.
     prompts: Vec<Arc<RenderedPrompt>>,
     epoch: Option<Arc<str>>,
+    /// A robustness family's selection (`suite~family`): its variants, one per sample of each
+    /// case, and which payload or change each is.
+    family: Option<Arc<FamilyVariants>>,
+}
+
+/// The variants of a family, for the cases that have any.
+struct FamilyVariants {
+    family: Family,
+    /// The suite the family varies.
+    suite: String,
+    /// Per case, per sample: the rendered variant and its payload or change.
+    variants: Vec<Vec<(String, Arc<RenderedPrompt>)>>,
+    /// Cases with nothing to vary.
+    cases_left_out: usize,
 }
 
 impl Selection {
     /// The call for one sample of one case.
     fn request(&self, case: usize, sample_index: u32) -> Request {
+        // A family's sample j is its case's variant j.
+        let prompt = match &self.family {
+            Some(family) => &family.variants[case][sample_index as usize].1,
+            None => &self.prompts[case],
+        };
         Request {
             provider: self.provider_kind,
             model: self.model.model.clone(),
-            prompt: Arc::clone(&self.prompts[case]),
+            prompt: Arc::clone(prompt),
             params: self.model.sampling_params(self.max_tokens, sample_index),
             sample_index,
             epoch: self.epoch.clone(),
@@ -181,11 +202,15 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         interval: options.interval,
         max_error_rate: options.max_error_rate.unwrap_or(config.defaults.max_error_rate),
     };
+    let robustness: Vec<Option<Robustness>> = (0..selections.len())
+        .map(|index| robustness_of(&selections, &tallies, index, &settings))
+        .collect();
     let mut calls = Calls::default();
     let mut results = Vec::with_capacity(selections.len());
-    for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
+    for (((selection, tallies), policy), robustness) in selections.iter().zip(tallies).zip(&policies).zip(robustness) {
         let mut result = result_of(selection, tallies, &settings);
         result.sequential = policy.summary();
+        result.robustness = robustness;
         calls.add(&result.calls);
         results.push(result);
     }
@@ -306,6 +331,49 @@ async fn sample(
     Ok((tallies, cache_failure))
 }
 
+/// What the variants of a family selection did against the same model's answers to the cases
+/// themselves (the plain selection of the same suite, prompt and model).
+fn robustness_of(
+    selections: &[Selection],
+    tallies: &[Vec<CaseTally>],
+    index: usize,
+    settings: &Settings,
+) -> Option<Robustness> {
+    let selection = &selections[index];
+    let family = selection.family.as_ref()?;
+    let plain = selections.iter().position(|s| {
+        s.family.is_none()
+            && s.suite == family.suite
+            && s.prompt_name == selection.prompt_name
+            && s.model_name == selection.model_name
+    })?;
+    let original: HashMap<&str, bool> = tallies[plain]
+        .iter()
+        .filter(|t| t.result().samples > 0)
+        .map(|t| (t.result().id.as_str(), 2 * t.result().correct > t.result().samples))
+        .collect();
+    let cases: Vec<CaseVariants> = tallies[index]
+        .iter()
+        .zip(&family.variants)
+        .map(|(tally, variants)| CaseVariants {
+            variants: tally
+                .graded()
+                .iter()
+                .map(|&(sample, right)| (variants[sample as usize].0.clone(), right))
+                .collect(),
+            original_right: original.get(tally.result().id.as_str()).copied(),
+        })
+        .collect();
+    Some(crate::robustness::summarize(
+        family.family,
+        selection.samples,
+        family.cases_left_out,
+        &cases,
+        settings.confidence_level,
+        settings.interval,
+    ))
+}
+
 /// Resolve suites and models, load prompts and cases, and render every request. All input
 /// errors surface here, before any call is made.
 fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error> {
@@ -387,10 +455,11 @@ fn select_models(
     } else {
         &options.models
     };
-    let mut selections = Vec::with_capacity(model_names.len());
+    let families = family_variants(suite_name, suite, prompt, cases, &grader)?;
+    let mut selections = Vec::with_capacity(model_names.len() * (1 + families.len()));
     for model_name in model_names {
         let model = &config.models[model_name];
-        selections.push(Selection {
+        let plain = Selection {
             suite: suite_name.to_string(),
             prompt_name: prompt_name.to_string(),
             model_name: model_name.clone(),
@@ -405,9 +474,146 @@ fn select_models(
             expectations: Arc::clone(&expectations),
             prompts: prompts.clone(),
             epoch: options.epoch.as_deref().map(Arc::from),
-        });
+            family: None,
+        };
+        let varied: Vec<Selection> = families
+            .iter()
+            .map(|family| Selection {
+                suite: format!("{suite_name}~{}", family.variants.family.name()),
+                samples: family.count,
+                cases: family.cases.clone(),
+                expectations: Arc::clone(&family.expectations),
+                // What a report shows as the case's prompt: its first variant's.
+                prompts: family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
+                family: Some(Arc::clone(&family.variants)),
+                ..plain.clone()
+            })
+            .collect();
+        selections.push(plain);
+        selections.extend(varied);
     }
     Ok(selections)
+}
+
+/// A family's selection, before it is given a model.
+struct FamilySelection {
+    variants: Arc<FamilyVariants>,
+    /// The cases that have variants.
+    cases: Vec<LoadedCase>,
+    expectations: Arc<Vec<Expectations>>,
+    count: u32,
+}
+
+/// The variants of every robustness family the suite has on, rendered with `prompt`.
+fn family_variants(
+    suite_name: &str,
+    suite: &config::SuiteConfig,
+    prompt: &Prompt,
+    cases: &[LoadedCase],
+    grader: &Graders,
+) -> Result<Vec<FamilySelection>, Error> {
+    let Some(robustness) = &suite.robustness else {
+        return Ok(Vec::new());
+    };
+    let suite_fields = robustness.field_paths();
+    let labels = suite.grader.iter().find_map(|g| match g {
+        config::GraderConfig::Label { labels, .. } => Some(labels.clone()),
+        _ => None,
+    });
+    let mut families = Vec::new();
+    for &family in &robustness.families {
+        let count = robustness.variants.unwrap_or_else(|| family.default_count());
+        let mut subset = Vec::new();
+        let mut variants = Vec::new();
+        for loaded in cases {
+            let settings = crate::robustness::Settings {
+                seed: robustness.seed,
+                count,
+                vars: robustness.vars.clone(),
+                fields: case_fields(loaded, &suite_fields)?,
+            };
+            let target = injection_target(robustness.target.as_deref(), labels.as_deref(), &loaded.case.expect);
+            let made = crate::robustness::variants(&loaded.case.id, &loaded.case.vars, family, &settings, &target);
+            if made.is_empty() {
+                continue;
+            }
+            let mut rendered = Vec::with_capacity(made.len());
+            for variant in made {
+                let varied = LoadedCase {
+                    case: crate::case::Case {
+                        vars: variant.vars,
+                        ..loaded.case.clone()
+                    },
+                    ..loaded.clone()
+                };
+                rendered.push((variant.id, Arc::new(prompt.render(&varied)?)));
+            }
+            subset.push(loaded.clone());
+            variants.push(rendered);
+        }
+        if subset.is_empty() {
+            continue;
+        }
+        let expectations = Arc::new(suite::expectations(suite_name, suite, grader, &subset)?);
+        families.push(FamilySelection {
+            variants: Arc::new(FamilyVariants {
+                family,
+                suite: suite_name.to_string(),
+                variants,
+                cases_left_out: cases.len() - subset.len(),
+            }),
+            cases: subset,
+            expectations,
+            count,
+        });
+    }
+    Ok(families)
+}
+
+/// The fields an attacker writes in a case: the suite's, narrowed or extended by the case's
+/// own `attacker_fields`; a bad path names the case.
+fn case_fields(loaded: &LoadedCase, suite_fields: &[FieldPath]) -> Result<Vec<FieldPath>, Error> {
+    let Some(own) = &loaded.case.attacker_fields else {
+        return Ok(suite_fields.to_vec());
+    };
+    let parse = |paths: &[String]| {
+        paths
+            .iter()
+            .map(|p| FieldPath::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| {
+                Error::invalid(
+                    "case file",
+                    &loaded.file,
+                    loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                    format!("case `{}`, attacker_fields: {message}", loaded.case.id),
+                )
+                .with_hint("a path is dot-separated keys, `*` for any key, `[]` after a key for each element: Resources[].Tags.*")
+            })
+    };
+    let mut fields = match &own.only {
+        Some(only) => parse(only)?,
+        None => suite_fields.to_vec(),
+    };
+    fields.extend(parse(&own.add)?);
+    Ok(fields)
+}
+
+/// What an injection asks for: the config's `target`, else with a label grader the first label
+/// that is not the case's, else `suppress` (what an attacker wants of a triage bot).
+fn injection_target(configured: Option<&str>, labels: Option<&[String]>, expect: &serde_json::Value) -> String {
+    if let Some(target) = configured {
+        return target.to_string();
+    }
+    let expected = expect.get("label").and_then(serde_json::Value::as_str);
+    labels
+        .and_then(|labels| {
+            labels
+                .iter()
+                .find(|l| expected.is_none_or(|e| !l.eq_ignore_ascii_case(e)))
+        })
+        .cloned()
+        .unwrap_or_else(|| "suppress".to_string())
 }
 
 /// The result of one selection from its cases' tallies.
@@ -430,8 +636,20 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
     };
     let mut result = aggregate::aggregate(identity, tallies, prices, settings);
     // Answers were kept: say what each case checks and what its prompt was.
-    for ((case, loaded), prompt) in result.per_case.iter_mut().zip(&selection.cases).zip(&selection.prompts) {
-        if let Some(detail) = case.detail.take() {
+    for (index, ((case, loaded), prompt)) in result
+        .per_case
+        .iter_mut()
+        .zip(&selection.cases)
+        .zip(&selection.prompts)
+        .enumerate()
+    {
+        if let Some(mut detail) = case.detail.take() {
+            // In a family, each sample answered a variant: say which.
+            if let Some(family) = &selection.family {
+                for answer in &mut detail.answers {
+                    answer.variant = family.variants[index].get(answer.sample as usize).map(|v| v.0.clone());
+                }
+            }
             case.detail = Some(CaseDetail::of(&loaded.case, prompt, detail.answers));
         }
     }

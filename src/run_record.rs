@@ -22,7 +22,8 @@ use crate::stats::Estimate;
 /// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
 /// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
 /// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
-/// (`promptgate drift` only), `detail` and `baseline` on each case (absent unless a report
+/// (`promptgate drift` only), `robustness` on the results of a robustness family, `detail`
+/// and `baseline` on each case (absent unless a report
 /// shows answers, and outside `gate`).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
@@ -232,6 +233,9 @@ pub struct SuiteResult {
     /// The drift canary's comparison with the baseline (`promptgate drift` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::drift::DriftComparison>,
+    /// What a robustness family's variants did (results named `suite~family` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robustness: Option<crate::robustness::Robustness>,
     /// How a sequential gate sampled this pair (`gate --sampling sequential` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialSummary>,

@@ -95,6 +95,7 @@ mod tests {
                 tags: vec![],
                 source: None,
                 notes: None,
+                attacker_fields: None,
             },
             file: "cases/triage/c.jsonl".into(),
             line: Some(7),

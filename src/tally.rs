@@ -74,6 +74,9 @@ pub struct CaseTally {
     first_error: Option<(u32, String)>,
     /// Every graded answer, when a report shows them ([`CaseTally::keeping_answers`]).
     answers: Option<Vec<SampleAnswer>>,
+    /// (sample, right?) of every graded sample, in the order graded: what a robustness family
+    /// needs to tell which variant flipped.
+    graded: Vec<(u32, bool)>,
 }
 
 impl CaseTally {
@@ -94,7 +97,13 @@ impl CaseTally {
             latencies: Vec::new(),
             first_error: None,
             answers: None,
+            graded: Vec::new(),
         }
+    }
+
+    /// (sample, right?) of every graded sample, in the order graded.
+    pub fn graded(&self) -> &[(u32, bool)] {
+        &self.graded
     }
 
     /// A tally that also keeps every graded answer: its result carries them in a
@@ -175,6 +184,7 @@ impl CaseTally {
         if let Some(answers) = &mut self.answers {
             answers.push(SampleAnswer::new(sample, grade.outcome, &grade.reason, response));
         }
+        self.graded.push((sample, grade.outcome == Outcome::Correct));
         let result = &mut self.result;
         result.samples += 1;
         match grade.outcome {

@@ -137,6 +137,7 @@ pub fn loaded(id: &str, expect: serde_json::Value) -> crate::case::LoadedCase {
             tags: vec![],
             source: None,
             notes: None,
+            attacker_fields: None,
         },
         file: "cases/c.json".into(),
         line: None,

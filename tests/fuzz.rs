@@ -432,6 +432,60 @@ fn fuzz_findings() {
     });
 }
 
+/// Robustness variants of mutated findings: never a panic, an injection only ever writes into a
+/// string its paths reach, and a mutated path either parses or says why.
+#[test]
+fn fuzz_variants_and_field_paths() {
+    use promptgate::robustness::{self, fields, Family, FieldPath, Settings};
+    let mut seeds = files_under("tests/fixtures/public", "json");
+    seeds.extend(
+        files_under("cases/guardduty-explain/findings", "json")
+            .into_iter()
+            .take(10),
+    );
+    let settings = Settings {
+        seed: 1,
+        count: 3,
+        vars: Vec::new(),
+        fields: fields::defaults(),
+    };
+    campaign("variants", seeds, vec![deep(10_000)], inputs_per_target(200), |input| {
+        let Ok(finding) = serde_json::from_slice::<serde_json::Value>(input) else {
+            return;
+        };
+        let vars = serde_json::Map::from_iter([("finding".to_string(), finding)]);
+        let allowed = robustness::attacker_fields(&vars, &["finding".to_string()], &settings.fields);
+        for family in Family::ALL {
+            for variant in robustness::variants("c", &vars, family, &settings, "suppress") {
+                if let Some(field) = &variant.field {
+                    assert!(allowed.contains(field), "{field} is not attacker-writable");
+                }
+            }
+        }
+    });
+    let paths: Vec<Vec<u8>> = fields::DEFAULT_FIELDS
+        .iter()
+        .map(|f| f.path.as_bytes().to_vec())
+        .collect();
+    let sample = serde_json::json!({"Resources": [{"Tags": {"a": "b"}, "Id": "x"}], "Resource": {"S3BucketDetails": [{"Name": "n"}]}});
+    campaign(
+        "field-path",
+        paths,
+        vec![b"a[][][]".to_vec()],
+        inputs_per_target(300),
+        |input| {
+            if let Ok(path) = FieldPath::parse(&text(input)) {
+                for pointer in path.strings(&sample) {
+                    assert!(
+                        sample.pointer(&pointer).is_some_and(serde_json::Value::is_string),
+                        "{pointer}"
+                    );
+                }
+            }
+        },
+    );
+}
+
 /// Redaction reads every string of a finding, character by character at its edges: mutated
 /// findings and free text with account ids, addresses and e-mails in every written form.
 #[test]

@@ -167,6 +167,7 @@ fn case_with(secrets: &[Secret], separators: &[(&str, &str)]) -> Case {
         tags: vec![],
         source: None,
         notes: None,
+        attacker_fields: None,
     }
 }
 

@@ -25,7 +25,13 @@ pub struct PlanOptions {
     pub difficulty_correlation: f64,
     /// Tolerated drop.
     pub margin: f64,
+    /// Solve for the variants per case of a robustness family (`drop` is the flip-rate
+    /// increase, `cases` the suite's size) instead of for cases or a drop.
+    pub variants: bool,
 }
+
+/// The most variants per case `plan` considers (the config's limit).
+const MAX_VARIANTS: u32 = crate::limits::VARIANTS.1 as u32;
 
 /// `promptgate plan`: the cases a suite needs to detect a drop, or the smallest drop a suite of
 /// a given size detects, under two assumptions about how a change moves case difficulty.
@@ -73,20 +79,38 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
         power: args.power,
         margin: args.margin,
     };
+    let setting = if args.variants {
+        format!(
+            "robustness family: flip rate {:.1}% in the baseline",
+            (1.0 - args.accuracy) * 100.0
+        )
+    } else {
+        format!("baseline accuracy {:.1}%, k = {}", args.accuracy * 100.0, args.samples)
+    };
     console.line(&format!(
-        "baseline accuracy {:.1}%, k = {}, one-sided α = {}, power {}, ICC {}, margin {}",
-        args.accuracy * 100.0,
-        args.samples,
-        args.alpha,
-        args.power,
-        args.icc,
-        args.margin
+        "{setting}, one-sided α = {}, power {}, ICC {}, margin {}",
+        args.alpha, args.power, args.icc, args.margin
     ))?;
     let scenarios = [
         (args.difficulty_correlation, "as given"),
         (0.0, "pessimistic: the change reshuffles which cases are hard"),
     ];
     match (args.drop, args.cases) {
+        (Some(drop), Some(cases)) if args.variants => {
+            for (c, label) in scenarios {
+                match plan::variants_needed(&inputs(c), cases, drop, MAX_VARIANTS) {
+                    Some(k) => console.line(&format!(
+                        "to detect {:.1} more points of flips with {cases} cases: {k} variants per case (difficulty correlation {c}, {label})",
+                        drop * 100.0
+                    ))?,
+                    None => console.line(&format!(
+                        "{cases} cases cannot detect {:.1} more points of flips with up to {MAX_VARIANTS} variants each (difficulty correlation {c}, {label}): add cases; `plan --accuracy {:.2} --drop {drop}` says how many",
+                        drop * 100.0,
+                        args.accuracy
+                    ))?,
+                }
+            }
+        }
         (Some(drop), None) => {
             for (c, label) in scenarios {
                 match plan::required_cases(&inputs(c), drop) {
@@ -125,7 +149,8 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
         args.drop
             .and_then(|drop| plan::required_cases(&inputs(args.difficulty_correlation), drop))
     });
-    if let Some(cases) = cases {
+    // A family's plan is about variants, not about stopping early.
+    if let Some(cases) = cases.filter(|_| !args.variants) {
         console.line(&sequential_expectation(args, cases))?;
     }
     Ok(exit_code::SUCCESS)
@@ -210,7 +235,45 @@ mod tests {
             icc: 0.5,
             difficulty_correlation: 0.5,
             margin: 0.0,
+            variants: false,
         }
+    }
+
+    /// Independent figures (scipy 1.17.1, the same σ_d model written out in Python): a flip
+    /// rate of 5% rising by 10 points, ICC 0.5, difficulty correlation 0.5, one-sided α 0.05,
+    /// power 0.8: 44 cases need 4 variants (power 0.8035; 1 variant: 0.5609); 10 cases cannot
+    /// reach 0.8 with any number up to 100 (0.4118 at 100).
+    #[test]
+    fn a_family_plan_says_how_many_variants_per_case() {
+        let family = |cases| PlanOptions {
+            accuracy: 0.95,
+            drop: Some(0.10),
+            cases: Some(cases),
+            variants: true,
+            ..options()
+        };
+        let (out, _, code) = printed(|console| plan(&family(44), console));
+        assert_eq!(code.unwrap(), exit_code::SUCCESS);
+        assert!(
+            out.contains("to detect 10.0 more points of flips with 44 cases: 4 variants per case (difficulty correlation 0.5, as given)"),
+            "{out}"
+        );
+        let inputs = PlanInputs {
+            baseline_accuracy: 0.95,
+            intra_case_correlation: 0.5,
+            difficulty_correlation: 0.5,
+            samples_baseline: 4,
+            samples_candidate: 4,
+            alpha: 0.05,
+            power: 0.8,
+            margin: 0.0,
+        };
+        assert!((plan::power(&inputs, 44, 0.10) - 0.8035).abs() < 5e-4);
+        let (out, _, _) = printed(|console| plan(&family(10), console));
+        assert!(
+            out.contains("10 cases cannot detect 10.0 more points of flips with up to 100 variants each"),
+            "{out}"
+        );
     }
 
     #[test]

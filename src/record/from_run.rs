@@ -68,6 +68,10 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
     let mut by_case: BTreeMap<(String, String), Proposal> = BTreeMap::new();
     let mut sources: BTreeMap<String, Vec<LoadedCase>> = BTreeMap::new();
     for result in &run.results {
+        // A robustness family's misses are answers to generated variants, not production misses.
+        if result.robustness.is_some() {
+            continue;
+        }
         let source_dir = match config.suites.get(&result.suite) {
             Some(source) => config.resolve(&source.cases),
             None => {
@@ -291,6 +295,7 @@ mod tests {
                 tags: vec![],
                 source: None,
                 notes: None,
+                attacker_fields: None,
             },
             misses: vec![Miss {
                 sample: 0,

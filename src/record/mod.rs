@@ -349,6 +349,7 @@ impl Target {
             tags,
             source: Some(source),
             notes: note,
+            attacker_fields: None,
         };
 
         let base_id = match id {

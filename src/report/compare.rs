@@ -56,6 +56,30 @@ pub(crate) const HEADER: [&str; 9] = [
     "latency p50 / p95",
 ];
 
+/// "flip rate: m 50.0% [28.8%, 71.2%], m2 0.0% [0.0%, 16.1%]" for a robustness family's suite.
+pub(crate) fn flip_rates(suite: &crate::compare::SuiteComparison) -> Option<String> {
+    let rates: Vec<String> = suite
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let r = row.flip_rate?;
+            Some(format!(
+                "{} {} [{}, {}]",
+                row.name,
+                percent(r.point),
+                percent(r.lower),
+                percent(r.upper)
+            ))
+        })
+        .collect();
+    (!rates.is_empty()).then(|| {
+        format!(
+            "flip rate (variants that changed the case's answer): {}",
+            rates.join(", ")
+        )
+    })
+}
+
 /// The terminal table, one per suite.
 pub fn terminal(record: &CompareRecord) -> String {
     let mut out = String::new();
@@ -77,6 +101,9 @@ pub fn terminal(record: &CompareRecord) -> String {
             "suite {} (Δ against {})\n{table}\n",
             suite.suite, suite.reference
         ));
+        if let Some(rates) = flip_rates(suite) {
+            out.push_str(&format!("{rates}\n"));
+        }
         if suite.disagreements.is_empty() {
             out.push_str("the rows agree on every case\n\n");
         } else {
@@ -107,6 +134,9 @@ pub fn markdown(record: &CompareRecord) -> String {
         ));
         for row in &suite.rows {
             out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
+        }
+        if let Some(rates) = flip_rates(suite) {
+            out.push_str(&format!("\n{}\n", super::markdown_text(&rates)));
         }
         if !suite.disagreements.is_empty() {
             let ids: Vec<String> = suite.disagreements.iter().map(|id| super::markdown_id(id)).collect();

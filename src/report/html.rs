@@ -306,6 +306,9 @@ pub fn compare_page(record: &CompareRecord) -> String {
         }
         page.push_str("</tbody></table>");
         page.push_str(&suite_plots(suite));
+        if let Some(rates) = super::compare::flip_rates(suite) {
+            let _ = write!(page, "<p class=\"note\">{}</p>", escape(&rates));
+        }
         if suite.disagreements.is_empty() {
             page.push_str("<p class=\"note\">The rows agree on every case.</p>");
         } else {

@@ -342,6 +342,9 @@ fn cell(text: &str) -> String {
     super::markdown_text(&excerpt(text, BLOCK_TEXT_CHARS))
 }
 
+/// One summary line a result may have.
+type Summary = dyn Fn(&SuiteResult) -> Option<String>;
+
 /// The verdict line, the table, and what moved per result, by id.
 fn summary(record: &RunRecord) -> String {
     {
@@ -442,24 +445,21 @@ fn summary(record: &RunRecord) -> String {
                 ));
             }
         }
-        for result in &record.results {
-            if let Some(drift) = &result.drift {
-                out.push_str(&format!(
-                    "\n**{} / {}**: {}\n",
-                    super::markdown_text(&result.label()),
-                    super::markdown_text(&result.model),
-                    super::markdown_text(&drift.summary())
-                ));
-            }
-        }
-        for result in &record.results {
-            if let Some(flakiness) = &result.flakiness {
-                out.push_str(&format!(
-                    "\n**{} / {}**: {}\n",
-                    super::markdown_text(&result.label()),
-                    super::markdown_text(&result.model),
-                    flakiness.summary(result.samples_per_case)
-                ));
+        // One line per result for each summary it has: drifts, then robustness, then flakiness.
+        let summaries: [&Summary; 3] = [
+            &|r| r.drift.as_ref().map(|d| super::markdown_text(&d.summary())),
+            &|r| r.robustness.as_ref().map(|b| super::markdown_text(&b.summary())),
+            &|r| r.flakiness.as_ref().map(|f| f.summary(r.samples_per_case)),
+        ];
+        for summary in summaries {
+            for result in &record.results {
+                if let Some(text) = summary(result) {
+                    out.push_str(&format!(
+                        "\n**{} / {}**: {text}\n",
+                        super::markdown_text(&result.label()),
+                        super::markdown_text(&result.model)
+                    ));
+                }
             }
         }
         out

@@ -216,6 +216,9 @@ fn summary_table(page: &mut String, record: &RunRecord) {
         if let Some(drift) = &result.drift {
             lines.push(drift.summary());
         }
+        if let Some(robustness) = &result.robustness {
+            lines.push(robustness.summary());
+        }
         if let Some(flakiness) = &result.flakiness {
             lines.push(flakiness.summary(result.samples_per_case));
         }
@@ -359,7 +362,10 @@ fn answers(page: &mut String, answers: &[SampleAnswer]) {
     let mut shown: Vec<(Vec<u32>, &SampleAnswer)> = Vec::new();
     for answer in answers {
         let same = shown.iter_mut().find(|(_, other)| {
-            other.outcome == answer.outcome && other.reason == answer.reason && other.text == answer.text
+            other.outcome == answer.outcome
+                && other.reason == answer.reason
+                && other.text == answer.text
+                && other.variant == answer.variant
         });
         match same {
             Some((samples, _)) => samples.push(answer.sample),
@@ -368,7 +374,10 @@ fn answers(page: &mut String, answers: &[SampleAnswer]) {
     }
     for (samples, answer) in shown {
         let (class, mark) = outcome_mark(answer.outcome);
-        let numbers: Vec<String> = samples.iter().map(|s| format!("#{s}")).collect();
+        let mut numbers: Vec<String> = samples.iter().map(|s| format!("#{s}")).collect();
+        if let Some(variant) = &answer.variant {
+            numbers.push(format!("[{}]", text(variant)));
+        }
         let _ = write!(
             page,
             "<details><summary><span class=\"{class}\">{} {mark}</span> {} — <span class=\"note\">{}</span></summary><pre>{}</pre></details>",

@@ -71,6 +71,7 @@ mod tests {
                 outcome: Outcome::Correct,
                 reason: "answered `suppress`".into(),
                 text: "account 210987654328 (alice@example.com) is a sandbox".into(),
+                variant: None,
             }],
             ..CaseDetail::default()
         });

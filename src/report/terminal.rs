@@ -217,6 +217,15 @@ impl Exporter for TerminalExporter {
                     out.push_str(&format!("  note: {note}\n"));
                 }
             }
+            if let Some(robustness) = &result.robustness {
+                out.push_str(&format!(
+                    "\n{} {}/{}: {}\n",
+                    self.paint("robustness", "1"),
+                    result.label(),
+                    result.model,
+                    robustness.summary()
+                ));
+            }
             self.baseline(result, &mut out);
             self.misses(result, &mut out);
             if let Some(error) = &result.first_error {
