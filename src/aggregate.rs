@@ -167,6 +167,8 @@ fn finish(
         accuracy: accuracy.map(|a| a.estimate),
         cases_graded: accuracy.map_or(0, |a| a.cases),
         effective_sample_size: accuracy.map(|a| a.effective_sample_size),
+        interval_warning: accuracy
+            .and_then(|a| stats::few_cases_warning(&a, identity.samples_per_case, settings.interval)),
         design_effect: accuracy.map(|a| a.design_effect),
         invalid_outputs: per_case.iter().map(|c| u64::from(c.invalid)).sum(),
         errors: calls.failed,

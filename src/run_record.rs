@@ -22,7 +22,8 @@ use crate::stats::Estimate;
 /// `model_versions` on each result (default empty) and `model_change` in its `baseline` block
 /// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
 /// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
-/// (`promptgate drift` only), `robustness` on the results of a robustness family, `detail`
+/// (`promptgate drift` only), `robustness` on the results of a robustness family,
+/// `interval_warning` on each result (absent unless k ≥ 10 and n_eff > 3n), `detail`
 /// and `baseline` on each case (absent unless a report
 /// shows answers, and outside `gate`).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
@@ -201,6 +202,10 @@ pub struct SuiteResult {
     /// Cases with at least one valid sample (the n of the interval).
     pub cases_graded: usize,
     pub effective_sample_size: Option<f64>,
+    /// Set when the interval rests on too little between-case information (k ≥ 10 and n_eff >
+    /// 3n, `reference/statistics.md` §b2): what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_warning: Option<String>,
     pub design_effect: Option<f64>,
     /// Samples whose output could not be read as an answer (counted as wrong in accuracy).
     pub invalid_outputs: u64,

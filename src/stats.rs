@@ -63,6 +63,23 @@ pub enum IntervalMethod {
     WilsonCasesZ,
 }
 
+/// The warning of `reference/statistics.md` §b2: with many samples of few cases (k ≥ 10 and
+/// n_eff > 3n) the design effect comes from little between-case information, is too often
+/// estimated small, and the default interval is then too narrow. `None` when the interval does
+/// not rest on it (`--conservative-ci` counts each case once).
+pub fn few_cases_warning(accuracy: &Accuracy, samples_per_case: u32, method: IntervalMethod) -> Option<String> {
+    let n = accuracy.cases as f64;
+    let warn = method == IntervalMethod::WilsonEffectiveT
+        && samples_per_case >= 10
+        && accuracy.effective_sample_size > 3.0 * n;
+    warn.then(|| {
+        format!(
+            "the interval counts {} cases × {samples_per_case} samples as {:.0} independent answers: with many samples of few cases it is often too narrow; add cases rather than samples, or use --conservative-ci",
+            accuracy.cases, accuracy.effective_sample_size
+        )
+    })
+}
+
 /// Arithmetic mean; NaN for an empty slice.
 pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
@@ -345,5 +362,42 @@ mod tests {
         let acc = accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
         close(acc.estimate.point, 0.5, 1e-12);
         assert!(acc.estimate.lower >= 0.0 && acc.estimate.upper <= 1.0);
+    }
+
+    #[test]
+    fn many_samples_of_few_cases_get_the_warning_of_b2() {
+        // 10 cases × 20 samples, all between 17 and 20 right: the per-case means vary little,
+        // so n_eff = p̂(1−p̂)/SE² = 0.060775/0.000225 = 270, clamped to N = 200 > 3n = 30.
+        let correct = [19, 18, 20, 19, 18, 19, 20, 17, 19, 18];
+        let outcomes = |k: u32| -> Vec<CaseOutcome> {
+            correct
+                .iter()
+                .map(|&c| CaseOutcome {
+                    correct: c * k / 20,
+                    samples: k,
+                })
+                .collect()
+        };
+        let many = accuracy(&outcomes(20), 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
+        assert_eq!(many.effective_sample_size, 200.0);
+        let warning = few_cases_warning(&many, 20, IntervalMethod::WilsonEffectiveT).expect("a warning");
+        assert!(
+            warning.starts_with("the interval counts 10 cases × 20 samples as 200 independent answers"),
+            "{warning}"
+        );
+        assert!(warning.contains("add cases rather than samples"));
+        // Not under --conservative-ci, which counts each case once, nor at k < 10.
+        assert_eq!(few_cases_warning(&many, 20, IntervalMethod::WilsonCasesZ), None);
+        assert_eq!(few_cases_warning(&many, 5, IntervalMethod::WilsonEffectiveT), None);
+        // Nor when n_eff ≤ 3n: cases that disagree a lot are worth about one answer each.
+        let spread: Vec<CaseOutcome> = (0..10)
+            .map(|i| CaseOutcome {
+                correct: if i % 2 == 0 { 20 } else { 0 },
+                samples: 20,
+            })
+            .collect();
+        let split = accuracy(&spread, 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
+        assert!(split.effective_sample_size <= 30.0, "{split:?}");
+        assert_eq!(few_cases_warning(&split, 20, IntervalMethod::WilsonEffectiveT), None);
     }
 }

@@ -375,3 +375,40 @@ fn snapshot_settings() -> insta::Settings {
     settings.set_prepend_module_to_snapshot(false);
     settings
 }
+
+/// Twenty samples of ten cases that all sit between 90% and 100%: n_eff = p̂(1−p̂)/SE² = 225,
+/// clamped to the 200 answers, far above 3n = 30, and every report says to add cases instead
+/// (§b2 of the design notes).
+#[test]
+fn many_samples_of_few_cases_warn_in_every_report() {
+    let server = FakeServer::start(|seen: &Seen| {
+        let case: i64 = seen.case_id().trim_start_matches('c').parse().expect("case id");
+        // Sample j is sent with seed 100 + j: case i misses its first i % 3 samples.
+        let wrong = seen.seed() - 100 < case % 3;
+        Reply::label(if wrong { "notify" } else { "suppress" })
+    });
+    let project = Project::new(&server.base_url, &["suppress"; 10], 20, "");
+    let (record, code) = project.json(&["run", "--out", "run.md"]);
+    assert_eq!(code, 0, "{record:#}");
+    let result = &record["results"][0];
+    assert_eq!(result["effective_sample_size"].as_f64(), Some(200.0));
+    let warning = result["interval_warning"].as_str().expect("a warning");
+    assert!(
+        warning.starts_with("the interval counts 10 cases × 20 samples as "),
+        "{warning}"
+    );
+    let markdown = std::fs::read_to_string(project.file("run.md")).unwrap();
+    assert!(
+        markdown.contains("**s / m**: ⚠️ the interval counts 10 cases"),
+        "{markdown}"
+    );
+    project
+        .command()
+        .arg("run")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("warning s/m: the interval counts 10 cases"));
+    // --conservative-ci counts each case once: nothing to warn about.
+    let (conservative, _) = project.json(&["run", "--conservative-ci"]);
+    assert!(conservative["results"][0].get("interval_warning").is_none());
+}

@@ -445,8 +445,14 @@ fn summary(record: &RunRecord) -> String {
                 ));
             }
         }
-        // One line per result for each summary it has: drifts, then robustness, then flakiness.
-        let summaries: [&Summary; 3] = [
+        // One line per result for each summary it has: interval warnings, drifts, robustness,
+        // flakiness.
+        let summaries: [&Summary; 4] = [
+            &|r| {
+                r.interval_warning
+                    .as_ref()
+                    .map(|w| format!("⚠️ {}", super::markdown_text(w)))
+            },
             &|r| r.drift.as_ref().map(|d| super::markdown_text(&d.summary())),
             &|r| r.robustness.as_ref().map(|b| super::markdown_text(&b.summary())),
             &|r| r.flakiness.as_ref().map(|f| f.summary(r.samples_per_case)),

@@ -216,6 +216,9 @@ fn summary_table(page: &mut String, record: &RunRecord) {
         if let Some(drift) = &result.drift {
             lines.push(drift.summary());
         }
+        if let Some(warning) = &result.interval_warning {
+            lines.push(format!("warning: {warning}"));
+        }
         if let Some(robustness) = &result.robustness {
             lines.push(robustness.summary());
         }

@@ -217,6 +217,14 @@ impl Exporter for TerminalExporter {
                     out.push_str(&format!("  note: {note}\n"));
                 }
             }
+            if let Some(warning) = &result.interval_warning {
+                out.push_str(&format!(
+                    "\n{} {}/{}: {warning}\n",
+                    self.paint("warning", "33;1"),
+                    result.label(),
+                    result.model
+                ));
+            }
             if let Some(robustness) = &result.robustness {
                 out.push_str(&format!(
                     "\n{} {}/{}: {}\n",
