@@ -24,7 +24,8 @@ pub const PROMPT_CHARS: usize = 20_000;
 /// The longest "what it checks" and "expected" texts.
 pub const ABOUT_CHARS: usize = 300;
 /// What a baseline keeps per case: its most common answers, each cut to this many characters,
-/// with the grader's reason cut the same way. Two of 160 keep a case's line under 2 KB.
+/// with the grader's reason cut the same way. Two groups of two 160-character texts: at most
+/// 640 characters of answers per case line (about 2 KB of Japanese text).
 pub const BASELINE_GROUPS: usize = 2;
 pub const BASELINE_EXCERPT_CHARS: usize = 160;
 
