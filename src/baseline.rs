@@ -7,8 +7,9 @@
 //! the baseline's samples, with counts (see `model_version`); version 1 is still read, as a
 //! baseline whose versions are unknown. 3 — `answers` on each case: its most common answers
 //! (at most two groups of samples with the same grade and reason, each with a count, the
-//! reason and the first answer, cut to 160 characters: at most 640 characters per case line), so that
-//! a failed gate can show what the baseline answered; versions 1 and 2 are read, without them.
+//! reason and the first answer, cut to 160 characters: at most 640 characters per case line),
+//! so that a failed gate can show what the baseline answered; versions 1 and 2 are read,
+//! without them.
 
 use std::path::{Path, PathBuf};
 
