@@ -347,129 +347,127 @@ type Summary = dyn Fn(&SuiteResult) -> Option<String>;
 
 /// The verdict line, the table, and what moved per result, by id.
 fn summary(record: &RunRecord) -> String {
-    {
-        let headline = match record.verdict {
-            Verdict::Pass => "✅ pass",
-            Verdict::Regressed => "❌ significant regression",
-            Verdict::Drifted => "⚠️ the model drifted",
-            Verdict::Inconclusive => "⚠️ inconclusive",
-        };
-        let mut out = format!("## promptgate {}: {headline}\n\n", record.command);
-        // Before anything else: a model change explains a verdict that the prompt does not.
-        for result in &record.results {
-            if let Some(change) = result.baseline.as_ref().and_then(|b| b.model_change.as_ref()) {
-                out.push_str(&format!(
-                    "> ⚠️ **{} / {}**: {}\n\n",
-                    super::markdown_text(&result.label()),
-                    super::markdown_text(&result.model),
-                    super::markdown_text(&change.summary())
-                ));
-            }
-        }
-        out.push_str(&format!("| {} |\n", SUMMARY_HEADER.join(" | ")));
-        out.push_str(&format!("|{}\n", "---|".repeat(SUMMARY_HEADER.len())));
-        for result in &record.results {
-            let (emoji, word, strong) = verdict_of(result);
-            let verdict = if strong {
-                format!("{emoji} **{word}**")
-            } else {
-                format!("{emoji} {word}")
-            };
-            // Names come from the config; figures are promptgate's own.
-            let mut cells = summary_cells(result);
-            for name in &mut cells[..2] {
-                *name = super::markdown_text(name);
-            }
-            out.push_str(&format!("| {verdict} | {} |\n", cells.join(" | ")));
-        }
-        for result in &record.results {
-            let Some(b) = &result.baseline else { continue };
-            let name = format!(
-                "{} / {}",
+    let headline = match record.verdict {
+        Verdict::Pass => "✅ pass",
+        Verdict::Regressed => "❌ significant regression",
+        Verdict::Drifted => "⚠️ the model drifted",
+        Verdict::Inconclusive => "⚠️ inconclusive",
+    };
+    let mut out = format!("## promptgate {}: {headline}\n\n", record.command);
+    // Before anything else: a model change explains a verdict that the prompt does not.
+    for result in &record.results {
+        if let Some(change) = result.baseline.as_ref().and_then(|b| b.model_change.as_ref()) {
+            out.push_str(&format!(
+                "> ⚠️ **{} / {}**: {}\n\n",
                 super::markdown_text(&result.label()),
-                super::markdown_text(&result.model)
-            );
-            // Broken cases first: information even when the drop over all cases is not significant.
-            if !b.transitions.is_empty() {
-                let lists: Vec<String> = b
-                    .transitions
-                    .named()
-                    .into_iter()
-                    .map(|(name, ids)| format!("{name}: {}", id_list(ids)))
-                    .collect();
-                out.push_str(&format!(
-                    "\n**{name}**: flakiness since the baseline: {} — {}\n",
-                    b.transitions.counts(),
-                    lists.join("; ")
-                ));
-            }
-            if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
-                let ids: Vec<String> = b.regressed_cases.iter().map(|id| super::markdown_id(id)).collect();
-                out.push_str(&format!(
-                    "\n**{name}**: {} case(s) went down: {}\n",
-                    b.regressed_cases.len(),
-                    if ids.is_empty() {
-                        "none".to_string()
-                    } else {
-                        ids.join(", ")
-                    }
-                ));
-            }
-            if !b.new_cases.is_empty() {
-                let accuracy = b
-                    .new_cases_accuracy
-                    .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
-                // Named, so a case recorded from a production miss shows up in the PR summary.
-                out.push_str(&format!(
-                    "\n**{name}**: {} new case(s), not gated (accuracy {accuracy}): {}\n",
-                    b.new_cases.len(),
-                    id_list(&b.new_cases)
-                ));
-            }
-            if !b.missing_cases.is_empty() {
-                out.push_str(&format!(
-                    "\n**{name}**: {} baseline case(s) no longer present\n",
-                    b.missing_cases.len()
-                ));
-            }
-            if let Some(note) = &b.note {
-                out.push_str(&format!("\n**{name}**: {note}\n"));
-            }
-            if let Some(summary) = &result.sequential {
-                out.push_str(&format!("\n**{name}**: {}\n", super::sequential_summary(summary)));
-            }
-            if let Some(mde) = b.minimum_detectable_drop {
-                out.push_str(&format!(
-                    "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",
-                    mde * 100.0
-                ));
-            }
+                super::markdown_text(&result.model),
+                super::markdown_text(&change.summary())
+            ));
         }
-        // One line per result for each summary it has: interval warnings, drifts, robustness,
-        // flakiness.
-        let summaries: [&Summary; 4] = [
-            &|r| {
-                r.interval_warning
-                    .as_ref()
-                    .map(|w| format!("⚠️ {}", super::markdown_text(w)))
-            },
-            &|r| r.drift.as_ref().map(|d| super::markdown_text(&d.summary())),
-            &|r| r.robustness.as_ref().map(|b| super::markdown_text(&b.summary())),
-            &|r| r.flakiness.as_ref().map(|f| f.summary(r.samples_per_case)),
-        ];
-        for summary in summaries {
-            for result in &record.results {
-                if let Some(text) = summary(result) {
-                    out.push_str(&format!(
-                        "\n**{} / {}**: {text}\n",
-                        super::markdown_text(&result.label()),
-                        super::markdown_text(&result.model)
-                    ));
-                }
-            }
-        }
-        out
     }
+    out.push_str(&format!("| {} |\n", SUMMARY_HEADER.join(" | ")));
+    out.push_str(&format!("|{}\n", "---|".repeat(SUMMARY_HEADER.len())));
+    for result in &record.results {
+        let (emoji, word, strong) = verdict_of(result);
+        let verdict = if strong {
+            format!("{emoji} **{word}**")
+        } else {
+            format!("{emoji} {word}")
+        };
+        // Names come from the config; figures are promptgate's own.
+        let mut cells = summary_cells(result);
+        for name in &mut cells[..2] {
+            *name = super::markdown_text(name);
+        }
+        out.push_str(&format!("| {verdict} | {} |\n", cells.join(" | ")));
+    }
+    for result in &record.results {
+        let Some(b) = &result.baseline else { continue };
+        let name = format!(
+            "{} / {}",
+            super::markdown_text(&result.label()),
+            super::markdown_text(&result.model)
+        );
+        // Broken cases first: information even when the drop over all cases is not significant.
+        if !b.transitions.is_empty() {
+            let lists: Vec<String> = b
+                .transitions
+                .named()
+                .into_iter()
+                .map(|(name, ids)| format!("{name}: {}", id_list(ids)))
+                .collect();
+            out.push_str(&format!(
+                "\n**{name}**: flakiness since the baseline: {} — {}\n",
+                b.transitions.counts(),
+                lists.join("; ")
+            ));
+        }
+        if b.verdict == GateVerdict::Regressed || !b.regressed_cases.is_empty() {
+            let ids: Vec<String> = b.regressed_cases.iter().map(|id| super::markdown_id(id)).collect();
+            out.push_str(&format!(
+                "\n**{name}**: {} case(s) went down: {}\n",
+                b.regressed_cases.len(),
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ));
+        }
+        if !b.new_cases.is_empty() {
+            let accuracy = b
+                .new_cases_accuracy
+                .map_or_else(|| "n/a".to_string(), |a| percent(a.point));
+            // Named, so a case recorded from a production miss shows up in the PR summary.
+            out.push_str(&format!(
+                "\n**{name}**: {} new case(s), not gated (accuracy {accuracy}): {}\n",
+                b.new_cases.len(),
+                id_list(&b.new_cases)
+            ));
+        }
+        if !b.missing_cases.is_empty() {
+            out.push_str(&format!(
+                "\n**{name}**: {} baseline case(s) no longer present\n",
+                b.missing_cases.len()
+            ));
+        }
+        if let Some(note) = &b.note {
+            out.push_str(&format!("\n**{name}**: {note}\n"));
+        }
+        if let Some(summary) = &result.sequential {
+            out.push_str(&format!("\n**{name}**: {}\n", super::sequential_summary(summary)));
+        }
+        if let Some(mde) = b.minimum_detectable_drop {
+            out.push_str(&format!(
+                "\n**{name}**: detects drops of {:.1} points or more (80% power)\n",
+                mde * 100.0
+            ));
+        }
+    }
+    // One line per result for each summary it has: interval warnings, drifts, robustness,
+    // flakiness.
+    let summaries: [&Summary; 4] = [
+        &|r| {
+            r.interval_warning
+                .as_ref()
+                .map(|w| format!("⚠️ {}", super::markdown_text(w)))
+        },
+        &|r| r.drift.as_ref().map(|d| super::markdown_text(&d.summary())),
+        &|r| r.robustness.as_ref().map(|b| super::markdown_text(&b.summary())),
+        &|r| r.flakiness.as_ref().map(|f| f.summary(r.samples_per_case)),
+    ];
+    for summary in summaries {
+        for result in &record.results {
+            if let Some(text) = summary(result) {
+                out.push_str(&format!(
+                    "\n**{} / {}**: {text}\n",
+                    super::markdown_text(&result.label()),
+                    super::markdown_text(&result.model)
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -38,6 +38,11 @@ impl TerminalExporter {
         }
     }
 
+    /// "drift triage/m": what a line is, painted, and which result it is about.
+    fn about(&self, result: &SuiteResult, what: &str, colour: &str) -> String {
+        format!("{} {}/{}", self.paint(what, colour), result.label(), result.model)
+    }
+
     fn baseline(&self, result: &SuiteResult, out: &mut String) {
         let Some(b) = &result.baseline else { return };
         let verdict = match b.verdict {
@@ -49,10 +54,8 @@ impl TerminalExporter {
         let baseline = b.accuracy.map_or_else(|| "n/a".to_string(), |a| percent(a.point));
         if let Some(change) = &b.model_change {
             out.push_str(&format!(
-                "\n{} {}/{}: {}",
-                self.paint("model changed", "33;1"),
-                result.label(),
-                result.model,
+                "\n{}: {}",
+                self.about(result, "model changed", "33;1"),
                 change.details()
             ));
         }
@@ -207,10 +210,8 @@ impl Exporter for TerminalExporter {
         for result in &record.results {
             if let Some(drift) = &result.drift {
                 out.push_str(&format!(
-                    "\n{} {}/{}: {}\n",
-                    self.paint("drift", "1"),
-                    result.label(),
-                    result.model,
+                    "\n{}: {}\n",
+                    self.about(result, "drift", "1"),
                     drift.summary()
                 ));
                 if let Some(note) = &drift.note {
@@ -218,19 +219,12 @@ impl Exporter for TerminalExporter {
                 }
             }
             if let Some(warning) = &result.interval_warning {
-                out.push_str(&format!(
-                    "\n{} {}/{}: {warning}\n",
-                    self.paint("warning", "33;1"),
-                    result.label(),
-                    result.model
-                ));
+                out.push_str(&format!("\n{}: {warning}\n", self.about(result, "warning", "33;1")));
             }
             if let Some(robustness) = &result.robustness {
                 out.push_str(&format!(
-                    "\n{} {}/{}: {}\n",
-                    self.paint("robustness", "1"),
-                    result.label(),
-                    result.model,
+                    "\n{}: {}\n",
+                    self.about(result, "robustness", "1"),
                     robustness.summary()
                 ));
             }

@@ -175,7 +175,7 @@ fn key_matches(pattern: &str, key: &str) -> bool {
 }
 
 /// A key as a JSON pointer token (RFC 6901).
-fn escape_pointer(key: &str) -> String {
+pub(crate) fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 

@@ -176,7 +176,7 @@ pub fn attacker_fields(vars: &Map<String, Value>, names: &[String], paths: &[Fie
     let mut found = Vec::new();
     for name in names {
         let Some(value) = vars.get(name) else { continue };
-        let var = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+        let var = format!("/{}", fields::escape_pointer(name));
         for finding in finding_pointers(value) {
             let Some(inner) = value.pointer(&finding) else { continue };
             for path in paths {

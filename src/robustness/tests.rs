@@ -191,7 +191,7 @@ fn leaves(value: &Value, pointer: String, out: &mut Vec<(String, Value)>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                leaves(v, format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                leaves(v, format!("{pointer}/{}", fields::escape_pointer(k)), out);
             }
         }
         Value::Array(items) => {
