@@ -26,6 +26,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         sequential: None,
         epoch: None,
         answers: false,
+        shard: None,
     }
 }
 

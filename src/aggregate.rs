@@ -5,9 +5,13 @@
 //! results it keeps (correct and valid samples, latencies), so the results of disjoint sets of
 //! cases [`merge`] into the result of their union: the same figures as one run over all of them.
 
+use std::collections::HashMap;
+
+use crate::config::Prices;
 use crate::error::Error;
 use crate::provider::FailureKind;
-use crate::run_record::{CaseResult, Latency, SuiteResult, Tokens, Verdict};
+use crate::robustness::{CaseVariants, Family, Robustness};
+use crate::run_record::{CaseResult, Latency, SuiteResult, Verdict};
 use crate::stats::{self, CaseOutcome, IntervalMethod};
 use crate::tally::{CaseTally, Totals};
 
@@ -32,19 +36,6 @@ pub struct Settings {
     pub max_error_rate: f64,
 }
 
-/// A model's prices in USD per million tokens, when configured.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prices {
-    pub input_per_million: f64,
-    pub output_per_million: f64,
-}
-
-impl Prices {
-    fn cost(self, tokens: &Tokens) -> f64 {
-        (tokens.input as f64 * self.input_per_million + tokens.output as f64 * self.output_per_million) / 1e6
-    }
-}
-
 /// The result of one suite × model × prompt from its cases' tallies, in case order.
 pub fn aggregate(
     identity: Identity,
@@ -59,15 +50,51 @@ pub fn aggregate(
         totals.add(&case_totals);
         per_case.push(result);
     }
-    let cost_usd = prices.map(|prices| prices.cost(&totals.tokens));
+    let cost_usd = prices.map(|prices| prices.cost(totals.tokens.input, totals.tokens.output));
     finish(identity, per_case, totals, cost_usd, settings)
 }
 
+/// What a robustness family's variants did (`family_result`, a `suite~family` result) against
+/// the same model's answers to the cases themselves (`plain`): a variant flips when its grade
+/// differs from its case's majority grade. `cases_left_out` counts the suite's cases with
+/// nothing to vary.
+pub fn robustness(
+    family: Family,
+    cases_left_out: usize,
+    family_result: &SuiteResult,
+    plain: &SuiteResult,
+    settings: &Settings,
+) -> Robustness {
+    let original: HashMap<&str, bool> = plain
+        .per_case
+        .iter()
+        .filter(|c| c.samples > 0)
+        .map(|c| (c.id.as_str(), 2 * c.correct > c.samples))
+        .collect();
+    let cases: Vec<CaseVariants> = family_result
+        .per_case
+        .iter()
+        .map(|case| CaseVariants {
+            variants: case.variants.iter().map(|v| (v.variant.clone(), v.right)).collect(),
+            original_right: original.get(case.id.as_str()).copied(),
+        })
+        .collect();
+    crate::robustness::summarize(
+        family,
+        family_result.samples_per_case,
+        cases_left_out,
+        &cases,
+        settings.confidence_level,
+        settings.interval,
+    )
+}
+
 /// The result of the union of `parts`, results of disjoint cases of the same suite, model and
-/// prompt, given in case order. Every figure equals that of one run over all the cases, except
-/// `cost_usd`, the sum of the parts' costs (equal up to rounding), and latency when a part was
-/// recorded without per-case latencies (then it is left out).
-pub fn merge(parts: Vec<SuiteResult>, settings: &Settings) -> Result<SuiteResult, Error> {
+/// prompt, given in case order. Every figure equals that of one run over all the cases, cost
+/// included when `prices` are given; without them `cost_usd` is the sum of the parts' costs
+/// (equal up to rounding). Latency is left out when a part was recorded without per-case
+/// latencies.
+pub fn merge(parts: Vec<SuiteResult>, prices: Option<Prices>, settings: &Settings) -> Result<SuiteResult, Error> {
     let Some(first) = parts.first() else {
         return Err(Error::usage("nothing to merge"));
     };
@@ -77,7 +104,23 @@ pub fn merge(parts: Vec<SuiteResult>, settings: &Settings) -> Result<SuiteResult
     let mut seen = std::collections::HashSet::new();
     let mut cost_usd = Some(0.0);
     let mut latency_known = true;
-    for part in parts {
+    // A result names its first failure in case order: with the cases of shards interleaved,
+    // that is the failure of the part whose failed case comes first in the suite.
+    let first_failure = |part: &SuiteResult| {
+        part.per_case
+            .iter()
+            .filter(|c| c.errors > 0)
+            .map(|c| c.position)
+            .min()
+            .flatten()
+    };
+    let first_error_of = parts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, part)| first_failure(part).map(|position| (position, index)))
+        .min()
+        .map(|(_, index)| index);
+    for (index, part) in parts.into_iter().enumerate() {
         let theirs = identity_of(&part);
         if theirs != identity {
             return Err(Error::usage(format!(
@@ -101,17 +144,44 @@ pub fn merge(parts: Vec<SuiteResult>, settings: &Settings) -> Result<SuiteResult
             calls: part.calls,
             tokens: part.tokens,
             errors_by_kind: part.errors_by_kind,
-            first_error: part.first_error,
+            first_error: part
+                .first_error
+                .filter(|_| first_error_of.is_none_or(|first| first == index)),
             versions: crate::model_version::Versions::from_counts(&part.model_versions),
         });
         cost_usd = cost_usd.zip(part.cost_usd).map(|(a, b)| a + b);
         per_case.extend(part.per_case);
+    }
+    let cost_usd = match prices {
+        Some(prices) => Some(prices.cost(totals.tokens.input, totals.tokens.output)),
+        None => cost_usd,
+    };
+    if per_case.iter().all(|c| c.position.is_some()) {
+        in_suite_order(&mut per_case)?;
     }
     let mut result = finish(identity, per_case, totals, cost_usd, settings);
     if !latency_known {
         result.latency = None;
     }
     Ok(result)
+}
+
+/// The cases of shards (each with its place in the suite) back in suite order, which must
+/// leave no place empty; their places are then dropped, as an unsharded run has none.
+fn in_suite_order(per_case: &mut [CaseResult]) -> Result<(), Error> {
+    per_case.sort_by_key(|c| c.position);
+    for (expected, case) in per_case.iter_mut().enumerate() {
+        if case.position != Some(expected) {
+            return Err(Error::usage(format!(
+                "the parts do not hold the whole suite: no case is at place {expected} (case `{}` is at {})",
+                case.id,
+                case.position.unwrap_or_default()
+            ))
+            .with_hint("merge the records of every shard, as the shards wrote them"));
+        }
+        case.position = None;
+    }
+    Ok(())
 }
 
 fn identity_of(result: &SuiteResult) -> Identity {
@@ -195,6 +265,7 @@ mod tests {
     use super::*;
     use crate::grader::Grade;
     use crate::provider::{ProviderError, Response, Usage};
+    use crate::run_record::Tokens;
     use crate::tally::{Answer, Purpose};
 
     fn identity() -> Identity {
@@ -352,7 +423,7 @@ mod tests {
                     aggregate(identity(), a.to_vec(), prices, &settings),
                     aggregate(identity(), b.to_vec(), prices, &settings),
                 ];
-                let mut merged = merge(parts, &settings).unwrap();
+                let mut merged = merge(parts, None, &settings).unwrap();
                 // Equal up to rounding, the one figure that is not exact.
                 let (cost, whole_cost) = (merged.cost_usd.take().unwrap(), whole.cost_usd.unwrap());
                 assert!((cost - whole_cost).abs() < 1e-12 * whole_cost, "{cost} vs {whole_cost}");
@@ -371,14 +442,14 @@ mod tests {
     #[test]
     fn only_disjoint_parts_of_one_result_merge() {
         let a = aggregate(identity(), cases()[..2].to_vec(), None, &SETTINGS);
-        let err = merge(vec![a.clone(), a.clone()], &SETTINGS).unwrap_err();
+        let err = merge(vec![a.clone(), a.clone()], None, &SETTINGS).unwrap_err();
         assert!(err.to_string().contains("case `c0` is in more than one part"), "{err}");
         let other = SuiteResult {
             model: "large".into(),
             ..aggregate(identity(), cases()[2..].to_vec(), None, &SETTINGS)
         };
-        let err = merge(vec![a, other], &SETTINGS).unwrap_err();
+        let err = merge(vec![a, other], None, &SETTINGS).unwrap_err();
         assert!(err.to_string().contains("cannot merge `triage` on `small`"), "{err}");
-        assert!(merge(Vec::new(), &SETTINGS).is_err());
+        assert!(merge(Vec::new(), None, &SETTINGS).is_err());
     }
 }

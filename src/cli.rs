@@ -62,6 +62,22 @@ Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
 significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
 
+const MERGE_AFTER_HELP: &str = "\
+Examples (a CI matrix of 3 jobs, then one job that merges; ci/github/promptgate-sharded.yml):
+  promptgate gate --shard 1/3 --out shard-1.json      in job 1 (2/3 and 3/3 in the others)
+  promptgate merge shard-*.json --format markdown    the gate's verdict over the whole run
+  promptgate baseline update --shard 2/3 --out b-2.json, then: promptgate merge b-*.json
+
+A case's shard is fixed by its id, so shards are disjoint and together the suite. A shard's exit
+code is 0 once its record is written (2 or 6 on bad input or a failed write): its verdict covers
+that shard alone. `merge` checks that every shard of one run is there once, from one commit with
+the same flags, puts the cases back in order, and computes every figure over the whole run,
+exactly as one unsharded run over the same answers: accuracy and intervals, latency percentiles,
+tokens, cost, flakiness, robustness, and for `gate` the p-values and verdicts with Holm across
+every pair. Then it does what the sharded command does with a whole run: print it (run), judge it
+(gate: exit 1 on a significant drop), compare it (compare) or write the baselines (baseline
+update). Ship the shards' answers with `cache export` and `cache import`.";
+
 const DRIFT_AFTER_HELP: &str = "\
 Examples:
   promptgate drift                               today's canary for every baselined suite x model
@@ -196,6 +212,9 @@ enum Command {
     /// Several models side by side on the same cases: accuracy, paired differences, cost, latency.
     #[command(after_help = COMPARE_AFTER_HELP)]
     Compare(CompareArgs),
+    /// Merge the records of every shard of a run (--shard I/N) and finish the sharded command.
+    #[command(after_help = MERGE_AFTER_HELP)]
+    Merge(MergeArgs),
     /// Turn a production miss (a finding and its right answer) into a new, redacted case.
     #[command(after_help = RECORD_AFTER_HELP)]
     Record(RecordArgs),
@@ -226,6 +245,10 @@ enum BaselineCommand {
         /// Mask identifying values in the answers the baseline keeps, as `record` does.
         #[arg(long)]
         redact: bool,
+        /// With --shard: write this shard's record (JSON) here instead of baselines; `promptgate
+        /// merge` of every shard's record writes them.
+        #[arg(long, value_name = "FILE", requires = "shard")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -329,6 +352,19 @@ struct GateArgs {
     /// sample since the baseline, even when the drop over all cases is not significant.
     #[arg(long)]
     fail_on_broken: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// The JSON records of every shard (`--shard I/N --out FILE`), in any order.
+    #[arg(value_name = "SHARD.json", required = true)]
+    files: Vec<PathBuf>,
+    /// Where the baselines are (gate) or go (baseline update), when not where the shards had
+    /// them.
+    #[arg(long, value_name = "DIR")]
+    baseline_dir: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -493,7 +529,7 @@ struct OutputArgs {
     report_url: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 struct SelectionArgs {
     /// Run only this suite (repeatable). Default: every suite.
     #[arg(long = "suite", short = 's', value_name = "SUITE")]
@@ -520,6 +556,10 @@ struct SelectionArgs {
     /// Plain Wilson interval on the number of cases (wider; for many samples of few cases).
     #[arg(long)]
     conservative_ci: bool,
+    /// Run only shard I of N of every suite's cases (e.g. 2/3: a CI matrix's job), and write
+    /// what `promptgate merge` needs to rebuild the whole run. Not for drift or a sequential gate.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
+    shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -668,15 +708,40 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     selection,
                     baseline_dir: dir,
                     redact,
+                    out,
                 },
         } => with_console(|console| {
             command::run::update_baselines(
                 &run_options(&cli.global, selection),
                 &baseline_dir(&cli.global, dir.as_ref()),
                 *redact,
+                out.as_deref(),
                 console,
             )
         }),
+        Command::Merge(args) => {
+            use command::compare::{CompareFormat as Shown, CompareOutput};
+            let output = output(&cli.global, &args.output);
+            // A comparison has no JUnit form: `merge` refuses it for compare shards.
+            let compare_output = match output.format {
+                Format::Terminal => Some(Shown::Terminal),
+                Format::Json => Some(Shown::Json),
+                Format::Markdown => Some(Shown::Markdown),
+                Format::Html => Some(Shown::Html),
+                Format::Junit => None,
+            }
+            .map(|format| CompareOutput {
+                format,
+                out: args.output.out.clone(),
+            });
+            let merge = command::merge::MergeOptions {
+                files: args.files.clone(),
+                // Given, or the shards' own (`None`): `merge` falls back to what they recorded.
+                baseline_dir: args.baseline_dir.clone(),
+            };
+            let options = run_options(&cli.global, &SelectionArgs::default());
+            with_console(|console| command::merge::merge(&merge, &options, &output, compare_output.as_ref(), console))
+        }
         Command::Cache { command } => {
             use command::cache::{self, CacheOptions};
             let options = CacheOptions {
@@ -727,6 +792,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         sequential: None,
         epoch: None,
         answers: false,
+        shard: args.shard,
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{self, Error};
 use crate::fs::FsError;
@@ -130,7 +130,31 @@ pub struct ModelConfig {
     pub price_output_per_million: Option<f64>,
 }
 
+/// A model's prices in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prices {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl Prices {
+    /// What these tokens cost, in USD.
+    pub fn cost(self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_million + output_tokens as f64 * self.output_per_million) / 1e6
+    }
+}
+
 impl ModelConfig {
+    /// The model's prices, when both are configured.
+    pub fn prices(&self) -> Option<Prices> {
+        self.price_input_per_million.zip(self.price_output_per_million).map(
+            |(input_per_million, output_per_million)| Prices {
+                input_per_million,
+                output_per_million,
+            },
+        )
+    }
+
     /// The parameters of sample `sample_index`; a suite's `max_tokens` wins over the model's.
     pub fn sampling_params(&self, max_tokens: Option<u32>, sample_index: u32) -> SamplingParams {
         SamplingParams {

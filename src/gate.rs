@@ -11,6 +11,7 @@ use crate::paired::{self, PairedTest, TestMethod};
 use crate::plan::{self, PlanInputs};
 pub use crate::run_record::{BaselineComparison, GateVerdict};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
+use crate::shard::{GateSettings, Shard};
 use crate::stats::{self, CaseOutcome, IntervalMethod};
 
 /// How to judge.
@@ -67,8 +68,8 @@ pub fn check_baselines(pairs: &[(String, String)], options: &GateOptions) -> Res
 
 /// Load the baseline of every result, compare, adjust, and set the verdicts. A missing baseline
 /// is an error naming the command that creates it.
-pub fn gate(record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {
-    let baselines = record
+pub fn gate(mut record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error> {
+    let mut baselines = record
         .results
         .iter()
         .map(|r| {
@@ -79,6 +80,22 @@ pub fn gate(record: RunRecord, options: &GateOptions) -> Result<RunRecord, Error
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(block) = &mut record.shard {
+        // A shard is compared with its own part of each baseline (the rest is not missing, it
+        // is another shard's), and says how `merge` judges the whole run.
+        let shard = Shard::new(block.index, block.count).map_err(Error::usage)?;
+        for baseline in &mut baselines {
+            baseline.cases.retain(|c| shard.contains(&c.id));
+        }
+        block.command = "gate".into();
+        block.gate = Some(GateSettings {
+            baseline_dir: options.baseline_dir.clone(),
+            alpha: options.alpha,
+            margin: options.margin,
+            exact: options.exact,
+            fail_on_broken: options.fail_on_broken,
+        });
+    }
     Ok(judge(record, &baselines, options))
 }
 

@@ -8,7 +8,8 @@
 //! The library's API, for tools built on promptgate:
 //! - [`run()`] samples a selection into a [`RunRecord`]; [`gate::judge`] compares one with its
 //!   baselines, [`compare::compare`] sets models side by side, [`aggregate::merge`] rebuilds a
-//!   run from the results of disjoint cases.
+//!   result from the results of disjoint cases and [`merge::merge`] a whole run from the records
+//!   of its shards ([`shard`]).
 //! - [`command`] runs each command as the binary does, printing through a
 //!   [`command::Console`]; [`cli::main`] is the binary.
 //! - Extension points: [`provider::Api`] (a provider), [`grader`] (a grader),
@@ -41,6 +42,7 @@ pub(crate) mod lease;
 pub mod limits;
 pub(crate) mod location;
 pub mod memory;
+pub mod merge;
 pub mod model_version;
 pub mod paired;
 pub mod plan;
@@ -55,6 +57,7 @@ pub(crate) mod sampler;
 pub mod sampling;
 pub mod secrets;
 pub mod sequential;
+pub mod shard;
 pub mod simulation;
 pub mod stats;
 pub(crate) mod suite;

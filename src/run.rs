@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::aggregate::{self, Identity, Prices, Settings};
+use crate::aggregate::{self, Identity, Settings};
 use crate::answers::CaseDetail;
 use crate::baseline::Baseline;
 use crate::cache::Cache;
@@ -23,11 +23,12 @@ use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::{Prompt, RenderedPrompt};
 use crate::provider::{ProviderKind, Request, Response};
-use crate::robustness::{CaseVariants, Family, FieldPath, Robustness};
-use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
+use crate::robustness::{Family, FieldPath, Robustness};
+use crate::run_record::{GradedVariant, RunRecord, SuiteResult};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::sampling::{Fixed, SamplingPolicy, Sequential};
 use crate::sequential::Design;
+use crate::shard::{Shard, ShardRecord};
 use crate::stats::IntervalMethod;
 use crate::suite;
 use crate::tally::{CaseTally, Purpose};
@@ -62,6 +63,9 @@ pub struct RunOptions {
     /// Keep what each case checks, its prompt and every sample's answer in the record (for a
     /// report that shows answers, and for baselines); otherwise only counts and misses.
     pub answers: bool,
+    /// Run only this shard of every suite's cases; the record then carries what `merge`
+    /// needs to rebuild the whole run.
+    pub shard: Option<Shard>,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -97,6 +101,9 @@ struct Selection {
     /// A robustness family's selection (`suite~family`): its variants, one per sample of each
     /// case, and which payload or change each is.
     family: Option<Arc<FamilyVariants>>,
+    /// In a shard, each case's place among the suite's cases (what `expectations` and a merged
+    /// record are indexed by); `None` when every case is here.
+    positions: Option<Vec<usize>>,
 }
 
 /// The variants of a family, for the cases that have any.
@@ -111,6 +118,34 @@ struct FamilyVariants {
 }
 
 impl Selection {
+    /// The case at `case` among all the suite's cases (it differs in a shard).
+    fn position(&self, case: usize) -> usize {
+        self.positions.as_ref().map_or(case, |positions| positions[case])
+    }
+
+    /// This selection with only the cases of `shard`.
+    fn shard(self, shard: Shard) -> Selection {
+        let keep: Vec<usize> = (0..self.cases.len())
+            .filter(|&i| shard.contains(&self.cases[i].case.id))
+            .collect();
+        let family = self.family.as_ref().map(|family| {
+            Arc::new(FamilyVariants {
+                family: family.family,
+                suite: family.suite.clone(),
+                variants: keep.iter().map(|&i| family.variants[i].clone()).collect(),
+                // The whole suite's, as the unsharded run reports it.
+                cases_left_out: family.cases_left_out,
+            })
+        });
+        Selection {
+            cases: keep.iter().map(|&i| self.cases[i].clone()).collect(),
+            prompts: keep.iter().map(|&i| Arc::clone(&self.prompts[i])).collect(),
+            family,
+            positions: Some(keep),
+            ..self
+        }
+    }
+
     /// The call for one sample of one case.
     fn request(&self, case: usize, sample_index: u32) -> Request {
         // A family's sample j is its case's variant j.
@@ -178,6 +213,28 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
             hint: Some("add case files under each suite's `cases` folder".into()),
         });
     }
+    let settings = Settings {
+        confidence_level: config.defaults.confidence_level,
+        interval: options.interval,
+        max_error_rate: options.max_error_rate.unwrap_or(config.defaults.max_error_rate),
+    };
+    let shard = match options.shard {
+        Some(shard) => {
+            if options.sequential.is_some() {
+                return Err(Error::usage("a sequential gate cannot be sharded").with_hint(
+                    "its looks judge all of a pair's cases at once: shard with --sampling fixed, or run it whole",
+                ));
+            }
+            Some(shard_record(shard, &selections, &settings))
+        }
+        None => None,
+    };
+    // Every case was loaded and rendered (a broken one fails every shard alike), and the
+    // selection digest covers all of them; now keep this shard's.
+    let selections: Vec<Selection> = match options.shard {
+        Some(shard) => selections.into_iter().map(|s| s.shard(shard)).collect(),
+        None => selections,
+    };
     // `--offline` only reads: a cache in a read-only folder still answers.
     let cache = Arc::new(if options.offline && options.cache_path.is_file() {
         Cache::open_read_only(&options.cache_path)?
@@ -197,39 +254,74 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     let mut policies = policies(&selections, options.sequential.as_ref())?;
     let (tallies, cache_failure) = sample(&selections, &mut policies, sampler, options.answers).await?;
 
-    let settings = Settings {
-        confidence_level: config.defaults.confidence_level,
-        interval: options.interval,
-        max_error_rate: options.max_error_rate.unwrap_or(config.defaults.max_error_rate),
-    };
-    let robustness: Vec<Option<Robustness>> = (0..selections.len())
-        .map(|index| robustness_of(&selections, &tallies, index, &settings))
-        .collect();
-    let mut calls = Calls::default();
     let mut results = Vec::with_capacity(selections.len());
-    for (((selection, tallies), policy), robustness) in selections.iter().zip(tallies).zip(&policies).zip(robustness) {
+    for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
         let mut result = result_of(selection, tallies, &settings);
         result.sequential = policy.summary();
-        result.robustness = robustness;
-        calls.add(&result.calls);
         results.push(result);
     }
-    let verdict = if results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
-    };
+    let robustness: Vec<Option<Robustness>> = (0..selections.len())
+        .map(|index| robustness_of(&selections, &results, index, &settings))
+        .collect();
+    for (result, robustness) in results.iter_mut().zip(robustness) {
+        result.robustness = robustness;
+    }
+    let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(RunRecord {
-        schema_version: RUN_RECORD_SCHEMA_VERSION,
-        promptgate_version: env!("CARGO_PKG_VERSION").to_string(),
-        command: "run".into(),
-        verdict,
-        calls,
-        results,
-        started_at: started_at.to_string(),
-        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         cache_failure,
+        shard,
+        ..RunRecord::of_results(results, started_at.to_string(), duration_ms)
     })
+}
+
+/// What a shard's record carries for `merge`: computed over the whole selection, before it is
+/// cut to the shard, so that every shard of one run computes the same.
+fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> ShardRecord {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    let mut prices = std::collections::BTreeMap::new();
+    for selection in selections {
+        for text in [
+            &selection.suite,
+            &selection.model_name,
+            &selection.model.model,
+            &selection.prompt_name,
+            &selection.prompt_sha256,
+        ] {
+            part(text.as_bytes());
+        }
+        part(&selection.samples.to_le_bytes());
+        for (case, prompt) in selection.cases.iter().zip(&selection.prompts) {
+            part(case.case.id.as_bytes());
+            // Serializing a rendered prompt (plain strings and JSON values) cannot fail.
+            part(&serde_json::to_vec(prompt.as_ref()).unwrap_or_default());
+        }
+        for variants in selection.family.iter().flat_map(|f| &f.variants) {
+            for (id, _) in variants {
+                part(id.as_bytes());
+            }
+        }
+        if let Some(model_prices) = selection.model.prices() {
+            prices.insert(selection.model_name.clone(), model_prices);
+        }
+    }
+    ShardRecord {
+        index: shard.index(),
+        count: shard.count(),
+        command: "run".into(),
+        selection_sha256: hex::encode(hash.finalize()),
+        confidence_level: settings.confidence_level,
+        interval: settings.interval,
+        max_error_rate: settings.max_error_rate,
+        prices,
+        gate: None,
+        compare: None,
+        baseline_dir: None,
+    }
 }
 
 /// Each selection's sampling policy: k samples of every case, or the sequential gate against
@@ -299,7 +391,7 @@ async fn sample(
                     let Some(response) = tally.call(job.sample, Purpose::Sample, answer) else {
                         continue;
                     };
-                    let expected = &selection.expectations[job.case];
+                    let expected = &selection.expectations[selection.position(job.case)];
                     let assessment = selection.grader.assess(&response, expected, loaded)?;
                     (response, assessment)
                 }
@@ -335,7 +427,7 @@ async fn sample(
 /// themselves (the plain selection of the same suite, prompt and model).
 fn robustness_of(
     selections: &[Selection],
-    tallies: &[Vec<CaseTally>],
+    results: &[SuiteResult],
     index: usize,
     settings: &Settings,
 ) -> Option<Robustness> {
@@ -347,30 +439,12 @@ fn robustness_of(
             && s.prompt_name == selection.prompt_name
             && s.model_name == selection.model_name
     })?;
-    let original: HashMap<&str, bool> = tallies[plain]
-        .iter()
-        .filter(|t| t.result().samples > 0)
-        .map(|t| (t.result().id.as_str(), 2 * t.result().correct > t.result().samples))
-        .collect();
-    let cases: Vec<CaseVariants> = tallies[index]
-        .iter()
-        .zip(&family.variants)
-        .map(|(tally, variants)| CaseVariants {
-            variants: tally
-                .graded()
-                .iter()
-                .map(|&(sample, right)| (variants[sample as usize].0.clone(), right))
-                .collect(),
-            original_right: original.get(tally.result().id.as_str()).copied(),
-        })
-        .collect();
-    Some(crate::robustness::summarize(
+    Some(aggregate::robustness(
         family.family,
-        selection.samples,
         family.cases_left_out,
-        &cases,
-        settings.confidence_level,
-        settings.interval,
+        &results[index],
+        &results[plain],
+        settings,
     ))
 }
 
@@ -475,6 +549,7 @@ fn select_models(
             prompts: prompts.clone(),
             epoch: options.epoch.as_deref().map(Arc::from),
             family: None,
+            positions: None,
         };
         let varied: Vec<Selection> = families
             .iter()
@@ -619,12 +694,6 @@ fn injection_target(configured: Option<&str>, labels: Option<&[String]>, expect:
 /// The result of one selection from its cases' tallies.
 fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings) -> SuiteResult {
     let model = &selection.model;
-    let prices = model.price_input_per_million.zip(model.price_output_per_million).map(
-        |(input_per_million, output_per_million)| Prices {
-            input_per_million,
-            output_per_million,
-        },
-    );
     let identity = Identity {
         suite: selection.suite.clone(),
         model: selection.model_name.clone(),
@@ -634,8 +703,13 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         prompt_sha256: selection.prompt_sha256.clone(),
         samples_per_case: selection.samples,
     };
-    let mut result = aggregate::aggregate(identity, tallies, prices, settings);
-    // Answers were kept: say what each case checks and what its prompt was.
+    // In a family, each graded sample answered a variant: the record says which, so that the
+    // family's figures can be computed again from the record (`merge`).
+    let graded: Vec<Vec<(u32, bool)>> = match &selection.family {
+        Some(_) => tallies.iter().map(|t| t.graded().to_vec()).collect(),
+        None => Vec::new(),
+    };
+    let mut result = aggregate::aggregate(identity, tallies, model.prices(), settings);
     for (index, ((case, loaded), prompt)) in result
         .per_case
         .iter_mut()
@@ -643,6 +717,22 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         .zip(&selection.prompts)
         .enumerate()
     {
+        case.position = selection.positions.as_ref().map(|p| p[index]);
+        if let Some(family) = &selection.family {
+            let mut grades = graded[index].clone();
+            grades.sort_unstable();
+            case.variants = grades
+                .into_iter()
+                .filter_map(|(sample, right)| {
+                    let (variant, _) = family.variants[index].get(sample as usize)?;
+                    Some(GradedVariant {
+                        variant: variant.clone(),
+                        right,
+                    })
+                })
+                .collect();
+        }
+        // Answers were kept: say what each case checks and what its prompt was.
         if let Some(mut detail) = case.detail.take() {
             // In a family, each sample answered a variant: say which.
             if let Some(family) = &selection.family {

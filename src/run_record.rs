@@ -24,8 +24,9 @@ use crate::stats::Estimate;
 /// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
 /// (`promptgate drift` only), `robustness` on the results of a robustness family,
 /// `interval_warning` on each result (absent unless k ≥ 10 and n_eff > 3n), `detail`
-/// and `baseline` on each case (absent unless a report
-/// shows answers, and outside `gate`).
+/// and `baseline` on each case (absent unless a report shows answers, and outside `gate`),
+/// `variants` on the cases of a robustness family, `shard` on the record and `position` on
+/// each case (a shard's record only).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -179,6 +180,38 @@ pub struct RunRecord {
     /// record holds what was done, and the answers it names may need to be fetched again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_failure: Option<String>,
+    /// Set on the record of one shard of a run (`--shard i/n`): which, and what `promptgate
+    /// merge` needs to rebuild the whole run from all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardRecord>,
+}
+
+impl RunRecord {
+    /// The record of `run` over `results`: its calls their sum, its verdict inconclusive when
+    /// any result is (a command that judges sets its own later).
+    pub fn of_results(results: Vec<SuiteResult>, started_at: String, duration_ms: u64) -> RunRecord {
+        let mut calls = Calls::default();
+        for result in &results {
+            calls.add(&result.calls);
+        }
+        let verdict = if results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Pass
+        };
+        RunRecord {
+            schema_version: RUN_RECORD_SCHEMA_VERSION,
+            promptgate_version: env!("CARGO_PKG_VERSION").to_string(),
+            command: "run".into(),
+            verdict,
+            calls,
+            results,
+            started_at,
+            duration_ms,
+            cache_failure: None,
+            shard: None,
+        }
+    }
 }
 
 /// One suite × model.
@@ -311,6 +344,21 @@ pub struct CaseResult {
     /// The baseline's outcome of this case (`gate` only, for cases the baseline has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::answers::PastCase>,
+    /// A robustness family's graded samples in sample order: which variant each answered and
+    /// whether it was right (`suite~family` results only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<GradedVariant>,
+    /// The case's place among its suite's cases, counted from 0 (a shard's record only): what
+    /// `merge` puts the cases of the shards back in order by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+}
+
+/// One graded sample of a robustness family: the variant it answered, and whether it was right.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradedVariant {
+    pub variant: String,
+    pub right: bool,
 }
 
 /// A wrong or invalid sample.

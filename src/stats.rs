@@ -54,7 +54,8 @@ pub struct Accuracy {
 }
 
 /// Which interval to report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IntervalMethod {
     /// Wilson at the effective size with a t quantile (the default).
     #[default]

@@ -92,6 +92,8 @@ impl CaseTally {
                 latencies_ms: Vec::new(),
                 detail: None,
                 baseline: None,
+                variants: Vec::new(),
+                position: None,
             },
             totals: Totals::default(),
             latencies: Vec::new(),

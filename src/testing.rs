@@ -76,6 +76,7 @@ pub fn record(results: Vec<SuiteResult>) -> RunRecord {
         started_at: "2026-12-03T00:00:00Z".into(),
         duration_ms: 0,
         cache_failure: None,
+        shard: None,
     }
 }
 

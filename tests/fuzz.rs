@@ -414,6 +414,39 @@ fn fuzz_run_records() {
 }
 
 #[test]
+fn fuzz_shard_merges() {
+    let server = support::fake_server::FakeServer::start(|_| support::fake_server::Reply::label("notify"));
+    let labels = ["notify", "suppress", "notify", "notify", "suppress", "notify"];
+    let project = support::Project::new(&server.base_url, &labels, 2, "");
+    for index in 1..=2 {
+        let shard = format!("{index}/2");
+        let out = format!("shard-{index}.json");
+        let status = project
+            .command()
+            .args(["run", "--shard", &shard, "--out", &out, "--quiet"])
+            .output()
+            .expect("shard");
+        assert_eq!(status.status.code(), Some(0));
+    }
+    let (first, second) = (project.file("shard-1.json"), project.file("shard-2.json"));
+    let intact = promptgate::merge::read(&second).expect("a shard's record reads");
+    let seeds = vec![std::fs::read(&first).expect("shard record")];
+    let mutated = project.file("mutated.json");
+    campaign(
+        "shard-merge",
+        seeds,
+        vec![deep(100_000)],
+        inputs_per_target(200),
+        |input| {
+            std::fs::write(&mutated, input).expect("write input");
+            if let Ok(record) = promptgate::merge::read(&mutated) {
+                let _ = promptgate::merge::merge(vec![(mutated.clone(), record), (second.clone(), intact.clone())]);
+            }
+        },
+    );
+}
+
+#[test]
 fn fuzz_findings() {
     let mut seeds = files_under("tests/fixtures/public", "json");
     seeds.extend(files_under("cases/triage/findings", "json").into_iter().take(20));

@@ -238,6 +238,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         sequential: None,
         epoch: None,
         answers: false,
+        shard: None,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),
@@ -279,6 +280,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         },
         &blocked.join("baselines"),
         false,
+        None,
         &mut Console::new(&mut out, &mut err, &secrets),
     )
     .unwrap_err();
@@ -292,6 +294,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         },
         &gate.baseline_dir,
         false,
+        None,
         &mut Console::new(&mut out, &mut err, &secrets),
     )
     .unwrap();

@@ -64,7 +64,7 @@ fn workflow_templates_parse_and_name_real_commands() {
             }
         }
     }
-    assert_eq!(files, 3);
+    assert_eq!(files, 4);
     assert!(commands >= 4, "found {commands} promptgate command lines");
 }
 
@@ -76,6 +76,38 @@ fn step<'a>(workflow: &'a Value, job: &str, name: &str) -> &'a Value {
         .iter()
         .find(|s| s["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("no step `{name}` in job `{job}`"))
+}
+
+#[test]
+fn the_sharded_gate_runs_every_shard_then_merges_them() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-sharded.yml");
+    let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+    let shards = workflow["jobs"]["shard"]["strategy"]["matrix"]["shard"]
+        .as_sequence()
+        .expect("a matrix of shards");
+    let indices: Vec<u64> = shards.iter().map(|s| s.as_u64().expect("a shard index")).collect();
+    let count = indices.len() as u64;
+    assert_eq!(indices, (1..=count).collect::<Vec<_>>());
+    let gate = step(&workflow, "shard", "Gate one shard")["run"]
+        .as_str()
+        .expect("a script");
+    assert!(
+        gate.contains(&format!("--shard ${{{{ matrix.shard }}}}/{count} ")),
+        "the matrix and the shard count differ: {gate}"
+    );
+    assert_eq!(
+        workflow["jobs"]["shard"]["strategy"]["fail-fast"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(workflow["jobs"]["gate"]["needs"].as_str(), Some("shard"));
+    let merge = step(&workflow, "gate", "Merge the shards and gate")["run"]
+        .as_str()
+        .expect("a script");
+    assert!(merge.contains("promptgate merge promptgate-shard-*.json") && merge.contains("exit $status"));
+    let collect = step(&workflow, "gate", "Collect the shards' answers")["run"]
+        .as_str()
+        .expect("a script");
+    assert!(collect.contains("promptgate cache import"));
 }
 
 #[test]

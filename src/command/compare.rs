@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::report::compare_exporter as exporter;
 pub use crate::report::CompareFormat;
 use crate::run::{self, RunOptions};
+use crate::run_record::RunRecord;
 
 /// What `compare` prints and writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,9 +27,54 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
             ),
         );
     }
-    let outputs = output
-        .out
-        .iter()
+    if options.shard.is_some() {
+        return shard(options, output, console);
+    }
+    let files = comparison_files(&output.out)?;
+    let record = run::run(options)?;
+    emit(&record, &options.models, &options.prompts, output, &files, console)
+}
+
+/// A shard of `compare`: its run record, for `merge` to compare the whole run. Files and the
+/// output take the run's formats (`.json` is the record `merge` reads).
+fn shard(options: &RunOptions, output: &CompareOutput, console: &mut Console) -> Result<i32, Error> {
+    use crate::report::{self, Format, Style};
+    let files = super::run::report_files(&output.out)?;
+    let mut record = run::run(options)?;
+    if let Some(block) = &mut record.shard {
+        block.command = "compare".into();
+        block.compare = Some(crate::shard::CompareSettings {
+            models: options.models.clone(),
+            prompts: options.prompts.clone(),
+        });
+    }
+    let format = match output.format {
+        CompareFormat::Terminal => Format::Terminal,
+        CompareFormat::Json => Format::Json,
+        CompareFormat::Markdown => Format::Markdown,
+        CompareFormat::Html => Format::Html,
+    };
+    for &(path, format) in &files {
+        console.write_file(path, &report::exporter(format, &Style::default()).export(&record)?)?;
+    }
+    console.print(&report::exporter(format, &Style::default()).export(&record)?)?;
+    Ok(exit_code_for(&record, console))
+}
+
+/// Print and write the comparison of a whole run (`merge` of `compare` shards).
+pub(super) fn finish(
+    record: &RunRecord,
+    settings: &crate::shard::CompareSettings,
+    output: &CompareOutput,
+    console: &mut Console,
+) -> Result<i32, Error> {
+    let files = comparison_files(&output.out)?;
+    emit(record, &settings.models, &settings.prompts, output, &files, console)
+}
+
+/// The format of each comparison file, checked before anything runs.
+fn comparison_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, CompareFormat)>, Error> {
+    out.iter()
         .map(|path| {
             crate::fs::check_output_path(path)?;
             let format = CompareFormat::from_extension(path).ok_or_else(|| {
@@ -37,12 +83,22 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
             })?;
             Ok((path, format))
         })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let record = run::run(options)?;
-    let comparison = compare::compare(&record, &options.models, &options.prompts);
-    for (path, format) in outputs {
+        .collect()
+}
+
+/// Set the rows of `record` side by side, write the files, print, and return the exit code.
+fn emit(
+    record: &RunRecord,
+    models: &[String],
+    prompts: &[String],
+    output: &CompareOutput,
+    files: &[(&PathBuf, CompareFormat)],
+    console: &mut Console,
+) -> Result<i32, Error> {
+    let comparison = compare::compare(record, models, prompts);
+    for &(path, format) in files {
         console.write_file(path, &exporter(format).export(&comparison)?)?;
     }
     console.print(&exporter(output.format).export(&comparison)?)?;
-    Ok(exit_code_for(&record, console))
+    Ok(exit_code_for(record, console))
 }

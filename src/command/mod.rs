@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod compare;
+pub mod merge;
 pub mod plan;
 pub mod record;
 pub mod run;
@@ -76,6 +77,13 @@ pub fn exit_code_for(record: &RunRecord, console: &mut Console) -> i32 {
         console.note(&format!("error: {failure}"));
         console.note("hint: free disk space or check the cache file's permissions (--cache PATH), then run again");
         return exit_code::INTERNAL;
+    }
+    if let Some(shard) = &record.shard {
+        console.note(&format!(
+            "shard {}/{} of `{}`: its verdict covers this shard alone; `promptgate merge` of every shard's record judges the run",
+            shard.index, shard.count, shard.command
+        ));
+        return exit_code::SUCCESS;
     }
     match record.verdict {
         Verdict::Pass => exit_code::SUCCESS,

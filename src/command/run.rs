@@ -47,7 +47,7 @@ impl Output {
 
 /// The project's redactor when `redact` asks for one, built before any call so that a bad
 /// `[[record.redact]]` pattern costs nothing.
-fn redactor(redact: bool, options: &RunOptions) -> Result<Option<Redactor>, Error> {
+pub(super) fn redactor(redact: bool, options: &RunOptions) -> Result<Option<Redactor>, Error> {
     if !redact {
         return Ok(None);
     }
@@ -80,6 +80,12 @@ pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: 
 /// `promptgate drift`: the baselines are loaded before the first call, the answers are
 /// cached under the canary's epoch, and each pair is compared two-sided with its baseline.
 pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    if let Some(shard) = options.shard {
+        return Err(
+            Error::usage(format!("the drift canary is not sharded (--shard {shard})"))
+                .with_hint("it samples each baselined suite once a week; run it whole"),
+        );
+    }
     if !crate::drift::valid_epoch(&drift.epoch) {
         return Err(Error::usage(format!(
             "`{}` cannot name an epoch",
@@ -118,16 +124,43 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
 }
 
 /// `promptgate baseline update`: store each result of a complete run as its pair's baseline,
-/// with its most common answers (masked under `redact`).
-pub fn update_baselines(options: &RunOptions, dir: &Path, redact: bool, console: &mut Console) -> Result<i32, Error> {
+/// with its most common answers (masked under `redact`). A shard writes its record to `out`
+/// instead, and `merge` of every shard's record writes the baselines.
+pub fn update_baselines(
+    options: &RunOptions,
+    dir: &Path,
+    redact: bool,
+    out: Option<&Path>,
+    console: &mut Console,
+) -> Result<i32, Error> {
     if let Some(other) = options.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
         return Err(Error::usage(format!(
             "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"
         ))
         .with_hint("to adopt that prompt, make it the suite's `prompt` in the config, then update the baseline"));
     }
+    let shard_out = match (options.shard, out) {
+        (Some(_), Some(path)) => {
+            crate::fs::check_output_path(path)?;
+            Some(path)
+        }
+        (Some(shard), None) => {
+            return Err(Error::usage(format!(
+                "a shard of `baseline update` writes no baseline, only its record: --out FILE is needed with --shard {shard}"
+            ))
+            .with_hint("e.g. --shard 1/3 --out shard-1.json, then promptgate merge shard-*.json writes the baselines"))
+        }
+        (None, Some(_)) => {
+            return Err(Error::usage("`baseline update --out` writes a shard's record")
+                .with_hint("use it with --shard I/N; without it, the baselines are the output"))
+        }
+        (None, None) => None,
+    };
     // Before any call is paid for: a baseline that could not be written is found now.
     let writable = |pairs: &[(String, String)]| {
+        if shard_out.is_some() {
+            return Ok(());
+        }
         pairs
             .iter()
             .try_for_each(|(suite, model)| crate::fs::check_output_path(&Baseline::path(dir, suite, model)))
@@ -142,6 +175,18 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, redact: bool, console:
     if let Some(redactor) = &redactor {
         report::redact::redact(&mut record, redactor);
     }
+    if let (Some(path), Some(block)) = (shard_out, &mut record.shard) {
+        block.command = "baseline update".into();
+        block.baseline_dir = Some(dir.to_path_buf());
+        let text = report::exporter(Format::Json, &Style::default()).export(&record)?;
+        console.write_file(path, &text)?;
+        return Ok(exit_code_for(&record, console));
+    }
+    write_baselines(&record, dir, console)
+}
+
+/// Store each result of a complete run as its pair's baseline.
+pub(super) fn write_baselines(record: &RunRecord, dir: &Path, console: &mut Console) -> Result<i32, Error> {
     let mut written = 0;
     for result in &record.results {
         if result.verdict == Verdict::Inconclusive {
@@ -172,7 +217,7 @@ pub fn update_baselines(options: &RunOptions, dir: &Path, redact: bool, console:
 
 /// The format of each report file, checked before anything runs: a report that cannot be
 /// written is found before any call is paid for.
-fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
+pub(super) fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
     out.iter()
         .map(|path| {
             let format = Format::from_extension(path).ok_or_else(|| {
@@ -189,7 +234,7 @@ fn report_files(out: &[PathBuf]) -> Result<Vec<(&PathBuf, Format)>, Error> {
 }
 
 /// Write the [`report_files`], print the record, and return the exit code.
-fn emit(
+pub(super) fn emit(
     output: &Output,
     files: &[(&PathBuf, Format)],
     mut record: RunRecord,
