@@ -27,6 +27,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         epoch: None,
         answers: false,
         shard: None,
+        batch: false,
     }
 }
 

@@ -26,8 +26,9 @@ use crate::provider::{Request, Response, ToolCall, Usage};
 /// Changelog: 1 — first version (`responses` table). 2 — `leases` table (see `lease`), added
 /// in place to a version-1 file when a run opens it for writing. 3 — `resolved_model` and
 /// `system_fingerprint` columns (see `model_version`), added in place and filled from each
-/// stored raw body. Older versions are still read, and upgraded when opened for writing.
-pub const CACHE_SCHEMA_VERSION: i64 = 3;
+/// stored raw body. 4 — `batch_jobs` and `batch_lines` tables (see `batch`), added in place.
+/// Older versions are still read, and upgraded when opened for writing.
+pub const CACHE_SCHEMA_VERSION: i64 = 4;
 
 /// The columns of an answer that version 3 added.
 const VERSION_COLUMNS: &str = "ALTER TABLE responses ADD COLUMN resolved_model TEXT;
@@ -39,6 +40,33 @@ const LEASES_TABLE: &str = "CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );";
+
+/// The provider batches of `run --batch` (see `batch`): each job, and each line of it, recorded
+/// before anything is paid, so that a killed run resumes without paying twice.
+const BATCH_TABLES: &str = "CREATE TABLE IF NOT EXISTS batch_jobs (
+    id INTEGER PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    provider TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    input_file_id TEXT,
+    batch_id TEXT,
+    status TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_lines (
+    job INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (job, key)
+);
+CREATE INDEX IF NOT EXISTS batch_lines_by_key ON batch_lines (key);";
 
 /// The version of `cache export`'s JSON Lines format, in its first line.
 ///
@@ -504,6 +532,9 @@ fn upgrade(connection: &Connection) -> rusqlite::Result<()> {
                 update.execute(params![key, version.model, version.fingerprint])?;
             }
         }
+        if version < 4 {
+            connection.execute_batch(BATCH_TABLES)?;
+        }
         connection.execute_batch(&format!("PRAGMA user_version = {CACHE_SCHEMA_VERSION}"))
     })();
     match result {
@@ -635,6 +666,7 @@ impl Cache {
                          system_fingerprint TEXT
                      );
                      {LEASES_TABLE}
+                     {BATCH_TABLES}
                      PRAGMA user_version = {CACHE_SCHEMA_VERSION};
                      PRAGMA application_id = {APPLICATION_ID};
                      COMMIT;"
@@ -715,6 +747,41 @@ impl Cache {
         // A panic while holding the lock cannot leave SQLite inconsistent (every write is one
         // statement), so a poisoned lock is still safe to use.
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Run `write` in one immediate transaction (see `put_many` for why immediate); a failure
+    /// rolls it back and names `action`.
+    pub(crate) fn write<T>(
+        &self,
+        action: &'static str,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, CacheError> {
+        let fail = self.failed(action);
+        let mut connection = self.connection();
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let value = write(&transaction).map_err(&fail)?;
+        transaction.commit().map_err(&fail)?;
+        Ok(value)
+    }
+
+    /// Run `read` on the connection; a failure names `action`.
+    pub(crate) fn read<T>(
+        &self,
+        action: &'static str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, CacheError> {
+        read(&self.connection()).map_err(self.failed(action))
+    }
+
+    /// Whether an answer is stored under `key` (without reading it).
+    pub fn has(&self, key: &str) -> Result<bool, CacheError> {
+        self.read("look up an answer", |connection| {
+            connection
+                .prepare_cached("SELECT 1 FROM responses WHERE key = ?1")?
+                .exists([key])
+        })
     }
 
     /// The stored response for `key`, if any.

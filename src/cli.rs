@@ -249,6 +249,11 @@ enum BaselineCommand {
         /// merge` of every shard's record writes them.
         #[arg(long, value_name = "FILE", requires = "shard")]
         out: Option<PathBuf>,
+        /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
+        /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
+        /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
+        #[arg(long)]
+        batch: bool,
     },
 }
 
@@ -322,6 +327,11 @@ fn parse_age(text: &str) -> Result<jiff::Span, String> {
 struct RunArgs {
     #[command(flatten)]
     selection: SelectionArgs,
+    /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
+    /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
+    /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
+    #[arg(long)]
+    batch: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -461,6 +471,11 @@ struct DriftArgs {
     /// 64) [default: drift-<today, UTC>].
     #[arg(long, value_name = "NAME")]
     epoch: Option<String>,
+    /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
+    /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
+    /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
+    #[arg(long)]
+    batch: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -611,7 +626,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Run(args) => with_console(|console| {
             command::run::run(
-                &run_options(&cli.global, &args.selection),
+                &RunOptions {
+                    batch: args.batch,
+                    ..run_options(&cli.global, &args.selection)
+                },
                 &output(&cli.global, &args.output),
                 console,
             )
@@ -644,7 +662,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             };
             let output = output(&cli.global, &args.output);
             with_console(|console| {
-                command::run::drift(&run_options(&cli.global, &args.selection), &options, &output, console)
+                let options_run = RunOptions {
+                    batch: args.batch,
+                    ..run_options(&cli.global, &args.selection)
+                };
+                command::run::drift(&options_run, &options, &output, console)
             })
         }
         Command::Plan(args) => with_console(|console| {
@@ -709,10 +731,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                     baseline_dir: dir,
                     redact,
                     out,
+                    batch,
                 },
         } => with_console(|console| {
             command::run::update_baselines(
-                &run_options(&cli.global, selection),
+                &RunOptions {
+                    batch: *batch,
+                    ..run_options(&cli.global, selection)
+                },
                 &baseline_dir(&cli.global, dir.as_ref()),
                 *redact,
                 out.as_deref(),
@@ -793,6 +819,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         epoch: None,
         answers: false,
         shard: args.shard,
+        batch: false,
     }
 }
 

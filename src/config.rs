@@ -128,6 +128,9 @@ pub struct ModelConfig {
     pub price_input_per_million: Option<f64>,
     /// USD per million output tokens.
     pub price_output_per_million: Option<f64>,
+    /// The same through the provider's batch engine (`run --batch`), usually half.
+    pub price_batch_input_per_million: Option<f64>,
+    pub price_batch_output_per_million: Option<f64>,
 }
 
 /// A model's prices in USD per million tokens.
@@ -145,6 +148,16 @@ impl Prices {
 }
 
 impl ModelConfig {
+    /// The model's batch prices, when both are configured.
+    pub fn batch_prices(&self) -> Option<Prices> {
+        self.price_batch_input_per_million
+            .zip(self.price_batch_output_per_million)
+            .map(|(input_per_million, output_per_million)| Prices {
+                input_per_million,
+                output_per_million,
+            })
+    }
+
     /// The model's prices, when both are configured.
     pub fn prices(&self) -> Option<Prices> {
         self.price_input_per_million.zip(self.price_output_per_million).map(
@@ -380,6 +393,8 @@ impl Config {
             for (k, price) in [
                 ("price_input_per_million", m.price_input_per_million),
                 ("price_output_per_million", m.price_output_per_million),
+                ("price_batch_input_per_million", m.price_batch_input_per_million),
+                ("price_batch_output_per_million", m.price_batch_output_per_million),
             ] {
                 if let Some(price) = price {
                     check(key(k), in_range(price, limits::PRICE))?;
@@ -853,6 +868,8 @@ grader = { kind = "label", field = "decision", labels = ["suppress", "notify"] }
             seed: Some(40),
             price_input_per_million: None,
             price_output_per_million: None,
+            price_batch_input_per_million: None,
+            price_batch_output_per_million: None,
         };
         assert_eq!(model.sampling_params(None, 2).seed, Some(42));
         let unseeded = ModelConfig {

@@ -22,6 +22,7 @@
 pub mod aggregate;
 pub mod answers;
 pub mod baseline;
+pub mod batch;
 pub mod cache;
 pub mod case;
 pub mod cli;

@@ -12,6 +12,8 @@ pub const MAX_TOKENS: (u64, u64) = (1, 1_000_000);
 /// A day: no call or wait of a test run takes longer.
 pub const TIMEOUT_SECS: (f64, f64) = (0.001, 86_400.0);
 pub const RETRY_MS: (u64, u64) = (0, 86_400_000);
+/// Waits between looks at a batch: never a busy loop, at most an hour.
+pub const BATCH_POLL_MS: (u64, u64) = (1, 3_600_000);
 pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
 pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
 pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);

@@ -66,6 +66,9 @@ pub struct RunOptions {
     /// Run only this shard of every suite's cases; the record then carries what `merge`
     /// needs to rebuild the whole run.
     pub shard: Option<Shard>,
+    /// Send every uncached call through the provider's batch engine first (see `batch`), and
+    /// price the run at batch prices.
+    pub batch: bool,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -241,6 +244,10 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     } else {
         Cache::open(&options.cache_path)?
     });
+    let batch = match options.batch {
+        true => Some(prefill(&config, &cache, &selections, options).await?),
+        false => None,
+    };
     let sampler = Sampler::new(
         &config,
         SamplerOptions {
@@ -255,8 +262,14 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     let (tallies, cache_failure) = sample(&selections, &mut policies, sampler, options.answers).await?;
 
     let mut results = Vec::with_capacity(selections.len());
+    // Priced at batch prices when the batches answered every call (none fell back online).
+    let batch_priced = batch.as_ref().is_some_and(|b| b.online == 0);
+    let shard = shard.map(|block| ShardRecord {
+        prices: prices(&selections, batch_priced),
+        ..block
+    });
     for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
-        let mut result = result_of(selection, tallies, &settings);
+        let mut result = result_of(selection, tallies, &settings, batch_priced);
         result.sequential = policy.summary();
         results.push(result);
     }
@@ -270,8 +283,40 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     Ok(RunRecord {
         cache_failure,
         shard,
+        batch,
         ..RunRecord::of_results(results, started_at.to_string(), duration_ms)
     })
+}
+
+/// `--batch`: every call of a fixed sampling of the selection, sent through the providers'
+/// batch engines unless cached; the run that follows replays them.
+async fn prefill(
+    config: &Config,
+    cache: &Cache,
+    selections: &[Selection],
+    options: &RunOptions,
+) -> Result<crate::batch::Summary, Error> {
+    if options.offline || options.sequential.is_some() {
+        return Err(
+            Error::usage("--batch cannot be combined with --offline or a sequential gate")
+                .with_hint("--batch makes the calls a run needs ahead of it; --offline makes none"),
+        );
+    }
+    let mut calls = Vec::new();
+    for selection in selections {
+        for case in 0..selection.cases.len() {
+            for sample in 0..selection.samples {
+                calls.push(crate::batch::Call {
+                    provider: selection.provider_name.clone(),
+                    request: selection.request(case, sample),
+                });
+            }
+        }
+    }
+    let batch_options = crate::batch::Options {
+        progress: options.progress,
+    };
+    crate::batch::prefill(config, cache, &calls, &options.env, batch_options).await
 }
 
 /// What a shard's record carries for `merge`: computed over the whole selection, before it is
@@ -283,7 +328,6 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     };
-    let mut prices = std::collections::BTreeMap::new();
     for selection in selections {
         for text in [
             &selection.suite,
@@ -305,9 +349,6 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
                 part(id.as_bytes());
             }
         }
-        if let Some(model_prices) = selection.model.prices() {
-            prices.insert(selection.model_name.clone(), model_prices);
-        }
     }
     ShardRecord {
         index: shard.index(),
@@ -317,7 +358,7 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
         confidence_level: settings.confidence_level,
         interval: settings.interval,
         max_error_rate: settings.max_error_rate,
-        prices,
+        prices: prices(selections, false),
         gate: None,
         compare: None,
         baseline_dir: None,
@@ -691,8 +732,22 @@ fn injection_target(configured: Option<&str>, labels: Option<&[String]>, expect:
         .unwrap_or_else(|| "suppress".to_string())
 }
 
+/// The prices of each selected model, by name.
+fn prices(selections: &[Selection], batch: bool) -> std::collections::BTreeMap<String, crate::config::Prices> {
+    selections
+        .iter()
+        .filter_map(|s| Some((s.model_name.clone(), prices_of(&s.model, batch)?)))
+        .collect()
+}
+
+/// The prices a run's cost is computed at: under `--batch` the batch prices when configured,
+/// else the model's own (an upper bound).
+fn prices_of(model: &ModelConfig, batch: bool) -> Option<crate::config::Prices> {
+    batch.then(|| model.batch_prices()).flatten().or_else(|| model.prices())
+}
+
 /// The result of one selection from its cases' tallies.
-fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings) -> SuiteResult {
+fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings, batch: bool) -> SuiteResult {
     let model = &selection.model;
     let identity = Identity {
         suite: selection.suite.clone(),
@@ -709,7 +764,7 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         Some(_) => tallies.iter().map(|t| t.graded().to_vec()).collect(),
         None => Vec::new(),
     };
-    let mut result = aggregate::aggregate(identity, tallies, model.prices(), settings);
+    let mut result = aggregate::aggregate(identity, tallies, prices_of(model, batch), settings);
     for (index, ((case, loaded), prompt)) in result
         .per_case
         .iter_mut()

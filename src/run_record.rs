@@ -26,7 +26,7 @@ use crate::stats::Estimate;
 /// `interval_warning` on each result (absent unless k ≥ 10 and n_eff > 3n), `detail`
 /// and `baseline` on each case (absent unless a report shows answers, and outside `gate`),
 /// `variants` on the cases of a robustness family, `shard` on the record and `position` on
-/// each case (a shard's record only).
+/// each case (a shard's record only), `batch` on the record (`--batch` only).
 pub const RUN_RECORD_SCHEMA_VERSION: u32 = 1;
 
 /// The overall verdict of a command.
@@ -184,6 +184,10 @@ pub struct RunRecord {
     /// merge` needs to rebuild the whole run from all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::ShardRecord>,
+    /// What `--batch` did: the batches collected, the lines sent, answered and failed, and the
+    /// calls left to be made online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::Summary>,
 }
 
 impl RunRecord {
@@ -210,6 +214,7 @@ impl RunRecord {
             duration_ms,
             cache_failure: None,
             shard: None,
+            batch: None,
         }
     }
 }

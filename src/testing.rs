@@ -77,6 +77,7 @@ pub fn record(results: Vec<SuiteResult>) -> RunRecord {
         duration_ms: 0,
         cache_failure: None,
         shard: None,
+        batch: None,
     }
 }
 

@@ -447,6 +447,29 @@ fn fuzz_shard_merges() {
 }
 
 #[test]
+fn fuzz_batch_output_files() {
+    let answer = support::fake_server::completion("{\"decision\": \"notify\"}", "gpt-4o-mini");
+    let lines = [
+        serde_json::json!({"id": "batch_req_1", "custom_id": "k1", "response": {"status_code": 200, "request_id": "r", "body": answer}, "error": null}),
+        serde_json::json!({"id": "batch_req_2", "custom_id": "k2", "response": null, "error": {"code": "server_error", "message": "overloaded"}}),
+    ];
+    let file: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    campaign(
+        "batch-output",
+        vec![file.into_bytes()],
+        vec![deep(100_000), vec![b'\n'; 1 << 20]],
+        inputs_per_target(300),
+        |input| {
+            for line in promptgate::provider::openai_batch::parse_lines(input) {
+                if let Ok(promptgate::provider::openai_batch::Line::Answered { body, .. }) = line {
+                    let _ = parse_completion(&body, 0);
+                }
+            }
+        },
+    );
+}
+
+#[test]
 fn fuzz_findings() {
     let mut seeds = files_under("tests/fixtures/public", "json");
     seeds.extend(files_under("cases/triage/findings", "json").into_iter().take(20));

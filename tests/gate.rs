@@ -239,6 +239,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         epoch: None,
         answers: false,
         shard: None,
+        batch: false,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),

@@ -182,6 +182,7 @@ pub fn update_baselines(
         console.write_file(path, &text)?;
         return Ok(exit_code_for(&record, console));
     }
+    batch_notes(&record, console);
     write_baselines(&record, dir, console)
 }
 
@@ -255,5 +256,22 @@ pub(super) fn emit(
     }
     let text = report::exporter(output.format, &output.style).export(&record)?;
     console.print(&text)?;
+    batch_notes(&record, console);
     Ok(exit_code_for(&record, console))
+}
+
+/// What `--batch` did, on stderr.
+fn batch_notes(record: &RunRecord, console: &mut Console) {
+    let Some(batch) = &record.batch else { return };
+    console.note(&format!(
+        "batch: {} line(s) sent, {} answer(s) collected from {} batch(es), {} failed line(s); {} call(s) left to make online",
+        batch.submitted,
+        batch.answered,
+        batch.batches.len(),
+        batch.failed,
+        batch.online
+    ));
+    for note in &batch.notes {
+        console.note(&format!("batch: {note}"));
+    }
 }

@@ -28,6 +28,20 @@ pub struct CallConfig {
     /// never cached: a model's answer is kilobytes, and memory must not follow a server's whim.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
+    /// `run --batch`: the first wait between looks at a batch, doubling up to
+    /// `batch_poll_max_ms`.
+    #[serde(default = "default_batch_poll_ms")]
+    pub batch_poll_ms: u64,
+    #[serde(default = "default_batch_poll_max_ms")]
+    pub batch_poll_max_ms: u64,
+}
+
+fn default_batch_poll_ms() -> u64 {
+    5_000
+}
+
+fn default_batch_poll_max_ms() -> u64 {
+    60_000
 }
 
 /// 16 MiB: hundreds of times the longest answer a model gives in a test, far below memory.
@@ -60,6 +74,11 @@ impl CallConfig {
         check(
             "max_response_bytes",
             in_range(self.max_response_bytes, limits::RESPONSE_BYTES),
+        )?;
+        check("batch_poll_ms", in_range(self.batch_poll_ms, limits::BATCH_POLL_MS))?;
+        check(
+            "batch_poll_max_ms",
+            in_range(self.batch_poll_max_ms, limits::BATCH_POLL_MS),
         )?;
         if let Some(c) = self.concurrency {
             check("concurrency", in_range(c as u64, limits::CONCURRENCY))?;

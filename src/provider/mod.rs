@@ -6,6 +6,7 @@ mod calls;
 mod config;
 mod failure;
 pub mod openai;
+pub mod openai_batch;
 pub mod retry;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -117,23 +117,15 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     /// Build the client; the key comes from the environment variable the config names.
     pub fn new(name: &str, config: &OpenAiConfig, calls: &CallConfig, env: &EnvVars) -> Result<OpenAiProvider, Error> {
-        let base_url = config
-            .base_url
-            .clone()
-            .or_else(|| env.get("OPENAI_BASE_URL").map(str::to_string))
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-        let base_url = base_url.trim_end_matches('/').to_string();
-        // A local server needs no key; a hosted one answers 401, reported with a hint.
-        let api_key = env.get(&config.api_key_env).unwrap_or_default().to_string();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(calls.timeout_secs))
-            .build()
-            .map_err(|e| Error::usage(format!("provider `{name}`: failed to build the HTTP client: {e}")))?;
-        let openai_config = OpenAIConfig::new().with_api_base(&base_url).with_api_key(api_key);
-        let client = Client::with_config(openai_config).with_http_service(FailureCapture {
-            http,
-            max_body_bytes: usize::try_from(calls.max_response_bytes).unwrap_or(usize::MAX),
-        });
+        let base_url = OpenAiProvider::base_url_of(config, env);
+        let client = client(
+            name,
+            config,
+            &base_url,
+            calls.timeout_secs,
+            calls.max_response_bytes,
+            env,
+        )?;
         Ok(OpenAiProvider {
             client,
             base_url,
@@ -143,6 +135,17 @@ impl OpenAiProvider {
         })
     }
 
+    /// The base URL a provider table names: its own, else `OPENAI_BASE_URL`, else OpenAI's.
+    pub fn base_url_of(config: &OpenAiConfig, env: &EnvVars) -> String {
+        config
+            .base_url
+            .clone()
+            .or_else(|| env.get("OPENAI_BASE_URL").map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.base_url
@@ -150,6 +153,29 @@ impl OpenAiProvider {
 
     /// The JSON body of a chat completion request.
     pub fn request_body(&self, request: &Request) -> Value {
+        body(self.response_format, self.token_limit, request)
+    }
+
+    /// The JSON body of a chat completion request to a provider with these settings (what a
+    /// batch line carries).
+    pub fn body_for(config: &OpenAiConfig, request: &Request) -> Value {
+        body(config.response_format, config.token_limit, request)
+    }
+
+    /// One attempt, no retries.
+    pub async fn attempt(&self, request: &Request) -> Result<Response, ProviderError> {
+        let body = self.request_body(request);
+        let started = Instant::now();
+        // The body is kept as received (RawValue): it is stored verbatim and parsed once.
+        let raw: Box<RawValue> = self.client.chat().create_byot(body).await.map_err(classify)?;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        parse_completion(raw.get(), latency_ms)
+    }
+}
+
+/// The JSON body of a chat completion request.
+fn body(response_format: ResponseFormatMode, token_limit: TokenLimitField, request: &Request) -> Value {
+    {
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("messages".into(), json!(request.prompt.messages));
@@ -163,7 +189,7 @@ impl OpenAiProvider {
         // `max_tokens` unless the provider says otherwise: every compatible server reads it, but
         // OpenAI's reasoning models accept only `max_completion_tokens`.
         if let Some(m) = params.max_tokens {
-            let field = match self.token_limit {
+            let field = match token_limit {
                 TokenLimitField::MaxTokens => "max_tokens",
                 TokenLimitField::MaxCompletionTokens => "max_completion_tokens",
             };
@@ -173,7 +199,7 @@ impl OpenAiProvider {
             body.insert("seed".into(), json!(s));
         }
         if let Some(schema) = &request.prompt.response_schema {
-            let format = match self.response_format {
+            let format = match response_format {
                 ResponseFormatMode::JsonSchema => Some(json!({
                     "type": "json_schema",
                     "json_schema": {"name": schema.name, "schema": schema.schema, "strict": schema.strict},
@@ -209,16 +235,29 @@ impl OpenAiProvider {
         body.insert("stream".into(), json!(false));
         Value::Object(body)
     }
+}
 
-    /// One attempt, no retries.
-    pub async fn attempt(&self, request: &Request) -> Result<Response, ProviderError> {
-        let body = self.request_body(request);
-        let started = Instant::now();
-        // The body is kept as received (RawValue): it is stored verbatim and parsed once.
-        let raw: Box<RawValue> = self.client.chat().create_byot(body).await.map_err(classify)?;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        parse_completion(raw.get(), latency_ms)
-    }
+/// An async-openai client for `base_url` that makes one attempt per call and reads at most
+/// `max_body_bytes` of a body (see `FailureCapture`).
+pub(super) fn client(
+    name: &str,
+    config: &OpenAiConfig,
+    base_url: &str,
+    timeout_secs: f64,
+    max_body_bytes: u64,
+    env: &EnvVars,
+) -> Result<Client<OpenAIConfig>, Error> {
+    // A local server needs no key; a hosted one answers 401, reported with a hint.
+    let api_key = env.get(&config.api_key_env).unwrap_or_default().to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs_f64(timeout_secs))
+        .build()
+        .map_err(|e| Error::usage(format!("provider `{name}`: failed to build the HTTP client: {e}")))?;
+    let openai_config = OpenAIConfig::new().with_api_base(base_url).with_api_key(api_key);
+    Ok(Client::with_config(openai_config).with_http_service(FailureCapture {
+        http,
+        max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+    }))
 }
 
 /// Turn a completion body into a [`Response`], checking it against async-openai's types.
@@ -399,7 +438,7 @@ impl tower::Service<HttpRequestFactory> for FailureCapture {
 }
 
 /// Classify an async-openai error.
-fn classify(error: OpenAIError) -> ProviderError {
+pub(super) fn classify(error: OpenAIError) -> ProviderError {
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
             Ok(failure) => classify_status(failure.status, failure.retry_after, &failure.body),

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_batch;
 pub mod fake_server;
 
 use std::path::{Path, PathBuf};
