@@ -231,7 +231,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             // (FIFO), so calls start in the order they were submitted: the k samples of a case
             // reach the server back to back, which lets a local server reuse the prompt it
             // just processed.
-            let (_provider_permit, _permit) = loop {
+            let permits = loop {
                 let provider_permit = Arc::clone(&provider_limit).acquire_owned().await.ok();
                 let permit = Arc::clone(&semaphore).acquire_owned().await.ok();
                 if writer.failed() {
@@ -272,7 +272,13 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
                     }
                 }
             };
-            let mut attempted = provider.complete(&request).await;
+            // A retry waits out its backoff without the slots, and takes them again to call.
+            let acquire = || async {
+                let provider_permit = Arc::clone(&provider_limit).acquire_owned().await.ok();
+                let permit = Arc::clone(&semaphore).acquire_owned().await.ok();
+                (provider_permit, permit)
+            };
+            let mut attempted = provider.complete_releasing(&request, permits, acquire).await;
             if let Err(error) = &mut attempted.result {
                 error.message = secrets.mask(&error.message).into_owned();
             }

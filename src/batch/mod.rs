@@ -105,12 +105,13 @@ pub async fn prefill(
     }
     // Calls to a provider without batches: the run makes them online.
     let mut elsewhere = false;
+    // Each key once: it canonicalizes the whole rendered prompt.
+    let keys: Vec<String> = calls.iter().map(|call| cache::key(&call.request)).collect();
     for round in 1..=ROUNDS {
         let mut by_provider: BTreeMap<&str, Vec<Line>> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for call in calls {
-            let key = cache::key(&call.request);
-            if !seen.insert(key.clone()) || cache.has(&key)? || store::in_flight(cache, &key)? {
+        for (call, key) in calls.iter().zip(&keys) {
+            if !seen.insert(key) || cache.has(key)? || store::in_flight(cache, key)? {
                 continue;
             }
             let body = match config.providers.get(&call.provider).map(|p| &p.api) {
@@ -123,7 +124,7 @@ pub async fn prefill(
                 }
             };
             by_provider.entry(call.provider.as_str()).or_default().push(Line {
-                key,
+                key: key.clone(),
                 provider_kind: call.request.provider.as_str().to_string(),
                 model: call.request.model.clone(),
                 sample_index: call.request.sample_index,
@@ -150,9 +151,8 @@ pub async fn prefill(
         }
     }
     let mut left = HashSet::new();
-    for call in calls {
-        let key = cache::key(&call.request);
-        if !cache.has(&key)? {
+    for key in &keys {
+        if !cache.has(key)? {
             left.insert(key);
         }
     }
@@ -198,8 +198,19 @@ async fn drive(
     loop {
         match job.state {
             State::Prepared => {
-                let mut file = Vec::new();
+                // Nothing is paid yet: what was answered meanwhile (a resumed job) is left out.
+                let mut lines = Vec::new();
                 for line in store::lines(cache, job)? {
+                    if !cache.has(&line.key)? {
+                        lines.push(line);
+                    }
+                }
+                if lines.is_empty() {
+                    store::advance(cache, job, State::Abandoned, None)?;
+                    return Ok(());
+                }
+                let mut file = Vec::new();
+                for line in lines {
                     let body: serde_json::Value = serde_json::from_str(&line.body)
                         .map_err(|e| Error::internal(format!("a batch line that is not JSON: {e}")))?;
                     file.extend_from_slice(OpenAiBatches::line(&line.key, &body).as_bytes());
@@ -334,7 +345,8 @@ async fn collect(
     let answered: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
     let said: HashSet<String> = failed.iter().map(|(key, _)| key.clone()).collect();
     for line in &lines {
-        if !answered.contains(&line.key) && !said.contains(&line.key) {
+        // A line left out of the upload because it was answered meanwhile is not a failure.
+        if !answered.contains(&line.key) && !said.contains(&line.key) && !cache.has(&line.key)? {
             failed.push((
                 line.key.clone(),
                 format!("no answer when the batch ended ({})", batch.status.name()),

@@ -185,6 +185,17 @@ impl Provider {
 
     /// One call with retries; none once the provider is known to be unreachable.
     pub async fn complete(&self, request: &Request) -> Attempted<Response> {
+        self.complete_releasing(request, (), || async {}).await
+    }
+
+    /// [`Provider::complete`], holding a concurrency slot only while an attempt is in flight:
+    /// the first attempt runs on `first`, and each retry waits without a slot and then takes
+    /// one from `acquire` (see `retry::with_retries_releasing`).
+    pub async fn complete_releasing<S, A, AFut>(&self, request: &Request, first: S, acquire: A) -> Attempted<Response>
+    where
+        A: FnMut() -> AFut,
+        AFut: std::future::Future<Output = S>,
+    {
         let policy = self.retry_policy();
         let unreachable = || {
             ProviderError::new(
@@ -192,7 +203,7 @@ impl Provider {
                 format!("not attempted: {} is unreachable", self.endpoint),
             )
         };
-        retry::with_retries(policy, || async {
+        retry::with_retries_releasing(policy, first, acquire, || async {
             if self.reachability.unreachable().is_some() {
                 return Err(unreachable());
             }

@@ -46,14 +46,40 @@ pub struct Attempted<T> {
 }
 
 /// Run `call` until it succeeds, fails permanently, or runs out of attempts.
-pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut call: F) -> Attempted<T>
+pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, call: F) -> Attempted<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
+    with_retries_releasing(policy, (), || async {}, call).await
+}
+
+/// [`with_retries`], holding a slot only while an attempt is in flight: the first attempt
+/// runs on `first`, each later one on a slot from `acquire`, and no slot is held while waiting
+/// out a backoff or `Retry-After` (a waiting call would otherwise keep a call that could run
+/// from starting).
+pub async fn with_retries_releasing<T, S, F, Fut, A, AFut>(
+    policy: RetryPolicy,
+    first: S,
+    mut acquire: A,
+    mut call: F,
+) -> Attempted<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+    A: FnMut() -> AFut,
+    AFut: Future<Output = S>,
+{
     let mut attempt = 1;
+    let mut slot = Some(first);
     loop {
-        match call().await {
+        let held = match slot.take() {
+            Some(held) => held,
+            None => acquire().await,
+        };
+        let result = call().await;
+        drop(held);
+        match result {
             Ok(value) => {
                 return Attempted {
                     result: Ok(value),
@@ -167,5 +193,57 @@ mod tests {
         .await;
         assert_eq!(out.result.unwrap(), 3);
         assert_eq!(out.attempts, 3);
+    }
+
+    /// One slot, two calls: the first is told to wait 50 ms and waits without the slot, so the
+    /// second runs meanwhile; the first's retry then takes the slot back.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_to_retry_holds_no_slot() {
+        use std::sync::{Arc, Mutex};
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let first_slot = Arc::clone(&slots).acquire_owned().await.unwrap();
+        let waiting = {
+            let (slots, log) = (Arc::clone(&slots), Arc::clone(&log));
+            tokio::spawn(async move {
+                let attempts = std::sync::atomic::AtomicU32::new(0);
+                with_retries_releasing(
+                    policy(),
+                    first_slot,
+                    || {
+                        let slots = Arc::clone(&slots);
+                        async move { slots.acquire_owned().await.unwrap() }
+                    },
+                    || {
+                        let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        log.lock().unwrap().push(format!("first, attempt {attempt}"));
+                        async move {
+                            if attempt == 1 {
+                                Err(failure(FailureKind::RateLimit, Some(Duration::from_millis(50))))
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    },
+                )
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let other = {
+            let (slots, log) = (Arc::clone(&slots), Arc::clone(&log));
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.unwrap();
+                log.lock().unwrap().push("second".to_string());
+            })
+        };
+        other.await.unwrap();
+        let out = waiting.await.unwrap();
+        assert_eq!(out.attempts, 2);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["first, attempt 1", "second", "first, attempt 2"],
+            "the second call ran while the first waited"
+        );
     }
 }
