@@ -66,8 +66,8 @@ pub struct RunOptions {
     /// Run only this shard of every suite's cases; the record then carries what `merge`
     /// needs to rebuild the whole run.
     pub shard: Option<Shard>,
-    /// Send every uncached call through the provider's batch engine first (see `batch`), and
-    /// price the run at batch prices.
+    /// Send every uncached call through the provider's batch engine first (see `batch`); the
+    /// run is priced at batch prices when the batches answered every call.
     pub batch: bool,
 }
 
@@ -244,9 +244,10 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     } else {
         Cache::open(&options.cache_path)?
     });
-    let batch = match options.batch {
-        true => Some(prefill(&config, &cache, &selections, options).await?),
-        false => None,
+    let batch = if options.batch {
+        Some(prefill(&config, &cache, &selections, options).await?)
+    } else {
+        None
     };
     let sampler = Sampler::new(
         &config,
@@ -358,7 +359,8 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
         confidence_level: settings.confidence_level,
         interval: settings.interval,
         max_error_rate: settings.max_error_rate,
-        prices: prices(selections, false),
+        // Set once the run knows whether batches answered every call.
+        prices: std::collections::BTreeMap::new(),
         gate: None,
         compare: None,
         baseline_dir: None,

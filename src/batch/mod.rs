@@ -206,7 +206,8 @@ async fn drive(
                     }
                 }
                 if lines.is_empty() {
-                    store::advance(cache, job, State::Abandoned, None)?;
+                    // Nothing left to send, nothing paid: done.
+                    store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
                 }
                 let mut file = Vec::new();
