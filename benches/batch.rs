@@ -1,7 +1,8 @@
 //! `run --batch` through the fake Batch API: 1,000 to 10,000 cases × k = 5 (5,000 to 50,000
-//! batch lines). Each run is the release binary in its own process, so its peak RSS is its own
-//! (from `wait4`). Prints the wall time, the fake server's own time (answering 50,000 lines
-//! is its simulated processing), the wall time without it, and the peak RSS.
+//! batch lines). Each run is the release binary in its own process; its peak RSS is GNU time's
+//! `%M` (Debian: `time`). Prints the wall time, the fake server's own time (answering the lines
+//! is its simulated processing), the wall time without it, the peak RSS, and the peak RSS of an
+//! `--offline` replay of the same run (the engine's share).
 //! Run with `cargo bench --bench batch`.
 
 #[path = "../tests/support/mod.rs"]
@@ -16,9 +17,10 @@ fn labels(n: usize) -> Vec<&'static str> {
     (0..n).map(|i| if i % 3 == 0 { "suppress" } else { "notify" }).collect()
 }
 
-/// Wall time, server time and peak RSS (KiB) of `run --batch` over `cases` cases.
-fn measure(cases: usize) -> (f64, f64, i64) {
-    let server = FakeBatchServer::start(|_| "{\"decision\": \"notify\"}".to_string(), Faults::default());
+/// Wall time, server time and peak RSS (KiB) of `run --batch` over `cases` cases, and the peak
+/// RSS of an `--offline` replay of it.
+fn measure(cases: usize) -> (f64, f64, i64, i64) {
+    let server = FakeBatchServer::start(|_| r#"{"decision": "notify"}"#.to_string(), Faults::default());
     let project = Project::new(
         &server.base_url,
         &labels(cases),
@@ -26,42 +28,68 @@ fn measure(cases: usize) -> (f64, f64, i64) {
         "batch_poll_ms = 1\nbatch_poll_max_ms = 10",
     );
     let started = Instant::now();
-    // Reaped by `wait4` below, which also gives its peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = project
-        .std_command()
-        .args(["run", "--batch", "--quiet", "--format", "json"])
+    let rss = peak_rss(&project, &["run", "--batch", "--format", "json"]);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(server.billed().len(), cases * 5);
+    let replay = peak_rss(&project, &["run", "--offline", "--format", "json"]);
+    (wall, server.busy().as_secs_f64(), rss, replay)
+}
+
+/// Run `promptgate ARGS…` to success under GNU time; its peak RSS in KiB. Not from `wait4` on
+/// a child of this process: a child forked from it (its fake server holds every file) counts
+/// this process's pages until it execs.
+fn peak_rss(project: &Project, args: &[&str]) -> i64 {
+    let report = project.file("time.txt");
+    let mut command = project.std_command();
+    let program = command.get_program().to_owned();
+    let status = command
+        .args(args)
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut timed = std::process::Command::new("/usr/bin/time");
+    for (key, value) in status.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    let finished = timed
+        .current_dir(project.path())
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(program)
+        .args(status.get_args())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill; `pid` is our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid);
-    let wall = started.elapsed().as_secs_f64();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the run failed"
-    );
-    assert_eq!(server.billed().len(), cases * 5);
-    (wall, server.busy().as_secs_f64(), usage.ru_maxrss)
+        .status()
+        .expect("GNU time (Debian: apt-get install time)");
+    assert!(finished.success(), "{args:?} failed");
+    let text = std::fs::read_to_string(&report).expect("time's report");
+    text.lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .next_back()
+        .expect("a peak RSS in KiB")
 }
 
 fn main() {
     println!("run --batch, k = 5, through the fake Batch API (medians of 3)");
     let mut previous: Option<(f64, i64)> = None;
     for cases in [1_000, 10_000] {
-        let mut runs: Vec<(f64, f64, i64)> = (0..3).map(|_| measure(cases)).collect();
+        let mut runs: Vec<(f64, f64, i64, i64)> = (0..3).map(|_| measure(cases)).collect();
         runs.sort_by(|a, b| (a.0 - a.1).total_cmp(&(b.0 - b.1)));
-        let (wall, server, rss) = runs[1];
+        let (wall, server, _, _) = runs[1];
+        let mut peaks: Vec<i64> = runs.iter().map(|r| r.2).collect();
+        peaks.sort_unstable();
+        let mut replays: Vec<i64> = runs.iter().map(|r| r.3).collect();
+        replays.sort_unstable();
+        let (rss, replay) = (peaks[1], replays[1]);
         let own = wall - server;
         print!(
-            "{cases:>6} cases ({:>6} lines): wall {wall:.2} s, fake server {server:.2} s, without it {own:.2} s, peak RSS {:.1} MiB",
+            "{cases:>6} cases ({:>6} lines): wall {wall:.2} s, fake server {server:.2} s, without it {own:.2} s, peak RSS {:.1} MiB (an --offline replay of it: {:.1} MiB)",
             cases * 5,
-            rss as f64 / 1024.0
+            rss as f64 / 1024.0,
+            replay as f64 / 1024.0
         );
         if let Some((own_before, rss_before)) = previous {
             print!(

@@ -212,9 +212,9 @@ async fn drive(
                 }
                 let mut file = Vec::new();
                 for line in lines {
-                    let body: serde_json::Value = serde_json::from_str(&line.body)
-                        .map_err(|e| Error::internal(format!("a batch line that is not JSON: {e}")))?;
-                    file.extend_from_slice(OpenAiBatches::line(&line.key, &body).as_bytes());
+                    let text = OpenAiBatches::line(&line.key, line.body)
+                        .ok_or_else(|| Error::internal("a batch line in the cache is not JSON"))?;
+                    file.extend_from_slice(text.as_bytes());
                     file.push(b'\n');
                 }
                 match batches.upload(file).await {

@@ -130,17 +130,27 @@ impl OpenAiBatches {
         })
     }
 
-    /// One line of an input file: the request `body` for `/v1/chat/completions`.
-    pub fn line(custom_id: &str, body: &Value) -> String {
-        json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+    /// One line of an input file: the request `body` (JSON text) for `/v1/chat/completions`,
+    /// written as it is, not parsed and written again; `None` when it is not JSON.
+    pub fn line(custom_id: &str, body: String) -> Option<String> {
+        let body = serde_json::value::RawValue::from_string(body).ok()?;
+        let line = json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions"});
+        let mut text = line.to_string();
+        text.pop();
+        text.push_str(",\"body\":");
+        text.push_str(body.get());
+        text.push('}');
+        Some(text)
     }
 
     /// Upload an input file; its id.
     pub async fn upload(&self, jsonl: Vec<u8>) -> Result<String, ProviderError> {
+        // Shared, not copied, by each attempt: the file may be 190 MB.
+        let jsonl = bytes::Bytes::from(jsonl);
         let value: Value = self
             .retried(|| async {
                 let request = CreateFileRequest {
-                    file: FileInput::from_vec_u8("promptgate-batch.jsonl".into(), jsonl.clone()),
+                    file: FileInput::from_bytes("promptgate-batch.jsonl".into(), jsonl.clone()),
                     purpose: FilePurpose::Batch,
                     expires_after: None,
                 };
@@ -382,6 +392,18 @@ mod tests {
         ] {
             assert!(batch_of(&hostile).is_err(), "{hostile}");
         }
+    }
+
+    #[test]
+    fn input_lines_carry_the_body_as_written() {
+        let line = OpenAiBatches::line("k1", r#"{"model":"m","messages":[]}"#.into()).unwrap();
+        assert_eq!(
+            line,
+            r#"{"custom_id":"k1","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}"#
+        );
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["body"]["model"], "m");
+        assert!(OpenAiBatches::line("k2", "{not json".into()).is_none());
     }
 
     #[test]
