@@ -83,7 +83,7 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
     if let Some(shard) = options.shard {
         return Err(
             Error::usage(format!("the drift canary is not sharded (--shard {shard})"))
-                .with_hint("it samples each baselined suite once a week; run it whole"),
+                .with_hint("it re-samples each baselined suite on a schedule; run it whole"),
         );
     }
     if !crate::drift::valid_epoch(&drift.epoch) {
@@ -141,6 +141,13 @@ pub fn update_baselines(
     }
     let shard_out = match (options.shard, out) {
         (Some(_), Some(path)) => {
+            if Format::from_extension(path) != Some(Format::Json) {
+                return Err(Error::usage(format!(
+                    "a shard's record is JSON: `{}` should end in .json",
+                    path.display()
+                ))
+                .with_hint("e.g. --out shard-1.json"));
+            }
             crate::fs::check_output_path(path)?;
             Some(path)
         }
