@@ -334,6 +334,10 @@ fn merge_refuses_anything_but_every_shard_of_one_run_once() {
         &["baseline", "update", "--shard", "1/3"],
         "--out FILE is needed with --shard 1/3",
     );
+    usage(
+        &["baseline", "update", "--shard", "1/3", "--out", "b.md"],
+        "a shard's record is JSON: `b.md` should end in .json",
+    );
     assert_eq!(code(&project, &["baseline", "update"]), 0);
     let calls = fake.request_count();
     usage(
