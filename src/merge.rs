@@ -47,7 +47,7 @@ pub fn read(path: &Path) -> Result<RunRecord, Error> {
         )
         .with_hint("merge with the promptgate version that ran the shards"));
     }
-    if record.shard.is_none() {
+    let Some(block) = &record.shard else {
         return Err(Error::invalid(
             "run record",
             path,
@@ -55,8 +55,36 @@ pub fn read(path: &Path) -> Result<RunRecord, Error> {
             "this is the record of a whole run, not of a shard",
         )
         .with_hint("merge the records of `--shard 1/N` … `--shard N/N` runs of one command"));
-    }
+    };
+    check_settings(block).map_err(|(field, message)| {
+        Error::invalid("run record", path, format!(" (field `shard.{field}`)"), message)
+            .with_hint("give the records the shards wrote, unedited")
+    })?;
     Ok(record)
+}
+
+/// The numbers a shard's record sets for the merge, within the ranges the command line allows.
+fn check_settings(block: &ShardRecord) -> Result<(), (String, String)> {
+    use crate::limits::{in_range, PRICE};
+    let share = |field: &str, value: f64| in_range(value, (0.0, 1.0)).map_err(|m| (field.to_string(), m));
+    // As the config allows it: strictly between 0 and 1 (NaN fails too).
+    if !(block.confidence_level > 0.0 && block.confidence_level < 1.0) {
+        return Err((
+            "confidence_level".to_string(),
+            format!("{} is not strictly between 0 and 1", block.confidence_level),
+        ));
+    }
+    share("max_error_rate", block.max_error_rate)?;
+    if let Some(gate) = &block.gate {
+        share("gate.alpha", gate.alpha)?;
+        share("gate.margin", gate.margin)?;
+    }
+    for (model, prices) in &block.prices {
+        for value in [prices.input_per_million, prices.output_per_million] {
+            in_range(value, PRICE).map_err(|m| (format!("prices.{}", crate::excerpt::excerpt(model, 40)), m))?;
+        }
+    }
+    Ok(())
 }
 
 /// Merge the records of all the shards of one run, given with their files (in any order).

@@ -322,6 +322,14 @@ fn merge_refuses_anything_but_every_shard_of_one_run_once() {
         &format!("case `{first_case}` counts more correct, invalid or valid samples than it has"),
     );
 
+    let mut wild = serde_json::from_str::<Value>(&std::fs::read_to_string(project.file("s1.json")).unwrap()).unwrap();
+    wild["shard"]["confidence_level"] = Value::from(1.5);
+    project.write("wild.json", &wild.to_string());
+    refused(
+        &["wild.json", "s2.json", "s3.json"],
+        "invalid run record `wild.json` (field `shard.confidence_level`): 1.5 is not strictly between 0 and 1",
+    );
+
     // What cannot be sharded says so before any call.
     let before = fake.request_count();
     let usage = |args: &[&str], expected: &str| {
