@@ -90,7 +90,8 @@ pub fn robustness(
 }
 
 /// The result of the union of `parts`, results of disjoint cases of the same suite, model and
-/// prompt, given in case order. Every figure equals that of one run over all the cases, cost
+/// prompt, given in case order, or (a shard's) with each case's `position` in the suite, by
+/// which they are put back in order, with no place left empty. Every figure equals that of one run over all the cases, cost
 /// included when `prices` are given; without them `cost_usd` is the sum of the parts' costs
 /// (equal up to rounding). Latency is left out when a part was recorded without per-case
 /// latencies.
