@@ -249,11 +249,8 @@ enum BaselineCommand {
         /// merge` of every shard's record writes them.
         #[arg(long, value_name = "FILE", requires = "shard")]
         out: Option<PathBuf>,
-        /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
-        /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
-        /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
-        #[arg(long)]
-        batch: bool,
+        #[command(flatten)]
+        batch: BatchArgs,
     },
 }
 
@@ -327,11 +324,8 @@ fn parse_age(text: &str) -> Result<jiff::Span, String> {
 struct RunArgs {
     #[command(flatten)]
     selection: SelectionArgs,
-    /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
-    /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
-    /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
-    #[arg(long)]
-    batch: bool,
+    #[command(flatten)]
+    batch: BatchArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -471,11 +465,8 @@ struct DriftArgs {
     /// 64) [default: drift-<today, UTC>].
     #[arg(long, value_name = "NAME")]
     epoch: Option<String>,
-    /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
-    /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
-    /// the cache; a killed run resumes its batches. Cost is at the batch prices when configured.
-    #[arg(long)]
-    batch: bool,
+    #[command(flatten)]
+    batch: BatchArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -542,6 +533,17 @@ struct OutputArgs {
     /// when it leaves cases out to stay under GitHub's comment limit.
     #[arg(long, value_name = "URL")]
     report_url: Option<String>,
+}
+
+/// `--batch`, for the commands whose answers can wait.
+#[derive(Debug, Args)]
+struct BatchArgs {
+    /// Send every uncached call through the provider's batch engine (OpenAI-compatible Batch
+    /// API: half the price, a separate quota, answers within 24 h), wait for it, then run from
+    /// the cache; a killed run resumes its batches. Cost is at the batch prices when the
+    /// batches answered every call.
+    #[arg(long)]
+    batch: bool,
 }
 
 #[derive(Debug, Default, Args)]
@@ -627,7 +629,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Run(args) => with_console(|console| {
             command::run::run(
                 &RunOptions {
-                    batch: args.batch,
+                    batch: args.batch.batch,
                     ..run_options(&cli.global, &args.selection)
                 },
                 &output(&cli.global, &args.output),
@@ -663,7 +665,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let output = output(&cli.global, &args.output);
             with_console(|console| {
                 let options_run = RunOptions {
-                    batch: args.batch,
+                    batch: args.batch.batch,
                     ..run_options(&cli.global, &args.selection)
                 };
                 command::run::drift(&options_run, &options, &output, console)
@@ -736,7 +738,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         } => with_console(|console| {
             command::run::update_baselines(
                 &RunOptions {
-                    batch: *batch,
+                    batch: batch.batch,
                     ..run_options(&cli.global, selection)
                 },
                 &baseline_dir(&cli.global, dir.as_ref()),

@@ -141,6 +141,14 @@ pub struct Prices {
 }
 
 impl Prices {
+    /// Prices when both are given.
+    fn both(input: Option<f64>, output: Option<f64>) -> Option<Prices> {
+        input.zip(output).map(|(input_per_million, output_per_million)| Prices {
+            input_per_million,
+            output_per_million,
+        })
+    }
+
     /// What these tokens cost, in USD.
     pub fn cost(self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_million + output_tokens as f64 * self.output_per_million) / 1e6
@@ -150,22 +158,12 @@ impl Prices {
 impl ModelConfig {
     /// The model's batch prices, when both are configured.
     pub fn batch_prices(&self) -> Option<Prices> {
-        self.price_batch_input_per_million
-            .zip(self.price_batch_output_per_million)
-            .map(|(input_per_million, output_per_million)| Prices {
-                input_per_million,
-                output_per_million,
-            })
+        Prices::both(self.price_batch_input_per_million, self.price_batch_output_per_million)
     }
 
     /// The model's prices, when both are configured.
     pub fn prices(&self) -> Option<Prices> {
-        self.price_input_per_million.zip(self.price_output_per_million).map(
-            |(input_per_million, output_per_million)| Prices {
-                input_per_million,
-                output_per_million,
-            },
-        )
+        Prices::both(self.price_input_per_million, self.price_output_per_million)
     }
 
     /// The parameters of sample `sample_index`; a suite's `max_tokens` wins over the model's.
