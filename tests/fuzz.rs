@@ -470,6 +470,38 @@ fn fuzz_batch_output_files() {
 }
 
 #[test]
+fn fuzz_bedrock_batch_output_files() {
+    use promptgate::provider::bedrock_batch::{self, Envelope, OutputLine};
+    let converse = support::fake_server::converse_output("{\"decision\": \"notify\"}", &serde_json::json!({}));
+    let lines = [
+        serde_json::json!({"recordId": "k1", "modelInput": {}, "modelOutput": converse}),
+        serde_json::json!({"recordId": "k2", "modelInput": {}, "modelOutput": {"content": [{"type": "tool_use", "name": "decision", "input": {"decision": "notify"}}], "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+        serde_json::json!({"recordId": "k3", "modelInput": {}, "error": {"errorCode": 400, "errorMessage": "bad request"}}),
+    ];
+    let file: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let envelopes = ["Converse", "InvokeModel"].map(|invocation| Envelope {
+        invocation: invocation.into(),
+        answer_tool: Some("decision".into()),
+        model_input: serde_json::json!({}),
+    });
+    campaign(
+        "bedrock-batch-output",
+        vec![file.into_bytes()],
+        vec![deep(100_000), vec![b'\n'; 1 << 20]],
+        inputs_per_target(300),
+        |input| {
+            for line in bedrock_batch::parse_output(input) {
+                if let Ok(OutputLine::Answered { output, .. }) = line {
+                    for envelope in &envelopes {
+                        let _ = bedrock_batch::response_of(envelope, &output);
+                    }
+                }
+            }
+        },
+    );
+}
+
+#[test]
 fn fuzz_findings() {
     let mut seeds = files_under("tests/fixtures/public", "json");
     seeds.extend(files_under("cases/triage/findings", "json").into_iter().take(20));

@@ -10,6 +10,7 @@
 //! not answer (failed, or left when it expired) go into the next round, up to [`ROUNDS`]; what
 //! is left after that is made online by the run, as are calls to a provider without a Batch API.
 
+mod engine;
 pub mod store;
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,9 +22,8 @@ use crate::cache::{self, Cache, Entry};
 use crate::config::Config;
 use crate::env::EnvVars;
 use crate::error::Error;
-use crate::provider::openai::{parse_completion, OpenAiProvider};
-use crate::provider::openai_batch::{self, Line as OutputLine, OpenAiBatches, MAX_INPUT_BYTES, MAX_LINES};
-use crate::provider::{ApiConfig, FailureKind, ProviderError, ProviderKind, Request};
+use crate::provider::{openai_batch, FailureKind, ProviderError, ProviderKind, Request};
+use engine::{Engine, Outcome};
 use store::{Job, Line, State};
 
 /// Rounds of batches per run: the first, then resubmissions of what failed.
@@ -55,12 +55,20 @@ pub struct Summary {
     pub answered: u64,
     /// Lines a batch failed or left unanswered (retried in the next round).
     pub failed: u64,
-    /// Calls left to the run to make online: after the last round, or for a provider without
-    /// a Batch API.
+    /// Calls left to the run to make online: after the last round, for a provider without
+    /// a batch engine, or for calls a provider's batches do not take.
     pub online: u64,
     /// Why some calls went online, when they did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl Summary {
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
 }
 
 /// Send every uncached call of `calls` through its provider's batch engine, resuming first any
@@ -79,71 +87,90 @@ pub async fn prefill(
         .map(|c| c.provider.clone())
         .chain(jobs.iter().map(|j| j.provider.clone()))
         .collect();
-    let mut clients: BTreeMap<String, OpenAiBatches> = BTreeMap::new();
+    let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
     for name in &names {
-        let name = name.as_str();
-        match config.providers.get(name).map(|p| (&p.api, &p.calls)) {
-            Some((ApiConfig::Openai(own), settings)) => {
-                clients.insert(name.to_string(), OpenAiBatches::new(name, own, settings, env)?);
+        match Engine::of(config, name, env).await? {
+            Some(engine) => {
+                engines.insert(name.clone(), engine);
             }
-            Some((ApiConfig::Bedrock(_), _)) => summary.notes.push(format!(
-                "provider `{name}` (Bedrock): batch inference is not supported yet; its calls are made online"
-            )),
             // A job of a provider the config no longer has stays in the cache for a config
             // that has it again.
+            None if config.providers.contains_key(name) => summary.note(format!(
+                "provider `{name}`: no batch_s3_uri and batch_role_arn for Bedrock batch inference; its calls are made online"
+            )),
             None => {}
         }
     }
     // A killed run's jobs first: what they hold must not be sent again.
     for mut job in jobs {
-        if let Some(batches) = clients.get(&job.provider) {
-            drive(cache, batches, &mut job, options, &mut summary).await?;
+        if let Some(engine) = engines.get(&job.provider) {
+            drive(cache, engine, &mut job, options, &mut summary).await?;
             if job.state == State::Abandoned {
-                clients.remove(&job.provider);
+                engines.remove(&job.provider);
             }
         }
     }
-    // Calls to a provider without batches: the run makes them online.
-    let mut elsewhere = false;
     // Each key once: it canonicalizes the whole rendered prompt.
     let keys: Vec<String> = calls.iter().map(|call| cache::key(&call.request)).collect();
+    let mut online_by_choice = HashSet::new();
     for round in 1..=ROUNDS {
-        let mut by_provider: BTreeMap<&str, Vec<Line>> = BTreeMap::new();
+        let mut groups: BTreeMap<(&str, String), Vec<Line>> = BTreeMap::new();
         let mut seen = HashSet::new();
         for (call, key) in calls.iter().zip(&keys) {
-            if !seen.insert(key) || cache.has(key)? || store::in_flight(cache, key)? {
+            if online_by_choice.contains(key) || !seen.insert(key) || cache.has(key)? || store::in_flight(cache, key)? {
                 continue;
             }
-            let body = match config.providers.get(&call.provider).map(|p| &p.api) {
-                Some(ApiConfig::Openai(own)) if clients.contains_key(&call.provider) => {
-                    OpenAiProvider::body_for(own, &call.request).to_string()
-                }
-                _ => {
-                    elsewhere = true;
+            let Some(engine) = engines.get(&call.provider) else {
+                online_by_choice.insert(key.clone());
+                continue;
+            };
+            let placed = match engine.place(config, &call.provider, &call.request) {
+                Ok(placed) => placed,
+                Err(why) => {
+                    summary.note(format!(
+                        "provider `{}`: {why}; those calls are made online",
+                        call.provider
+                    ));
+                    online_by_choice.insert(key.clone());
                     continue;
                 }
             };
-            by_provider.entry(call.provider.as_str()).or_default().push(Line {
-                key: key.clone(),
-                provider_kind: call.request.provider.as_str().to_string(),
-                model: call.request.model.clone(),
-                sample_index: call.request.sample_index,
-                body,
-            });
+            groups
+                .entry((call.provider.as_str(), placed.group))
+                .or_default()
+                .push(Line {
+                    key: key.clone(),
+                    provider_kind: call.request.provider.as_str().to_string(),
+                    model: call.request.model.clone(),
+                    sample_index: call.request.sample_index,
+                    body: placed.body,
+                });
         }
-        if by_provider.is_empty() {
+        if groups.is_empty() {
             break;
         }
-        for (provider, lines) in by_provider {
+        for ((provider, group), lines) in groups {
+            let Some(engine) = engines.get(provider) else {
+                // Abandoned in this round: the rest goes online with it.
+                continue;
+            };
+            if lines.len() < engine.min_lines() {
+                summary.note(format!(
+                    "provider `{provider}`: {} call(s) of `{group}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
+                    lines.len(),
+                    engine.min_lines()
+                ));
+                online_by_choice.extend(lines.into_iter().map(|line| line.key));
+                continue;
+            }
             for chunk in chunks(lines) {
                 let mut job = store::create(cache, provider, round, &chunk)?;
-                let Some(batches) = clients.get(provider) else {
-                    // Abandoned in this round: the rest goes online with it.
+                let Some(engine) = engines.get(provider) else {
                     break;
                 };
-                drive(cache, batches, &mut job, options, &mut summary).await?;
+                drive(cache, engine, &mut job, options, &mut summary).await?;
                 if job.state == State::Abandoned {
-                    clients.remove(provider);
+                    engines.remove(provider);
                 } else {
                     summary.submitted += chunk.len() as u64;
                 }
@@ -157,23 +184,28 @@ pub async fn prefill(
         }
     }
     summary.online = left.len() as u64;
-    if summary.online > 0 && !elsewhere && summary.notes.is_empty() {
-        summary.notes.push(format!(
+    let by_choice = left
+        .iter()
+        .filter(|key| online_by_choice.contains(key.as_str()))
+        .count();
+    if summary.online as usize > by_choice {
+        summary.note(format!(
             "{} call(s) had no answer after {ROUNDS} rounds of batches: the run makes them online",
-            summary.online
+            summary.online as usize - by_choice
         ));
     }
     Ok(summary)
 }
 
-/// Lines in batches of at most [`MAX_LINES`] lines and [`MAX_INPUT_BYTES`] bytes.
+/// Lines in batches of at most [`openai_batch::MAX_LINES`] lines and
+/// [`openai_batch::MAX_INPUT_BYTES`] bytes: within both engines' limits.
 fn chunks(lines: Vec<Line>) -> Vec<Vec<Line>> {
     let mut chunks: Vec<Vec<Line>> = Vec::new();
     let mut bytes = 0;
     for line in lines {
         let size = line.body.len() + line.key.len() + 96;
         match chunks.last_mut() {
-            Some(last) if last.len() < MAX_LINES && bytes + size <= MAX_INPUT_BYTES => {
+            Some(last) if last.len() < openai_batch::MAX_LINES && bytes + size <= openai_batch::MAX_INPUT_BYTES => {
                 bytes += size;
                 last.push(line);
             }
@@ -186,11 +218,11 @@ fn chunks(lines: Vec<Line>) -> Vec<Vec<Line>> {
     chunks
 }
 
-/// Take `job` from where it stands to collected (or abandoned, when the server has no Batch
-/// API and nothing was paid).
+/// Take `job` from where it stands to collected (or abandoned, when the provider refuses the
+/// batch outright and nothing was paid).
 async fn drive(
     cache: &Cache,
-    batches: &OpenAiBatches,
+    engine: &Engine,
     job: &mut Job,
     options: Options,
     summary: &mut Summary,
@@ -210,14 +242,7 @@ async fn drive(
                     store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
                 }
-                let mut file = Vec::new();
-                for line in lines {
-                    let text = OpenAiBatches::line(&line.key, line.body)
-                        .ok_or_else(|| Error::internal("a batch line in the cache is not JSON"))?;
-                    file.extend_from_slice(text.as_bytes());
-                    file.push(b'\n');
-                }
-                match batches.upload(file).await {
+                match engine.upload(job, &lines).await {
                     Ok(id) => {
                         job.input_file_id = Some(id);
                         store::advance(cache, job, State::Uploaded, None)?;
@@ -227,26 +252,27 @@ async fn drive(
             }
             State::Uploaded => {
                 store::advance(cache, job, State::Creating, None)?;
-                let file = job.input_file_id.clone().unwrap_or_default();
-                match batches.create(&file, &job.token).await {
-                    Ok(batch) => {
-                        job.batch_id = Some(batch.id);
-                        store::advance(cache, job, State::Submitted, Some(batch.status.name()))?;
+                let input = job.input_file_id.clone().unwrap_or_default();
+                let lines = store::lines(cache, job)?;
+                match engine.create(job, &input, &lines).await {
+                    Ok((id, status)) => {
+                        job.batch_id = Some(id);
+                        store::advance(cache, job, State::Submitted, Some(&status))?;
                     }
-                    // Refused outright (no Batch API, a bad file): nothing was paid.
+                    // Refused outright (no batch API, a bad file, no access): nothing was paid.
                     Err(error) if error.kind == FailureKind::Client => return abandon(cache, job, error, summary),
                     Err(error) => return Err(stalled(job, "create", &error)),
                 }
             }
-            State::Creating => match batches.find(&job.token).await {
-                Ok(Some(batch)) => {
-                    job.batch_id = Some(batch.id);
-                    store::advance(cache, job, State::Submitted, Some(batch.status.name()))?;
+            State::Creating => match engine.find(job).await {
+                Ok(Some((id, status))) => {
+                    job.batch_id = Some(id);
+                    store::advance(cache, job, State::Submitted, Some(&status))?;
                 }
                 Ok(None) => store::advance(cache, job, State::Uploaded, None)?,
                 Err(error) => return Err(stalled(job, "find", &error)),
             },
-            State::Submitted => return collect(cache, batches, job, options, summary).await,
+            State::Submitted => return collect(cache, engine, job, options, summary).await,
             State::Collected | State::Abandoned => return Ok(()),
         }
     }
@@ -281,66 +307,57 @@ fn stalled(job: &Job, step: &str, error: &ProviderError) -> Error {
 /// Poll a submitted batch until it is final, then store its answers.
 async fn collect(
     cache: &Cache,
-    batches: &OpenAiBatches,
+    engine: &Engine,
     job: &mut Job,
     options: Options,
     summary: &mut Summary,
 ) -> Result<(), Error> {
     let id = job.batch_id.clone().unwrap_or_default();
+    let (first, max) = engine.poll();
     let mut looks = 0;
-    let batch = loop {
-        let batch = batches
-            .retrieve(&id)
-            .await
-            .map_err(|error| stalled(job, "poll", &error))?;
+    let look = loop {
+        let look = engine.look(&id).await.map_err(|error| stalled(job, "poll", &error))?;
         if options.progress && std::io::stderr().is_terminal() {
             let _ = writeln!(
                 std::io::stderr(),
                 "batch {id} ({}): {}, {} of {} done, {} failed",
                 job.provider,
-                batch.status.name(),
-                batch.completed,
-                batch.total,
-                batch.failed
+                look.status,
+                look.completed,
+                look.total,
+                look.failed
             );
         }
-        if batch.status.is_final() {
-            break batch;
+        if look.done {
+            break look;
         }
-        tokio::time::sleep(openai_batch::poll_delay(batches.poll_first, batches.poll_max, looks)).await;
+        tokio::time::sleep(openai_batch::poll_delay(first, max, looks)).await;
         looks += 1;
     };
     let lines = store::lines(cache, job)?;
     let wanted: BTreeMap<&str, &Line> = lines.iter().map(|l| (l.key.as_str(), l)).collect();
     let mut entries = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
-    for file in [&batch.output_file_id, &batch.error_file_id].into_iter().flatten() {
-        let read = batches
-            .lines(file)
-            .await
-            .map_err(|error| stalled(job, "read the output of", &error))?;
-        for line in read {
-            match line {
-                Ok(OutputLine::Answered { custom_id, body }) => {
-                    let Some(line) = wanted.get(custom_id.as_str()) else {
-                        continue;
-                    };
-                    // Batch answers have no latency of their own: 0, never a made-up figure.
-                    match parse_completion(&body, 0) {
-                        Ok(response) => entries.push(Entry {
-                            key: custom_id,
-                            provider: ProviderKind::parse(&line.provider_kind).unwrap_or(ProviderKind::Openai),
-                            model: line.model.clone(),
-                            sample_index: line.sample_index,
-                            response,
-                        }),
-                        Err(error) => failed.push((custom_id, error.message)),
-                    }
-                }
-                Ok(OutputLine::Failed { custom_id, message }) => failed.push((custom_id, message)),
-                // A garbled line answers nothing: its call stays unanswered for the next round.
-                Err(_) => {}
+    let outcomes = engine
+        .answers(job, &look, &lines)
+        .await
+        .map_err(|error| stalled(job, "read the output of", &error))?;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Answered { key, response } => {
+                let Some(line) = wanted.get(key.as_str()) else {
+                    continue;
+                };
+                entries.push(Entry {
+                    provider: ProviderKind::parse(&line.provider_kind).unwrap_or(ProviderKind::Openai),
+                    model: line.model.clone(),
+                    sample_index: line.sample_index,
+                    response,
+                    key,
+                });
             }
+            Outcome::Failed { key, message } if wanted.contains_key(key.as_str()) => failed.push((key, message)),
+            Outcome::Failed { .. } => {}
         }
     }
     let answered: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
@@ -350,7 +367,7 @@ async fn collect(
         if !answered.contains(&line.key) && !said.contains(&line.key) && !cache.has(&line.key)? {
             failed.push((
                 line.key.clone(),
-                format!("no answer when the batch ended ({})", batch.status.name()),
+                format!("no answer when the batch ended ({})", look.status),
             ));
         }
     }
@@ -359,13 +376,10 @@ async fn collect(
     store::settle(cache, job, &answered, &failed)?;
     summary.answered += answered.len() as u64;
     summary.failed += failed.len() as u64;
-    summary.batches.push(id);
-    if let Some(errors) = &batch.errors {
-        summary.notes.push(format!(
-            "batch {}: {errors}",
-            summary.batches.last().map_or("", String::as_str)
-        ));
+    summary.batches.push(id.clone());
+    if let Some(errors) = &look.errors {
+        summary.notes.push(format!("batch {id}: {errors}"));
     }
-    store::advance(cache, job, State::Collected, Some(batch.status.name()))?;
+    store::advance(cache, job, State::Collected, Some(&look.status))?;
     Ok(())
 }

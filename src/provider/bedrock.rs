@@ -48,13 +48,60 @@ pub struct BedrockConfig {
     pub region: Option<String>,
     /// Endpoint override. Unset: `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `AWS_ENDPOINT_URL`.
     pub endpoint_url: Option<String>,
+    /// `--batch`: the S3 folder (`s3://bucket/prefix`) that batch inference reads its input
+    /// from and writes its output to. Unset: this provider's calls are made online.
+    pub batch_s3_uri: Option<String>,
+    /// `--batch`: the IAM role Bedrock assumes to read and write `batch_s3_uri`.
+    pub batch_role_arn: Option<String>,
+    /// `--batch`: the fewest records Bedrock takes in one job (its quota, 100 for most models;
+    /// smaller groups are made online).
+    pub batch_min_records: Option<u32>,
+    /// Control-plane (`bedrock`, not `bedrock-runtime`) endpoint override. Unset:
+    /// `AWS_ENDPOINT_URL_BEDROCK`, `AWS_ENDPOINT_URL`.
+    pub batch_endpoint_url: Option<String>,
+    /// S3 endpoint override (an S3-compatible server; path-style addressing). Unset:
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`.
+    pub s3_endpoint_url: Option<String>,
 }
 
 impl BedrockConfig {
     /// Form checks of these keys: `(key, message)` of the first problem.
     pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
-        if let Some(url) = &self.endpoint_url {
-            limits::check_url(url).map_err(|message| ("endpoint_url", message))?;
+        for (key, url) in [
+            ("endpoint_url", &self.endpoint_url),
+            ("batch_endpoint_url", &self.batch_endpoint_url),
+            ("s3_endpoint_url", &self.s3_endpoint_url),
+        ] {
+            if let Some(url) = url {
+                limits::check_url(url).map_err(|message| (key, message))?;
+            }
+        }
+        if let Some(uri) = &self.batch_s3_uri {
+            super::bedrock_batch::S3Folder::parse(uri).map_err(|message| ("batch_s3_uri", message))?;
+        }
+        if let Some(arn) = &self.batch_role_arn {
+            super::bedrock_batch::check_role_arn(arn).map_err(|message| ("batch_role_arn", message))?;
+        }
+        if let Some(min) = self.batch_min_records {
+            if !(1..=super::bedrock_batch::MAX_RECORDS as u32).contains(&min) {
+                return Err((
+                    "batch_min_records",
+                    format!(
+                        "{min} is out of range (1 to {}, Bedrock's most records per job)",
+                        super::bedrock_batch::MAX_RECORDS
+                    ),
+                ));
+            }
+        }
+        if self.batch_s3_uri.is_some() != self.batch_role_arn.is_some() {
+            return Err((
+                if self.batch_s3_uri.is_some() {
+                    "batch_role_arn"
+                } else {
+                    "batch_s3_uri"
+                },
+                "batch inference needs both batch_s3_uri and batch_role_arn".to_string(),
+            ));
         }
         if let Some(region) = &self.region {
             let valid = !region.is_empty()
@@ -80,24 +127,7 @@ pub struct BedrockProvider {
 impl BedrockProvider {
     /// Build the client (this reads the AWS default credential chain).
     pub async fn new(config: &BedrockConfig, calls: &CallConfig, env: &EnvVars) -> BedrockProvider {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs_f64(calls.timeout_secs))
-                    .build(),
-            );
-        if let Some(region) = config
-            .region
-            .clone()
-            .or_else(|| env.get("AWS_REGION").map(str::to_string))
-        {
-            loader = loader.region(Region::new(region));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(config, calls.timeout_secs, config.endpoint_url.as_deref(), env).await;
         let client_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
             .interceptor(BodyLimit {
                 limit: usize::try_from(calls.max_response_bytes).unwrap_or(usize::MAX),
@@ -170,6 +200,35 @@ impl BedrockProvider {
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         response_of(&output, forced_tool.as_deref(), latency_ms)
     }
+}
+
+/// The AWS SDK settings of a provider: its region (else `AWS_REGION`, else the profile's), the
+/// SDK's retries off (promptgate's loop is the only one), `timeout_secs` per attempt, and an
+/// endpoint for every service when `endpoint` is set.
+pub(super) async fn sdk_config(
+    config: &BedrockConfig,
+    timeout_secs: f64,
+    endpoint: Option<&str>,
+    env: &EnvVars,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs_f64(timeout_secs))
+                .build(),
+        );
+    if let Some(region) = config
+        .region
+        .clone()
+        .or_else(|| env.get("AWS_REGION").map(str::to_string))
+    {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// Bounds the bytes the SDK reads of a response body (`max_response_bytes`): the SDK buffers
@@ -261,38 +320,89 @@ fn tool_configuration(prompt: &RenderedPrompt) -> Result<Option<ToolConfiguratio
     ))
 }
 
-/// The [`Response`] of a Converse output; the answer to a forced schema tool becomes the text.
-/// An output with no message, or a message with neither text nor a tool call, is a bad
-/// response (retried, never cached), as it is from an OpenAI-compatible server.
+/// The [`Response`] of a Converse output from the SDK: written in the wire shape (the SDK does
+/// not hand out the body it parsed), then read as a batch's Converse answer is read.
 fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u64) -> Result<Response, ProviderError> {
-    let mut texts = Vec::new();
-    let mut tool_calls = Vec::new();
     let mut content = Vec::new();
     if let Some(Output::Message(message)) = output.output() {
         for block in message.content() {
             match block {
-                ContentBlock::Text(text) => {
-                    texts.push(text.clone());
-                    content.push(json!({"text": text}));
-                }
-                ContentBlock::ToolUse(tool_use) => {
-                    let input = from_document(tool_use.input());
-                    content.push(json!({"toolUse": {"toolUseId": tool_use.tool_use_id(), "name": tool_use.name(), "input": input}}));
-                    tool_calls.push(ToolCall {
-                        name: tool_use.name().to_string(),
-                        arguments: input,
-                    });
-                }
+                ContentBlock::Text(text) => content.push(json!({"text": text})),
+                ContentBlock::ToolUse(tool_use) => content.push(json!({"toolUse": {
+                    "toolUseId": tool_use.tool_use_id(),
+                    "name": tool_use.name(),
+                    "input": from_document(tool_use.input()),
+                }})),
                 _ => {}
             }
         }
     }
+    let usage = output
+        .usage()
+        .map(|u| json!({"inputTokens": u.input_tokens(), "outputTokens": u.output_tokens()}));
+    let mut body = json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": output.stop_reason().as_str(),
+        "usage": usage,
+        "metrics": output.metrics().map(|m| json!({"latencyMs": m.latency_ms()})),
+    });
+    // A prompt router names the model it picked; a model id or inference profile is the
+    // version itself, and Converse says nothing more about it.
+    if let Some(invoked) = output
+        .trace()
+        .and_then(|trace| trace.prompt_router())
+        .and_then(|router| router.invoked_model_id())
+    {
+        body["trace"] = json!({"promptRouter": {"invokedModelId": invoked}});
+    }
+    converse_response(&body, forced_tool, latency_ms)
+}
+
+/// The [`Response`] of a Converse response body; the answer to a forced schema tool becomes the
+/// text. An output with no message, or a message with neither text nor a tool call, is a bad
+/// response (retried, never cached), as it is from an OpenAI-compatible server.
+pub fn converse_response(body: &Value, forced_tool: Option<&str>, latency_ms: u64) -> Result<Response, ProviderError> {
+    let mut texts = Vec::new();
+    let mut tool_calls = Vec::new();
+    for block in body["output"]["message"]["content"].as_array().into_iter().flatten() {
+        if let Some(text) = block["text"].as_str() {
+            texts.push(text.to_string());
+        } else if let Some(name) = block["toolUse"]["name"].as_str() {
+            tool_calls.push(ToolCall {
+                name: name.to_string(),
+                arguments: sorted(&block["toolUse"]["input"]),
+            });
+        }
+    }
+    let usage = body["usage"].as_object().map(|u| Usage {
+        input_tokens: u.get("inputTokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u.get("outputTokens").and_then(Value::as_u64).unwrap_or(0),
+    });
+    let invoked = body["trace"]["promptRouter"]["invokedModelId"].as_str();
+    let stop_reason = body["stopReason"].as_str().unwrap_or("?");
+    answer(texts, tool_calls, forced_tool, usage, stop_reason, body, latency_ms).map(|mut response| {
+        response.version = invoked.and_then(|model| crate::model_version::ModelVersion::new(model, None));
+        response
+    })
+}
+
+/// The [`Response`] of an answer's text blocks and tool calls: the call of a forced schema tool
+/// becomes the text; neither text nor calls is a bad response.
+pub(super) fn answer(
+    texts: Vec<String>,
+    mut tool_calls: Vec<ToolCall>,
+    forced_tool: Option<&str>,
+    usage: Option<Usage>,
+    stop_reason: &str,
+    body: &Value,
+    latency_ms: u64,
+) -> Result<Response, ProviderError> {
     if texts.is_empty() && tool_calls.is_empty() {
         return Err(ProviderError::new(
             FailureKind::BadResponse,
             format!(
-                "the Converse output has no text and no tool use (stopReason `{}`)",
-                output.stop_reason().as_str()
+                "the answer has no text and no tool use (stop reason `{}`)",
+                crate::excerpt::excerpt(stop_reason, 60)
             ),
         ));
     }
@@ -302,34 +412,28 @@ fn response_of(output: &ConverseOutput, forced_tool: Option<&str>, latency_ms: u
             text = Some(tool_calls.remove(position).arguments.to_string());
         }
     }
-    let usage = output.usage().map(|u| Usage {
-        input_tokens: u64::try_from(u.input_tokens()).unwrap_or(0),
-        output_tokens: u64::try_from(u.output_tokens()).unwrap_or(0),
-    });
-    // A prompt router names the model it picked; a model id or inference profile is the
-    // version itself, and Converse says nothing more about it.
-    let invoked = output
-        .trace()
-        .and_then(|trace| trace.prompt_router())
-        .and_then(|router| router.invoked_model_id());
-    // The SDK does not hand out the body it parsed; this is its content in the wire shape.
-    let mut raw_body = json!({
-        "output": {"message": {"role": "assistant", "content": content}},
-        "stopReason": output.stop_reason().as_str(),
-        "usage": usage.map(|u| json!({"inputTokens": u.input_tokens, "outputTokens": u.output_tokens})),
-        "metrics": output.metrics().map(|m| json!({"latencyMs": m.latency_ms()})),
-    });
-    if let Some(invoked) = invoked {
-        raw_body["trace"] = json!({"promptRouter": {"invokedModelId": invoked}});
-    }
     Ok(Response {
         text,
         tool_calls,
-        raw_body: raw_body.to_string(),
+        raw_body: body.to_string(),
         usage,
         latency_ms,
-        version: invoked.and_then(|model| crate::model_version::ModelVersion::new(model, None)),
+        version: None,
     })
+}
+
+/// A JSON value with every object's keys sorted: a tool's input reads the same however the
+/// server ordered it.
+pub(super) fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 /// Classify a Converse error. Throttling, model timeouts and unavailability are retried;

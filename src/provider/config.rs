@@ -253,7 +253,18 @@ mod tests {
             fields_of::<openai::OpenAiConfig>(),
             ["base_url", "api_key_env", "response_format", "token_limit"]
         );
-        assert_eq!(fields_of::<bedrock::BedrockConfig>(), ["region", "endpoint_url"]);
+        assert_eq!(
+            fields_of::<bedrock::BedrockConfig>(),
+            [
+                "region",
+                "endpoint_url",
+                "batch_s3_uri",
+                "batch_role_arn",
+                "batch_min_records",
+                "batch_endpoint_url",
+                "s3_endpoint_url"
+            ]
+        );
         assert!(fields_of::<CallConfig>().contains(&"max_response_bytes"));
     }
 
@@ -293,7 +304,7 @@ mod tests {
                 "kind = \"bedrock\"\ntoken_limit = \"max_tokens\"",
                 "token_limit",
                 "`token_limit` does not apply to provider kind `bedrock` (it is a key of kind `openai`)",
-                "kind `bedrock` takes region, endpoint_url; every kind takes concurrency",
+                "kind `bedrock` takes region, endpoint_url, batch_s3_uri, batch_role_arn, batch_min_records, batch_endpoint_url, s3_endpoint_url; every kind takes concurrency",
             ),
             (
                 "kind = \"openai\"\nregion = \"us-east-1\"",
@@ -353,6 +364,42 @@ mod tests {
                 "kind = \"bedrock\"\nendpoint_url = \"\"",
                 "endpoint_url",
                 "not an http",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\ns3_endpoint_url = \"s3.local\"",
+                "s3_endpoint_url",
+                "not an http",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_s3_uri = \"https://bucket/x\"\nbatch_role_arn = \"arn:aws:iam::111122223333:role/r\"",
+                "batch_s3_uri",
+                "not an s3:// URI",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_s3_uri = \"s3://Bucket_Name/x\"\nbatch_role_arn = \"arn:aws:iam::111122223333:role/r\"",
+                "batch_s3_uri",
+                "not an S3 bucket name",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_s3_uri = \"s3://bucket/x\"\nbatch_role_arn = \"arn:aws:iam::1111:role/r\"",
+                "batch_role_arn",
+                "not an IAM role ARN",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_s3_uri = \"s3://bucket/x\"",
+                "batch_role_arn",
+                "needs both batch_s3_uri and batch_role_arn",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_min_records = 0",
+                "batch_min_records",
+                "out of range (1 to 50000",
                 "range",
             ),
         ];

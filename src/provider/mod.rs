@@ -2,6 +2,7 @@
 //! classified. One file per wire protocol.
 
 pub mod bedrock;
+pub mod bedrock_batch;
 mod calls;
 mod config;
 mod failure;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fake_batch;
+pub mod fake_bedrock_batch;
 pub mod fake_server;
 
 use std::path::{Path, PathBuf};
@@ -141,6 +142,8 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+            .env_remove("AWS_ENDPOINT_URL_BEDROCK")
+            .env_remove("AWS_ENDPOINT_URL_S3")
             .env("NO_COLOR", "1");
         command
     }
