@@ -2,8 +2,9 @@
 //! server (moto, started by ci/test.sh). A batch run fills the cache so that `--offline`
 //! reproduces it, in both record formats (Converse for plain prompts, Anthropic's own for a
 //! schema or tools); failed and expired records are retried and paid once; a run killed at
-//! creation or while polling resumes without paying twice; groups under Bedrock's minimum
-//! records, and tool prompts to models whose own format promptgate does not write, go online.
+//! creation or while polling resumes without paying twice; a refused upload pays nothing;
+//! groups under Bedrock's minimum records, and tool prompts to models whose own format
+//! promptgate does not write, go online.
 
 mod support;
 
@@ -346,4 +347,26 @@ fn small_groups_and_tools_bedrock_cannot_batch_go_online_and_say_why() {
     let notes = record["batch"]["notes"].to_string();
     assert!(notes.contains("take no tools"), "{notes}");
     assert_eq!(fake.jobs_created(), 0);
+}
+
+#[test]
+fn a_failed_upload_pays_nothing_and_the_calls_go_online() {
+    let Some(s3) = s3_url() else { return };
+    let online = FakeServer::start(|seen| Reply::Content(answer(&seen.body)));
+    let fake = FakeBedrockBatch::start(&s3, "pg-upload", 1, answer, Faults::default());
+    // A bucket that does not exist: S3 refuses the input object (NoSuchBucket).
+    let project = project(&fake, &online.endpoint, "pg-no-such-bucket", CLAUDE, CASES, true);
+    let (record, code) = project.json(&["run", "--batch"]);
+    assert_eq!(code, 0, "{record:#}");
+    assert_eq!(
+        (record["batch"]["online"].as_u64(), record["calls"]["made"].as_u64()),
+        (Some(120), Some(120))
+    );
+    let notes = record["batch"]["notes"].to_string();
+    assert!(
+        notes.contains("could not be submitted (could not write the input to S3"),
+        "{notes}"
+    );
+    assert_eq!((fake.jobs_created(), fake.billed().len()), (0, 0));
+    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
 }
