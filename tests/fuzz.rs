@@ -471,7 +471,7 @@ fn fuzz_batch_output_files() {
 
 #[test]
 fn fuzz_bedrock_batch_output_files() {
-    use promptgate::provider::bedrock_batch::{self, Envelope, OutputLine};
+    use promptgate::provider::bedrock_batch::{self, OutputLine, Reading};
     let converse = support::fake_server::converse_output("{\"decision\": \"notify\"}", &serde_json::json!({}));
     let lines = [
         serde_json::json!({"recordId": "k1", "modelInput": {}, "modelOutput": converse}),
@@ -479,10 +479,9 @@ fn fuzz_bedrock_batch_output_files() {
         serde_json::json!({"recordId": "k3", "modelInput": {}, "error": {"errorCode": 400, "errorMessage": "bad request"}}),
     ];
     let file: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let envelopes = ["Converse", "InvokeModel"].map(|invocation| Envelope {
+    let readings = ["Converse", "InvokeModel"].map(|invocation| Reading {
         invocation: invocation.into(),
         answer_tool: Some("decision".into()),
-        model_input: serde_json::json!({}),
     });
     campaign(
         "bedrock-batch-output",
@@ -492,8 +491,8 @@ fn fuzz_bedrock_batch_output_files() {
         |input| {
             for line in bedrock_batch::parse_output(input) {
                 if let Ok(OutputLine::Answered { output, .. }) = line {
-                    for envelope in &envelopes {
-                        let _ = bedrock_batch::response_of(envelope, &output);
+                    for reading in &readings {
+                        let _ = bedrock_batch::response_of(reading, &output);
                     }
                 }
             }

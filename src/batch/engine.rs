@@ -1,11 +1,13 @@
 //! A provider's batch engine: OpenAI's Batch API or Bedrock batch inference, behind the steps
 //! the job driver takes (upload, create, find by token, look, read the answers).
 
+use std::collections::HashMap;
+
 use super::store::{Job, Line};
 use crate::config::Config;
 use crate::env::EnvVars;
 use crate::error::Error;
-use crate::provider::bedrock_batch::{self, BedrockBatches, Envelope, OutputLine};
+use crate::provider::bedrock_batch::{self, BedrockBatches, OutputLine, Reading};
 use crate::provider::openai::{parse_completion, OpenAiProvider};
 use crate::provider::openai_batch::{self, Line as OpenAiLine, OpenAiBatches};
 use crate::provider::{ApiConfig, FailureKind, ProviderError, Request, Response};
@@ -96,7 +98,7 @@ impl Engine {
         for line in lines {
             let text = match self {
                 Engine::Openai(_) => OpenAiBatches::line(&line.key, line.body.clone()),
-                Engine::Bedrock(_) => envelope_of(line).map(|e| bedrock_batch::record(&line.key, &e)),
+                Engine::Bedrock(_) => bedrock_batch::record(&line.key, &line.body),
             }
             .ok_or_else(|| ProviderError::new(FailureKind::Client, "a batch line in the cache is not JSON"))?;
             file.extend_from_slice(text.as_bytes());
@@ -119,10 +121,10 @@ impl Engine {
                 let first = lines
                     .first()
                     .ok_or_else(|| ProviderError::new(FailureKind::Client, "an empty job"))?;
-                let envelope = envelope_of(first)
+                let reading = reading_of(first)
                     .ok_or_else(|| ProviderError::new(FailureKind::Client, "a batch line in the cache is not JSON"))?;
                 let arn = bedrock
-                    .create(input, &job.token, &first.model, &envelope.invocation)
+                    .create(input, &job.token, &first.model, &reading.invocation)
                     .await?;
                 Ok((arn, "Submitted".to_string()))
             }
@@ -174,7 +176,19 @@ impl Engine {
     }
 
     /// What a finished batch said about its lines; a line that cannot be read answers nothing.
-    pub async fn answers(&self, job: &Job, look: &Look, lines: &[Line]) -> Result<Vec<Outcome>, ProviderError> {
+    /// The lines' bodies are let go first (they are as large as the requests, and only what
+    /// says how to read an answer is kept of them).
+    pub async fn answers(&self, job: &Job, look: &Look, lines: &mut [Line]) -> Result<Vec<Outcome>, ProviderError> {
+        let readings: HashMap<String, Reading> = match self {
+            Engine::Openai(_) => HashMap::new(),
+            Engine::Bedrock(_) => lines
+                .iter()
+                .filter_map(|line| Some((line.key.clone(), reading_of(line)?)))
+                .collect(),
+        };
+        for line in lines.iter_mut() {
+            line.body = String::new();
+        }
         let mut outcomes = Vec::new();
         match self {
             Engine::Openai(openai) => {
@@ -192,25 +206,22 @@ impl Engine {
                 }
             }
             Engine::Bedrock(bedrock) => {
-                let envelopes: std::collections::HashMap<&str, Envelope> = lines
-                    .iter()
-                    .filter_map(|line| Some((line.key.as_str(), envelope_of(line)?)))
-                    .collect();
-                for line in bedrock.outputs(&job.token).await?.into_iter().flatten() {
-                    outcomes.push(match line {
-                        OutputLine::Answered { record_id, output } => {
-                            let Some(envelope) = envelopes.get(record_id.as_str()) else {
-                                continue;
-                            };
-                            let response = bedrock_batch::response_of(envelope, &output);
-                            outcome(record_id, response)
+                bedrock
+                    .outputs(&job.token, |line| match line {
+                        Ok(OutputLine::Answered { record_id, output }) => {
+                            if let Some(reading) = readings.get(&record_id) {
+                                let response = bedrock_batch::response_of(reading, &output);
+                                outcomes.push(outcome(record_id, response));
+                            }
                         }
-                        OutputLine::Failed { record_id, message } => Outcome::Failed {
+                        Ok(OutputLine::Failed { record_id, message }) => outcomes.push(Outcome::Failed {
                             key: record_id,
                             message,
-                        },
-                    });
-                }
+                        }),
+                        // A garbled line answers nothing: its call stays unanswered.
+                        Err(_) => {}
+                    })
+                    .await?;
             }
         }
         Ok(outcomes)
@@ -227,6 +238,7 @@ fn outcome(key: String, response: Result<Response, ProviderError>) -> Outcome {
     }
 }
 
-fn envelope_of(line: &Line) -> Option<Envelope> {
-    serde_json::from_str::<Envelope>(&line.body).ok()
+/// How to read the answer to a stored Bedrock line.
+fn reading_of(line: &Line) -> Option<Reading> {
+    serde_json::from_str::<Reading>(&line.body).ok()
 }

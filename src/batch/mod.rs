@@ -334,14 +334,14 @@ async fn collect(
         tokio::time::sleep(openai_batch::poll_delay(first, max, looks)).await;
         looks += 1;
     };
-    let lines = store::lines(cache, job)?;
+    let mut lines = store::lines(cache, job)?;
+    let outcomes = engine
+        .answers(job, &look, &mut lines)
+        .await
+        .map_err(|error| stalled(job, "read the output of", &error))?;
     let wanted: BTreeMap<&str, &Line> = lines.iter().map(|l| (l.key.as_str(), l)).collect();
     let mut entries = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
-    let outcomes = engine
-        .answers(job, &look, &lines)
-        .await
-        .map_err(|error| stalled(job, "read the output of", &error))?;
     for outcome in outcomes {
         match outcome {
             Outcome::Answered { key, response } => {

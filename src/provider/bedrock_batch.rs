@@ -24,6 +24,7 @@ use aws_sdk_bedrock::types::{
     ModelInvocationJobS3OutputDataConfig, ModelInvocationJobStatus, ModelInvocationType, S3InputFormat,
 };
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
 
 use super::bedrock::{answer, converse_response, sdk_config, sorted, BedrockConfig};
 use super::calls::CallConfig;
@@ -303,9 +304,29 @@ pub fn anthropic_response(body: &Value, answer_tool: Option<&str>) -> Result<Res
     answer(texts, tool_calls, answer_tool, usage, stop_reason, body, 0)
 }
 
-/// One line of an input object: `{"recordId", "modelInput"}`.
-pub fn record(record_id: &str, envelope: &Envelope) -> String {
-    json!({"recordId": record_id, "modelInput": envelope.model_input}).to_string()
+/// How to read the answer of a stored [`Envelope`], read without its model input.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Reading {
+    pub invocation: String,
+    #[serde(default)]
+    pub answer_tool: Option<String>,
+}
+
+/// One line of an input object, `{"recordId", "modelInput"}`, from a stored [`Envelope`]'s
+/// text: the model input copied as written, not parsed and written again. `None` when the
+/// text is not an envelope.
+pub fn record(record_id: &str, envelope: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Input<'a> {
+        #[serde(rename = "modelInput", borrow)]
+        model_input: &'a serde_json::value::RawValue,
+    }
+    let input: Input = serde_json::from_str(envelope).ok()?;
+    let id = Value::String(record_id.to_string()).to_string();
+    Some(format!(
+        "{{\"recordId\":{id},\"modelInput\":{}}}",
+        input.model_input.get()
+    ))
 }
 
 /// A job as Bedrock describes it.
@@ -344,34 +365,50 @@ pub fn parse_output(bytes: &[u8]) -> Vec<Result<OutputLine, String>> {
     bytes
         .split(|&b| b == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|line| {
-            let text = String::from_utf8_lossy(line);
-            let mut value: Value = serde_json::from_str(&text)
-                .map_err(|e| format!("an unreadable line ({e}): {}", excerpt(&text, 120)))?;
-            let record_id = value["recordId"]
-                .as_str()
-                .filter(|id| !id.is_empty() && id.len() <= 256)
-                .ok_or_else(|| format!("a line without a recordId: {}", excerpt(&text, 120)))?
-                .to_string();
-            if value["modelOutput"].is_object() && value.get("error").is_none_or(Value::is_null) {
-                let output = value["modelOutput"].take();
-                return Ok(OutputLine::Answered { record_id, output });
-            }
-            let error = &value["error"];
+        .map(parse_line)
+        .collect()
+}
+
+/// One line of an output object. The model input Bedrock echoes in each line is skipped, not
+/// parsed: it is as large as the request.
+pub fn parse_line(line: &[u8]) -> Result<OutputLine, String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(rename = "recordId")]
+        record_id: Option<String>,
+        #[serde(rename = "modelOutput", borrow)]
+        model_output: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        error: Option<Value>,
+    }
+    let text = String::from_utf8_lossy(line);
+    let raw: Raw =
+        serde_json::from_str(&text).map_err(|e| format!("an unreadable line ({e}): {}", excerpt(&text, 120)))?;
+    let record_id = raw
+        .record_id
+        .filter(|id| !id.is_empty() && id.len() <= 256)
+        .ok_or_else(|| format!("a line without a recordId: {}", excerpt(&text, 120)))?;
+    let output = raw
+        .model_output
+        .and_then(|o| serde_json::from_str::<Value>(o.get()).ok());
+    match (output, raw.error.filter(|e| !e.is_null())) {
+        (Some(output), None) if output.is_object() => Ok(OutputLine::Answered { record_id, output }),
+        (_, error) => {
+            let error = error.unwrap_or(Value::Null);
             let message = match (error["errorCode"].as_u64(), error["errorMessage"].as_str()) {
                 (Some(code), Some(message)) => format!("{code}: {}", excerpt(message, 300)),
                 (None, Some(message)) => excerpt(message, 300),
                 _ => "no model output".to_string(),
             };
             Ok(OutputLine::Failed { record_id, message })
-        })
-        .collect()
+        }
+    }
 }
 
 /// The answer of an output line, read in its job's format.
-pub fn response_of(envelope: &Envelope, output: &Value) -> Result<Response, ProviderError> {
-    let answer_tool = envelope.answer_tool.as_deref();
-    if envelope.invocation == Invocation::Anthropic.name() {
+pub fn response_of(reading: &Reading, output: &Value) -> Result<Response, ProviderError> {
+    let answer_tool = reading.answer_tool.as_deref();
+    if reading.invocation == Invocation::Anthropic.name() {
         anthropic_response(output, answer_tool)
     } else {
         // Batch answers have no latency of their own: 0, never a made-up figure.
@@ -537,8 +574,13 @@ impl BedrockBatches {
         })
     }
 
-    /// The lines of every output object of the job marked with `token`.
-    pub async fn outputs(&self, token: &str) -> Result<Vec<Result<OutputLine, String>>, ProviderError> {
+    /// Each line of every output object of the job marked with `token`, handed to `each` as it
+    /// is read: an output object is never held whole.
+    pub async fn outputs(
+        &self,
+        token: &str,
+        mut each: impl FnMut(Result<OutputLine, String>),
+    ) -> Result<(), ProviderError> {
         let prefix = self.folder.key(&format!("{token}/output/"));
         let mut keys = Vec::new();
         let mut next: Option<String> = None;
@@ -572,38 +614,46 @@ impl BedrockBatches {
                 _ => break,
             }
         }
-        let mut lines = Vec::new();
         for key in keys {
-            let bytes = self
+            let object = self
                 .retried(|| async {
-                    let object = self
-                        .s3
+                    self.s3
                         .get_object()
                         .bucket(&self.folder.bucket)
                         .key(&key)
                         .send()
                         .await
-                        .map_err(|e| classify(e, "read the batch output from S3"))?;
-                    let mut body = object.body.into_async_read();
-                    let mut bytes = Vec::new();
-                    use tokio::io::AsyncReadExt;
-                    (&mut body)
-                        .take(MAX_OUTPUT_BYTES + 1)
-                        .read_to_end(&mut bytes)
-                        .await
-                        .map_err(|e| ProviderError::new(FailureKind::Connection, format!("reading `{key}`: {e}")))?;
-                    if bytes.len() as u64 > MAX_OUTPUT_BYTES {
-                        return Err(ProviderError::new(
-                            FailureKind::BadResponse,
-                            format!("the batch output `{key}` is larger than {MAX_OUTPUT_BYTES} bytes"),
-                        ));
-                    }
-                    Ok(bytes)
+                        .map_err(|e| classify(e, "read the batch output from S3"))
                 })
                 .await?;
-            lines.extend(parse_output(&bytes));
+            let broken =
+                |e: std::io::Error| ProviderError::new(FailureKind::Connection, format!("reading `{key}`: {e}"));
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(object.body.into_async_read());
+            let (mut line, mut read) = (Vec::new(), 0u64);
+            loop {
+                line.clear();
+                let n = (&mut reader)
+                    .take(MAX_OUTPUT_BYTES + 1 - read)
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(broken)?;
+                if n == 0 {
+                    break;
+                }
+                read += n as u64;
+                if read > MAX_OUTPUT_BYTES {
+                    return Err(ProviderError::new(
+                        FailureKind::BadResponse,
+                        format!("the batch output `{key}` is larger than {MAX_OUTPUT_BYTES} bytes"),
+                    ));
+                }
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    each(parse_line(&line));
+                }
+            }
         }
-        Ok(lines)
+        Ok(())
     }
 
     fn output_uri(&self, token: &str) -> String {
@@ -858,6 +908,19 @@ mod tests {
         ] {
             assert!(check_role_arn(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn records_copy_the_stored_model_input_as_written() {
+        let envelope = envelope(&request("amazon.nova-lite-v1:0", false, false)).unwrap();
+        let stored = serde_json::to_string(&envelope).unwrap();
+        let line = record("k\"1", &stored).unwrap();
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed, json!({"recordId": "k\"1", "modelInput": envelope.model_input}));
+        let reading: Reading = serde_json::from_str(&stored).unwrap();
+        assert_eq!((reading.invocation.as_str(), reading.answer_tool), ("Converse", None));
+        assert!(record("k", "{not json").is_none());
+        assert!(record("k", r#"{"invocation": "Converse"}"#).is_none());
     }
 
     #[test]
