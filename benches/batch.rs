@@ -7,6 +7,7 @@
 //! peak RSS, and the peak RSS of an `--offline` replay of the same run (the engine's share).
 //! Run with `cargo bench --bench batch`.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -96,41 +97,11 @@ fn measure(engine: &str, cases: usize, s3: Option<&str>) -> (f64, f64, i64, i64)
     (wall, fake.busy(), rss, replay)
 }
 
-/// Run `promptgate ARGS…` to success under GNU time; its peak RSS in KiB. Not from `wait4` on
-/// a child of this process: a child forked from it (its fake server holds every file) counts
-/// this process's pages until it execs.
+/// Run `promptgate ARGS…` to success under GNU time; its peak RSS in KiB.
 fn peak_rss(project: &Project, args: &[&str]) -> i64 {
-    let report = project.file("time.txt");
     let mut command = project.std_command();
-    let program = command.get_program().to_owned();
-    let status = command
-        .args(args)
-        .arg("--quiet")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut timed = std::process::Command::new("/usr/bin/time");
-    for (key, value) in status.get_envs() {
-        match value {
-            Some(value) => timed.env(key, value),
-            None => timed.env_remove(key),
-        };
-    }
-    let finished = timed
-        .current_dir(project.path())
-        .args(["-f", "%M", "-o"])
-        .arg(&report)
-        .arg(program)
-        .args(status.get_args())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("GNU time (Debian: apt-get install time)");
-    assert!(finished.success(), "{args:?} failed");
-    let text = std::fs::read_to_string(&report).expect("time's report");
-    text.lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .next_back()
-        .expect("a peak RSS in KiB")
+    command.args(args).arg("--quiet");
+    common::under_time(command, &project.file("time.txt")).1
 }
 
 fn main() {

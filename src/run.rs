@@ -7,7 +7,7 @@
 //! the look's answers are in, the policies are asked again; when none wants more, the tallies
 //! are aggregated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -408,23 +408,39 @@ async fn sample(
     // Answers waiting for a grader's call: the answer and the grader's question.
     let mut asked: HashMap<Job, (Response, Question)> = HashMap::new();
     loop {
-        let mut looked = false;
-        for (index, (selection, policy)) in selections.iter().zip(policies.iter_mut()).enumerate() {
-            for (case, sample) in policy.next_look(&tallies[index]) {
-                let job = Job {
-                    selection: index,
-                    case,
-                    sample,
-                    purpose: Purpose::Sample,
-                };
-                sampler.submit(job, &selection.request(case, sample), &selection.provider_name)?;
-                looked = true;
-            }
+        // The look's samples, submitted as the sampler has room: a look of 250,000 samples is
+        // 250,000 small jobs here, not 250,000 requests and tasks.
+        let mut look: VecDeque<Job> = VecDeque::new();
+        for (index, policy) in policies.iter_mut().enumerate() {
+            look.extend(policy.next_look(&tallies[index]).into_iter().map(|(case, sample)| Job {
+                selection: index,
+                case,
+                sample,
+                purpose: Purpose::Sample,
+            }));
         }
-        if !looked {
+        if look.is_empty() {
             break;
         }
-        while let Some(answered) = sampler.next().await {
+        loop {
+            let room = sampler.room().min(look.len());
+            if room > 0 {
+                let requests = look
+                    .drain(..room)
+                    .map(|job| {
+                        let selection = &selections[job.selection];
+                        let request = selection.request(job.case, job.sample);
+                        (job, request, selection.provider_name.as_str())
+                    })
+                    .collect();
+                sampler.submit_many(requests)?;
+            }
+            let Some(answered) = sampler.next().await else {
+                if look.is_empty() {
+                    break;
+                }
+                continue;
+            };
             let (job, answer) = answered?;
             let selection = &selections[job.selection];
             let loaded = &selection.cases[job.case];

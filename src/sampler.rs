@@ -82,6 +82,15 @@ pub struct Sampler<'a, I> {
     tasks: JoinSet<Result<(I, Answer), Error>>,
     /// Answers received live so far: what a failed commit may have lost.
     received: usize,
+    /// Answers waiting, calls queued and calls under way at most, so that a run holds what is
+    /// in flight rather than the whole suite (see [`Sampler::wants_more`]).
+    window: usize,
+}
+
+/// The window of a run at `concurrency`: enough queued behind the calls in flight that a slot
+/// never waits for the run to submit, and enough cache hits at hand to grade in a batch.
+pub fn window(concurrency: usize) -> usize {
+    concurrency.max(1).saturating_mul(4).max(256)
 }
 
 impl<'a, I: Send + 'static> Sampler<'a, I> {
@@ -103,6 +112,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             misses: Vec::new(),
             tasks: JoinSet::new(),
             received: 0,
+            window: window(options.concurrency),
         }
     }
 
@@ -111,23 +121,40 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
     /// look-ups of a look are not slowed by its first calls). Calls start in the order they
     /// were submitted.
     pub fn submit(&mut self, index: I, request: &Request, provider: &str) -> Result<(), Error> {
-        let pointer = Arc::as_ptr(&request.prompt);
-        let (_, prompt_key) = self
-            .prompt_keys
-            .entry(pointer)
-            .or_insert_with(|| (Arc::clone(&request.prompt), cache::PromptKey::of(&request.prompt)));
-        let key = cache::key_with(request, prompt_key);
-        if let Some(response) = self.cache.get(&key)? {
-            self.ready.push_back((index, Answer::Cached(response)));
-            return Ok(());
+        self.submit_many(vec![(index, request.clone(), provider)])
+    }
+
+    /// [`Sampler::submit`] for several requests, looked up in the cache in one transaction.
+    pub fn submit_many(&mut self, requests: Vec<(I, Request, &str)>) -> Result<(), Error> {
+        let mut keys = Vec::with_capacity(requests.len());
+        for (_, request, _) in &requests {
+            let pointer = Arc::as_ptr(&request.prompt);
+            let (_, prompt_key) = self
+                .prompt_keys
+                .entry(pointer)
+                .or_insert_with(|| (Arc::clone(&request.prompt), cache::PromptKey::of(&request.prompt)));
+            keys.push(cache::key_with(request, prompt_key));
         }
-        if self.options.offline {
-            let error = ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)");
-            self.ready.push_back((index, Answer::Failed { error, attempts: 0 }));
-            return Ok(());
+        let answers = self.cache.get_many(&keys)?;
+        for (((index, request, provider), key), answer) in requests.into_iter().zip(keys).zip(answers) {
+            if let Some(response) = answer {
+                self.ready.push_back((index, Answer::Cached(response)));
+            } else if self.options.offline {
+                let error = ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)");
+                self.ready.push_back((index, Answer::Failed { error, attempts: 0 }));
+            } else {
+                self.misses.push((index, key, request, provider.to_string()));
+            }
         }
-        self.misses.push((index, key, request.clone(), provider.to_string()));
         Ok(())
+    }
+
+    /// How many more the caller may submit now: what the sampler holds (answers waiting, calls
+    /// queued and under way) stays within its window. A caller that submits only that many
+    /// keeps a run's memory bounded by its concurrency, whatever the suite's size.
+    pub fn room(&self) -> usize {
+        self.window
+            .saturating_sub(self.ready.len() + self.misses.len() + self.tasks.len())
     }
 
     /// The next answer, in the order they arrive; `None` when every submitted call is answered.
@@ -392,5 +419,54 @@ mod tests {
             }
         }
         assert_eq!(sampler.finish().unwrap(), None);
+    }
+
+    /// A caller that submits only as much as the sampler has room for never has more than the
+    /// window waiting in it, however many it has to submit.
+    #[tokio::test]
+    async fn what_waits_in_the_sampler_stays_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&dir.path().join("promptgate.toml"), crate::testing::CONFIG).unwrap();
+        let cache = Arc::new(Cache::open(&dir.path().join("cache.sqlite")).unwrap());
+        let prompt = Arc::new(RenderedPrompt {
+            messages: vec![Message {
+                role: "user".into(),
+                content: "triage this".into(),
+            }],
+            response_schema: None,
+            tools: vec![],
+            tool_choice: None,
+        });
+        let env = EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]);
+        let options = SamplerOptions {
+            offline: true,
+            concurrency: 2,
+            progress: false,
+            env: &env,
+        };
+        assert_eq!((window(2), window(64), window(0)), (256, 256, 256));
+        assert_eq!(window(100), 400);
+        let mut sampler = Sampler::new(&config, options, cache);
+        let total = 2_000u32;
+        let (mut submitted, mut answered, mut most) = (0, 0, 0);
+        loop {
+            let room = sampler.room().min((total - submitted) as usize) as u32;
+            let batch = (submitted..submitted + room)
+                .map(|i| (i, request(i, &prompt), "local"))
+                .collect();
+            sampler.submit_many(batch).unwrap();
+            submitted += room;
+            most = most.max(submitted - answered);
+            match sampler.next().await {
+                Some(answer) => {
+                    answer.unwrap();
+                    answered += 1;
+                }
+                None if submitted == total => break,
+                None => {}
+            }
+        }
+        assert_eq!((submitted, answered), (total, total));
+        assert_eq!(most, 256);
     }
 }
