@@ -40,7 +40,13 @@ fn curl(project: &Project, url: &str, body: &[u8], count: usize) -> f64 {
     std::fs::write(&config_path, config).expect("write curl's config");
     let started = Instant::now();
     let status = std::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--parallel", "--parallel-max"])
+        .args([
+            "--silent",
+            "--no-progress-meter",
+            "--fail",
+            "--parallel",
+            "--parallel-max",
+        ])
         .arg(CONCURRENCY.to_string())
         .args([
             "-H",
@@ -53,6 +59,7 @@ fn curl(project: &Project, url: &str, body: &[u8], count: usize) -> f64 {
         .args(["-o", "/dev/null", "-K"])
         .arg(&config_path)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("curl");
     let wall = started.elapsed().as_secs_f64();

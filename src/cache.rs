@@ -1282,11 +1282,12 @@ mod tests {
             parameters: json!({"type": "object", "properties": {"controlId": {"type": "string"}}}),
         }];
         std::sync::Arc::make_mut(&mut with_tools.prompt).tool_choice = Some(crate::prompt::ToolChoice::Required);
-        std::sync::Arc::make_mut(&mut with_tools.prompt).response_schema = Some(crate::prompt::ResponseSchema {
-            name: "x".into(),
-            strict: true,
-            schema: json!({"b": [1, 2.5], "a": "é\n"}),
-        });
+        std::sync::Arc::make_mut(&mut with_tools.prompt).response_schema =
+            Some(std::sync::Arc::new(crate::prompt::ResponseSchema {
+                name: "x".into(),
+                strict: true,
+                schema: json!({"b": [1, 2.5], "a": "é\n"}),
+            }));
         let in_epoch = Request {
             epoch: Some("drift-2026-12-04 \"é\"".into()),
             ..with_tools.clone()

@@ -2,6 +2,7 @@
 //! JSON schema, read from a TOML file. A prompt's version is the SHA-256 of its canonical content.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,9 @@ pub struct Prompt {
     pub description: Option<String>,
     /// SHA-256 of the canonical content: the prompt's version.
     pub sha256: String,
-    pub response_schema: Option<ResponseSchema>,
+    /// Shared by every rendering of the prompt: a schema can be kilobytes, and a suite renders
+    /// thousands of cases.
+    pub response_schema: Option<Arc<ResponseSchema>>,
     pub tools: Vec<ToolDefinition>,
     pub tool_choice: Option<ToolChoice>,
     environment: Environment<'static>,
@@ -94,7 +97,7 @@ pub struct Message {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RenderedPrompt {
     pub messages: Vec<Message>,
-    pub response_schema: Option<ResponseSchema>,
+    pub response_schema: Option<Arc<ResponseSchema>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,7 +148,7 @@ impl Prompt {
             path: path.to_path_buf(),
             description: file.description,
             sha256,
-            response_schema: file.response_schema,
+            response_schema: file.response_schema.map(Arc::new),
             tools: file.tools,
             tool_choice,
             environment,

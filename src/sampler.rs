@@ -27,6 +27,9 @@ use crate::provider::{FailureKind, Provider, ProviderError, Request, Response};
 use crate::secrets::Secrets;
 use crate::tally::Answer;
 
+/// Prompt keys kept (see `Sampler::prompt_keys`).
+const PROMPT_KEYS: usize = 16;
+
 /// The first and the longest wait before looking again at an answer another run is fetching.
 const LEASE_POLL_FIRST: Duration = Duration::from_millis(25);
 const LEASE_POLL_MAX: Duration = Duration::from_secs(1);
@@ -66,9 +69,11 @@ pub struct Sampler<'a, I> {
     config: &'a Config,
     options: SamplerOptions<'a>,
     cache: Arc<Cache>,
-    /// The k samples of a case share one rendered prompt, and so its share of the key. The
-    /// prompt is kept with its key so that its address cannot be reused by another prompt.
-    prompt_keys: HashMap<*const RenderedPrompt, (Arc<RenderedPrompt>, cache::PromptKey)>,
+    /// The k samples of a case share one rendered prompt, and so its share of the key: the
+    /// keys of the prompts submitted last (a case's samples are submitted together), each kept
+    /// with its prompt so that its address cannot be reused by another prompt. A few, not one
+    /// per case: a suite's worth would grow with the suite.
+    prompt_keys: VecDeque<(Arc<RenderedPrompt>, cache::PromptKey)>,
     live: HashMap<String, Live>,
     semaphore: Arc<Semaphore>,
     secrets: Arc<Secrets>,
@@ -101,7 +106,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             config,
             options,
             cache,
-            prompt_keys: HashMap::new(),
+            prompt_keys: VecDeque::with_capacity(PROMPT_KEYS),
             live: HashMap::new(),
             semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
             secrets: Arc::new(Secrets::from_env(options.env, &key_names)),
@@ -128,12 +133,22 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
     pub fn submit_many(&mut self, requests: Vec<(I, Request, &str)>) -> Result<(), Error> {
         let mut keys = Vec::with_capacity(requests.len());
         for (_, request, _) in &requests {
-            let pointer = Arc::as_ptr(&request.prompt);
-            let (_, prompt_key) = self
+            let known = self
                 .prompt_keys
-                .entry(pointer)
-                .or_insert_with(|| (Arc::clone(&request.prompt), cache::PromptKey::of(&request.prompt)));
-            keys.push(cache::key_with(request, prompt_key));
+                .iter()
+                .position(|(prompt, _)| Arc::ptr_eq(prompt, &request.prompt));
+            let position = match known {
+                Some(position) => position,
+                None => {
+                    if self.prompt_keys.len() == PROMPT_KEYS {
+                        self.prompt_keys.pop_front();
+                    }
+                    let key = cache::PromptKey::of(&request.prompt);
+                    self.prompt_keys.push_back((Arc::clone(&request.prompt), key));
+                    self.prompt_keys.len() - 1
+                }
+            };
+            keys.push(cache::key_with(request, &self.prompt_keys[position].1));
         }
         let answers = self.cache.get_many(&keys)?;
         for (((index, request, provider), key), answer) in requests.into_iter().zip(keys).zip(answers) {

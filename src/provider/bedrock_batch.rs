@@ -736,10 +736,12 @@ mod tests {
                         content: "Suppress this?".into(),
                     },
                 ],
-                response_schema: schema.then(|| ResponseSchema {
-                    name: "decision".into(),
-                    strict: true,
-                    schema: json!({"type": "object"}),
+                response_schema: schema.then(|| {
+                    Arc::new(ResponseSchema {
+                        name: "decision".into(),
+                        strict: true,
+                        schema: json!({"type": "object"}),
+                    })
                 }),
                 tools: if tools {
                     vec![ToolDefinition {
