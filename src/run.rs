@@ -95,7 +95,9 @@ struct Selection {
     /// The suite's `max_tokens`, over the model's.
     max_tokens: Option<u32>,
     grader: Graders,
-    cases: Vec<LoadedCase>,
+    /// Shared by the selections of one suite (every model, every family): a suite's cases are
+    /// loaded once and never copied.
+    cases: Arc<[LoadedCase]>,
     /// What each case expects of the graders, parsed once (shared by the models of a suite).
     expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
@@ -141,7 +143,7 @@ impl Selection {
             })
         });
         Selection {
-            cases: keep.iter().map(|&i| self.cases[i].clone()).collect(),
+            cases: keep.iter().map(|&i| self.cases[i].clone()).collect::<Vec<_>>().into(),
             prompts: keep.iter().map(|&i| Arc::clone(&self.prompts[i])).collect(),
             family,
             positions: Some(keep),
@@ -533,7 +535,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         if !options.suites.is_empty() && !options.suites.contains(suite_name) {
             continue;
         }
-        let cases = case::load_cases(&config.resolve(&suite.cases), &config.root)?;
+        let cases: Arc<[LoadedCase]> = case::load_cases(&config.resolve(&suite.cases), &config.root)?.into();
         let default_prompt = [config::DEFAULT_PROMPT.to_string()];
         let prompt_names = if options.prompts.is_empty() {
             &default_prompt[..]
@@ -570,12 +572,12 @@ fn select_models(
     suite: &config::SuiteConfig,
     prompt_name: &str,
     prompt: &Prompt,
-    cases: &[LoadedCase],
+    cases: &Arc<[LoadedCase]>,
 ) -> Result<Vec<Selection>, Error> {
     let grader = Graders::new(&suite.grader, prompt, config)?;
     let expectations = Arc::new(suite::expectations(suite_name, suite, &grader, cases)?);
     // A judge's rubric that cannot render fails now, not after every answer was paid for.
-    for loaded in cases {
+    for loaded in cases.iter() {
         grader.prepare(loaded)?;
     }
     let prompts = cases
@@ -603,7 +605,7 @@ fn select_models(
             samples,
             max_tokens: suite.max_tokens,
             grader: grader.clone(),
-            cases: cases.to_vec(),
+            cases: Arc::clone(cases),
             expectations: Arc::clone(&expectations),
             prompts: prompts.clone(),
             epoch: options.epoch.as_deref().map(Arc::from),
@@ -615,7 +617,7 @@ fn select_models(
             .map(|family| Selection {
                 suite: format!("{suite_name}~{}", family.variants.family.name()),
                 samples: family.count,
-                cases: family.cases.clone(),
+                cases: Arc::clone(&family.cases),
                 expectations: Arc::clone(&family.expectations),
                 // What a report shows as the case's prompt: its first variant's.
                 prompts: family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
@@ -633,7 +635,7 @@ fn select_models(
 struct FamilySelection {
     variants: Arc<FamilyVariants>,
     /// The cases that have variants.
-    cases: Vec<LoadedCase>,
+    cases: Arc<[LoadedCase]>,
     expectations: Arc<Vec<Expectations>>,
     count: u32,
 }
@@ -696,7 +698,7 @@ fn family_variants(
                 variants,
                 cases_left_out: cases.len() - subset.len(),
             }),
-            cases: subset,
+            cases: subset.into(),
             expectations,
             count,
         });
@@ -786,7 +788,7 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
     for (index, ((case, loaded), prompt)) in result
         .per_case
         .iter_mut()
-        .zip(&selection.cases)
+        .zip(selection.cases.iter())
         .zip(&selection.prompts)
         .enumerate()
     {
