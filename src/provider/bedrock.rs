@@ -76,33 +76,6 @@ impl BedrockConfig {
                 limits::check_url(url).map_err(|message| (key, message))?;
             }
         }
-        if let Some(uri) = &self.batch_s3_uri {
-            super::bedrock_batch::S3Folder::parse(uri).map_err(|message| ("batch_s3_uri", message))?;
-        }
-        if let Some(arn) = &self.batch_role_arn {
-            super::bedrock_batch::check_role_arn(arn).map_err(|message| ("batch_role_arn", message))?;
-        }
-        if let Some(min) = self.batch_min_records {
-            if !(1..=super::bedrock_batch::MAX_RECORDS as u32).contains(&min) {
-                return Err((
-                    "batch_min_records",
-                    format!(
-                        "{min} is out of range (1 to {}, Bedrock's most records per job)",
-                        super::bedrock_batch::MAX_RECORDS
-                    ),
-                ));
-            }
-        }
-        if self.batch_s3_uri.is_some() != self.batch_role_arn.is_some() {
-            return Err((
-                if self.batch_s3_uri.is_some() {
-                    "batch_role_arn"
-                } else {
-                    "batch_s3_uri"
-                },
-                "batch inference needs both batch_s3_uri and batch_role_arn".to_string(),
-            ));
-        }
         if let Some(region) = &self.region {
             let valid = !region.is_empty()
                 && region.len() <= 64

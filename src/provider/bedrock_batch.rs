@@ -95,6 +95,39 @@ impl S3Folder {
     }
 }
 
+/// Form and range checks of a Bedrock provider's batch keys: `(key, message)` of the first
+/// problem.
+pub fn check_config(config: &BedrockConfig) -> Result<(), (&'static str, String)> {
+    if let Some(uri) = &config.batch_s3_uri {
+        S3Folder::parse(uri).map_err(|message| ("batch_s3_uri", message))?;
+    }
+    if let Some(arn) = &config.batch_role_arn {
+        check_role_arn(arn).map_err(|message| ("batch_role_arn", message))?;
+    }
+    if let Some(min) = config.batch_min_records {
+        if !(1..=MAX_RECORDS as u32).contains(&min) {
+            return Err((
+                "batch_min_records",
+                format!(
+                    "{min} is out of range (1 to {}, Bedrock's most records per job)",
+                    MAX_RECORDS
+                ),
+            ));
+        }
+    }
+    if config.batch_s3_uri.is_some() != config.batch_role_arn.is_some() {
+        return Err((
+            if config.batch_s3_uri.is_some() {
+                "batch_role_arn"
+            } else {
+                "batch_s3_uri"
+            },
+            "batch inference needs both batch_s3_uri and batch_role_arn".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/NAME`.
 pub fn check_role_arn(arn: &str) -> Result<(), String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();

@@ -69,7 +69,10 @@ impl ApiConfig {
     fn check(&self) -> Result<(), (&'static str, String)> {
         match self {
             ApiConfig::Openai(openai) => openai.check(),
-            ApiConfig::Bedrock(bedrock) => bedrock.check(),
+            ApiConfig::Bedrock(bedrock) => {
+                bedrock.check()?;
+                super::bedrock_batch::check_config(bedrock)
+            }
         }
     }
 
