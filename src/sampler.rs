@@ -88,7 +88,7 @@ pub struct Sampler<'a, I> {
     /// Answers received live so far: what a failed commit may have lost.
     received: usize,
     /// Answers waiting, calls queued and calls under way at most, so that a run holds what is
-    /// in flight rather than the whole suite (see [`Sampler::wants_more`]).
+    /// in flight rather than the whole suite (see [`Sampler::room`]).
     window: usize,
 }
 
