@@ -409,6 +409,20 @@ pub(super) fn sorted(value: &Value) -> Value {
     }
 }
 
+/// The kind of an AWS SDK error that never reached the service's answer (a timeout, a failed
+/// connection, an unreadable response, a request that could not be built); `None` for an
+/// error the service sent, which its code classifies.
+pub(super) fn transport_failure<E, R>(error: &SdkError<E, R>) -> Option<FailureKind> {
+    Some(match error {
+        SdkError::TimeoutError(_) => FailureKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
+        SdkError::DispatchFailure(_) => FailureKind::Connection,
+        SdkError::ResponseError(_) => FailureKind::BadResponse,
+        SdkError::ConstructionFailure(_) => FailureKind::Client,
+        _ => return None,
+    })
+}
+
 /// Classify a Converse error. Throttling, model timeouts and unavailability are retried;
 /// validation and access errors are reported, not retried.
 fn classify(error: SdkError<ConverseError, HttpResponse>) -> ProviderError {
@@ -423,14 +437,10 @@ fn classify(error: SdkError<ConverseError, HttpResponse>) -> ProviderError {
         None => error_chain(&error),
     };
     let oversized = error_chain(&error).contains(OVERSIZED);
-    let kind = match &error {
+    let kind = match transport_failure(&error) {
         _ if oversized => FailureKind::BadResponse,
-        SdkError::TimeoutError(_) => FailureKind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
-        SdkError::DispatchFailure(_) => FailureKind::Connection,
-        SdkError::ResponseError(_) => FailureKind::BadResponse,
-        SdkError::ConstructionFailure(_) => FailureKind::Client,
-        _ => match code.as_str() {
+        Some(kind) => kind,
+        None => match code.as_str() {
             "ThrottlingException" | "ServiceQuotaExceededException" => FailureKind::RateLimit,
             "ModelTimeoutException" => FailureKind::Timeout,
             "ServiceUnavailableException" | "InternalServerException" | "ModelNotReadyException" => FailureKind::Server,

@@ -26,7 +26,7 @@ use aws_sdk_bedrock::types::{
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-use super::bedrock::{answer, converse_response, sdk_config, sorted, BedrockConfig};
+use super::bedrock::{answer, converse_response, sdk_config, sorted, transport_failure, BedrockConfig};
 use super::calls::CallConfig;
 use super::retry::{self, RetryPolicy};
 use super::{error_chain, FailureKind, ProviderError, Request, Response, ToolCall, Usage};
@@ -723,13 +723,9 @@ where
     let status = error.raw_response().map(|r| r.status().as_u16());
     let code = error.code().unwrap_or_default().to_string();
     let message = error.message().map_or_else(|| error_chain(&error), str::to_string);
-    let kind = match &error {
-        SdkError::TimeoutError(_) => FailureKind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => FailureKind::Timeout,
-        SdkError::DispatchFailure(_) => FailureKind::Connection,
-        SdkError::ResponseError(_) => FailureKind::BadResponse,
-        SdkError::ConstructionFailure(_) => FailureKind::Client,
-        _ => match code.as_str() {
+    let kind = match transport_failure(&error) {
+        Some(kind) => kind,
+        None => match code.as_str() {
             "ThrottlingException" | "SlowDown" | "TooManyRequestsException" => FailureKind::RateLimit,
             "ServiceUnavailableException" | "InternalServerException" | "InternalError" => FailureKind::Server,
             _ if status.is_some_and(|s| s == 429) => FailureKind::RateLimit,
