@@ -93,11 +93,11 @@ impl Engine {
     }
 
     /// Upload the input of `job` (its `lines`); the input's id.
-    pub async fn upload(&self, job: &Job, lines: &[Line]) -> Result<String, ProviderError> {
+    pub async fn upload(&self, job: &Job, lines: Vec<Line>) -> Result<String, ProviderError> {
         let mut file = Vec::new();
         for line in lines {
             let text = match self {
-                Engine::Openai(_) => OpenAiBatches::line(&line.key, line.body.clone()),
+                Engine::Openai(_) => OpenAiBatches::line(&line.key, line.body),
                 Engine::Bedrock(_) => bedrock_batch::record(&line.key, &line.body),
             }
             .ok_or_else(|| ProviderError::new(FailureKind::Client, "a batch line in the cache is not JSON"))?;
@@ -110,17 +110,21 @@ impl Engine {
         }
     }
 
-    /// Create the batch over `input`, marked with the job's token; its id and status.
-    pub async fn create(&self, job: &Job, input: &str, lines: &[Line]) -> Result<(String, String), ProviderError> {
+    /// Create the batch over `input`, marked with the job's token; its id and status. `first`
+    /// is the job's first line: a Bedrock job's model and record format are its lines'.
+    pub async fn create(
+        &self,
+        job: &Job,
+        input: &str,
+        first: Option<&Line>,
+    ) -> Result<(String, String), ProviderError> {
         match self {
             Engine::Openai(openai) => {
                 let batch = openai.create(input, &job.token).await?;
                 Ok((batch.id, batch.status.name().to_string()))
             }
             Engine::Bedrock(bedrock) => {
-                let first = lines
-                    .first()
-                    .ok_or_else(|| ProviderError::new(FailureKind::Client, "an empty job"))?;
+                let first = first.ok_or_else(|| ProviderError::new(FailureKind::Client, "an empty job"))?;
                 let reading = reading_of(first)
                     .ok_or_else(|| ProviderError::new(FailureKind::Client, "a batch line in the cache is not JSON"))?;
                 let arn = bedrock

@@ -242,7 +242,7 @@ async fn drive(
                     store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
                 }
-                match engine.upload(job, &lines).await {
+                match engine.upload(job, lines).await {
                     Ok(id) => {
                         job.input_file_id = Some(id);
                         store::advance(cache, job, State::Uploaded, None)?;
@@ -253,8 +253,8 @@ async fn drive(
             State::Uploaded => {
                 store::advance(cache, job, State::Creating, None)?;
                 let input = job.input_file_id.clone().unwrap_or_default();
-                let lines = store::lines(cache, job)?;
-                match engine.create(job, &input, &lines).await {
+                let first = store::first_line(cache, job)?;
+                match engine.create(job, &input, first.as_ref()).await {
                     Ok((id, status)) => {
                         job.batch_id = Some(id);
                         store::advance(cache, job, State::Submitted, Some(&status))?;

@@ -162,9 +162,20 @@ pub fn unfinished(cache: &Cache) -> Result<Vec<Job>, CacheError> {
 
 /// The lines of a job.
 pub fn lines(cache: &Cache, job: &Job) -> Result<Vec<Line>, CacheError> {
+    read_lines(cache, job, "")
+}
+
+/// The first line of a job, in the order of [`lines`]: what a whole job shares is read from one
+/// line, not from every line and its body.
+pub fn first_line(cache: &Cache, job: &Job) -> Result<Option<Line>, CacheError> {
+    Ok(read_lines(cache, job, " LIMIT 1")?.into_iter().next())
+}
+
+fn read_lines(cache: &Cache, job: &Job, limit: &str) -> Result<Vec<Line>, CacheError> {
     cache.read("read a batch's lines", |connection| {
-        let mut statement = connection
-            .prepare("SELECT key, provider, model, sample_index, body FROM batch_lines WHERE job = ?1 ORDER BY key")?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT key, provider, model, sample_index, body FROM batch_lines WHERE job = ?1 ORDER BY key{limit}"
+        ))?;
         let rows = statement.query_map([job.id], |row| {
             Ok(Line {
                 key: row.get(0)?,
