@@ -388,11 +388,9 @@ mod tests {
         }
     }
 
-    /// Offline, nothing reaches a provider: a cached answer comes back as cached, a miss as an
-    /// `offline_miss` failure, each with the index it was submitted with, and nothing is left
-    /// to report at the end.
-    #[tokio::test]
-    async fn offline_sampling_answers_from_the_cache_and_names_every_miss() {
+    /// A config, an empty cache in a temporary folder (kept alive by the returned folder), and
+    /// a one-message prompt.
+    fn fixture() -> (tempfile::TempDir, Config, Arc<Cache>, Arc<RenderedPrompt>) {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&dir.path().join("promptgate.toml"), crate::testing::CONFIG).unwrap();
         let cache = Arc::new(Cache::open(&dir.path().join("cache.sqlite")).unwrap());
@@ -405,6 +403,15 @@ mod tests {
             tools: vec![],
             tool_choice: None,
         });
+        (dir, config, cache, prompt)
+    }
+
+    /// Offline, nothing reaches a provider: a cached answer comes back as cached, a miss as an
+    /// `offline_miss` failure, each with the index it was submitted with, and nothing is left
+    /// to report at the end.
+    #[tokio::test]
+    async fn offline_sampling_answers_from_the_cache_and_names_every_miss() {
+        let (_dir, config, cache, prompt) = fixture();
         let cached = request(0, &prompt);
         let key = cache::key_with(&cached, &cache::PromptKey::of(&prompt));
         cache
@@ -440,18 +447,7 @@ mod tests {
     /// window waiting in it, however many it has to submit.
     #[tokio::test]
     async fn what_waits_in_the_sampler_stays_within_its_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&dir.path().join("promptgate.toml"), crate::testing::CONFIG).unwrap();
-        let cache = Arc::new(Cache::open(&dir.path().join("cache.sqlite")).unwrap());
-        let prompt = Arc::new(RenderedPrompt {
-            messages: vec![Message {
-                role: "user".into(),
-                content: "triage this".into(),
-            }],
-            response_schema: None,
-            tools: vec![],
-            tool_choice: None,
-        });
+        let (_dir, config, cache, prompt) = fixture();
         let env = EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]);
         let options = SamplerOptions {
             offline: true,

@@ -171,18 +171,7 @@ fn a_killed_batch_run_resumes_without_paying_twice_or_losing_an_answer() {
         );
         let project = project(&server.base_url);
         let paused = server.pause_at(route);
-        let mut child = project
-            .std_command()
-            .args(["run", "--batch", "--quiet"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        paused
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{route}: the run never got there"));
-        child.kill().expect("kill -9");
-        child.wait().expect("reaped");
+        project.kill_when(&["run", "--batch", "--quiet"], &paused, route);
 
         let (record, code) = project.json(&["run", "--batch"]);
         assert_eq!(code, 0, "{route}: {record:#}");

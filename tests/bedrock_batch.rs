@@ -285,18 +285,7 @@ fn a_killed_batch_run_resumes_without_paying_twice() {
         let runtime = no_runtime();
         let project = project(&fake, &runtime.endpoint, &bucket, CLAUDE, CASES, true);
         let paused = fake.pause_at(route, nth);
-        let mut child = project
-            .std_command()
-            .args(["run", "--batch", "--quiet"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        paused
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{route} #{nth}: the run never got there"));
-        child.kill().expect("kill -9");
-        child.wait().expect("reaped");
+        project.kill_when(&["run", "--batch", "--quiet"], &paused, &format!("{route} #{nth}"));
 
         let (record, code) = project.json(&["run", "--batch"]);
         assert_eq!(code, 0, "{route}: {record:#}");

@@ -148,6 +148,23 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
         command
     }
 
+    /// Start `promptgate ARGS…` and kill it (SIGKILL) once `paused` signals that a fake server
+    /// stopped where the test wants the run killed; `place` names that point in the failure.
+    pub fn kill_when(&self, args: &[&str], paused: &std::sync::mpsc::Receiver<()>, place: &str) {
+        let mut child = self
+            .std_command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        paused
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{place}: the run never got there"));
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+    }
+
     /// Run `promptgate ARGS… --format json` and return the record and the exit code.
     pub fn json(&self, args: &[&str]) -> (serde_json::Value, i32) {
         let output = self
