@@ -19,7 +19,7 @@ use crate::exit_code;
 use crate::model_version::ModelVersion;
 use crate::prompt::RenderedPrompt;
 use crate::provider::ProviderKind;
-use crate::provider::{Request, Response, ToolCall, Usage};
+use crate::provider::{Request, Response, SamplingParams, ToolCall, Usage};
 
 /// On-disk schema version, kept in SQLite's `user_version`.
 ///
@@ -566,8 +566,23 @@ pub struct PromptKey {
 
 impl PromptKey {
     pub fn of(prompt: &RenderedPrompt) -> PromptKey {
+        // A message's canonical form, written without building a JSON value of the messages
+        // (a copy of every finding): keys sorted, `content` before `role`.
+        let mut messages = Vec::with_capacity(prompt.messages.iter().map(|m| m.content.len() + 32).sum());
+        messages.push(b'[');
+        for (index, message) in prompt.messages.iter().enumerate() {
+            if index > 0 {
+                messages.push(b',');
+            }
+            messages.extend_from_slice(b"{\"content\":");
+            digest::write_scalar(&message.content, &mut messages);
+            messages.extend_from_slice(b",\"role\":");
+            digest::write_scalar(&message.role, &mut messages);
+            messages.push(b'}');
+        }
+        messages.push(b']');
         PromptKey {
-            messages: digest::canonical_json(&json!(prompt.messages)),
+            messages: digest::utf8(messages),
             response_schema: digest::canonical_json(&json!(prompt.response_schema)),
             // Only present when used: keys of prompts without tools are unchanged.
             tools: (!prompt.tools.is_empty()).then(|| {
@@ -583,34 +598,67 @@ impl PromptKey {
 /// [`key`] with the prompt's share already computed. The object is written in canonical form
 /// (keys sorted, no spaces) by hand: the same bytes `digest::canonical_json` gives for it.
 pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
-    let mut text = String::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
+    let mut text: Vec<u8> = Vec::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
     // Only present when set: keys without an epoch are unchanged. It sorts first.
-    text.push('{');
+    text.push(b'{');
     if let Some(epoch) = &request.epoch {
-        text.push_str("\"epoch\":");
-        text.push_str(&digest::canonical_json(&json!(epoch)));
-        text.push(',');
+        text.extend_from_slice(b"\"epoch\":");
+        digest::write_scalar(epoch.as_ref(), &mut text);
+        text.push(b',');
     }
-    text.push_str("\"key_version\":1,\"messages\":");
-    text.push_str(&prompt.messages);
-    text.push_str(",\"model\":");
-    text.push_str(&digest::canonical_json(&json!(request.model)));
-    text.push_str(",\"params\":");
-    text.push_str(&digest::canonical_json(&json!(request.params)));
-    text.push_str(",\"provider\":");
-    text.push_str(&digest::canonical_json(&json!(request.provider.as_str())));
-    text.push_str(",\"response_schema\":");
-    text.push_str(&prompt.response_schema);
-    text.push_str(",\"sample_index\":");
-    text.push_str(&request.sample_index.to_string());
+    text.extend_from_slice(b"\"key_version\":1,\"messages\":");
+    text.extend_from_slice(prompt.messages.as_bytes());
+    text.extend_from_slice(b",\"model\":");
+    digest::write_scalar(&request.model, &mut text);
+    text.extend_from_slice(b",\"params\":");
+    write_params(&request.params, &mut text);
+    text.extend_from_slice(b",\"provider\":");
+    digest::write_scalar(request.provider.as_str(), &mut text);
+    text.extend_from_slice(b",\"response_schema\":");
+    text.extend_from_slice(prompt.response_schema.as_bytes());
+    text.extend_from_slice(b",\"sample_index\":");
+    digest::write_scalar(&request.sample_index, &mut text);
     if let Some((tool_choice, tools)) = &prompt.tools {
-        text.push_str(",\"tool_choice\":");
-        text.push_str(tool_choice);
-        text.push_str(",\"tools\":");
-        text.push_str(tools);
+        text.extend_from_slice(b",\"tool_choice\":");
+        text.extend_from_slice(tool_choice.as_bytes());
+        text.extend_from_slice(b",\"tools\":");
+        text.extend_from_slice(tools.as_bytes());
     }
-    text.push('}');
-    digest::sha256_hex(text.as_bytes())
+    text.push(b'}');
+    digest::sha256_hex(&text)
+}
+
+/// The canonical JSON of sampling parameters (keys sorted, absent ones left out), each value
+/// written as serde_json writes that field of the struct, so the bytes are those of
+/// canonicalizing `json!(params)` without building it for every sample.
+fn write_params(params: &SamplingParams, out: &mut Vec<u8>) {
+    let mut first = true;
+    let mut field = |name: &[u8], write: &dyn Fn(&mut Vec<u8>)| {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        write(out);
+    };
+    if let Some(max_tokens) = params.max_tokens {
+        field(b"max_tokens", &|out| digest::write_scalar(&max_tokens, out));
+    }
+    if let Some(seed) = params.seed {
+        field(b"seed", &|out| digest::write_scalar(&seed, out));
+    }
+    // A float goes through a JSON value, as it did in the struct: serde_json widens an f32 to
+    // the f64 it stores, and that is what the key has always held.
+    if let Some(temperature) = params.temperature {
+        field(b"temperature", &|out| digest::write_canonical(&json!(temperature), out));
+    }
+    if let Some(top_p) = params.top_p {
+        field(b"top_p", &|out| digest::write_canonical(&json!(top_p), out));
+    }
+    if first {
+        out.push(b'{');
+    }
+    out.push(b'}');
 }
 
 impl Cache {
@@ -807,10 +855,12 @@ impl Cache {
 
     fn lookup(&self, connection: &Connection, key: &str) -> Result<Option<Response>, CacheError> {
         let fail = self.failed("read an answer");
-        // An older file read as it is has no version columns: the provider's name stands in,
-        // and the version comes from the raw body below.
+        // The raw body is not read: nothing downstream of the cache needs it, and it is most of
+        // a row (a warm replay reads hundreds of thousands). An older file read as it is has no
+        // version columns: the provider's name stands in, and the version comes from the raw
+        // body below.
         let sql = if self.has_version_columns {
-            "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms,
+            "SELECT text, tool_calls, NULL, input_tokens, output_tokens, latency_ms,
                     resolved_model, system_fingerprint
              FROM responses WHERE key = ?1"
         } else {
@@ -823,7 +873,7 @@ impl Cache {
                 Ok((
                     row.get::<_, Option<String>>(0)?,
                     row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(2)?,
                     row.get::<_, Option<u64>>(3)?,
                     row.get::<_, Option<u64>>(4)?,
                     row.get::<_, u64>(5)?,
@@ -842,7 +892,8 @@ impl Cache {
         } else {
             model
                 .and_then(|provider| ProviderKind::parse(&provider))
-                .and_then(|provider| ModelVersion::from_body(provider, &raw_body))
+                .zip(raw_body)
+                .and_then(|(provider, raw_body)| ModelVersion::from_body(provider, &raw_body))
         };
         let tool_calls = serde_json::from_str(&tool_calls).map_err(|e| CacheError::Entry {
             path: self.path.clone(),
@@ -859,7 +910,7 @@ impl Cache {
         Ok(Some(Response {
             text,
             tool_calls,
-            raw_body,
+            raw_body: String::new(),
             usage,
             latency_ms,
             version,
@@ -1232,7 +1283,12 @@ mod tests {
         assert_eq!(cache.get(&a).unwrap(), None);
         cache.put(&a, &request(0), &response).unwrap();
         cache.put(&a, &request(0), &response).unwrap();
-        assert_eq!(cache.get(&a).unwrap(), Some(response));
+        // Everything but the raw body, which is kept and not read back.
+        let read_back = Response {
+            raw_body: String::new(),
+            ..response.clone()
+        };
+        assert_eq!(cache.get(&a).unwrap(), Some(read_back));
         let stats = cache.stats().unwrap();
         assert_eq!(stats.entries, 1);
         assert_eq!(stats.models[0].input_tokens, 3);
@@ -1292,8 +1348,41 @@ mod tests {
             epoch: Some("drift-2026-12-04 \"é\"".into()),
             ..with_tools.clone()
         };
-        for request in [request(0), request(7), with_tools, in_epoch] {
-            assert_eq!(key(&request), reference_key(&request));
+        // Floats that f32 cannot hold exactly, no parameters at all, a negative seed, and
+        // messages that need escaping: the hand-written parts must give the same bytes.
+        let with_params = |temperature, max_tokens, top_p, seed| Request {
+            params: SamplingParams {
+                temperature,
+                max_tokens,
+                top_p,
+                seed,
+            },
+            ..request(2)
+        };
+        let mut escaped = request(1);
+        std::sync::Arc::make_mut(&mut escaped.prompt).messages = vec![
+            Message {
+                role: "system".into(),
+                content: "Answer \"suppress\" or notify.\n\t\u{1}".into(),
+            },
+            Message {
+                role: "user".into(),
+                content: "検出結果: {\"Severity\": {\"Label\": \"HIGH\"}} \\ </script>".into(),
+            },
+        ];
+        let cases = [
+            request(0),
+            request(7),
+            with_tools,
+            in_epoch,
+            with_params(Some(0.7), Some(256), Some(0.9), Some(-3)),
+            with_params(None, None, None, None),
+            with_params(Some(1e-7), None, Some(1.0), None),
+            with_params(None, Some(u32::MAX), None, Some(i64::MIN)),
+            escaped,
+        ];
+        for request in cases {
+            assert_eq!(key(&request), reference_key(&request), "{:?}", request.params);
         }
     }
 
@@ -1492,7 +1581,14 @@ mod tests {
             for entry in &entries {
                 let answer = cache.get(&entry.key).unwrap().expect("every answer is still there");
                 assert_eq!(answer.text, entry.text);
-                assert_eq!(answer.raw_body, entry.raw_body);
+                // Not read back (a run never needs it), but kept.
+                let stored: String = cache
+                    .connection()
+                    .query_row("SELECT raw_body FROM responses WHERE key = ?1", [&entry.key], |row| {
+                        row.get(0)
+                    })
+                    .unwrap();
+                assert_eq!(stored, entry.raw_body);
                 assert_eq!(answer.latency_ms, entry.latency_ms);
                 assert_eq!(answer.version, expected(entry), "{}", entry.model);
             }

@@ -8,40 +8,53 @@ use sha2::{Digest, Sha256};
 
 /// Serialize `value` with object keys sorted recursively and no extra whitespace.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    utf8(out)
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// JSON text written by serde_json is UTF-8; nothing is lost if that ever changed.
+pub(crate) fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Append the canonical JSON of `value` to `out`, allocating nothing but the key lists: a
+/// replay canonicalizes every case's messages and every sample's parameters.
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push('{');
+            out.push(b'{');
             for (index, key) in keys.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                // Serializing a string cannot fail.
-                out.push_str(&serde_json::to_string(key).unwrap_or_default());
-                out.push(':');
+                write_scalar(key, out);
+                out.push(b':');
                 write_canonical(&map[key], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// Append a string, number, boolean or null as serde_json writes it (compact, which is
+/// canonical for a scalar).
+pub(crate) fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail, and these values have no map keys that could.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

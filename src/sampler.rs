@@ -167,9 +167,19 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
     /// How many more the caller may submit now: what the sampler holds (answers waiting, calls
     /// queued and under way) stays within its window. A caller that submits only that many
     /// keeps a run's memory bounded by its concurrency, whatever the suite's size.
+    ///
+    /// Room opens half a window at a time: refilled one answer at a time, a warm replay read
+    /// each answer in a transaction of its own, and the transactions cost more than the
+    /// look-ups. Half a window still queues more calls than run at once (see [`window`]).
     pub fn room(&self) -> usize {
-        self.window
-            .saturating_sub(self.ready.len() + self.misses.len() + self.tasks.len())
+        let free = self
+            .window
+            .saturating_sub(self.ready.len() + self.misses.len() + self.tasks.len());
+        if free >= self.window / 2 {
+            free
+        } else {
+            0
+        }
     }
 
     /// The next answer, in the order they arrive; `None` when every submitted call is answered.

@@ -74,7 +74,8 @@ pub struct Usage {
 pub struct Response {
     pub text: Option<String>,
     pub tool_calls: Vec<ToolCall>,
-    /// The response body as received (JSON).
+    /// The response body as received (JSON), for the cache to keep; empty in an answer read
+    /// from the cache, since nothing after the cache reads it.
     pub raw_body: String,
     pub usage: Option<Usage>,
     pub latency_ms: u64,
