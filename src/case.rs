@@ -3,7 +3,7 @@
 //! A case's variables may point at a shared file with `{"$file": "findings/x.json"}` (resolved
 //! against the case file's folder), so one finding can serve several rules without copies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,12 +55,36 @@ pub struct LoadedCase {
 }
 
 impl LoadedCase {
+    /// The case without its content (variables, expectations, tags, notes, source): what a
+    /// run keeps of it once its prompts are rendered and its expectations parsed, when no
+    /// grader and no report reads it again. A case's variables hold its whole finding.
+    pub fn outline(&self) -> LoadedCase {
+        LoadedCase {
+            case: Case {
+                id: self.case.id.clone(),
+                vars: Map::new(),
+                expect: Value::Null,
+                tags: Vec::new(),
+                source: None,
+                notes: None,
+                attacker_fields: None,
+            },
+            file: self.file.clone(),
+            line: self.line,
+        }
+    }
+
     /// "`cases/x.jsonl` line 4" or "`cases/x.json`".
     pub fn location(&self) -> String {
-        match self.line {
-            Some(line) => format!("`{}` line {line}", self.file.display()),
-            None => format!("`{}`", self.file.display()),
-        }
+        location(&self.file, self.line)
+    }
+}
+
+/// "`cases/x.jsonl` line 4" or "`cases/x.json`".
+fn location(file: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("`{}` line {line}", file.display()),
+        None => format!("`{}`", file.display()),
     }
 }
 
@@ -68,14 +92,48 @@ impl LoadedCase {
 /// in name order; sub-folders such as `findings/` are not cases). `$file` references must stay
 /// inside `root`, the project's folder (the config's), after `..` and symlinks are resolved.
 pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
+    let mut cases = Vec::new();
+    for_each_case(path, root, |loaded| {
+        cases.push(loaded);
+        Ok(())
+    })?;
+    Ok(cases)
+}
+
+/// [`load_cases`], handing each case to `visit` as it is read, in the same order and with the
+/// same checks (a repeated id fails at its second use): a caller that keeps only what it needs
+/// of each case never holds every case's variables, its whole finding, at once.
+pub fn for_each_case(
+    path: &Path,
+    root: &Path,
+    mut visit: impl FnMut(LoadedCase) -> Result<(), Error>,
+) -> Result<(), Error> {
     let files = case_files(path)?;
     let root =
         std::fs::canonicalize(root).map_err(|source| FsError::read("resolve the project folder", root, source))?;
     let root = root.as_path();
-    let mut shared_files = HashMap::new();
-    let mut cases = Vec::new();
-    for file in files {
-        let text = crate::fs::read_to_string(&file, "case file")?;
+    let mut shared_files = SharedFiles::default();
+    // Each id → the index of its file and its line: what names the first use if it repeats.
+    let mut seen: HashMap<String, (usize, Option<usize>)> = HashMap::new();
+    let mut take = |loaded: LoadedCase, file_index: usize, files: &[PathBuf]| {
+        if let Some(&(first_file, first_line)) = seen.get(&loaded.case.id) {
+            return Err(Error::invalid(
+                "case file",
+                &loaded.file,
+                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                format!(
+                    "case id `{}` is already used in {}",
+                    loaded.case.id,
+                    location(&files[first_file], first_line)
+                ),
+            )
+            .with_hint("case ids pair runs with baselines: give each case its own id"));
+        }
+        seen.insert(loaded.case.id.clone(), (file_index, loaded.line));
+        visit(loaded)
+    };
+    for (file_index, file) in files.iter().enumerate() {
+        let text = crate::fs::read_to_string(file, "case file")?;
         let is_jsonl = file.extension().is_some_and(|e| e == "jsonl");
         if is_jsonl {
             for (index, line) in text.lines().enumerate() {
@@ -85,46 +143,35 @@ pub fn load_cases(path: &Path, root: &Path) -> Result<Vec<LoadedCase>, Error> {
                 let value: Value = serde_json::from_str(line).map_err(|err| {
                     Error::invalid(
                         "case file",
-                        &file,
+                        file,
                         format!(" at line {}, column {}", index + 1, err.column()),
                         crate::location::json_message(&err),
                     )
                     .with_hint("a .jsonl case file holds one JSON object per line")
                 })?;
-                cases.push(parse_case(value, &file, Some(index + 1), root, &mut shared_files)?);
+                let loaded = parse_case(value, file, Some(index + 1), root, &mut shared_files)?;
+                take(loaded, file_index, &files)?;
             }
         } else {
             let value: Value = serde_json::from_str(&text).map_err(|err| {
                 Error::invalid(
                     "case file",
-                    &file,
+                    file,
                     crate::location::json_location(&err),
                     crate::location::json_message(&err),
                 )
             })?;
-            match value {
-                Value::Array(items) => {
-                    for item in items {
-                        cases.push(parse_case(item, &file, None, root, &mut shared_files)?);
-                    }
-                }
-                other => cases.push(parse_case(other, &file, None, root, &mut shared_files)?),
+            let items = match value {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            for item in items {
+                let loaded = parse_case(item, file, None, root, &mut shared_files)?;
+                take(loaded, file_index, &files)?;
             }
         }
     }
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for loaded in &cases {
-        if let Some(first) = seen.insert(loaded.case.id.clone(), loaded.location()) {
-            return Err(Error::invalid(
-                "case file",
-                &loaded.file,
-                loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
-                format!("case id `{}` is already used in {first}", loaded.case.id),
-            )
-            .with_hint("case ids pair runs with baselines: give each case its own id"));
-        }
-    }
-    Ok(cases)
+    Ok(())
 }
 
 fn case_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -154,7 +201,7 @@ fn parse_case(
     file: &Path,
     line: Option<usize>,
     root: &Path,
-    shared_files: &mut HashMap<PathBuf, Value>,
+    shared_files: &mut SharedFiles,
 ) -> Result<LoadedCase, Error> {
     let location = line.map(|l| format!(" at line {l}")).unwrap_or_default();
     let mut case: Case = serde_json::from_value(value).map_err(|err| {
@@ -167,7 +214,7 @@ fn parse_case(
     let folder = file.parent().unwrap_or(Path::new("."));
     for (name, var) in case.vars.iter_mut() {
         if let Some(reference) = file_reference(var) {
-            let target = inside_project(&folder.join(reference), root).map_err(|message| {
+            let target = shared_files.resolve(folder.join(reference), root).map_err(|message| {
                 Error::invalid(
                     "case file",
                     file,
@@ -182,7 +229,7 @@ fn parse_case(
                     root.display()
                 ))
             })?;
-            let content = match shared_files.get(&target) {
+            let content = match shared_files.content.get(&target) {
                 Some(content) => content.clone(),
                 None => {
                     let content = read_var_file(&target).map_err(|err| {
@@ -192,7 +239,7 @@ fn parse_case(
                             folder.display()
                         ))
                     })?;
-                    shared_files.insert(target.clone(), content.clone());
+                    shared_files.content.insert(target.clone(), content.clone());
                     content
                 }
             };
@@ -204,6 +251,28 @@ fn parse_case(
         file: file.to_path_buf(),
         line,
     })
+}
+
+/// The `$file`s of one load: each reference resolved once and each file read once, however
+/// many cases name it (resolving is a system call per path component).
+#[derive(Default)]
+struct SharedFiles {
+    /// A reference joined to its case file's folder → the file it resolves to.
+    resolved: HashMap<PathBuf, PathBuf>,
+    /// A resolved file → its content.
+    content: HashMap<PathBuf, Value>,
+}
+
+impl SharedFiles {
+    /// [`inside_project`], once per joined path.
+    fn resolve(&mut self, joined: PathBuf, root: &Path) -> Result<PathBuf, String> {
+        if let Some(target) = self.resolved.get(&joined) {
+            return Ok(target.clone());
+        }
+        let target = inside_project(&joined, root)?;
+        self.resolved.insert(joined, target.clone());
+        Ok(target)
+    }
 }
 
 /// `path` resolved (`..`, symlinks) if it is a regular file inside `root`; why not otherwise.

@@ -535,24 +535,34 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         if !options.suites.is_empty() && !options.suites.contains(suite_name) {
             continue;
         }
-        let cases: Arc<[LoadedCase]> = case::load_cases(&config.resolve(&suite.cases), &config.root)?.into();
         let default_prompt = [config::DEFAULT_PROMPT.to_string()];
         let prompt_names = if options.prompts.is_empty() {
             &default_prompt[..]
         } else {
             &options.prompts[..]
         };
-        for prompt_name in prompt_names {
-            let prompt = Prompt::load(&suite::prompt_file(config, suite_name, suite, prompt_name)?)?;
-            selections.extend(select_models(
-                config,
-                options,
-                suite_name,
-                suite,
-                prompt_name,
-                &prompt,
-                &cases,
-            )?);
+        let context = SuiteContext::new(suite_name, suite);
+        let mut versions = prompt_names
+            .iter()
+            .map(|name| {
+                let prompt = Prompt::load(&suite::prompt_file(config, suite_name, suite, name)?)?;
+                PromptVersion::new(name, prompt, &context, config)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        // Once every prompt is rendered and every expectation parsed, a case is read again
+        // only by a judge or a report that shows it; otherwise only its outline is kept.
+        let keep_content = options.answers || versions.iter().any(|v| v.grader.reads_cases());
+        let mut cases = Vec::new();
+        case::for_each_case(&config.resolve(&suite.cases), &config.root, |loaded| {
+            for version in &mut versions {
+                version.add(&loaded, &context, keep_content)?;
+            }
+            cases.push(if keep_content { loaded } else { loaded.outline() });
+            Ok(())
+        })?;
+        let cases: Arc<[LoadedCase]> = cases.into();
+        for version in versions {
+            selections.extend(version.selections(config, options, &context, &cases));
         }
     }
     if selections.is_empty() {
@@ -564,71 +574,39 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
     Ok(selections)
 }
 
-/// One suite with one prompt version on each selected model.
-fn select_models(
-    config: &Config,
-    options: &RunOptions,
-    suite_name: &str,
-    suite: &config::SuiteConfig,
-    prompt_name: &str,
-    prompt: &Prompt,
-    cases: &Arc<[LoadedCase]>,
-) -> Result<Vec<Selection>, Error> {
-    let grader = Graders::new(&suite.grader, prompt, config)?;
-    let expectations = Arc::new(suite::expectations(suite_name, suite, &grader, cases)?);
-    // A judge's rubric that cannot render fails now, not after every answer was paid for.
-    for loaded in cases.iter() {
-        grader.prepare(loaded)?;
+/// What every case of a suite is read with.
+struct SuiteContext<'a> {
+    name: &'a str,
+    suite: &'a config::SuiteConfig,
+    /// The attacker-writable fields of the suite's robustness families.
+    fields: Vec<FieldPath>,
+    /// The labels of the suite's label grader (what an injection asks for).
+    labels: Option<Vec<String>>,
+}
+
+impl<'a> SuiteContext<'a> {
+    fn new(name: &'a str, suite: &'a config::SuiteConfig) -> SuiteContext<'a> {
+        SuiteContext {
+            name,
+            suite,
+            fields: suite.robustness.as_ref().map(|r| r.field_paths()).unwrap_or_default(),
+            labels: suite.grader.iter().find_map(|g| match g {
+                config::GraderConfig::Label { labels, .. } => Some(labels.clone()),
+                _ => None,
+            }),
+        }
     }
-    let prompts = cases
-        .iter()
-        .map(|c| prompt.render(c).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    let samples = options.samples.unwrap_or(suite.samples).max(1);
-    let model_names = if options.models.is_empty() {
-        &suite.models
-    } else {
-        &options.models
-    };
-    let families = family_variants(suite_name, suite, prompt, cases, &grader)?;
-    let mut selections = Vec::with_capacity(model_names.len() * (1 + families.len()));
-    for model_name in model_names {
-        let model = &config.models[model_name];
-        let plain = Selection {
-            suite: suite_name.to_string(),
-            prompt_name: prompt_name.to_string(),
-            model_name: model_name.clone(),
-            model: model.clone(),
-            provider_name: model.provider.clone(),
-            provider_kind: config.providers[&model.provider].kind(),
-            prompt_sha256: prompt.sha256.clone(),
-            samples,
-            max_tokens: suite.max_tokens,
-            grader: grader.clone(),
-            cases: Arc::clone(cases),
-            expectations: Arc::clone(&expectations),
-            prompts: prompts.clone(),
-            epoch: options.epoch.as_deref().map(Arc::from),
-            family: None,
-            positions: None,
-        };
-        let varied: Vec<Selection> = families
-            .iter()
-            .map(|family| Selection {
-                suite: format!("{suite_name}~{}", family.variants.family.name()),
-                samples: family.count,
-                cases: Arc::clone(&family.cases),
-                expectations: Arc::clone(&family.expectations),
-                // What a report shows as the case's prompt: its first variant's.
-                prompts: family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
-                family: Some(Arc::clone(&family.variants)),
-                ..plain.clone()
-            })
-            .collect();
-        selections.push(plain);
-        selections.extend(varied);
-    }
-    Ok(selections)
+}
+
+/// One prompt version of a suite, filled case by case as the suite's cases are read: what
+/// each case expects, its rendered prompt, and its variants in each robustness family.
+struct PromptVersion {
+    name: String,
+    prompt: Prompt,
+    grader: Graders,
+    expectations: Vec<Expectations>,
+    prompts: Vec<Arc<RenderedPrompt>>,
+    families: Vec<FamilyBuilder>,
 }
 
 /// A family's selection, before it is given a model.
@@ -640,37 +618,74 @@ struct FamilySelection {
     count: u32,
 }
 
-/// The variants of every robustness family the suite has on, rendered with `prompt`.
-fn family_variants(
-    suite_name: &str,
-    suite: &config::SuiteConfig,
-    prompt: &Prompt,
-    cases: &[LoadedCase],
-    grader: &Graders,
-) -> Result<Vec<FamilySelection>, Error> {
-    let Some(robustness) = &suite.robustness else {
-        return Ok(Vec::new());
-    };
-    let suite_fields = robustness.field_paths();
-    let labels = suite.grader.iter().find_map(|g| match g {
-        config::GraderConfig::Label { labels, .. } => Some(labels.clone()),
-        _ => None,
-    });
-    let mut families = Vec::new();
-    for &family in &robustness.families {
-        let count = robustness.variants.unwrap_or_else(|| family.default_count());
-        let mut subset = Vec::new();
-        let mut variants = Vec::new();
-        for loaded in cases {
+/// A robustness family of one prompt version, filled case by case.
+struct FamilyBuilder {
+    family: Family,
+    count: u32,
+    /// The cases that have variants, their expectations and, per case, per sample, the
+    /// rendered variant and its payload or change.
+    cases: Vec<LoadedCase>,
+    expectations: Vec<Expectations>,
+    variants: Vec<Vec<(String, Arc<RenderedPrompt>)>>,
+    /// Cases with nothing to vary.
+    left_out: usize,
+}
+
+impl PromptVersion {
+    fn new(name: &str, prompt: Prompt, context: &SuiteContext, config: &Config) -> Result<PromptVersion, Error> {
+        let grader = Graders::new(&context.suite.grader, &prompt, config)?;
+        let families = context
+            .suite
+            .robustness
+            .iter()
+            .flat_map(|robustness| {
+                robustness.families.iter().map(|&family| FamilyBuilder {
+                    family,
+                    count: robustness.variants.unwrap_or_else(|| family.default_count()),
+                    cases: Vec::new(),
+                    expectations: Vec::new(),
+                    variants: Vec::new(),
+                    left_out: 0,
+                })
+            })
+            .collect();
+        Ok(PromptVersion {
+            name: name.to_string(),
+            prompt,
+            grader,
+            expectations: Vec::new(),
+            prompts: Vec::new(),
+            families,
+        })
+    }
+
+    /// Read one case: its expectations, the judge's rubric (which must render now, not after
+    /// every answer was paid for), its prompt and its variants. `keep_content` keeps the whole
+    /// case in a family's list, else its outline.
+    fn add(&mut self, loaded: &LoadedCase, context: &SuiteContext, keep_content: bool) -> Result<(), Error> {
+        self.expectations
+            .push(suite::expectation(context.name, context.suite, &self.grader, loaded)?);
+        self.grader.prepare(loaded)?;
+        self.prompts.push(Arc::new(self.prompt.render(loaded)?));
+        let Some(robustness) = &context.suite.robustness else {
+            return Ok(());
+        };
+        for builder in &mut self.families {
             let settings = crate::robustness::Settings {
                 seed: robustness.seed,
-                count,
+                count: builder.count,
                 vars: robustness.vars.clone(),
-                fields: case_fields(loaded, &suite_fields)?,
+                fields: case_fields(loaded, &context.fields)?,
             };
-            let target = injection_target(robustness.target.as_deref(), labels.as_deref(), &loaded.case.expect);
-            let made = crate::robustness::variants(&loaded.case.id, &loaded.case.vars, family, &settings, &target);
+            let target = injection_target(
+                robustness.target.as_deref(),
+                context.labels.as_deref(),
+                &loaded.case.expect,
+            );
+            let made =
+                crate::robustness::variants(&loaded.case.id, &loaded.case.vars, builder.family, &settings, &target);
             if made.is_empty() {
+                builder.left_out += 1;
                 continue;
             }
             let mut rendered = Vec::with_capacity(made.len());
@@ -682,28 +697,91 @@ fn family_variants(
                     },
                     ..loaded.clone()
                 };
-                rendered.push((variant.id, Arc::new(prompt.render(&varied)?)));
+                rendered.push((variant.id, Arc::new(self.prompt.render(&varied)?)));
             }
-            subset.push(loaded.clone());
-            variants.push(rendered);
+            builder
+                .expectations
+                .push(suite::expectation(context.name, context.suite, &self.grader, loaded)?);
+            builder
+                .cases
+                .push(if keep_content { loaded.clone() } else { loaded.outline() });
+            builder.variants.push(rendered);
         }
-        if subset.is_empty() {
-            continue;
-        }
-        let expectations = Arc::new(suite::expectations(suite_name, suite, grader, &subset)?);
-        families.push(FamilySelection {
-            variants: Arc::new(FamilyVariants {
-                family,
-                suite: suite_name.to_string(),
-                variants,
-                cases_left_out: cases.len() - subset.len(),
-            }),
-            cases: subset.into(),
-            expectations,
-            count,
-        });
+        Ok(())
     }
-    Ok(families)
+
+    /// The version's selections: on each selected model, the suite itself and each family
+    /// that has any variant.
+    fn selections(
+        self,
+        config: &Config,
+        options: &RunOptions,
+        context: &SuiteContext,
+        cases: &Arc<[LoadedCase]>,
+    ) -> Vec<Selection> {
+        let suite = context.suite;
+        let samples = options.samples.unwrap_or(suite.samples).max(1);
+        let model_names = if options.models.is_empty() {
+            &suite.models
+        } else {
+            &options.models
+        };
+        let expectations = Arc::new(self.expectations);
+        let families: Vec<FamilySelection> = self
+            .families
+            .into_iter()
+            .filter(|builder| !builder.cases.is_empty())
+            .map(|builder| FamilySelection {
+                variants: Arc::new(FamilyVariants {
+                    family: builder.family,
+                    suite: context.name.to_string(),
+                    variants: builder.variants,
+                    cases_left_out: builder.left_out,
+                }),
+                cases: builder.cases.into(),
+                expectations: Arc::new(builder.expectations),
+                count: builder.count,
+            })
+            .collect();
+        let mut selections = Vec::with_capacity(model_names.len() * (1 + families.len()));
+        for model_name in model_names {
+            let model = &config.models[model_name];
+            let plain = Selection {
+                suite: context.name.to_string(),
+                prompt_name: self.name.clone(),
+                model_name: model_name.clone(),
+                model: model.clone(),
+                provider_name: model.provider.clone(),
+                provider_kind: config.providers[&model.provider].kind(),
+                prompt_sha256: self.prompt.sha256.clone(),
+                samples,
+                max_tokens: suite.max_tokens,
+                grader: self.grader.clone(),
+                cases: Arc::clone(cases),
+                expectations: Arc::clone(&expectations),
+                prompts: self.prompts.clone(),
+                epoch: options.epoch.as_deref().map(Arc::from),
+                family: None,
+                positions: None,
+            };
+            let varied: Vec<Selection> = families
+                .iter()
+                .map(|family| Selection {
+                    suite: format!("{}~{}", context.name, family.variants.family.name()),
+                    samples: family.count,
+                    cases: Arc::clone(&family.cases),
+                    expectations: Arc::clone(&family.expectations),
+                    // What a report shows as the case's prompt: its first variant's.
+                    prompts: family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
+                    family: Some(Arc::clone(&family.variants)),
+                    ..plain.clone()
+                })
+                .collect();
+            selections.push(plain);
+            selections.extend(varied);
+        }
+        selections
+    }
 }
 
 /// The fields an attacker writes in a case: the suite's, narrowed or extended by the case's
@@ -819,4 +897,86 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project with the testing config's `triage` suite: two prompt versions and two cases
+    /// that share one finding file.
+    fn project() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |relative: &str, text: &str| {
+            let path = dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("promptgate.toml", crate::testing::CONFIG);
+        let prompt = "schema_version = 1\nuser = \"{{ rule }}: {{ finding | tojson }}\"\n";
+        write("prompts/triage.toml", prompt);
+        write("prompts/triage-en.toml", prompt);
+        write(
+            "cases/triage/findings/f.json",
+            r#"{"Id": "f-1", "Severity": {"Label": "LOW"}}"#,
+        );
+        write(
+            "cases/triage/cases.jsonl",
+            "{\"id\": \"a\", \"vars\": {\"rule\": \"r1\", \"finding\": {\"$file\": \"findings/f.json\"}}, \"expect\": {\"label\": \"notify\"}}\n\
+             {\"id\": \"b\", \"vars\": {\"rule\": \"r2\", \"finding\": {\"$file\": \"findings/f.json\"}}, \"expect\": {\"label\": \"suppress\"}}\n",
+        );
+        let config = Config::load(&dir.path().join("promptgate.toml")).unwrap();
+        (dir, config)
+    }
+
+    fn options(config: &Config, answers: bool) -> RunOptions {
+        RunOptions {
+            config_path: config.path.clone(),
+            cache_path: config.root.join("cache.sqlite"),
+            suites: vec![],
+            models: vec![],
+            prompts: vec!["default".into(), "en".into()],
+            samples: Some(2),
+            concurrency: None,
+            offline: true,
+            max_error_rate: None,
+            interval: IntervalMethod::default(),
+            progress: false,
+            env: EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]),
+            sequential: None,
+            epoch: None,
+            answers,
+            shard: None,
+            batch: false,
+        }
+    }
+
+    /// Once rendered, a case that no grader and no report reads again is kept as its outline:
+    /// its id and place, not its finding. Both prompt versions were rendered from the whole
+    /// case, and share one list of outlines. A run that keeps answers keeps the whole case.
+    #[test]
+    fn a_selected_case_keeps_only_what_the_run_reads_again() {
+        let (_dir, config) = project();
+        let selections = select(&config, &options(&config, false)).unwrap();
+        assert_eq!(selections.len(), 2);
+        for selection in &selections {
+            let ids: Vec<&str> = selection.cases.iter().map(|c| c.case.id.as_str()).collect();
+            assert_eq!(ids, ["a", "b"]);
+            assert!(selection
+                .cases
+                .iter()
+                .all(|c| c.case.vars.is_empty() && c.case.expect.is_null()));
+            assert_eq!(selection.cases[1].line, Some(2));
+            assert_eq!(
+                selection.prompts[0].messages[0].content,
+                r#"r1: {"Id":"f-1","Severity":{"Label":"LOW"}}"#
+            );
+            assert_eq!(selection.expectations.len(), 2);
+        }
+        assert!(Arc::ptr_eq(&selections[0].cases, &selections[1].cases));
+
+        let kept = select(&config, &options(&config, true)).unwrap();
+        assert_eq!(kept[0].cases[0].case.vars["rule"], "r1");
+        assert_eq!(kept[0].cases[1].case.expect["label"], "suppress");
+    }
 }

@@ -32,36 +32,31 @@ pub fn prompt_file(config: &Config, name: &str, suite: &SuiteConfig, version: &s
     })
 }
 
-/// Every case's `expect` read by the suite's graders, in case order, before anything is paid
-/// for; the error names the case's file and line and the graders the suite uses.
-pub fn expectations(
+/// A case's `expect` read by the suite's graders, before anything is paid for; the error
+/// names the case's file and line and the graders the suite uses.
+pub fn expectation(
     name: &str,
     suite: &SuiteConfig,
     graders: &Graders,
-    cases: &[LoadedCase],
-) -> Result<Vec<Expectations>, Error> {
-    cases
-        .iter()
-        .map(|loaded| {
-            graders.expectations(&loaded.case.expect).map_err(|message| {
-                Error::invalid(
-                    "case file",
-                    &loaded.file,
-                    loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
-                    format!("case `{}`: {message}", loaded.case.id),
-                )
-                .with_hint(format!(
-                    "suite `{name}` grades with {}; the README's Graders section shows each one's `expect`",
-                    suite
-                        .grader
-                        .iter()
-                        .map(GraderConfig::kind)
-                        .collect::<Vec<_>>()
-                        .join(" + ")
-                ))
-            })
-        })
-        .collect()
+    loaded: &LoadedCase,
+) -> Result<Expectations, Error> {
+    graders.expectations(&loaded.case.expect).map_err(|message| {
+        Error::invalid(
+            "case file",
+            &loaded.file,
+            loaded.line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+            format!("case `{}`: {message}", loaded.case.id),
+        )
+        .with_hint(format!(
+            "suite `{name}` grades with {}; the README's Graders section shows each one's `expect`",
+            suite
+                .grader
+                .iter()
+                .map(GraderConfig::kind)
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -100,21 +95,8 @@ mod tests {
             file: "cases/triage/c.jsonl".into(),
             line: Some(7),
         };
-        let read = expectations(
-            "triage",
-            suite,
-            &graders,
-            &[case(serde_json::json!({"label": "notify"}))],
-        )
-        .unwrap();
-        assert_eq!(read.len(), 1);
-        let error = expectations(
-            "triage",
-            suite,
-            &graders,
-            &[case(serde_json::json!({"label": "maybe"}))],
-        )
-        .unwrap_err();
+        expectation("triage", suite, &graders, &case(serde_json::json!({"label": "notify"}))).unwrap();
+        let error = expectation("triage", suite, &graders, &case(serde_json::json!({"label": "maybe"}))).unwrap_err();
         assert!(
             error
                 .to_string()

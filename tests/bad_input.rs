@@ -52,7 +52,7 @@ fn malformed_case_json_names_file_and_line() {
     let (_server, project) = project();
     project.write(
         "cases/s/more.jsonl",
-        "{\"id\": \"x\", \"expect\": {\"label\": \"notify\"}}\n{\"id\": \"y\", \"expect\": \n",
+        "{\"id\": \"x\", \"vars\": {\"rule\": \"r\", \"finding\": {}}, \"expect\": {\"label\": \"notify\"}}\n{\"id\": \"y\", \"expect\": \n",
     );
     fails_with(&project, &["run"], 2, &["cases/s/more.jsonl", "line 2"]);
 }

@@ -249,6 +249,12 @@ impl Graders {
         self.expectations(expect).map(drop)
     }
 
+    /// Whether grading reads the case itself (a judge renders its rubric with the case's
+    /// variables), beyond the expectations parsed from it.
+    pub fn reads_cases(&self) -> bool {
+        self.0.iter().any(|grader| matches!(grader, Grader::Judge(_)))
+    }
+
     /// Check before any call what grading `loaded` will need: a judge's rubric must render
     /// for it (with an empty answer), so that it fails now and not after every answer is paid.
     pub fn prepare(&self, loaded: &LoadedCase) -> Result<(), Error> {
