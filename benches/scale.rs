@@ -6,7 +6,9 @@
 //! time's `%M` (Debian: `time`).
 //!
 //! `PROMPTGATE_TEST_BINARY` runs another build (e.g. an older one, for before-and-after
-//! figures); `PROMPTGATE_SCALE` limits the sizes (e.g. `10000,50000`).
+//! figures); `PROMPTGATE_SCALE` limits the sizes (e.g. `10000,50000`);
+//! `PROMPTGATE_SCALE_KEEP=1` keeps each project folder, its warm cache in it, and prints where
+//! (to profile a replay again without paying for the live run).
 //! Run with `cargo bench --bench scale`.
 
 mod common;
@@ -100,6 +102,10 @@ fn main() {
         let curl_wall = curl(&project, &url, body.as_bytes(), samples);
         assert_eq!(server.request_count(), 2 * samples, "curl sent every request");
         let ideal = samples as f64 * LATENCY.as_secs_f64() / CONCURRENCY as f64;
+        if std::env::var_os("PROMPTGATE_SCALE_KEEP").is_some() {
+            let kept = project.dir.keep();
+            println!("{samples:>7} samples: project kept in {}", kept.display());
+        }
         println!(
             "{samples:>7} samples: live {live:.2} s (ideal {ideal:.2} s; curl --parallel {curl_wall:.2} s, ratio {:.3}), peak RSS {:.1} MiB; warm replay {replay:.2} s, peak RSS {:.1} MiB",
             live / curl_wall,
