@@ -2,7 +2,7 @@
 //! JSON schema, read from a TOML file. A prompt's version is the SHA-256 of its canonical content.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,45 @@ pub struct Prompt {
     pub tool_choice: Option<ToolChoice>,
     environment: Environment<'static>,
     has_system: bool,
+    /// What rendering `system` (0) and `user` (1) needs besides the case, worked out once.
+    roles: [RoleTemplate; 2],
+}
+
+/// What every render of one role's template needs besides the case: worked out at its first
+/// render rather than at each (a replay renders every case of a suite).
+#[derive(Debug, Default)]
+struct RoleTemplate {
+    /// The variables the template reads that are not globals, sorted.
+    reads: OnceLock<Vec<String>>,
+    /// The message printed if a render passes its memory budget, before and after the case's
+    /// name (see [`Prompt::over_budget`]).
+    over_budget: OnceLock<(String, String)>,
+}
+
+/// A case's template context: its variables and `case_id` (which wins over a variable of that
+/// name), serialized without copying the variables.
+struct Context<'a> {
+    vars: &'a serde_json::Map<String, Value>,
+    case_id: &'a str,
+}
+
+impl Context<'_> {
+    fn contains_key(&self, name: &str) -> bool {
+        name == "case_id" || self.vars.contains_key(name)
+    }
+}
+
+impl Serialize for Context<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let own = self.vars.keys().filter(|k| *k != "case_id").count();
+        let mut map = serializer.serialize_map(Some(own + 1))?;
+        for (key, value) in self.vars.iter().filter(|(k, _)| *k != "case_id") {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("case_id", self.case_id)?;
+        map.end()
+    }
 }
 
 /// One chat message.
@@ -153,6 +192,7 @@ impl Prompt {
             tool_choice,
             environment,
             has_system,
+            roles: Default::default(),
         })
     }
 
@@ -172,8 +212,10 @@ impl Prompt {
     /// Render the messages for one case. A variable the case does not define is an error naming
     /// the case, the template and the line.
     pub fn render(&self, loaded: &LoadedCase) -> Result<RenderedPrompt, Error> {
-        let mut context = loaded.case.vars.clone();
-        context.insert("case_id".into(), Value::String(loaded.case.id.clone()));
+        let context = Context {
+            vars: &loaded.case.vars,
+            case_id: &loaded.case.id,
+        };
         let mut values = None;
         let mut messages = Vec::with_capacity(2);
         let roles: &[&str] = if self.has_system {
@@ -188,13 +230,16 @@ impl Prompt {
                 .map_err(|err| self.template_error(role, &err, None, None))?;
             // Strict undefined still lets a filter such as `tojson` turn a missing variable into
             // `null`, so check every variable the template reads before rendering.
-            let mut missing: Vec<String> = template
-                .undeclared_variables(false)
-                .into_iter()
-                .filter(|name| !context.contains_key(name) && self.environment.globals().all(|(g, _)| g != name))
-                .collect();
-            missing.sort();
-            if let Some(name) = missing.first() {
+            let reads = self.role(role).reads.get_or_init(|| {
+                let mut reads: Vec<String> = template
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|name| self.environment.globals().all(|(g, _)| g != name))
+                    .collect();
+                reads.sort();
+                reads
+            });
+            if let Some(name) = reads.iter().find(|name| !context.contains_key(name)) {
                 let err = minijinja::Error::new(
                     minijinja::ErrorKind::UndefinedError,
                     format!("variable `{name}` is not defined"),
@@ -233,21 +278,36 @@ impl Prompt {
         })
     }
 
-    /// What the process prints if rendering `role` for `loaded` passes its memory budget.
+    /// What rendering `role` needs besides the case.
+    fn role(&self, role: &str) -> &RoleTemplate {
+        &self.roles[usize::from(role != "system")]
+    }
+
+    /// What the process prints if rendering `role` for `loaded` passes its memory budget. It
+    /// must be ready before every render, so the parts that do not name the case are made
+    /// (and masked) once per role: made whole for each case, they were a tenth of a replay.
     fn over_budget(&self, role: &str, loaded: &LoadedCase) -> String {
-        let err = minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            format!(
-                "the template held more than {} MiB of memory",
-                memory::RENDER_BUDGET >> 20
-            ),
-        );
-        self.template_error(role, &err, None, Some(loaded))
-            .with_hint(
-                "a string that doubles (`{% set s = s ~ s %}`) or a `replace` or list `+` inside a loop grows \
-                 without bound; build the text in one pass, or render less of the finding",
-            )
-            .for_terminal(false)
+        let (head, tail) = self.role(role).over_budget.get_or_init(|| {
+            let err = minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "the template held more than {} MiB of memory",
+                    memory::RENDER_BUDGET >> 20
+                ),
+            );
+            let text = self
+                .template_error(role, &err, None, None)
+                .with_hint(
+                    "a string that doubles (`{% set s = s ~ s %}`) or a `replace` or list `+` inside a loop grows \
+                     without bound; build the text in one pass, or render less of the finding",
+                )
+                .for_terminal(false);
+            // The first line is the error, the rest its hint: the case goes at the error's end.
+            let end = text.find('\n').unwrap_or(text.len());
+            (text[..end].to_string(), text[end..].to_string())
+        });
+        let case = format!(" while rendering case `{}` from {}", loaded.case.id, loaded.location());
+        format!("{head}{}{tail}", crate::secrets::process().mask(&case))
     }
 
     fn template_error(
