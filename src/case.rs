@@ -25,13 +25,14 @@ pub struct Case {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Where the case came from: `{"kind": "synthetic" | "production-miss" | "public-sample", ...}`.
+    // Boxed, as is `attacker_fields`: rarely there, and every case of a suite is held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<Value>,
+    pub source: Option<Box<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     /// Where an attacker writes in this case's finding, over the suite's `robustness.fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attacker_fields: Option<AttackerFields>,
+    pub attacker_fields: Option<Box<AttackerFields>>,
 }
 
 /// A case's own attacker-writable fields: `only` replaces the suite's, `add` extends them

@@ -263,6 +263,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     );
     let mut policies = policies(&selections, options.sequential.as_ref())?;
     let (tallies, cache_failure) = sample(&selections, &mut policies, sampler, options.answers).await?;
+    let selections = sampled(selections, options.answers);
 
     let mut results = Vec::with_capacity(selections.len());
     // Priced at batch prices when the batches answered every call (none fell back online).
@@ -482,6 +483,19 @@ async fn sample(
     }
     let cache_failure = sampler.finish()?;
     Ok((tallies, cache_failure))
+}
+
+/// The selections once sampling is over, without what only sampling read (each case's
+/// expectations and, unless a report shows answers, its rendered prompt): freed before the
+/// results are made, which is when a run holds the most.
+fn sampled(mut selections: Vec<Selection>, answers: bool) -> Vec<Selection> {
+    for selection in &mut selections {
+        selection.expectations = Arc::new(Vec::new());
+        if !answers {
+            selection.prompts = Vec::new();
+        }
+    }
+    selections
 }
 
 /// What the variants of a family selection did against the same model's answers to the cases
@@ -863,13 +877,7 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         None => Vec::new(),
     };
     let mut result = aggregate::aggregate(identity, tallies, prices_of(model, batch), settings);
-    for (index, ((case, loaded), prompt)) in result
-        .per_case
-        .iter_mut()
-        .zip(selection.cases.iter())
-        .zip(&selection.prompts)
-        .enumerate()
-    {
+    for (index, (case, loaded)) in result.per_case.iter_mut().zip(selection.cases.iter()).enumerate() {
         case.position = selection.positions.as_ref().map(|p| p[index]);
         if let Some(family) = &selection.family {
             let mut grades = graded[index].clone();
@@ -886,14 +894,15 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
                 .collect();
         }
         // Answers were kept: say what each case checks and what its prompt was.
-        if let Some(mut detail) = case.detail.take() {
+        // (Prompts are kept after sampling when answers are.)
+        if let Some((mut detail, prompt)) = case.detail.take().zip(selection.prompts.get(index)) {
             // In a family, each sample answered a variant: say which.
             if let Some(family) = &selection.family {
                 for answer in &mut detail.answers {
                     answer.variant = family.variants[index].get(answer.sample as usize).map(|v| v.0.clone());
                 }
             }
-            case.detail = Some(CaseDetail::of(&loaded.case, prompt, detail.answers));
+            case.detail = Some(Box::new(CaseDetail::of(&loaded.case, prompt, detail.answers)));
         }
     }
     result

@@ -343,9 +343,10 @@ pub struct CaseResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latencies_ms: Vec<u64>,
     /// What the case checks, its prompt and every sample's answer: kept when a report shows
-    /// answers (see `answers`), absent otherwise.
+    /// answers (see `answers`), absent otherwise. Boxed: absent in most runs, it would
+    /// otherwise take half of every case's result (and tally) in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<crate::answers::CaseDetail>,
+    pub detail: Option<Box<crate::answers::CaseDetail>>,
     /// The baseline's outcome of this case (`gate` only, for cases the baseline has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::answers::PastCase>,

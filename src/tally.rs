@@ -129,10 +129,10 @@ impl CaseTally {
         self.result.latencies_ms = self.latencies.into_iter().map(|(_, latency)| latency).collect();
         if let Some(mut answers) = self.answers {
             answers.sort_by_key(|answer| answer.sample);
-            self.result.detail = Some(CaseDetail {
+            self.result.detail = Some(Box::new(CaseDetail {
                 answers,
                 ..CaseDetail::default()
-            });
+            }));
         }
         self.totals.first_error = self.first_error.map(|(_, message)| message);
         (self.result, self.totals)

@@ -347,7 +347,7 @@ impl Target {
             vars,
             expect,
             tags,
-            source: Some(source),
+            source: Some(Box::new(source)),
             notes: note,
             attacker_fields: None,
         };

@@ -440,11 +440,11 @@ mod tests {
     #[test]
     fn a_run_page_has_no_baseline_column_and_a_gate_page_shows_the_baselines_answers() {
         let mut run = record(vec![result("s", &[5, 2])]);
-        run.results[0].per_case[1].detail = Some(CaseDetail {
+        run.results[0].per_case[1].detail = Some(Box::new(CaseDetail {
             about: "rule <i>".into(),
             tags: vec!["b\"tag".into(), "a".into()],
             ..CaseDetail::default()
-        });
+        }));
         let page = page(&run);
         assert_eq!(page.matches("<tr class=\"case ").count(), 2);
         assert!(!page.contains("<th>baseline</th>"));

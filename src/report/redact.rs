@@ -64,7 +64,7 @@ mod tests {
     fn one_account_is_one_placeholder_across_prompt_answers_and_baseline() {
         let mut record = crate::testing::record(vec![crate::testing::result("triage", &[1])]);
         let case = &mut record.results[0].per_case[0];
-        case.detail = Some(CaseDetail {
+        case.detail = Some(Box::new(CaseDetail {
             prompt: "finding: arn:aws:iam::210987654328:user/alice from 203.0.113.9".into(),
             answers: vec![SampleAnswer {
                 sample: 0,
@@ -74,7 +74,7 @@ mod tests {
                 variant: None,
             }],
             ..CaseDetail::default()
-        });
+        }));
         case.baseline = Some(PastCase {
             correct: 1,
             samples: 1,
