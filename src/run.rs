@@ -436,7 +436,7 @@ async fn sample(
                         (job, request, selection.provider_name.as_str())
                     })
                     .collect();
-                sampler.submit_many(requests)?;
+                sampler.submit_many(requests);
             }
             let Some(answered) = sampler.next().await else {
                 if look.is_empty() {
@@ -475,7 +475,7 @@ async fn sample(
                         purpose: Purpose::Grading,
                         ..job
                     };
-                    sampler.submit(job, &question.request, &question.provider)?;
+                    sampler.submit(job, &question.request, &question.provider);
                     asked.insert(job, (response, question));
                 }
             }

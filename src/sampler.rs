@@ -80,6 +80,13 @@ pub struct Sampler<'a, I> {
     writer: Option<Arc<cache::Writer>>,
     holder: Arc<lease::Holder>,
     progress: Option<ProgressBar>,
+    /// Calls submitted and not yet looked up in the cache, with their provider's place in
+    /// `providers`: looked up together when the answers at hand run out (see
+    /// [`Sampler::next`]), so that a replay reads its answers in batches, not one transaction
+    /// per answer.
+    pending: Vec<(I, Request, usize)>,
+    /// The providers named in submissions, so that a pending call holds an index, not a name.
+    providers: Vec<String>,
     /// Answers known at submission: cache hits and offline misses.
     ready: VecDeque<(I, Answer)>,
     /// Misses submitted since the last [`Sampler::next`]: (index, key, request, provider).
@@ -93,9 +100,13 @@ pub struct Sampler<'a, I> {
 }
 
 /// The window of a run at `concurrency`: enough queued behind the calls in flight that a slot
-/// never waits for the run to submit, and enough cache hits at hand to grade in a batch.
+/// never waits for the run to submit, enough cache hits at hand to grade in a batch, and room
+/// for the calls waiting out a `Retry-After` (they give their slot back, but stay in the
+/// window): with 30% of calls told to wait a second at C = 64, about 400 wait at once, and a
+/// window of 4 × C held the run back by a second per 2,000 calls. A call in the window is a
+/// request and a task, a few kilobytes: 1,024 of them are a few megabytes.
 pub fn window(concurrency: usize) -> usize {
-    concurrency.max(1).saturating_mul(4).max(256)
+    concurrency.max(1).saturating_mul(16).max(1024)
 }
 
 impl<'a, I: Send + 'static> Sampler<'a, I> {
@@ -113,6 +124,8 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             writer: None,
             holder: Arc::new(lease::Holder::new()),
             progress: None,
+            pending: Vec::new(),
+            providers: Vec::new(),
             ready: VecDeque::new(),
             misses: Vec::new(),
             tasks: JoinSet::new(),
@@ -121,16 +134,32 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
         }
     }
 
-    /// Ask for the answer to `request` on the provider named `provider`. A cached answer is
-    /// ready at once; a miss becomes a call when [`Sampler::next`] is next asked (so that the
-    /// look-ups of a look are not slowed by its first calls). Calls start in the order they
-    /// were submitted.
-    pub fn submit(&mut self, index: I, request: &Request, provider: &str) -> Result<(), Error> {
-        self.submit_many(vec![(index, request.clone(), provider)])
+    /// Ask for the answer to `request` on the provider named `provider`. It is looked up in
+    /// the cache when [`Sampler::next`] has no answer at hand, with every other call submitted
+    /// by then; a miss then becomes a call. Calls start in the order they were submitted.
+    pub fn submit(&mut self, index: I, request: &Request, provider: &str) {
+        self.submit_many(vec![(index, request.clone(), provider)]);
     }
 
-    /// [`Sampler::submit`] for several requests, looked up in the cache in one transaction.
-    pub fn submit_many(&mut self, requests: Vec<(I, Request, &str)>) -> Result<(), Error> {
+    /// [`Sampler::submit`] for several requests.
+    pub fn submit_many(&mut self, requests: Vec<(I, Request, &str)>) {
+        self.pending.reserve(requests.len());
+        for (index, request, provider) in requests {
+            let place = match self.providers.iter().position(|known| known == provider) {
+                Some(place) => place,
+                None => {
+                    self.providers.push(provider.to_string());
+                    self.providers.len() - 1
+                }
+            };
+            self.pending.push((index, request, place));
+        }
+    }
+
+    /// Look up every pending call in the cache, in one read transaction: a hit is ready, a
+    /// miss waits to be called (or, offline, fails).
+    fn look_up_pending(&mut self) -> Result<(), Error> {
+        let requests = std::mem::take(&mut self.pending);
         let mut keys = Vec::with_capacity(requests.len());
         for (_, request, _) in &requests {
             let known = self
@@ -151,39 +180,37 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             keys.push(cache::key_with(request, &self.prompt_keys[position].1));
         }
         let answers = self.cache.get_many(&keys)?;
-        for (((index, request, provider), key), answer) in requests.into_iter().zip(keys).zip(answers) {
+        for (((index, request, place), key), answer) in requests.into_iter().zip(keys).zip(answers) {
             if let Some(response) = answer {
                 self.ready.push_back((index, Answer::Cached(response)));
             } else if self.options.offline {
                 let error = ProviderError::new(FailureKind::OfflineMiss, "not in the cache (--offline)");
                 self.ready.push_back((index, Answer::Failed { error, attempts: 0 }));
             } else {
-                self.misses.push((index, key, request, provider.to_string()));
+                self.misses.push((index, key, request, self.providers[place].clone()));
             }
         }
         Ok(())
     }
 
-    /// How many more the caller may submit now: what the sampler holds (answers waiting, calls
-    /// queued and under way) stays within its window. A caller that submits only that many
-    /// keeps a run's memory bounded by its concurrency, whatever the suite's size.
-    ///
-    /// Room opens half a window at a time: refilled one answer at a time, a warm replay read
-    /// each answer in a transaction of its own, and the transactions cost more than the
-    /// look-ups. Half a window still queues more calls than run at once (see [`window`]).
+    /// How many more the caller may submit now: what the sampler holds (calls not yet looked
+    /// up, answers waiting, calls queued and under way) stays within its window. A caller that
+    /// submits only that many keeps a run's memory bounded by its concurrency, whatever the
+    /// suite's size.
     pub fn room(&self) -> usize {
-        let free = self
-            .window
-            .saturating_sub(self.ready.len() + self.misses.len() + self.tasks.len());
-        if free >= self.window / 2 {
-            free
-        } else {
-            0
-        }
+        self.window
+            .saturating_sub(self.pending.len() + self.ready.len() + self.misses.len() + self.tasks.len())
     }
 
     /// The next answer, in the order they arrive; `None` when every submitted call is answered.
     pub async fn next(&mut self) -> Option<Result<(I, Answer), Error>> {
+        // The answers at hand first: by the time they run out, a caller that refills as room
+        // opens has submitted about a window's worth, looked up together.
+        if self.ready.is_empty() && !self.pending.is_empty() {
+            if let Err(error) = self.look_up_pending() {
+                return Some(Err(error));
+            }
+        }
         // Calls first, so that they run while the answers at hand are graded.
         for (index, key, request, provider) in std::mem::take(&mut self.misses) {
             if let Err(error) = self.call(index, key, request, &provider).await {
@@ -436,7 +463,7 @@ mod tests {
         };
         let mut sampler = Sampler::new(&config, options, Arc::clone(&cache));
         for index in 0..3u32 {
-            sampler.submit(index, &request(index, &prompt), "local").unwrap();
+            sampler.submit(index, &request(index, &prompt), "local");
         }
         let mut answers = Vec::new();
         while let Some(answer) = sampler.next().await {
@@ -465,8 +492,8 @@ mod tests {
             progress: false,
             env: &env,
         };
-        assert_eq!((window(2), window(64), window(0)), (256, 256, 256));
-        assert_eq!(window(100), 400);
+        assert_eq!((window(2), window(64), window(0)), (1024, 1024, 1024));
+        assert_eq!(window(100), 1600);
         let mut sampler = Sampler::new(&config, options, cache);
         let total = 2_000u32;
         let (mut submitted, mut answered, mut most) = (0, 0, 0);
@@ -475,7 +502,7 @@ mod tests {
             let batch = (submitted..submitted + room)
                 .map(|i| (i, request(i, &prompt), "local"))
                 .collect();
-            sampler.submit_many(batch).unwrap();
+            sampler.submit_many(batch);
             submitted += room;
             most = most.max(submitted - answered);
             match sampler.next().await {
@@ -488,6 +515,6 @@ mod tests {
             }
         }
         assert_eq!((submitted, answered), (total, total));
-        assert_eq!(most, 256);
+        assert_eq!(most, 1024);
     }
 }
