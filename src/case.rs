@@ -230,7 +230,7 @@ fn parse_case(
                     root.display()
                 ))
             })?;
-            let content = match shared_files.content.get(&target) {
+            let content = match shared_files.content(&target) {
                 Some(content) => content.clone(),
                 None => {
                     let content = read_var_file(&target).map_err(|err| {
@@ -240,7 +240,7 @@ fn parse_case(
                             folder.display()
                         ))
                     })?;
-                    shared_files.content.insert(target.clone(), content.clone());
+                    shared_files.keep(target, content.clone());
                     content
                 }
             };
@@ -254,17 +254,40 @@ fn parse_case(
     })
 }
 
-/// The `$file`s of one load: each reference resolved once and each file read once, however
-/// many cases name it (resolving is a system call per path component).
+/// Files whose content a load keeps for the cases that name them again: the last ones read.
+const SHARED_FILES_KEPT: usize = 256;
+
+/// The `$file`s of one load: each reference resolved once (resolving is a system call per
+/// path component), and the content of the last [`SHARED_FILES_KEPT`] files read kept, so a
+/// finding that several cases share is read once. Not every file's: in a suite where each
+/// case has its own finding, that would hold every finding at once, which streaming the
+/// cases exists to avoid.
 #[derive(Default)]
 struct SharedFiles {
     /// A reference joined to its case file's folder → the file it resolves to.
     resolved: HashMap<PathBuf, PathBuf>,
-    /// A resolved file → its content.
+    /// A resolved file → its content, for the files in `read`.
     content: HashMap<PathBuf, Value>,
+    /// The files in `content`, oldest first.
+    read: std::collections::VecDeque<PathBuf>,
 }
 
 impl SharedFiles {
+    fn content(&self, target: &Path) -> Option<&Value> {
+        self.content.get(target)
+    }
+
+    /// Keep `content` of `target`, forgetting the oldest file kept if there are too many.
+    fn keep(&mut self, target: PathBuf, content: Value) {
+        if self.read.len() == SHARED_FILES_KEPT {
+            if let Some(oldest) = self.read.pop_front() {
+                self.content.remove(&oldest);
+            }
+        }
+        self.read.push_back(target.clone());
+        self.content.insert(target, content);
+    }
+
     /// [`inside_project`], once per joined path.
     fn resolve(&mut self, joined: PathBuf, root: &Path) -> Result<PathBuf, String> {
         if let Some(target) = self.resolved.get(&joined) {
@@ -355,6 +378,56 @@ mod tests {
         assert_eq!(ids, ["a", "b1", "b2"]);
         assert_eq!(cases[0].case.vars["finding"]["Severity"]["Label"], "LOW");
         assert_eq!(cases[2].line, Some(3));
+    }
+
+    /// A load keeps the content of the last files it read, not of every file: one finding
+    /// per case, past the bound, still gives each case its own finding, and a finding shared
+    /// by the first and the last case is read again rather than held all along.
+    #[test]
+    fn a_load_keeps_only_the_last_files_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = SHARED_FILES_KEPT + 10;
+        write(dir.path(), "findings/shared.json", r#"{"Id": "shared"}"#);
+        let mut lines = String::from(
+            "{\"id\": \"first\", \"vars\": {\"f\": {\"$file\": \"findings/shared.json\"}}, \"expect\": {}}\n",
+        );
+        for index in 0..count {
+            write(
+                dir.path(),
+                &format!("findings/{index}.json"),
+                &format!(r#"{{"Id": "f{index}"}}"#),
+            );
+            lines.push_str(&format!(
+                "{{\"id\": \"c{index}\", \"vars\": {{\"f\": {{\"$file\": \"findings/{index}.json\"}}}}, \"expect\": {{}}}}\n"
+            ));
+        }
+        lines
+            .push_str("{\"id\": \"last\", \"vars\": {\"f\": {\"$file\": \"findings/shared.json\"}}, \"expect\": {}}\n");
+        write(dir.path(), "cases.jsonl", &lines);
+
+        let mut shared = SharedFiles::default();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        let text = std::fs::read_to_string(dir.path().join("cases.jsonl")).unwrap();
+        for (index, line) in text.lines().enumerate() {
+            let value: Value = serde_json::from_str(line).unwrap();
+            let loaded = parse_case(
+                value,
+                &dir.path().join("cases.jsonl"),
+                Some(index + 1),
+                &root,
+                &mut shared,
+            )
+            .unwrap();
+            seen.push(loaded.case.vars["f"]["Id"].as_str().unwrap().to_string());
+            assert!(shared.content.len() <= SHARED_FILES_KEPT && shared.read.len() == shared.content.len());
+        }
+        assert_eq!(seen.len(), count + 2);
+        assert_eq!((seen[0].as_str(), seen[count + 1].as_str()), ("shared", "shared"));
+        assert!(seen[1..=count].iter().enumerate().all(|(i, id)| *id == format!("f{i}")));
+        assert_eq!(shared.content.len(), SHARED_FILES_KEPT);
+        // Every reference was resolved once, the shared one included.
+        assert_eq!(shared.resolved.len(), count + 1);
     }
 
     #[test]
