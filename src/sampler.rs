@@ -357,7 +357,9 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
                 let permit = Arc::clone(&semaphore).acquire_owned().await.ok();
                 (provider_permit, permit)
             };
-            let mut attempted = provider.complete_releasing(&request, permits, acquire).await;
+            // Boxed, so that a task waiting for its slots is small: a call's future (the HTTP
+            // client's state) is kilobytes, and a window of tasks mostly waits.
+            let mut attempted = Box::pin(provider.complete_releasing(&request, permits, acquire)).await;
             if let Err(error) = &mut attempted.result {
                 error.message = secrets.mask(&error.message).into_owned();
             }
