@@ -230,7 +230,7 @@ fn parse_case(
                     root.display()
                 ))
             })?;
-            let content = match shared_files.content(&target) {
+            let content = match shared_files.content.get(&target) {
                 Some(content) => content.clone(),
                 None => {
                     let content = read_var_file(&target).map_err(|err| {
@@ -273,10 +273,6 @@ struct SharedFiles {
 }
 
 impl SharedFiles {
-    fn content(&self, target: &Path) -> Option<&Value> {
-        self.content.get(target)
-    }
-
     /// Keep `content` of `target`, forgetting the oldest file kept if there are too many.
     fn keep(&mut self, target: PathBuf, content: Value) {
         if self.read.len() == SHARED_FILES_KEPT {

@@ -89,7 +89,7 @@ pub struct Sampler<'a, I> {
     providers: Vec<String>,
     /// Answers known at submission: cache hits and offline misses.
     ready: VecDeque<(I, Answer)>,
-    /// Misses submitted since the last [`Sampler::next`]: (index, key, request, provider).
+    /// Misses found by the last look-up, not yet called: (index, key, request, provider).
     misses: Vec<(I, String, Request, String)>,
     tasks: JoinSet<Result<(I, Answer), Error>>,
     /// Answers received live so far: what a failed commit may have lost.
