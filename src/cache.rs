@@ -566,6 +566,11 @@ pub struct PromptKey {
 
 impl PromptKey {
     pub fn of(prompt: &RenderedPrompt) -> PromptKey {
+        PromptKey::with_schema(prompt, schema_key(prompt.response_schema.as_ref()))
+    }
+
+    /// [`PromptKey::of`], the canonical JSON of the prompt's schema given.
+    fn with_schema(prompt: &RenderedPrompt, response_schema: String) -> PromptKey {
         // A message's canonical form, written without building a JSON value of the messages
         // (a copy of every finding): keys sorted, `content` before `role`.
         let mut messages = Vec::with_capacity(prompt.messages.iter().map(|m| m.content.len() + 32).sum());
@@ -583,7 +588,7 @@ impl PromptKey {
         messages.push(b']');
         PromptKey {
             messages: digest::utf8(messages),
-            response_schema: digest::canonical_json(&json!(prompt.response_schema)),
+            response_schema,
             // Only present when used: keys of prompts without tools are unchanged.
             tools: (!prompt.tools.is_empty()).then(|| {
                 (
@@ -595,9 +600,87 @@ impl PromptKey {
     }
 }
 
+/// The canonical JSON of a response schema (`null` for none), as a key holds it.
+fn schema_key(schema: Option<&std::sync::Arc<crate::prompt::ResponseSchema>>) -> String {
+    digest::canonical_json(&json!(schema))
+}
+
 /// [`key`] with the prompt's share already computed. The object is written in canonical form
 /// (keys sorted, no spaces) by hand: the same bytes `digest::canonical_json` gives for it.
 pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
+    hex::encode(digest_with(request, prompt).0)
+}
+
+/// Prompt keys kept by [`Keys`].
+const PROMPT_KEYS: usize = 16;
+
+/// The keys of many requests. The k samples of a case share one rendered prompt, and so its
+/// share of the key: the keys of the prompts seen last (a case's samples come together) are
+/// kept, each with its prompt so that its address cannot be reused by another prompt. A few,
+/// not one per case: a suite's worth would grow with the suite.
+#[derive(Default)]
+pub struct Keys {
+    prompts: std::collections::VecDeque<(std::sync::Arc<RenderedPrompt>, PromptKey)>,
+    /// The last schema seen and its canonical JSON: the cases of a suite share their prompt's
+    /// schema, and canonicalizing it was a third of a prompt key.
+    schema: Option<(std::sync::Arc<crate::prompt::ResponseSchema>, String)>,
+}
+
+impl Keys {
+    /// The key of `request`, as a digest.
+    pub fn digest(&mut self, request: &Request) -> KeyDigest {
+        let known = self
+            .prompts
+            .iter()
+            .position(|(prompt, _)| std::sync::Arc::ptr_eq(prompt, &request.prompt));
+        let position = match known {
+            Some(position) => position,
+            None => {
+                if self.prompts.len() == PROMPT_KEYS {
+                    self.prompts.pop_front();
+                }
+                let schema = match (&request.prompt.response_schema, &self.schema) {
+                    (Some(schema), Some((known, key))) if std::sync::Arc::ptr_eq(schema, known) => key.clone(),
+                    (Some(schema), _) => {
+                        let key = schema_key(Some(schema));
+                        self.schema = Some((std::sync::Arc::clone(schema), key.clone()));
+                        key
+                    }
+                    (None, _) => schema_key(None),
+                };
+                let key = PromptKey::with_schema(&request.prompt, schema);
+                self.prompts.push_back((std::sync::Arc::clone(&request.prompt), key));
+                self.prompts.len() - 1
+            }
+        };
+        digest_with(request, &self.prompts[position].1)
+    }
+}
+
+/// What an answer is looked up by (see `Cache::answer_sql`).
+#[derive(Clone, Copy)]
+enum By {
+    Key,
+    Rowid,
+}
+
+/// A cache key as a digest: what [`key_with`] writes in hex. Lowercase hex keeps the order of
+/// the bytes, so sorting digests sorts keys as SQLite's index holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyDigest(pub [u8; 32]);
+
+impl KeyDigest {
+    /// The key as stored: 64 lowercase hex digits, written into `buffer`.
+    fn hex<'b>(&self, buffer: &'b mut [u8; 64]) -> &'b str {
+        // 32 bytes always fill 64 digits, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(self.0, buffer);
+        std::str::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// [`key_with`] as a digest.
+pub fn digest_with(request: &Request, prompt: &PromptKey) -> KeyDigest {
+    use sha2::{Digest, Sha256};
     let mut text: Vec<u8> = Vec::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
     // Only present when set: keys without an epoch are unchanged. It sorts first.
     text.push(b'{');
@@ -625,7 +708,7 @@ pub fn key_with(request: &Request, prompt: &PromptKey) -> String {
         text.extend_from_slice(tools.as_bytes());
     }
     text.push(b'}');
-    digest::sha256_hex(&text)
+    KeyDigest(Sha256::digest(&text).into())
 }
 
 /// The canonical JSON of sampling parameters (keys sorted, absent ones left out), each value
@@ -854,22 +937,87 @@ impl Cache {
     }
 
     fn lookup(&self, connection: &Connection, key: &str) -> Result<Option<Response>, CacheError> {
-        let fail = self.failed("read an answer");
-        // The raw body is not read: nothing downstream of the cache needs it, and it is most of
-        // a row (a warm replay reads hundreds of thousands). An older file read as it is has no
-        // version columns: the provider's name stands in, and the version comes from the raw
-        // body below.
-        let sql = if self.has_version_columns {
-            "SELECT text, tool_calls, NULL, input_tokens, output_tokens, latency_ms,
-                    resolved_model, system_fingerprint
-             FROM responses WHERE key = ?1"
+        let mut statement = connection
+            .prepare_cached(self.answer_sql(By::Key))
+            .map_err(self.failed("read an answer"))?;
+        self.read_answer(&mut statement, key, || key.to_string())
+    }
+
+    /// The answers stored under `keys`, each handed to `found` with its place in `keys`; keys
+    /// with no answer are not reported. The keys are looked up in the index in sorted order,
+    /// then the rows they name are read in the order they lie in the file, all in one read
+    /// transaction. Keys are hashes: looked up in a run's order, each answer read a page of the
+    /// index and a page of the table at random (two page reads from the OS an answer, most of
+    /// a warm replay's time); in these orders each page is read about once per call.
+    pub fn get_ordered<E: From<CacheError>>(
+        &self,
+        keys: &[KeyDigest],
+        mut found: impl FnMut(usize, Response) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let fail = self.failed("read answers");
+        let mut order: Vec<u32> = (0..u32::try_from(keys.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_unstable_by_key(|&place| keys[place as usize]);
+        let connection = self.connection();
+        let transaction = connection.unchecked_transaction().map_err(&fail)?;
+        let mut rows: Vec<(i64, u32)> = Vec::with_capacity(keys.len());
+        {
+            let mut statement = transaction
+                .prepare_cached("SELECT rowid FROM responses WHERE key = ?1")
+                .map_err(&fail)?;
+            let mut buffer = [0u8; 64];
+            for place in order {
+                let key = keys[place as usize].hex(&mut buffer);
+                if let Some(rowid) = statement.query_row([key], |row| row.get(0)).optional().map_err(&fail)? {
+                    rows.push((rowid, place));
+                }
+            }
+        }
+        rows.sort_unstable();
+        let mut statement = transaction.prepare_cached(self.answer_sql(By::Rowid)).map_err(&fail)?;
+        for (rowid, place) in rows {
+            let key = || hex::encode(keys[place as usize].0);
+            if let Some(response) = self.read_answer(&mut statement, rowid, key)? {
+                found(place as usize, response)?;
+            }
+        }
+        drop(statement);
+        // Read only: ending it either way releases the read lock.
+        transaction.commit().map_err(&fail)?;
+        Ok(())
+    }
+
+    /// The query of one answer by key or by row. The raw body is not read: nothing downstream
+    /// of the cache needs it, and it is most of a row (a warm replay reads hundreds of
+    /// thousands). An older file read as it is has no version columns: the provider's name
+    /// stands in, and the version comes from the raw body (see `read_answer`).
+    fn answer_sql(&self, by: By) -> &'static str {
+        macro_rules! answer {
+            ($columns:literal) => {
+                match by {
+                    By::Key => concat!("SELECT ", $columns, " FROM responses WHERE key = ?1"),
+                    By::Rowid => concat!("SELECT ", $columns, " FROM responses WHERE rowid = ?1"),
+                }
+            };
+        }
+        if self.has_version_columns {
+            answer!(
+                "text, tool_calls, NULL, input_tokens, output_tokens, latency_ms, resolved_model, system_fingerprint"
+            )
         } else {
-            "SELECT text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, provider, NULL
-             FROM responses WHERE key = ?1"
-        };
-        let mut statement = connection.prepare_cached(sql).map_err(&fail)?;
+            answer!("text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, provider, NULL")
+        }
+    }
+
+    /// The answer [`Cache::answer_sql`]'s `statement` finds for `by`, if any; `key` names the
+    /// entry in an error.
+    fn read_answer(
+        &self,
+        statement: &mut rusqlite::CachedStatement<'_>,
+        by: impl rusqlite::ToSql,
+        key: impl FnOnce() -> String,
+    ) -> Result<Option<Response>, CacheError> {
         let row = statement
-            .query_row([key], |row| {
+            .query_row([by], |row| {
                 Ok((
                     row.get::<_, Option<String>>(0)?,
                     row.get::<_, String>(1)?,
@@ -882,7 +1030,7 @@ impl Cache {
                 ))
             })
             .optional()
-            .map_err(&fail)?;
+            .map_err(self.failed("read an answer"))?;
         let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, model, fingerprint)) = row
         else {
             return Ok(None);
@@ -897,7 +1045,7 @@ impl Cache {
         };
         let tool_calls = serde_json::from_str(&tool_calls).map_err(|e| CacheError::Entry {
             path: self.path.clone(),
-            key: key.to_string(),
+            key: key(),
             message: format!("has unreadable tool calls: {e}"),
         })?;
         let usage = match (input_tokens, output_tokens) {
@@ -1370,10 +1518,25 @@ mod tests {
                 content: "検出結果: {\"Severity\": {\"Label\": \"HIGH\"}} \\ </script>".into(),
             },
         ];
+        // Another prompt with the same schema, then another schema: what `Keys` remembers of a
+        // schema must follow the prompt's.
+        let mut same_schema = with_tools.clone();
+        std::sync::Arc::make_mut(&mut same_schema.prompt).messages[0]
+            .content
+            .push_str(" again");
+        let mut other_schema = same_schema.clone();
+        std::sync::Arc::make_mut(&mut other_schema.prompt).response_schema =
+            Some(std::sync::Arc::new(crate::prompt::ResponseSchema {
+                name: "y".into(),
+                strict: false,
+                schema: json!({"enum": ["suppress"]}),
+            }));
         let cases = [
             request(0),
             request(7),
             with_tools,
+            same_schema,
+            other_schema,
             in_epoch,
             with_params(Some(0.7), Some(256), Some(0.9), Some(-3)),
             with_params(None, None, None, None),
@@ -1381,9 +1544,55 @@ mod tests {
             with_params(None, Some(u32::MAX), None, Some(i64::MIN)),
             escaped,
         ];
+        let mut keys = Keys::default();
         for request in cases {
             assert_eq!(key(&request), reference_key(&request), "{:?}", request.params);
+            assert_eq!(hex::encode(keys.digest(&request).0), reference_key(&request));
         }
+    }
+
+    #[test]
+    fn answers_looked_up_in_the_caches_order_are_each_given_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache.sqlite")).unwrap();
+        let requests: Vec<Request> = (0..40).map(request).collect();
+        let mut keys = Keys::default();
+        let digests: Vec<KeyDigest> = requests.iter().map(|r| keys.digest(r)).collect();
+        // Every third request answered, stored in an order unlike both the requests' and the
+        // keys', so that the index, the rows and the places all disagree.
+        let stored: Vec<usize> = (0..40).rev().filter(|i| i % 3 == 0).collect();
+        let entries: Vec<Entry> = stored
+            .iter()
+            .map(|&i| {
+                Entry::new(
+                    key(&requests[i]),
+                    &requests[i],
+                    Response::from_text(&format!("answer {i}")),
+                )
+            })
+            .collect();
+        cache.put_many(&entries).unwrap();
+        let mut found = Vec::new();
+        cache
+            .get_ordered(&digests, |place, response| {
+                found.push((place, response.text));
+                Ok::<(), CacheError>(())
+            })
+            .unwrap();
+        let mut places: Vec<usize> = found.iter().map(|(place, _)| *place).collect();
+        places.sort_unstable();
+        assert_eq!(places, (0..40).filter(|i| i % 3 == 0).collect::<Vec<_>>());
+        for (place, text) in &found {
+            assert_eq!(text.as_deref(), Some(format!("answer {place}").as_str()));
+        }
+        // A failure of the caller's stops the look-up and is returned as it is.
+        let mut seen = 0;
+        let stopped = cache.get_ordered(&digests, |_, _| {
+            seen += 1;
+            Err(CacheError::Writer("stopped"))
+        });
+        assert!(matches!(stopped, Err(CacheError::Writer("stopped"))));
+        assert_eq!(seen, 1);
     }
 
     #[test]

@@ -26,12 +26,12 @@ use crate::provider::{ProviderKind, Request, Response};
 use crate::robustness::{Family, FieldPath, Robustness};
 use crate::run_record::{GradedVariant, RunRecord, SuiteResult};
 use crate::sampler::{Sampler, SamplerOptions};
-use crate::sampling::{Fixed, SamplingPolicy, Sequential};
+use crate::sampling::{Fixed, Look, SamplingPolicy, Sequential};
 use crate::sequential::Design;
 use crate::shard::{Shard, ShardRecord};
 use crate::stats::IntervalMethod;
 use crate::suite;
-use crate::tally::{CaseTally, Purpose};
+use crate::tally::{Answer, CaseTally, Purpose};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Arc::clone(&cache),
     );
     let mut policies = policies(&selections, options.sequential.as_ref())?;
-    let (tallies, cache_failure) = sample(&selections, &mut policies, sampler, options.answers).await?;
+    let (tallies, cache_failure) = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
     let selections = sampled(selections, options.answers);
 
     let mut results = Vec::with_capacity(selections.len());
@@ -391,11 +391,22 @@ fn policies(
         .collect()
 }
 
+/// Samples of a look whose answers are looked up in the cache together, in the cache's order
+/// (see `Cache::get_ordered`): enough that a replay reads each page of the cache's index about
+/// once a batch (a 250,000-answer cache has about 5,000 index pages), few enough that their
+/// jobs and keys stay a few megabytes.
+const LOOK_UP_BATCH: usize = 1 << 15;
+
 /// Sample every selection as its policy asks, grading each answer as it arrives; the tallies
 /// of every case of every selection, and why the cache stopped taking answers, if it did.
+///
+/// Each batch of a look's samples is first looked up in the cache at once, and the answers
+/// found are graded there; only the rest go to the sampler, which calls them (or, offline,
+/// reports them missing) as it has room.
 async fn sample(
     selections: &[Selection],
     policies: &mut [Box<dyn SamplingPolicy>],
+    cache: &Cache,
     mut sampler: Sampler<'_, Job>,
     keep_answers: bool,
 ) -> Result<(Vec<Vec<CaseTally>>, Option<String>), Error> {
@@ -404,28 +415,59 @@ async fn sample(
     } else {
         CaseTally::new
     };
-    let mut tallies: Vec<Vec<CaseTally>> = selections
-        .iter()
-        .map(|s| s.cases.iter().map(|c| tally(&c.case.id)).collect())
-        .collect();
-    // Answers waiting for a grader's call: the answer and the grader's question.
-    let mut asked: HashMap<Job, (Response, Question)> = HashMap::new();
+    let mut grading = Grading {
+        selections,
+        tallies: selections
+            .iter()
+            .map(|s| s.cases.iter().map(|c| tally(&c.case.id)).collect())
+            .collect(),
+        asked: HashMap::new(),
+    };
+    let mut keys = crate::cache::Keys::default();
     loop {
-        // The look's samples, submitted as the sampler has room: a look of 250,000 samples is
-        // 250,000 small jobs here, not 250,000 requests and tasks.
-        let mut look: VecDeque<Job> = VecDeque::new();
-        for (index, policy) in policies.iter_mut().enumerate() {
-            look.extend(policy.next_look(&tallies[index]).into_iter().map(|(case, sample)| Job {
-                selection: index,
-                case,
-                sample,
-                purpose: Purpose::Sample,
-            }));
-        }
-        if look.is_empty() {
+        // The look's samples: a look of 250,000 samples is 250,000 small jobs here, not
+        // 250,000 requests and tasks.
+        let looks: Vec<(usize, Look)> = policies
+            .iter_mut()
+            .enumerate()
+            .map(|(index, policy)| (index, policy.next_look(&grading.tallies[index])))
+            .collect();
+        if looks.iter().all(|(_, look)| look.is_empty()) {
             break;
         }
+        let mut jobs = looks
+            .into_iter()
+            .flat_map(|(selection, look)| {
+                look.into_iter().map(move |(case, sample)| Job {
+                    selection,
+                    case,
+                    sample,
+                    purpose: Purpose::Sample,
+                })
+            })
+            .peekable();
+        // Jobs the cache did not answer, submitted as the sampler has room.
+        let mut look: VecDeque<Job> = VecDeque::new();
         loop {
+            if look.is_empty() && jobs.peek().is_some() {
+                let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
+                let digests: Vec<_> = batch
+                    .iter()
+                    .map(|job| keys.digest(&selections[job.selection].request(job.case, job.sample)))
+                    .collect();
+                let mut found = vec![false; batch.len()];
+                cache.get_ordered(&digests, |place, response| {
+                    found[place] = true;
+                    grading.take(&mut sampler, batch[place], Answer::Cached(response))
+                })?;
+                look.extend(
+                    batch
+                        .into_iter()
+                        .zip(found)
+                        .filter(|(_, found)| !found)
+                        .map(|(job, _)| job),
+                );
+            }
             let room = sampler.room().min(look.len());
             if room > 0 {
                 let requests = look
@@ -439,50 +481,67 @@ async fn sample(
                 sampler.submit_many(requests);
             }
             let Some(answered) = sampler.next().await else {
-                if look.is_empty() {
+                if look.is_empty() && jobs.peek().is_none() {
                     break;
                 }
                 continue;
             };
             let (job, answer) = answered?;
-            let selection = &selections[job.selection];
-            let loaded = &selection.cases[job.case];
-            let tally = &mut tallies[job.selection][job.case];
-            let (response, assessment) = match job.purpose {
-                Purpose::Sample => {
-                    let Some(response) = tally.call(job.sample, Purpose::Sample, answer) else {
-                        continue;
-                    };
-                    let expected = &selection.expectations[selection.position(job.case)];
-                    let assessment = selection.grader.assess(&response, expected, loaded)?;
-                    (response, assessment)
-                }
-                Purpose::Grading => {
-                    let (response, question) = asked
-                        .remove(&job)
-                        .ok_or_else(|| Error::internal("an answer to a question nobody asked"))?;
-                    let Some(judgment) = tally.call(job.sample, Purpose::Grading, answer) else {
-                        continue;
-                    };
-                    let assessment = selection.grader.answer(question, &judgment, &response, loaded)?;
-                    (response, assessment)
-                }
-            };
-            match assessment {
-                Assessment::Graded(grade) => tally.grade(job.sample, grade, &response),
-                Assessment::Ask(question) => {
-                    let job = Job {
-                        purpose: Purpose::Grading,
-                        ..job
-                    };
-                    sampler.submit(job, &question.request, &question.provider);
-                    asked.insert(job, (response, question));
-                }
-            }
+            grading.take(&mut sampler, job, answer)?;
         }
     }
     let cache_failure = sampler.finish()?;
-    Ok((tallies, cache_failure))
+    Ok((grading.tallies, cache_failure))
+}
+
+/// The tallies of a run's cases while it samples, and the answers waiting for a grader's call.
+struct Grading<'s> {
+    selections: &'s [Selection],
+    tallies: Vec<Vec<CaseTally>>,
+    /// Answers waiting for a grader's call: the answer and the grader's question.
+    asked: HashMap<Job, (Response, Question)>,
+}
+
+impl Grading<'_> {
+    /// Count the answer to `job` and grade it; a grader's question goes to `sampler`.
+    fn take(&mut self, sampler: &mut Sampler<'_, Job>, job: Job, answer: Answer) -> Result<(), Error> {
+        let selection = &self.selections[job.selection];
+        let loaded = &selection.cases[job.case];
+        let tally = &mut self.tallies[job.selection][job.case];
+        let (response, assessment) = match job.purpose {
+            Purpose::Sample => {
+                let Some(response) = tally.call(job.sample, Purpose::Sample, answer) else {
+                    return Ok(());
+                };
+                let expected = &selection.expectations[selection.position(job.case)];
+                let assessment = selection.grader.assess(&response, expected, loaded)?;
+                (response, assessment)
+            }
+            Purpose::Grading => {
+                let (response, question) = self
+                    .asked
+                    .remove(&job)
+                    .ok_or_else(|| Error::internal("an answer to a question nobody asked"))?;
+                let Some(judgment) = tally.call(job.sample, Purpose::Grading, answer) else {
+                    return Ok(());
+                };
+                let assessment = selection.grader.answer(question, &judgment, &response, loaded)?;
+                (response, assessment)
+            }
+        };
+        match assessment {
+            Assessment::Graded(grade) => tally.grade(job.sample, grade, &response),
+            Assessment::Ask(question) => {
+                let job = Job {
+                    purpose: Purpose::Grading,
+                    ..job
+                };
+                sampler.submit(job, &question.request, &question.provider);
+                self.asked.insert(job, (response, question));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The selections once sampling is over, without what only sampling read (each case's

@@ -22,13 +22,9 @@ use crate::config::Config;
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::lease;
-use crate::prompt::RenderedPrompt;
 use crate::provider::{FailureKind, Provider, ProviderError, Request, Response};
 use crate::secrets::Secrets;
 use crate::tally::Answer;
-
-/// Prompt keys kept (see `Sampler::prompt_keys`).
-const PROMPT_KEYS: usize = 16;
 
 /// The first and the longest wait before looking again at an answer another run is fetching.
 const LEASE_POLL_FIRST: Duration = Duration::from_millis(25);
@@ -69,11 +65,7 @@ pub struct Sampler<'a, I> {
     config: &'a Config,
     options: SamplerOptions<'a>,
     cache: Arc<Cache>,
-    /// The k samples of a case share one rendered prompt, and so its share of the key: the
-    /// keys of the prompts submitted last (a case's samples are submitted together), each kept
-    /// with its prompt so that its address cannot be reused by another prompt. A few, not one
-    /// per case: a suite's worth would grow with the suite.
-    prompt_keys: VecDeque<(Arc<RenderedPrompt>, cache::PromptKey)>,
+    keys: cache::Keys,
     live: HashMap<String, Live>,
     semaphore: Arc<Semaphore>,
     secrets: Arc<Secrets>,
@@ -117,7 +109,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             config,
             options,
             cache,
-            prompt_keys: VecDeque::with_capacity(PROMPT_KEYS),
+            keys: cache::Keys::default(),
             live: HashMap::new(),
             semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
             secrets: Arc::new(Secrets::from_env(options.env, &key_names)),
@@ -162,22 +154,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
         let requests = std::mem::take(&mut self.pending);
         let mut keys = Vec::with_capacity(requests.len());
         for (_, request, _) in &requests {
-            let known = self
-                .prompt_keys
-                .iter()
-                .position(|(prompt, _)| Arc::ptr_eq(prompt, &request.prompt));
-            let position = match known {
-                Some(position) => position,
-                None => {
-                    if self.prompt_keys.len() == PROMPT_KEYS {
-                        self.prompt_keys.pop_front();
-                    }
-                    let key = cache::PromptKey::of(&request.prompt);
-                    self.prompt_keys.push_back((Arc::clone(&request.prompt), key));
-                    self.prompt_keys.len() - 1
-                }
-            };
-            keys.push(cache::key_with(request, &self.prompt_keys[position].1));
+            keys.push(hex::encode(self.keys.digest(request).0));
         }
         let answers = self.cache.get_many(&keys)?;
         for (((index, request, place), key), answer) in requests.into_iter().zip(keys).zip(answers) {
@@ -407,7 +384,7 @@ fn progress_bar(enabled: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompt::Message;
+    use crate::prompt::{Message, RenderedPrompt};
     use crate::provider::ProviderKind;
     use crate::provider::SamplingParams;
 

@@ -12,11 +12,85 @@ use crate::run_record::SequentialSummary;
 use crate::sequential::{case_order, plan, Design, LookData, Monitor, Step};
 use crate::tally::CaseTally;
 
+/// The samples of a look, as (case index, sample index). A fixed run's one look names every
+/// sample of the suite: it is described, not listed, so that its jobs are made as they are
+/// taken (250,000 samples would otherwise be megabytes held for the whole run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Look {
+    /// Samples `0..samples` of cases `0..cases`, case by case.
+    Every {
+        cases: usize,
+        samples: u32,
+    },
+    Listed(Vec<(usize, u32)>),
+}
+
+impl Look {
+    pub fn len(&self) -> usize {
+        match self {
+            Look::Every { cases, samples } => cases.saturating_mul(*samples as usize),
+            Look::Listed(samples) => samples.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl IntoIterator for Look {
+    type Item = (usize, u32);
+    type IntoIter = LookSamples;
+
+    fn into_iter(self) -> LookSamples {
+        match self {
+            Look::Every { cases, samples } => LookSamples::Every {
+                cases,
+                samples,
+                next: (0, 0),
+            },
+            Look::Listed(listed) => LookSamples::Listed(listed.into_iter()),
+        }
+    }
+}
+
+/// The samples of a [`Look`], in order.
+pub enum LookSamples {
+    Every {
+        cases: usize,
+        samples: u32,
+        next: (usize, u32),
+    },
+    Listed(std::vec::IntoIter<(usize, u32)>),
+}
+
+impl Iterator for LookSamples {
+    type Item = (usize, u32);
+
+    fn next(&mut self) -> Option<(usize, u32)> {
+        match self {
+            LookSamples::Every { cases, samples, next } => {
+                if next.0 >= *cases || *samples == 0 {
+                    return None;
+                }
+                let current = *next;
+                *next = if current.1 + 1 < *samples {
+                    (current.0, current.1 + 1)
+                } else {
+                    (current.0 + 1, 0)
+                };
+                Some(current)
+            }
+            LookSamples::Listed(listed) => listed.next(),
+        }
+    }
+}
+
 /// Decides, look by look, which samples to take.
 pub trait SamplingPolicy: Send {
     /// The samples of the next look, as (case index, sample index), given the tallies so far
     /// (one per case, in case order); empty when sampling is done.
-    fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)>;
+    fn next_look(&mut self, tallies: &[CaseTally]) -> Look;
 
     /// What a sequential policy saw and decided, for the run record.
     fn summary(&self) -> Option<SequentialSummary> {
@@ -38,14 +112,15 @@ impl Fixed {
 }
 
 impl SamplingPolicy for Fixed {
-    fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)> {
+    fn next_look(&mut self, tallies: &[CaseTally]) -> Look {
         if std::mem::replace(&mut self.looked, true) {
-            return Vec::new();
+            return Look::Listed(Vec::new());
         }
         // Case by case, so that the k samples of a case reach the server back to back.
-        (0..tallies.len())
-            .flat_map(|case| (0..self.samples).map(move |sample| (case, sample)))
-            .collect()
+        Look::Every {
+            cases: tallies.len(),
+            samples: self.samples,
+        }
     }
 }
 
@@ -139,17 +214,17 @@ pub(crate) fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option
 }
 
 impl SamplingPolicy for Sequential {
-    fn next_look(&mut self, tallies: &[CaseTally]) -> Vec<(usize, u32)> {
+    fn next_look(&mut self, tallies: &[CaseTally]) -> Look {
         if self.asked == 0 {
             self.cases = tallies.len();
             self.plan = plan(self.cases, self.max_samples);
             self.order = case_order(tallies.iter().map(|tally| tally.result().id.as_str()));
         }
         if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.plan[self.asked - 1])) {
-            return Vec::new();
+            return Look::Listed(Vec::new());
         }
         let Some(&to) = self.plan.get(self.asked) else {
-            return Vec::new();
+            return Look::Listed(Vec::new());
         };
         let from = match self.asked {
             0 => Step { cases: 0, samples: 0 },
@@ -157,14 +232,16 @@ impl SamplingPolicy for Sequential {
         };
         self.asked += 1;
         // Cases sampled at the previous look get their next samples; new ones all of theirs.
-        self.taken(to)
+        let samples = self
+            .taken(to)
             .iter()
             .enumerate()
             .flat_map(|(rank, &case)| {
                 let first = if rank < from.cases { from.samples } else { 0 };
                 (first..to.samples).map(move |sample| (case, sample))
             })
-            .collect()
+            .collect();
+        Look::Listed(samples)
     }
 
     fn summary(&self) -> Option<SequentialSummary> {
@@ -197,8 +274,10 @@ mod tests {
     fn a_fixed_policy_takes_k_samples_of_every_case_in_one_look() {
         let tallies = vec![CaseTally::new("a"), CaseTally::new("b")];
         let mut policy = Fixed::new(3);
+        let look = policy.next_look(&tallies);
+        assert_eq!(look.len(), 6);
         assert_eq!(
-            policy.next_look(&tallies),
+            look.into_iter().collect::<Vec<_>>(),
             [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
         );
         assert!(policy.next_look(&tallies).is_empty());
@@ -236,7 +315,7 @@ mod tests {
         assert!(policy.summary().is_none());
         let first = policy.next_look(&graded(60, 0, |_, _| true));
         assert_eq!(first.len(), 60);
-        assert!(first.iter().all(|&(_, sample)| sample == 0));
+        assert!(first.into_iter().all(|(_, sample)| sample == 0));
         // After one sample, 30 cases went wrong: a regression at the first look.
         let collapsed = graded(60, 1, |case, _| case % 2 == 0);
         assert!(policy.next_look(&collapsed).is_empty());
@@ -257,7 +336,8 @@ mod tests {
         let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 3, baseline);
         let mut asked = Vec::new();
         for taken in 0..=3 {
-            let mut look = policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0));
+            let look = policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0));
+            let mut look: Vec<_> = look.into_iter().collect();
             // The policy asks in the plan's case order (`case_order`); which samples is what counts.
             look.sort();
             asked.push(look);
