@@ -620,19 +620,43 @@ const PROMPT_KEYS: usize = 16;
 /// not one per case: a suite's worth would grow with the suite.
 #[derive(Default)]
 pub struct Keys {
-    prompts: std::collections::VecDeque<(std::sync::Arc<RenderedPrompt>, PromptKey)>,
+    prompts: std::collections::VecDeque<KnownPrompt>,
     /// The last schema seen and its canonical JSON: the cases of a suite share their prompt's
     /// schema, and canonicalizing it was a third of a prompt key.
     schema: Option<(std::sync::Arc<crate::prompt::ResponseSchema>, String)>,
 }
 
+/// A prompt [`Keys`] has seen: its share of a key, and the SHA-256 state after the head of
+/// its keys in one epoch (hashing the messages, whole findings, once rather than k times).
+struct KnownPrompt {
+    prompt: std::sync::Arc<RenderedPrompt>,
+    key: PromptKey,
+    epoch: Option<std::sync::Arc<str>>,
+    head: sha2::Sha256,
+}
+
+impl KnownPrompt {
+    fn new(prompt: std::sync::Arc<RenderedPrompt>, key: PromptKey, epoch: Option<std::sync::Arc<str>>) -> KnownPrompt {
+        use sha2::Digest;
+        let mut text = Vec::with_capacity(key.messages.len() + 64);
+        write_head(epoch.as_deref(), &key, &mut text);
+        KnownPrompt {
+            prompt,
+            key,
+            epoch,
+            head: sha2::Sha256::new_with_prefix(&text),
+        }
+    }
+}
+
 impl Keys {
     /// The key of `request`, as a digest.
     pub fn digest(&mut self, request: &Request) -> KeyDigest {
+        use sha2::Digest;
         let known = self
             .prompts
             .iter()
-            .position(|(prompt, _)| std::sync::Arc::ptr_eq(prompt, &request.prompt));
+            .position(|known| std::sync::Arc::ptr_eq(&known.prompt, &request.prompt));
         let position = match known {
             Some(position) => position,
             None => {
@@ -649,11 +673,23 @@ impl Keys {
                     (None, _) => schema_key(None),
                 };
                 let key = PromptKey::with_schema(&request.prompt, schema);
-                self.prompts.push_back((std::sync::Arc::clone(&request.prompt), key));
+                let prompt = std::sync::Arc::clone(&request.prompt);
+                self.prompts
+                    .push_back(KnownPrompt::new(prompt, key, request.epoch.clone()));
                 self.prompts.len() - 1
             }
         };
-        digest_with(request, &self.prompts[position].1)
+        let known = &mut self.prompts[position];
+        if known.epoch != request.epoch {
+            let prompt = std::sync::Arc::clone(&known.prompt);
+            let key = known.key.clone();
+            *known = KnownPrompt::new(prompt, key, request.epoch.clone());
+        }
+        let mut tail = Vec::with_capacity(256);
+        write_tail(request, &known.key, &mut tail);
+        let mut hash = known.head.clone();
+        hash.update(&tail);
+        KeyDigest(hash.finalize().into())
     }
 }
 
@@ -682,25 +718,37 @@ impl KeyDigest {
 pub fn digest_with(request: &Request, prompt: &PromptKey) -> KeyDigest {
     use sha2::{Digest, Sha256};
     let mut text: Vec<u8> = Vec::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
+    write_head(request.epoch.as_deref(), prompt, &mut text);
+    write_tail(request, prompt, &mut text);
+    KeyDigest(Sha256::digest(&text).into())
+}
+
+/// The start of a key's canonical JSON, through the messages: the same for every sample of a
+/// prompt in one epoch, so [`Keys`] hashes it once per prompt.
+fn write_head(epoch: Option<&str>, prompt: &PromptKey, text: &mut Vec<u8>) {
     // Only present when set: keys without an epoch are unchanged. It sorts first.
     text.push(b'{');
-    if let Some(epoch) = &request.epoch {
+    if let Some(epoch) = epoch {
         text.extend_from_slice(b"\"epoch\":");
-        digest::write_scalar(epoch.as_ref(), &mut text);
+        digest::write_scalar(epoch, text);
         text.push(b',');
     }
     text.extend_from_slice(b"\"key_version\":1,\"messages\":");
     text.extend_from_slice(prompt.messages.as_bytes());
+}
+
+/// The rest of a key's canonical JSON, after [`write_head`].
+fn write_tail(request: &Request, prompt: &PromptKey, text: &mut Vec<u8>) {
     text.extend_from_slice(b",\"model\":");
-    digest::write_scalar(&request.model, &mut text);
+    digest::write_scalar(&request.model, text);
     text.extend_from_slice(b",\"params\":");
-    write_params(&request.params, &mut text);
+    write_params(&request.params, text);
     text.extend_from_slice(b",\"provider\":");
-    digest::write_scalar(request.provider.as_str(), &mut text);
+    digest::write_scalar(request.provider.as_str(), text);
     text.extend_from_slice(b",\"response_schema\":");
     text.extend_from_slice(prompt.response_schema.as_bytes());
     text.extend_from_slice(b",\"sample_index\":");
-    digest::write_scalar(&request.sample_index, &mut text);
+    digest::write_scalar(&request.sample_index, text);
     if let Some((tool_choice, tools)) = &prompt.tools {
         text.extend_from_slice(b",\"tool_choice\":");
         text.extend_from_slice(tool_choice.as_bytes());
@@ -708,7 +756,6 @@ pub fn digest_with(request: &Request, prompt: &PromptKey) -> KeyDigest {
         text.extend_from_slice(tools.as_bytes());
     }
     text.push(b'}');
-    KeyDigest(Sha256::digest(&text).into())
 }
 
 /// The canonical JSON of sampling parameters (keys sorted, absent ones left out), each value

@@ -456,7 +456,7 @@ async fn sample(
                     .map(|job| keys.digest(&selections[job.selection].request(job.case, job.sample)))
                     .collect();
                 let mut found = vec![false; batch.len()];
-                cache.get_ordered(&digests, |place, response| {
+                answer_from_cache(cache, &digests, |place, response| {
                     found[place] = true;
                     grading.take(&mut sampler, batch[place], Answer::Cached(response))
                 })?;
@@ -492,6 +492,55 @@ async fn sample(
     }
     let cache_failure = sampler.finish()?;
     Ok((grading.tallies, cache_failure))
+}
+
+/// The answers the cache holds for `digests`, each handed to `take` with its place. The cache
+/// is read on a thread of its own while this one grades, so that a replay takes two cores:
+/// reading and grading were each about a quarter of its time.
+fn answer_from_cache(
+    cache: &Cache,
+    digests: &[crate::cache::KeyDigest],
+    mut take: impl FnMut(usize, Response) -> Result<(), Error>,
+) -> Result<(), Error> {
+    // Answers cross in chunks, so that a channel's cost is paid per chunk, not per answer;
+    // a few chunks wait at most, so that a slow grader holds the reader back.
+    const CHUNK: usize = 256;
+    const CHUNKS_WAITING: usize = 16;
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(usize, Response)>>(CHUNKS_WAITING);
+        let reader = scope.spawn(move || {
+            let stopped = |_| Error::internal("grading stopped while the cache was read");
+            let mut chunk = Vec::with_capacity(CHUNK);
+            cache.get_ordered(digests, |place, response| {
+                chunk.push((place, response));
+                if chunk.len() == CHUNK {
+                    sender
+                        .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                        .map_err(stopped)?;
+                }
+                Ok::<(), Error>(())
+            })?;
+            if !chunk.is_empty() {
+                sender.send(chunk).map_err(stopped)?;
+            }
+            Ok(())
+        });
+        let mut taken = Ok(());
+        'chunks: for chunk in &receiver {
+            for (place, response) in chunk {
+                taken = take(place, response);
+                if taken.is_err() {
+                    break 'chunks;
+                }
+            }
+        }
+        // A grading error ends the reader at its next chunk; that error is the one to report.
+        drop(receiver);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("the thread reading the cache panicked")));
+        taken.and(read)
+    })
 }
 
 /// The tallies of a run's cases while it samples, and the answers waiting for a grader's call.
@@ -1046,5 +1095,48 @@ mod tests {
         let kept = select(&config, &options(&config, true)).unwrap();
         assert_eq!(kept[0].cases[0].case.vars["rule"], "r1");
         assert_eq!(kept[0].cases[1].case.expect["label"], "suppress");
+    }
+
+    #[test]
+    fn answers_read_on_another_thread_each_arrive_once_and_a_grading_error_stops_the_reading() {
+        use crate::cache::{Entry, KeyDigest};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache.sqlite")).unwrap();
+        // More answers than a few chunks, every other one stored.
+        let digests: Vec<KeyDigest> = (0..2_000u32)
+            .map(|i| {
+                let mut bytes = [0u8; 32];
+                bytes[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                KeyDigest(bytes)
+            })
+            .collect();
+        let entries: Vec<Entry> = (0..2_000)
+            .step_by(2)
+            .map(|i| Entry::test(&hex::encode(digests[i].0), Response::from_text(&i.to_string())))
+            .collect();
+        cache.put_many(&entries).unwrap();
+        let mut seen = vec![0u32; digests.len()];
+        answer_from_cache(&cache, &digests, |place, response| {
+            assert_eq!(response.text, Some(place.to_string()));
+            seen[place] += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen
+            .iter()
+            .enumerate()
+            .all(|(place, &times)| times == u32::from(place % 2 == 0)));
+
+        let mut taken = 0;
+        let stopped = answer_from_cache(&cache, &digests, |_, _| {
+            taken += 1;
+            match taken {
+                300 => Err(Error::internal("a grader failed")),
+                _ => Ok(()),
+            }
+        });
+        let message = stopped.unwrap_err().to_string();
+        assert!(message.contains("a grader failed"), "{message}");
+        assert_eq!(taken, 300, "nothing is graded after the error");
     }
 }
