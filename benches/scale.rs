@@ -7,6 +7,8 @@
 //!
 //! `PROMPTGATE_TEST_BINARY` runs another build (e.g. an older one, for before-and-after
 //! figures); `PROMPTGATE_SCALE` limits the sizes (e.g. `10000,50000`);
+//! `PROMPTGATE_SCALE_LATENCY_MS` sets the fake's latency (e.g. 5, to see a live run's memory
+//! in seconds rather than minutes);
 //! `PROMPTGATE_SCALE_KEEP=1` keeps each project folder, its warm cache in it, and prints where
 //! (to profile a replay again without paying for the live run).
 //! Run with `cargo bench --bench scale`.
@@ -22,7 +24,7 @@ use support::Project;
 
 const K: usize = 5;
 const CONCURRENCY: usize = 64;
-const LATENCY: Duration = Duration::from_millis(50);
+const LATENCY_MS: u64 = 50;
 
 fn labels(n: usize) -> Vec<&'static str> {
     (0..n).map(|i| if i % 3 == 0 { "suppress" } else { "notify" }).collect()
@@ -70,18 +72,24 @@ fn curl(project: &Project, url: &str, body: &[u8], count: usize) -> f64 {
 }
 
 fn main() {
+    let latency = Duration::from_millis(
+        std::env::var("PROMPTGATE_SCALE_LATENCY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(LATENCY_MS),
+    );
     let sizes: Vec<usize> = std::env::var("PROMPTGATE_SCALE")
         .ok()
         .map(|text| text.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 50_000, 250_000]);
     println!(
         "k = {K}, C = {CONCURRENCY}, {} ms per answer; {}",
-        LATENCY.as_millis(),
+        latency.as_millis(),
         support::binary().display()
     );
     for samples in sizes {
         let cases = samples / K;
-        let server = FakeServer::start(|_| Reply::Delay(LATENCY, Box::new(Reply::label("notify"))));
+        let server = FakeServer::start(move |_| Reply::Delay(latency, Box::new(Reply::label("notify"))));
         let project = Project::new(&server.base_url, &labels(cases), K as u32, "");
         let report = project.file("time.txt");
         let run = |offline: bool| {
@@ -101,7 +109,7 @@ fn main() {
         let url = format!("{}/chat/completions", server.base_url);
         let curl_wall = curl(&project, &url, body.as_bytes(), samples);
         assert_eq!(server.request_count(), 2 * samples, "curl sent every request");
-        let ideal = samples as f64 * LATENCY.as_secs_f64() / CONCURRENCY as f64;
+        let ideal = samples as f64 * latency.as_secs_f64() / CONCURRENCY as f64;
         if std::env::var_os("PROMPTGATE_SCALE_KEEP").is_some() {
             let kept = project.dir.keep();
             println!("{samples:>7} samples: project kept in {}", kept.display());

@@ -424,6 +424,7 @@ async fn sample(
         asked: HashMap::new(),
     };
     let mut keys = crate::cache::Keys::default();
+    let mut look_up_first = true;
     loop {
         // The look's samples: a look of 250,000 samples is 250,000 small jobs here, not
         // 250,000 requests and tasks.
@@ -449,7 +450,9 @@ async fn sample(
         // Jobs the cache did not answer, submitted as the sampler has room.
         let mut look: VecDeque<Job> = VecDeque::new();
         loop {
-            if look.is_empty() && jobs.peek().is_some() {
+            if look.is_empty() && jobs.peek().is_some() && !look_up_first {
+                look.extend(jobs.by_ref().take(LOOK_UP_BATCH));
+            } else if look.is_empty() && jobs.peek().is_some() {
                 let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
                 let digests: Vec<_> = batch
                     .iter()
@@ -460,6 +463,7 @@ async fn sample(
                     found[place] = true;
                     grading.take(&mut sampler, batch[place], Answer::Cached(response))
                 })?;
+                let asked = batch.len();
                 look.extend(
                     batch
                         .into_iter()
@@ -467,6 +471,10 @@ async fn sample(
                         .filter(|(_, found)| !found)
                         .map(|(job, _)| job),
                 );
+                // A batch the cache answered less than half of belongs to a run that makes its
+                // calls: the sampler looks each call up before making it anyway, so the next
+                // batches go straight to it (a cold run would otherwise look everything up twice).
+                look_up_first = 2 * (asked - look.len()) >= asked;
             }
             let room = sampler.room().min(look.len());
             if room > 0 {

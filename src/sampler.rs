@@ -65,7 +65,6 @@ pub struct Sampler<'a, I> {
     config: &'a Config,
     options: SamplerOptions<'a>,
     cache: Arc<Cache>,
-    keys: cache::Keys,
     live: HashMap<String, Live>,
     semaphore: Arc<Semaphore>,
     secrets: Arc<Secrets>,
@@ -109,7 +108,6 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             config,
             options,
             cache,
-            keys: cache::Keys::default(),
             live: HashMap::new(),
             semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
             secrets: Arc::new(Secrets::from_env(options.env, &key_names)),
@@ -154,7 +152,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
         let requests = std::mem::take(&mut self.pending);
         let mut keys = Vec::with_capacity(requests.len());
         for (_, request, _) in &requests {
-            keys.push(hex::encode(self.keys.digest(request).0));
+            keys.push(cache::key(request));
         }
         let answers = self.cache.get_many(&keys)?;
         for (((index, request, place), key), answer) in requests.into_iter().zip(keys).zip(answers) {
