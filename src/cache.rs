@@ -554,8 +554,9 @@ pub fn key(request: &Request) -> String {
 }
 
 /// The prompt's share of a cache key, in canonical JSON. A prompt's k samples differ only in
-/// their parameters and index, so a run computes this once per rendered prompt: canonicalizing
-/// the messages (whole findings) was most of a warm replay's time.
+/// their parameters and index, so a run's batch look-ups ([`Keys`]) compute this once per
+/// rendered prompt: canonicalizing the messages (whole findings) was most of a warm replay's
+/// time.
 #[derive(Debug, Clone)]
 pub struct PromptKey {
     messages: String,
@@ -715,7 +716,7 @@ impl KeyDigest {
 }
 
 /// [`key_with`] as a digest.
-pub fn digest_with(request: &Request, prompt: &PromptKey) -> KeyDigest {
+fn digest_with(request: &Request, prompt: &PromptKey) -> KeyDigest {
     use sha2::{Digest, Sha256};
     let mut text: Vec<u8> = Vec::with_capacity(prompt.messages.len() + prompt.response_schema.len() + 256);
     write_head(request.epoch.as_deref(), prompt, &mut text);

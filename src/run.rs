@@ -450,31 +450,34 @@ async fn sample(
         // Jobs the cache did not answer, submitted as the sampler has room.
         let mut look: VecDeque<Job> = VecDeque::new();
         loop {
-            if look.is_empty() && jobs.peek().is_some() && !look_up_first {
-                look.extend(jobs.by_ref().take(LOOK_UP_BATCH));
-            } else if look.is_empty() && jobs.peek().is_some() {
-                let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
-                let digests: Vec<_> = batch
-                    .iter()
-                    .map(|job| keys.digest(&selections[job.selection].request(job.case, job.sample)))
-                    .collect();
-                let mut found = vec![false; batch.len()];
-                answer_from_cache(cache, &digests, |place, response| {
-                    found[place] = true;
-                    grading.take(&mut sampler, batch[place], Answer::Cached(response))
-                })?;
-                let asked = batch.len();
-                look.extend(
-                    batch
-                        .into_iter()
-                        .zip(found)
-                        .filter(|(_, found)| !found)
-                        .map(|(job, _)| job),
-                );
-                // A batch the cache answered less than half of belongs to a run that makes its
-                // calls: the sampler looks each call up before making it anyway, so the next
-                // batches go straight to it (a cold run would otherwise look everything up twice).
-                look_up_first = 2 * (asked - look.len()) >= asked;
+            if look.is_empty() && jobs.peek().is_some() {
+                if !look_up_first {
+                    look.extend(jobs.by_ref().take(LOOK_UP_BATCH));
+                } else {
+                    let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
+                    let digests: Vec<_> = batch
+                        .iter()
+                        .map(|job| keys.digest(&selections[job.selection].request(job.case, job.sample)))
+                        .collect();
+                    let mut found = vec![false; batch.len()];
+                    answer_from_cache(cache, &digests, |place, response| {
+                        found[place] = true;
+                        grading.take(&mut sampler, batch[place], Answer::Cached(response))
+                    })?;
+                    let asked = batch.len();
+                    look.extend(
+                        batch
+                            .into_iter()
+                            .zip(found)
+                            .filter(|(_, found)| !found)
+                            .map(|(job, _)| job),
+                    );
+                    // A batch the cache answered less than half of belongs to a run that makes
+                    // its calls: the sampler looks each call up before making it anyway, so the
+                    // next batches go straight to it (a cold run would otherwise look every key
+                    // up twice).
+                    look_up_first = 2 * (asked - look.len()) >= asked;
+                }
             }
             let room = sampler.room().min(look.len());
             if room > 0 {
