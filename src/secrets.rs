@@ -120,9 +120,103 @@ impl Secrets {
     }
 }
 
+/// A writer that masks [`Secrets`] in what passes through it, a run of whole lines at a time:
+/// a report that grows with its cases (the JSON record of 50,000 cases is 30 MB) is written
+/// as it is made rather than held whole, masked as [`Secrets::mask`] masks a whole text.
+///
+/// A secret or credential shape is found only within one line. In JSON that is every one:
+/// a string's line breaks are escaped, so the text's only line breaks are between values.
+pub struct MaskingWriter<'s, W: std::io::Write> {
+    secrets: &'s Secrets,
+    inner: W,
+    /// What was written since the last whole line masked.
+    pending: Vec<u8>,
+}
+
+/// How much a [`MaskingWriter`] gathers before it masks the whole lines in it: large enough
+/// that a mask's fixed cost (a search per credential shape) is paid rarely.
+const MASKED_RUN: usize = 1 << 16;
+
+impl<'s, W: std::io::Write> MaskingWriter<'s, W> {
+    pub fn new(secrets: &'s Secrets, inner: W) -> MaskingWriter<'s, W> {
+        MaskingWriter {
+            secrets,
+            inner,
+            pending: Vec::with_capacity(MASKED_RUN),
+        }
+    }
+
+    /// Mask and write what is pending: its whole lines, or all of it when `all`.
+    fn drain(&mut self, all: bool) -> std::io::Result<()> {
+        let end = match all {
+            true => self.pending.len(),
+            false => match self.pending.iter().rposition(|&byte| byte == b'\n') {
+                Some(newline) => newline + 1,
+                None => return Ok(()),
+            },
+        };
+        // A line break is never part of a longer UTF-8 sequence, so whole lines of UTF-8 are
+        // UTF-8; anything else is written as `from_utf8_lossy` makes it.
+        let text = String::from_utf8_lossy(&self.pending[..end]);
+        self.inner.write_all(self.secrets.mask(&text).as_bytes())?;
+        self.pending.drain(..end);
+        Ok(())
+    }
+
+    /// Mask and write the rest, flush, and give the writer back.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.drain(true)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for MaskingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= MASKED_RUN {
+            self.drain(false)?;
+        }
+        Ok(buf.len())
+    }
+
+    /// Writes only whole lines: a secret may yet continue on the rest ([`MaskingWriter::finish`]
+    /// writes it).
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.drain(false)?;
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masking_writer_masks_as_the_whole_text_is_masked_wherever_the_writes_fall() {
+        use std::io::Write;
+        let secrets = Secrets::from_values(["gw-secret-value-42".to_string()]);
+        // Secrets and credential shapes on many lines, past several masked runs, with a
+        // multi-byte character astride every possible cut.
+        let mut text = String::new();
+        for line in 0..6_000 {
+            text.push_str(&format!(
+                "  \"line {line}\": \"gw-secret-value-42 é Bearer abcdefgh12345678 password=hunter2hunter2\",\n"
+            ));
+        }
+        text.push_str("no final line break gw-secret-value-42");
+        let whole = secrets.mask(&text).into_owned();
+        assert!(!whole.contains("gw-secret") && !whole.contains("hunter2") && whole.contains(" é "));
+        for step in [1, 7, 4096, 70_001, text.len()] {
+            let mut writer = MaskingWriter::new(&secrets, Vec::new());
+            for piece in text.as_bytes().chunks(step) {
+                writer.write_all(piece).unwrap();
+                writer.flush().unwrap();
+            }
+            let written = String::from_utf8(writer.finish().unwrap()).unwrap();
+            assert!(written == whole, "writes of {step} bytes");
+        }
+    }
 
     #[test]
     fn masks_configured_values_and_credential_shapes() {

@@ -16,8 +16,9 @@ use std::path::Path;
 use crate::error::Error;
 use crate::exit_code;
 use crate::fs::FsError;
+use crate::report::Exporter;
 use crate::run_record::{RunRecord, Verdict};
-use crate::secrets::Secrets;
+use crate::secrets::{MaskingWriter, Secrets};
 
 /// Where a command prints: its output, and notes for the person at the terminal. Everything
 /// printed has the process's secrets masked.
@@ -37,7 +38,20 @@ impl<'a> Console<'a> {
     /// verdict. Any other failure (a full disk) is an output error with its own exit code.
     pub fn print(&mut self, text: &str) -> Result<(), Error> {
         let text = self.secrets.mask(text);
-        match self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()) {
+        let written = self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush());
+        Self::printed(written)
+    }
+
+    /// [`Console::print`] a report as `exporter` writes it (JSON as it is made, not held whole).
+    pub fn print_report<R>(&mut self, exporter: &dyn Exporter<R>, record: &R) -> Result<(), Error> {
+        let mut masked = MaskingWriter::new(self.secrets, &mut *self.out);
+        let written = exporter.write(record, &mut masked)?;
+        Self::printed(written.and_then(|()| masked.finish().map(drop)))
+    }
+
+    /// What printing came to: a closed pipe is no error.
+    fn printed(written: std::io::Result<()>) -> Result<(), Error> {
+        match written {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             Err(e) => Err(Error::from(FsError::write("<stdout>", e))),
@@ -57,6 +71,26 @@ impl<'a> Console<'a> {
     /// Write a report file atomically, with the secrets masked as in what is printed.
     pub fn write_file(&self, path: &Path, text: &str) -> Result<(), Error> {
         Ok(crate::fs::write_atomic(path, &self.secrets.mask(text))?)
+    }
+
+    /// [`Console::write_file`] a report as `exporter` writes it. A report that fails half-way
+    /// leaves no file.
+    pub fn write_report<R>(&self, path: &Path, exporter: &dyn Exporter<R>, record: &R) -> Result<(), Error> {
+        let mut failure = None;
+        let written = crate::fs::write_atomic_with(path, |file| {
+            let mut masked = MaskingWriter::new(self.secrets, std::io::BufWriter::new(file));
+            match exporter.write(record, &mut masked) {
+                Ok(written) => written.and_then(|()| masked.finish()?.flush()),
+                Err(error) => {
+                    failure = Some(error);
+                    Err(std::io::Error::other("the report failed"))
+                }
+            }
+        });
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(written?),
+        }
     }
 
     /// Where notes go, for a dialogue with the person at the terminal (`record` asking labels).
@@ -117,6 +151,38 @@ pub(crate) mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A report written as it is made (JSON) is the exported text, masked alike on the output
+    /// and in a file; a closed pipe is no error for it either.
+    #[test]
+    fn a_report_is_written_as_exported_and_masked_wherever_it_goes() {
+        use crate::report::{exporter, Format, Style};
+        let suite = "suite sk-test-0123456789abcdef";
+        let record = RunRecord::of_results(
+            vec![crate::testing::result(suite, &[5; 3000])],
+            "2026-12-05T00:00:00Z".into(),
+            1,
+        );
+        let json = exporter(Format::Json, &Style::default());
+        let whole = json.export(&record).unwrap();
+        assert!(whole.len() > 1 << 17, "longer than a masked run: {}", whole.len());
+        let masked = whole.replace("sk-test-0123456789abcdef", "***");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record.json");
+        let (out, _, result) = printed(|console| {
+            console.print_report(&*json, &record)?;
+            console.write_report(&path, &*json, &record)?;
+            Ok(0)
+        });
+        result.unwrap();
+        assert!(out == masked && !out.contains("sk-test"));
+        assert!(std::fs::read_to_string(&path).unwrap() == masked);
+        let secrets = Secrets::default();
+        let mut err = Vec::new();
+        let mut closed = ClosedPipe;
+        let mut console = Console::new(&mut closed, &mut err, &secrets);
+        assert!(console.print_report(&*json, &record).is_ok());
     }
 
     #[test]

@@ -185,8 +185,7 @@ pub fn update_baselines(
     if let (Some(path), Some(block)) = (shard_out, &mut record.shard) {
         block.command = "baseline update".into();
         block.baseline_dir = Some(dir.to_path_buf());
-        let text = report::exporter(Format::Json, &Style::default()).export(&record)?;
-        console.write_file(path, &text)?;
+        console.write_report(path, &*report::exporter(Format::Json, &Style::default()), &record)?;
         return Ok(exit_code_for(&record, console));
     }
     batch_notes(&record, console);
@@ -258,11 +257,9 @@ pub(super) fn emit(
         ..output.style.clone()
     };
     for &(path, format) in files {
-        let text = report::exporter(format, &plain).export(&record)?;
-        console.write_file(path, &text)?;
+        console.write_report(path, &*report::exporter(format, &plain), &record)?;
     }
-    let text = report::exporter(output.format, &output.style).export(&record)?;
-    console.print(&text)?;
+    console.print_report(&*report::exporter(output.format, &output.style), &record)?;
     batch_notes(&record, console);
     Ok(exit_code_for(&record, console))
 }

@@ -41,6 +41,14 @@ pub struct Style {
 /// Turns a record (a run's, or with `R = CompareRecord` a comparison's) into text.
 pub trait Exporter<R = RunRecord> {
     fn export(&self, record: &R) -> Result<String, Error>;
+
+    /// Write the report to `out`: the outer error is the report's, the inner one the
+    /// writer's. A format whose text grows with the cases (JSON) writes as it goes rather
+    /// than making the whole text first.
+    fn write(&self, record: &R, out: &mut dyn std::io::Write) -> Result<std::io::Result<()>, Error> {
+        let text = self.export(record)?;
+        Ok(out.write_all(text.as_bytes()))
+    }
 }
 
 /// The exporter for a format.
