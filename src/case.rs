@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -56,28 +57,112 @@ pub struct LoadedCase {
 }
 
 impl LoadedCase {
-    /// The case without its content (variables, expectations, tags, notes, source): what a
-    /// run keeps of it once its prompts are rendered and its expectations parsed, when no
-    /// grader and no report reads it again. A case's variables hold its whole finding.
-    pub fn outline(&self) -> LoadedCase {
-        LoadedCase {
-            case: Case {
-                id: self.case.id.clone(),
-                vars: Map::new(),
-                expect: Value::Null,
-                tags: Vec::new(),
-                source: None,
-                notes: None,
-                attacker_fields: None,
-            },
-            file: self.file.clone(),
-            line: self.line,
-        }
-    }
-
     /// "`cases/x.jsonl` line 4" or "`cases/x.json`".
     pub fn location(&self) -> String {
         location(&self.file, self.line)
+    }
+}
+
+/// A suite's cases as a run keeps them once their prompts are rendered and their expectations
+/// parsed: whole when a grader or a report reads them again, else only each one's outline (its
+/// id and where it was read). A case's variables hold its whole finding, and even an empty
+/// [`LoadedCase`] takes 272 bytes: a run holds every case for its whole length.
+#[derive(Debug, Clone)]
+pub enum Cases {
+    Whole(Vec<LoadedCase>),
+    Outlines(Vec<Outline>),
+}
+
+/// What a run keeps of a case nothing reads again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outline {
+    pub id: Box<str>,
+    /// Shared by the cases of one file.
+    pub file: Arc<Path>,
+    pub line: Option<usize>,
+}
+
+impl Cases {
+    /// No cases yet: kept whole when `whole`, else as outlines.
+    pub fn new(whole: bool) -> Cases {
+        match whole {
+            true => Cases::Whole(Vec::new()),
+            false => Cases::Outlines(Vec::new()),
+        }
+    }
+
+    /// Keep `loaded` (after the cases before it) as these cases are kept.
+    pub fn push(&mut self, loaded: LoadedCase) {
+        match self {
+            Cases::Whole(cases) => cases.push(loaded),
+            Cases::Outlines(_) => self.push_copy(&loaded),
+        }
+    }
+
+    /// [`Cases::push`] a copy of `loaded`: of its outline only, unless the cases are kept whole.
+    pub fn push_copy(&mut self, loaded: &LoadedCase) {
+        match self {
+            Cases::Whole(cases) => cases.push(loaded.clone()),
+            Cases::Outlines(outlines) => {
+                let file = match outlines.last() {
+                    Some(last) if *last.file == *loaded.file => Arc::clone(&last.file),
+                    _ => Arc::from(loaded.file.as_path()),
+                };
+                outlines.push(Outline {
+                    id: loaded.case.id.as_str().into(),
+                    file,
+                    line: loaded.line,
+                });
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Cases::Whole(cases) => cases.len(),
+            Cases::Outlines(outlines) => outlines.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of the case at `index`.
+    pub fn id(&self, index: usize) -> &str {
+        match self {
+            Cases::Whole(cases) => &cases[index].case.id,
+            Cases::Outlines(outlines) => &outlines[index].id,
+        }
+    }
+
+    /// The ids, in case order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|index| self.id(index))
+    }
+
+    /// The line of a `.jsonl` file the case at `index` was read from.
+    pub fn line(&self, index: usize) -> Option<usize> {
+        match self {
+            Cases::Whole(cases) => cases[index].line,
+            Cases::Outlines(outlines) => outlines[index].line,
+        }
+    }
+
+    /// The whole case at `index`, when the cases are kept whole.
+    pub fn whole(&self, index: usize) -> Option<&LoadedCase> {
+        match self {
+            Cases::Whole(cases) => cases.get(index),
+            Cases::Outlines(_) => None,
+        }
+    }
+
+    /// The cases at `keep`, in that order.
+    pub fn subset(&self, keep: &[usize]) -> Cases {
+        match self {
+            Cases::Whole(cases) => Cases::Whole(keep.iter().map(|&i| cases[i].clone()).collect()),
+            Cases::Outlines(outlines) => Cases::Outlines(keep.iter().map(|&i| outlines[i].clone()).collect()),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::aggregate::{self, Identity, Settings};
 use crate::answers::CaseDetail;
 use crate::baseline::Baseline;
 use crate::cache::Cache;
-use crate::case::{self, LoadedCase};
+use crate::case::{self, Cases, LoadedCase};
 use crate::config::{self, Config, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
@@ -97,7 +97,7 @@ struct Selection {
     grader: Graders,
     /// Shared by the selections of one suite (every model, every family): a suite's cases are
     /// loaded once and never copied.
-    cases: Arc<[LoadedCase]>,
+    cases: Arc<Cases>,
     /// What each case expects of the graders, parsed once (shared by the models of a suite).
     expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
@@ -131,7 +131,7 @@ impl Selection {
     /// This selection with only the cases of `shard`.
     fn shard(self, shard: Shard) -> Selection {
         let keep: Vec<usize> = (0..self.cases.len())
-            .filter(|&i| shard.contains(&self.cases[i].case.id))
+            .filter(|&i| shard.contains(self.cases.id(i)))
             .collect();
         let family = self.family.as_ref().map(|family| {
             Arc::new(FamilyVariants {
@@ -143,7 +143,7 @@ impl Selection {
             })
         });
         Selection {
-            cases: keep.iter().map(|&i| self.cases[i].clone()).collect::<Vec<_>>().into(),
+            cases: Arc::new(self.cases.subset(&keep)),
             prompts: keep.iter().map(|&i| Arc::clone(&self.prompts[i])).collect(),
             family,
             positions: Some(keep),
@@ -343,8 +343,8 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
             part(text.as_bytes());
         }
         part(&selection.samples.to_le_bytes());
-        for (case, prompt) in selection.cases.iter().zip(&selection.prompts) {
-            part(case.case.id.as_bytes());
+        for (id, prompt) in selection.cases.ids().zip(&selection.prompts) {
+            part(id.as_bytes());
             // Serializing a rendered prompt (plain strings and JSON values) cannot fail.
             part(&serde_json::to_vec(prompt.as_ref()).unwrap_or_default());
         }
@@ -419,7 +419,17 @@ async fn sample(
         selections,
         tallies: selections
             .iter()
-            .map(|s| s.cases.iter().map(|c| tally(&c.case.id)).collect())
+            .map(|s| {
+                let family = s.family.is_some();
+                s.cases
+                    .ids()
+                    .map(|id| match family {
+                        // A family's record says which variant each graded sample answered.
+                        true => tally(id).keeping_grades(),
+                        false => tally(id),
+                    })
+                    .collect()
+            })
             .collect(),
         asked: HashMap::new(),
     };
@@ -566,7 +576,7 @@ impl Grading<'_> {
     /// Count the answer to `job` and grade it; a grader's question goes to `sampler`.
     fn take(&mut self, sampler: &mut Sampler<'_, Job>, job: Job, answer: Answer) -> Result<(), Error> {
         let selection = &self.selections[job.selection];
-        let loaded = &selection.cases[job.case];
+        let loaded = selection.cases.whole(job.case);
         let tally = &mut self.tallies[job.selection][job.case];
         let (response, assessment) = match job.purpose {
             Purpose::Sample => {
@@ -679,21 +689,21 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
             .iter()
             .map(|name| {
                 let prompt = Prompt::load(&suite::prompt_file(config, suite_name, suite, name)?)?;
-                PromptVersion::new(name, prompt, &context, config)
+                PromptVersion::new(name, prompt, &context, config, options.answers)
             })
             .collect::<Result<Vec<_>, Error>>()?;
         // Once every prompt is rendered and every expectation parsed, a case is read again
         // only by a judge or a report that shows it; otherwise only its outline is kept.
         let keep_content = options.answers || versions.iter().any(|v| v.grader.reads_cases());
-        let mut cases = Vec::new();
+        let mut cases = Cases::new(keep_content);
         case::for_each_case(&config.resolve(&suite.cases), &config.root, |loaded| {
             for version in &mut versions {
-                version.add(&loaded, &context, keep_content)?;
+                version.add(&loaded, &context)?;
             }
-            cases.push(if keep_content { loaded } else { loaded.outline() });
+            cases.push(loaded);
             Ok(())
         })?;
-        let cases: Arc<[LoadedCase]> = cases.into();
+        let cases = Arc::new(cases);
         for version in versions {
             selections.extend(version.selections(config, options, &context, &cases));
         }
@@ -746,7 +756,7 @@ struct PromptVersion {
 struct FamilySelection {
     variants: Arc<FamilyVariants>,
     /// The cases that have variants.
-    cases: Arc<[LoadedCase]>,
+    cases: Arc<Cases>,
     expectations: Arc<Vec<Expectations>>,
     count: u32,
 }
@@ -757,7 +767,7 @@ struct FamilyBuilder {
     count: u32,
     /// The cases that have variants, their expectations and, per case, per sample, the
     /// rendered variant and its payload or change.
-    cases: Vec<LoadedCase>,
+    cases: Cases,
     expectations: Vec<Expectations>,
     variants: Vec<Vec<(String, Arc<RenderedPrompt>)>>,
     /// Cases with nothing to vary.
@@ -765,8 +775,17 @@ struct FamilyBuilder {
 }
 
 impl PromptVersion {
-    fn new(name: &str, prompt: Prompt, context: &SuiteContext, config: &Config) -> Result<PromptVersion, Error> {
+    /// `answers`: a report shows every answer, and with it its case.
+    fn new(
+        name: &str,
+        prompt: Prompt,
+        context: &SuiteContext,
+        config: &Config,
+        answers: bool,
+    ) -> Result<PromptVersion, Error> {
         let grader = Graders::new(&context.suite.grader, &prompt, config)?;
+        // What a family's selection keeps of its cases once they are rendered.
+        let whole = answers || grader.reads_cases();
         let families = context
             .suite
             .robustness
@@ -775,7 +794,7 @@ impl PromptVersion {
                 robustness.families.iter().map(|&family| FamilyBuilder {
                     family,
                     count: robustness.variants.unwrap_or_else(|| family.default_count()),
-                    cases: Vec::new(),
+                    cases: Cases::new(whole),
                     expectations: Vec::new(),
                     variants: Vec::new(),
                     left_out: 0,
@@ -793,9 +812,8 @@ impl PromptVersion {
     }
 
     /// Read one case: its expectations, the judge's rubric (which must render now, not after
-    /// every answer was paid for), its prompt and its variants. `keep_content` keeps the whole
-    /// case in a family's list, else its outline.
-    fn add(&mut self, loaded: &LoadedCase, context: &SuiteContext, keep_content: bool) -> Result<(), Error> {
+    /// every answer was paid for), its prompt and its variants.
+    fn add(&mut self, loaded: &LoadedCase, context: &SuiteContext) -> Result<(), Error> {
         self.expectations
             .push(suite::expectation(context.name, context.suite, &self.grader, loaded)?);
         self.grader.prepare(loaded)?;
@@ -835,9 +853,7 @@ impl PromptVersion {
             builder
                 .expectations
                 .push(suite::expectation(context.name, context.suite, &self.grader, loaded)?);
-            builder
-                .cases
-                .push(if keep_content { loaded.clone() } else { loaded.outline() });
+            builder.cases.push_copy(loaded);
             builder.variants.push(rendered);
         }
         Ok(())
@@ -850,7 +866,7 @@ impl PromptVersion {
         config: &Config,
         options: &RunOptions,
         context: &SuiteContext,
-        cases: &Arc<[LoadedCase]>,
+        cases: &Arc<Cases>,
     ) -> Vec<Selection> {
         let suite = context.suite;
         let samples = options.samples.unwrap_or(suite.samples).max(1);
@@ -871,7 +887,7 @@ impl PromptVersion {
                     variants: builder.variants,
                     cases_left_out: builder.left_out,
                 }),
-                cases: builder.cases.into(),
+                cases: Arc::new(builder.cases),
                 expectations: Arc::new(builder.expectations),
                 count: builder.count,
             })
@@ -996,7 +1012,7 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         None => Vec::new(),
     };
     let mut result = aggregate::aggregate(identity, tallies, prices_of(model, batch), settings);
-    for (index, (case, loaded)) in result.per_case.iter_mut().zip(selection.cases.iter()).enumerate() {
+    for (index, case) in result.per_case.iter_mut().enumerate() {
         case.position = selection.positions.as_ref().map(|p| p[index]);
         if let Some(family) = &selection.family {
             let mut grades = graded[index].clone();
@@ -1013,8 +1029,9 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
                 .collect();
         }
         // Answers were kept: say what each case checks and what its prompt was.
-        // (Prompts are kept after sampling when answers are.)
-        if let Some((mut detail, prompt)) = case.detail.take().zip(selection.prompts.get(index)) {
+        // (Prompts and whole cases are kept after sampling when answers are.)
+        let kept = selection.prompts.get(index).zip(selection.cases.whole(index));
+        if let Some((mut detail, (prompt, loaded))) = case.detail.take().zip(kept) {
             // In a family, each sample answered a variant: say which.
             if let Some(family) = &selection.family {
                 for answer in &mut detail.answers {
@@ -1088,13 +1105,15 @@ mod tests {
         let selections = select(&config, &options(&config, false)).unwrap();
         assert_eq!(selections.len(), 2);
         for selection in &selections {
-            let ids: Vec<&str> = selection.cases.iter().map(|c| c.case.id.as_str()).collect();
+            let ids: Vec<&str> = selection.cases.ids().collect();
             assert_eq!(ids, ["a", "b"]);
-            assert!(selection
-                .cases
-                .iter()
-                .all(|c| c.case.vars.is_empty() && c.case.expect.is_null()));
-            assert_eq!(selection.cases[1].line, Some(2));
+            let Cases::Outlines(outlines) = selection.cases.as_ref() else {
+                panic!("whole cases kept: {:?}", selection.cases);
+            };
+            // The two cases of one file share its path.
+            assert!(Arc::ptr_eq(&outlines[0].file, &outlines[1].file));
+            assert!(selection.cases.whole(0).is_none());
+            assert_eq!(selection.cases.line(1), Some(2));
             assert_eq!(
                 selection.prompts[0].messages[0].content,
                 r#"r1: {"Id":"f-1","Severity":{"Label":"LOW"}}"#
@@ -1104,8 +1123,8 @@ mod tests {
         assert!(Arc::ptr_eq(&selections[0].cases, &selections[1].cases));
 
         let kept = select(&config, &options(&config, true)).unwrap();
-        assert_eq!(kept[0].cases[0].case.vars["rule"], "r1");
-        assert_eq!(kept[0].cases[1].case.expect["label"], "suppress");
+        assert_eq!(kept[0].cases.whole(0).unwrap().case.vars["rule"], "r1");
+        assert_eq!(kept[0].cases.whole(1).unwrap().case.expect["label"], "suppress");
     }
 
     #[test]

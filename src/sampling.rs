@@ -180,12 +180,12 @@ impl Sequential {
         let mut candidate = Vec::new();
         // In plan order, so that an interim look's float sums are those of the simulation.
         for tally in self.taken(step).iter().filter_map(|&case| tallies.get(case)) {
-            let result = tally.result();
-            let Some(&baseline) = self.baseline.get(&result.id) else {
+            let Some(&baseline) = self.baseline.get(tally.id()) else {
                 continue;
             };
-            if differences.pair((result.correct, result.samples), baseline).is_some() {
-                candidate.push((result.correct, result.samples));
+            let counts = (tally.correct(), tally.samples());
+            if differences.pair(counts, baseline).is_some() {
+                candidate.push(counts);
             }
         }
         let look = self.monitor.look(LookData {
@@ -218,7 +218,7 @@ impl SamplingPolicy for Sequential {
         if self.asked == 0 {
             self.cases = tallies.len();
             self.plan = plan(self.cases, self.max_samples);
-            self.order = case_order(tallies.iter().map(|tally| tally.result().id.as_str()));
+            self.order = case_order(tallies.iter().map(|tally| tally.id()));
         }
         if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.plan[self.asked - 1])) {
             return Look::Listed(Vec::new());

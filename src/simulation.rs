@@ -387,7 +387,7 @@ mod tests {
                         (stop, step.samples, step.cases),
                         "k = {k}"
                     );
-                    let sampled = tallies.iter().filter(|tally| tally.result().samples > 0).count();
+                    let sampled = tallies.iter().filter(|tally| tally.samples() > 0).count();
                     assert_eq!(sampled, step.cases, "k = {k}: only the planned cases were asked");
                 }
             }

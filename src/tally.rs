@@ -64,138 +64,215 @@ impl Totals {
 
 /// The calls and grades of one case. Answers may arrive in any order; what the tally reports
 /// is in sample order.
+///
+/// A run holds one tally per case for its whole length, so a tally keeps counts, not a
+/// [`CaseResult`] and [`Totals`] of its own (392 bytes a case, once): what few cases have
+/// (failures, kept answers, a family's grades) is boxed, and a case's call counts fit `u32`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseTally {
-    result: CaseResult,
-    totals: Totals,
-    /// (sample, latency) of each answered sample.
-    latencies: Vec<(u32, u64)>,
+    id: Box<str>,
+    correct: u32,
+    samples: u32,
+    invalid: u32,
+    errors: u32,
+    /// Calls made, cached and failed, and HTTP attempts.
+    calls: [u32; 4],
+    /// Input and output tokens.
+    tokens: [u64; 2],
+    /// (sample, latency in ms) of each answered sample.
+    latencies: Vec<(u32, u32)>,
+    misses: Vec<Miss>,
+    versions: Versions,
+    rare: Option<Box<Rare>>,
+}
+
+/// What a tally holds for few cases, or only when asked.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Rare {
+    errors_by_kind: BTreeMap<FailureKind, u64>,
     /// The failure of the earliest sample.
     first_error: Option<(u32, String)>,
     /// Every graded answer, when a report shows them ([`CaseTally::keeping_answers`]).
     answers: Option<Vec<SampleAnswer>>,
-    /// (sample, right?) of every graded sample, in the order graded: what a robustness family
-    /// needs to tell which variant flipped.
-    graded: Vec<(u32, bool)>,
+    /// (sample, right?) of every graded sample, in the order graded, when kept
+    /// ([`CaseTally::keeping_grades`]): what a robustness family needs to tell which variant
+    /// flipped.
+    graded: Option<Vec<(u32, bool)>>,
 }
 
 impl CaseTally {
     pub fn new(id: &str) -> CaseTally {
         CaseTally {
-            result: CaseResult {
-                id: id.to_string(),
-                correct: 0,
-                samples: 0,
-                invalid: 0,
-                errors: 0,
-                misses: Vec::new(),
-                latencies_ms: Vec::new(),
-                detail: None,
-                baseline: None,
-                variants: Vec::new(),
-                position: None,
-            },
-            totals: Totals::default(),
+            id: id.into(),
+            correct: 0,
+            samples: 0,
+            invalid: 0,
+            errors: 0,
+            calls: [0; 4],
+            tokens: [0; 2],
             latencies: Vec::new(),
-            first_error: None,
-            answers: None,
-            graded: Vec::new(),
+            misses: Vec::new(),
+            versions: Versions::default(),
+            rare: None,
         }
-    }
-
-    /// (sample, right?) of every graded sample, in the order graded.
-    pub fn graded(&self) -> &[(u32, bool)] {
-        &self.graded
     }
 
     /// A tally that also keeps every graded answer: its result carries them in a
     /// [`CaseDetail`] for the caller to complete.
     pub fn keeping_answers(id: &str) -> CaseTally {
-        CaseTally {
-            answers: Some(Vec::new()),
-            ..CaseTally::new(id)
-        }
+        let mut tally = CaseTally::new(id);
+        tally.rare_mut().answers = Some(Vec::new());
+        tally
     }
 
-    /// The counts so far (misses and latencies are filled in by [`CaseTally::into_parts`]).
-    pub fn result(&self) -> &CaseResult {
-        &self.result
+    /// This tally, also keeping (sample, right?) of every graded sample ([`CaseTally::graded`]).
+    pub fn keeping_grades(mut self) -> CaseTally {
+        self.rare_mut().graded = Some(Vec::new());
+        self
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// (sample, right?) of every graded sample, in the order graded; empty unless kept
+    /// ([`CaseTally::keeping_grades`]).
+    pub fn graded(&self) -> &[(u32, bool)] {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.graded.as_deref())
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Correct samples so far.
+    pub fn correct(&self) -> u32 {
+        self.correct
+    }
+
+    /// Graded samples so far (answered, whether correct, wrong or invalid).
+    pub fn samples(&self) -> u32 {
+        self.samples
     }
 
     /// The case's result, misses and latencies in sample order, and its totals.
-    pub fn into_parts(mut self) -> (CaseResult, Totals) {
-        self.result.misses.sort_by_key(|miss| miss.sample);
-        self.latencies.sort_unstable();
-        self.result.latencies_ms = self.latencies.into_iter().map(|(_, latency)| latency).collect();
-        if let Some(mut answers) = self.answers {
+    pub fn into_parts(self) -> (CaseResult, Totals) {
+        let mut misses = self.misses;
+        misses.sort_by_key(|miss| miss.sample);
+        let mut latencies = self.latencies;
+        latencies.sort_unstable();
+        let rare = self.rare.map(|rare| *rare).unwrap_or_default();
+        let detail = rare.answers.map(|mut answers| {
             answers.sort_by_key(|answer| answer.sample);
-            self.result.detail = Some(Box::new(CaseDetail {
+            Box::new(CaseDetail {
                 answers,
                 ..CaseDetail::default()
-            }));
-        }
-        self.totals.first_error = self.first_error.map(|(_, message)| message);
-        (self.result, self.totals)
+            })
+        });
+        let [made, cached, failed, attempts] = self.calls.map(u64::from);
+        let result = CaseResult {
+            id: self.id.into(),
+            correct: self.correct,
+            samples: self.samples,
+            invalid: self.invalid,
+            errors: self.errors,
+            misses,
+            latencies_ms: latencies.into_iter().map(|(_, latency)| u64::from(latency)).collect(),
+            detail,
+            baseline: None,
+            variants: Vec::new(),
+            position: None,
+        };
+        let totals = Totals {
+            calls: Calls {
+                made,
+                cached,
+                failed,
+                attempts,
+            },
+            tokens: Tokens {
+                input: self.tokens[0],
+                output: self.tokens[1],
+            },
+            errors_by_kind: rare.errors_by_kind,
+            first_error: rare.first_error.map(|(_, message)| message),
+            versions: self.versions,
+        };
+        (result, totals)
     }
 
     /// Count one call made for `sample`; the response when there is one to grade. A failed
     /// call makes the sample an error (never a wrong answer).
     pub fn call(&mut self, sample: u32, purpose: Purpose, answer: Answer) -> Option<Response> {
-        let calls = &mut self.totals.calls;
+        const MADE: usize = 0;
+        const CACHED: usize = 1;
+        const FAILED: usize = 2;
+        const ATTEMPTS: usize = 3;
+        let mut count = |which: usize, by: u32| self.calls[which] = self.calls[which].saturating_add(by);
         let response = match answer {
             Answer::Cached(response) => {
-                calls.cached += 1;
+                count(CACHED, 1);
                 response
             }
             Answer::Live { response, attempts } => {
-                calls.made += 1;
-                calls.attempts += u64::from(attempts);
+                count(MADE, 1);
+                count(ATTEMPTS, attempts);
                 response
             }
             Answer::Failed { error, attempts } => {
-                calls.failed += 1;
-                calls.attempts += u64::from(attempts);
-                self.result.errors += 1;
-                *self.totals.errors_by_kind.entry(error.kind).or_insert(0) += 1;
+                count(FAILED, 1);
+                count(ATTEMPTS, attempts);
+                self.errors += 1;
+                let id = &self.id;
+                let rare = self.rare.get_or_insert_with(Box::default);
+                *rare.errors_by_kind.entry(error.kind).or_insert(0) += 1;
                 let role = match purpose {
                     Purpose::Sample => "",
                     Purpose::Grading => " (judge)",
                 };
-                if self.first_error.as_ref().is_none_or(|(first, _)| sample < *first) {
-                    let message = format!("case `{}` sample {sample}{role}: {error}", self.result.id);
-                    self.first_error = Some((sample, message));
+                if rare.first_error.as_ref().is_none_or(|(first, _)| sample < *first) {
+                    let message = format!("case `{id}` sample {sample}{role}: {error}");
+                    rare.first_error = Some((sample, message));
                 }
                 return None;
             }
         };
         if purpose == Purpose::Sample {
-            self.latencies.push((sample, response.latency_ms));
+            // A latency past 49 days is a broken clock: kept as the longest there is.
+            let latency = u32::try_from(response.latency_ms).unwrap_or(u32::MAX);
+            self.latencies.push((sample, latency));
             if let Some(version) = &response.version {
-                self.totals.versions.count(version, 1);
+                self.versions.count(version, 1);
             }
         }
         if let Some(usage) = response.usage {
-            self.totals.tokens.input += usage.input_tokens;
-            self.totals.tokens.output += usage.output_tokens;
+            self.tokens[0] += usage.input_tokens;
+            self.tokens[1] += usage.output_tokens;
         }
         Some(response)
     }
 
     /// Count the grade of an answered sample.
     pub fn grade(&mut self, sample: u32, grade: Grade, response: &Response) {
-        if let Some(answers) = &mut self.answers {
-            answers.push(SampleAnswer::new(sample, grade.outcome, &grade.reason, response));
+        if let Some(rare) = &mut self.rare {
+            if let Some(answers) = &mut rare.answers {
+                answers.push(SampleAnswer::new(sample, grade.outcome, &grade.reason, response));
+            }
+            if let Some(graded) = &mut rare.graded {
+                graded.push((sample, grade.outcome == Outcome::Correct));
+            }
         }
-        self.graded.push((sample, grade.outcome == Outcome::Correct));
-        let result = &mut self.result;
-        result.samples += 1;
+        self.samples += 1;
         match grade.outcome {
-            Outcome::Correct => result.correct += 1,
+            Outcome::Correct => self.correct += 1,
             Outcome::Wrong | Outcome::Invalid => {
                 if grade.outcome == Outcome::Invalid {
-                    result.invalid += 1;
+                    self.invalid += 1;
                 }
-                result.misses.push(Miss {
+                self.misses.push(Miss {
                     sample,
                     outcome: grade.outcome,
                     reason: grade.reason,
@@ -297,7 +374,7 @@ mod tests {
             };
             assert!(tally.call(sample, Purpose::Sample, failed).is_none());
         }
-        assert_eq!(tally.result().samples, 3);
+        assert_eq!(tally.samples(), 3);
         let (result, totals) = tally.into_parts();
         let order: Vec<u32> = result.misses.iter().map(|m| m.sample).collect();
         assert_eq!((order, result.latencies_ms), (vec![0, 1, 2], vec![0, 10, 20]));

@@ -153,10 +153,10 @@ impl Grader {
         Ok(match self {
             Grader::Label(g) => Expected::Label(g.expected(expect)?),
             Grader::ToolCall(g) => Expected::ToolCall(g.expected(expect)?),
-            Grader::Json(_) => Expected::Json(json::JsonGrader::expected(expect)?),
+            Grader::Json(_) => Expected::Json(Box::new(json::JsonGrader::expected(expect)?)),
             Grader::Sections(g) => Expected::Sections(g.expected(expect)?),
-            Grader::Facts(_) => Expected::Facts(facts::FactsGrader::expected(expect)?),
-            Grader::Falco(_) => Expected::Falco(falco::FalcoGrader::expected(expect)?),
+            Grader::Facts(_) => Expected::Facts(Box::new(facts::FactsGrader::expected(expect)?)),
+            Grader::Falco(_) => Expected::Falco(Box::new(falco::FalcoGrader::expected(expect)?)),
             Grader::Judge(_) => {
                 judge::JudgeGrader::check_expect(expect)?;
                 Expected::Judge
@@ -184,13 +184,15 @@ impl Grader {
 
 /// What a case expects of one grader, parsed from its `expect` once.
 #[derive(Debug)]
+// The larger expectations are boxed: a run holds one per case and grader, and a label's
+// would otherwise take the room of the largest (224 bytes).
 enum Expected {
     Label(String),
     ToolCall(Vec<tool_call::ExpectedCall>),
-    Json(matcher::FieldMatchers),
+    Json(Box<matcher::FieldMatchers>),
     Sections(Option<String>),
-    Facts(facts::Facts),
-    Falco(falco::Expected),
+    Facts(Box<facts::Facts>),
+    Falco(Box<falco::Expected>),
     /// The judge reads `expect.judge.criteria` into its rubric.
     Judge,
 }
@@ -198,7 +200,7 @@ enum Expected {
 /// What a case expects of each grader of its suite, in grader order: made by
 /// [`Graders::expectations`] once per case, read by [`Graders::assess`] for every sample.
 #[derive(Debug)]
-pub struct Expectations(Vec<Expected>);
+pub struct Expectations(Box<[Expected]>);
 
 /// What the graders of a suite make of an answer.
 #[derive(Debug)]
@@ -268,12 +270,13 @@ impl Graders {
 
     /// Grade an answer of `loaded` (whose [`Graders::expectations`] are `expected`) once by
     /// every grader that reads it; if all of them pass it and a judge is to be asked, the
-    /// question for it.
+    /// question for it. Only a judge reads the case: without one ([`Graders::reads_cases`]),
+    /// a run need not keep it.
     pub fn assess(
         &self,
         response: &Response,
         expected: &Expectations,
-        loaded: &LoadedCase,
+        loaded: Option<&LoadedCase>,
     ) -> Result<Assessment, Error> {
         let grades = (0..)
             .zip(self.0.iter().zip(&expected.0))
@@ -288,7 +291,7 @@ impl Graders {
         mut question: Question,
         judgment: &Response,
         response: &Response,
-        loaded: &LoadedCase,
+        loaded: Option<&LoadedCase>,
     ) -> Result<Assessment, Error> {
         question
             .grades
@@ -297,13 +300,19 @@ impl Graders {
     }
 
     /// Ask the next judge while every grade so far passes; otherwise the combined grade.
-    fn next(&self, grades: Vec<(usize, Grade)>, response: &Response, loaded: &LoadedCase) -> Result<Assessment, Error> {
+    fn next(
+        &self,
+        grades: Vec<(usize, Grade)>,
+        response: &Response,
+        loaded: Option<&LoadedCase>,
+    ) -> Result<Assessment, Error> {
         if grades.iter().all(|(_, grade)| grade.outcome == Outcome::Correct) {
             let unasked = (0..).zip(&self.0).find_map(|(index, grader)| match grader {
                 Grader::Judge(judge) if grades.iter().all(|(graded, _)| *graded != index) => Some((index, judge)),
                 _ => None,
             });
             if let Some((asker, judge)) = unasked {
+                let loaded = loaded.ok_or_else(|| Error::internal("a judge's case was not kept"))?;
                 return Ok(Assessment::Ask(Question {
                     request: judge.request(loaded, response)?,
                     provider: judge.provider().to_string(),
@@ -389,7 +398,7 @@ mod tests {
         );
         let expected = graders.expectations(&loaded.case.expect).unwrap();
         let wrong = Response::from_text("suppress");
-        match graders.assess(&wrong, &expected, &loaded).unwrap() {
+        match graders.assess(&wrong, &expected, Some(&loaded)).unwrap() {
             Assessment::Graded(grade) => assert_eq!(
                 (grade.outcome, grade.reason.as_str()),
                 (Outcome::Wrong, "label: answered `suppress`, expected `notify`")
@@ -397,7 +406,7 @@ mod tests {
             Assessment::Ask(question) => panic!("asked about a wrong answer: {question:?}"),
         }
         let right = Response::from_text("notify");
-        let Assessment::Ask(question) = graders.assess(&right, &expected, &loaded).unwrap() else {
+        let Assessment::Ask(question) = graders.assess(&right, &expected, Some(&loaded)).unwrap() else {
             panic!("a right answer must go to the judge");
         };
         assert_eq!(question.provider, "local");
@@ -406,7 +415,7 @@ mod tests {
             "Judge notify against names the port"
         );
         let verdict = Response::from_text(r#"{"verdict": "fail", "reason": "no port"}"#);
-        match graders.answer(question, &verdict, &right, &loaded).unwrap() {
+        match graders.answer(question, &verdict, &right, Some(&loaded)).unwrap() {
             Assessment::Graded(grade) => assert_eq!(
                 (grade.outcome, grade.reason.as_str()),
                 (Outcome::Wrong, "judge: no port")
@@ -424,7 +433,10 @@ mod tests {
         let expect = serde_json::json!({"fields": {"action": "none"}, "facts": {"required": ["EC2.19"]}});
         let loaded = crate::testing::loaded("c1", expect);
         let expected = graders.expectations(&loaded.case.expect).unwrap();
-        let grade = |text: &str| match graders.assess(&Response::from_text(text), &expected, &loaded).unwrap() {
+        let grade = |text: &str| match graders
+            .assess(&Response::from_text(text), &expected, Some(&loaded))
+            .unwrap()
+        {
             Assessment::Graded(grade) => grade,
             Assessment::Ask(question) => panic!("no judge to ask: {question:?}"),
         };
