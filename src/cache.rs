@@ -694,6 +694,16 @@ impl Keys {
     }
 }
 
+/// The text in `column` of `row`, read in place (`None` for NULL): what an answer's columns
+/// are read with where an owned copy would only be parsed or cleaned, since a replay reads
+/// every answer of a suite.
+fn str_at<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<&'r str>> {
+    let value = row.get_ref(column)?;
+    value
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e)))
+}
+
 /// What an answer is looked up by (see `Cache::answer_sql`).
 #[derive(Clone, Copy)]
 enum By {
@@ -1066,32 +1076,37 @@ impl Cache {
     ) -> Result<Option<Response>, CacheError> {
         let row = statement
             .query_row([by], |row| {
+                let tool_calls = match str_at(row, 1)? {
+                    // Most answers call no tool: no need to parse their empty list.
+                    Some("[]") => Ok(Vec::new()),
+                    Some(listed) => serde_json::from_str(listed),
+                    None => serde_json::from_str("null"),
+                };
+                let version = if self.has_version_columns {
+                    let fingerprint = str_at(row, 7)?;
+                    str_at(row, 6)?.and_then(|model| ModelVersion::new(model, fingerprint))
+                } else {
+                    let raw_body = str_at(row, 2)?;
+                    str_at(row, 6)?
+                        .and_then(ProviderKind::parse)
+                        .zip(raw_body)
+                        .and_then(|(provider, raw_body)| ModelVersion::from_body(provider, raw_body))
+                };
                 Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
+                    str_at(row, 0)?.map(str::to_string),
+                    tool_calls,
                     row.get::<_, Option<u64>>(3)?,
                     row.get::<_, Option<u64>>(4)?,
                     row.get::<_, u64>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                    row.get::<_, Option<String>>(7)?,
+                    version,
                 ))
             })
             .optional()
             .map_err(self.failed("read an answer"))?;
-        let Some((text, tool_calls, raw_body, input_tokens, output_tokens, latency_ms, model, fingerprint)) = row
-        else {
+        let Some((text, tool_calls, input_tokens, output_tokens, latency_ms, version)) = row else {
             return Ok(None);
         };
-        let version = if self.has_version_columns {
-            model.and_then(|model| ModelVersion::new(&model, fingerprint.as_deref()))
-        } else {
-            model
-                .and_then(|provider| ProviderKind::parse(&provider))
-                .zip(raw_body)
-                .and_then(|(provider, raw_body)| ModelVersion::from_body(provider, &raw_body))
-        };
-        let tool_calls = serde_json::from_str(&tool_calls).map_err(|e| CacheError::Entry {
+        let tool_calls = tool_calls.map_err(|e| CacheError::Entry {
             path: self.path.clone(),
             key: key(),
             message: format!("has unreadable tool calls: {e}"),

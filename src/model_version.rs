@@ -68,6 +68,21 @@ impl std::fmt::Display for ModelVersion {
 }
 
 fn clean(text: &str) -> Option<String> {
+    // What a provider sends: short, printable, trimmed. Kept as it is, in one allocation (a
+    // replay cleans the version of every answer it reads).
+    let as_sent = !text.is_empty()
+        && text.len() <= MAX_VERSION_CHARS
+        && text.trim().len() == text.len()
+        && !text.chars().any(char::is_control);
+    match as_sent {
+        true => Some(text.to_string()),
+        false => cleaned(text),
+    }
+}
+
+/// `text` without control characters, cut to [`MAX_VERSION_CHARS`] and trimmed; `None` if
+/// nothing is left.
+fn cleaned(text: &str) -> Option<String> {
     let text: String = text
         .chars()
         .filter(|c| !c.is_control())
@@ -226,6 +241,26 @@ pub fn change(baseline: &[VersionCount], candidate: &[VersionCount]) -> Option<M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_as_sent_is_kept_as_cleaning_would_keep_it() {
+        let long = "m".repeat(MAX_VERSION_CHARS);
+        let longer = "é".repeat(MAX_VERSION_CHARS);
+        for text in [
+            "gpt-4o-2024-08-06",
+            "",
+            " padded ",
+            "\u{3000}wide space",
+            "bell\u{7}",
+            "\u{1b}[31mred",
+            long.as_str(),
+            &format!("{long}x"),
+            longer.as_str(),
+            "\n",
+        ] {
+            assert_eq!(clean(text), cleaned(text), "{text:?}");
+        }
+    }
 
     fn version(model: &str, fingerprint: Option<&str>) -> ModelVersion {
         ModelVersion::new(model, fingerprint).expect("a model name")

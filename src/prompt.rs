@@ -97,6 +97,9 @@ struct RoleTemplate {
     /// The message printed if a render passes its memory budget, before and after the case's
     /// name (see [`Prompt::over_budget`]).
     over_budget: OnceLock<(String, String)>,
+    /// The message of a template that reads no variable: the same for every case (a system
+    /// prompt, often), so rendered once.
+    constant: OnceLock<String>,
 }
 
 /// A case's template context: its variables and `case_id` (which wins over a variable of that
@@ -247,6 +250,14 @@ impl Prompt {
                 let line = first_line_using(template.source(), name);
                 return Err(self.template_error(role, &err, line, Some(loaded)));
             }
+            let constant = &self.role(role).constant;
+            if let Some(content) = constant.get() {
+                messages.push(Message {
+                    role: (*role).to_string(),
+                    content: content.clone(),
+                });
+                continue;
+            }
             // Converted before the budget opens: the case's own data is not the template's doing.
             let values = values.get_or_insert_with(|| minijinja::Value::from_serialize(&context));
             let budget = memory::Budget::open(memory::RENDER_BUDGET, self.over_budget(role, loaded));
@@ -264,6 +275,9 @@ impl Prompt {
                     ),
                 );
                 return Err(self.template_error(role, &err, None, Some(loaded)));
+            }
+            if reads.is_empty() {
+                let _ = constant.set(content.clone());
             }
             messages.push(Message {
                 role: (*role).to_string(),
@@ -531,6 +545,26 @@ Finding: {{ finding | tojson }}"""
 name = "decision"
 schema = { type = "object", properties = { decision = { type = "string", enum = ["suppress", "notify"] } } }
 "#;
+
+    /// A template that reads no variable is rendered once; one that reads the case's id or a
+    /// variable, for each case.
+    #[test]
+    fn only_a_template_that_reads_nothing_is_rendered_once() {
+        let text = "system = \"Static {{ 1 + 1 }}\"\nuser = \"{{ case_id }}: {{ rule }}\"\n";
+        let prompt = Prompt::parse(Path::new("p.toml"), text).unwrap();
+        let case_id = "system = \"About {{ case_id }}\"\nuser = \"{{ rule }}\"\n";
+        let by_id = Prompt::parse(Path::new("q.toml"), case_id).unwrap();
+        for (id, rule) in [("c1", "r1"), ("c2", "r2"), ("c3", "r3")] {
+            let mut case = loaded(json!({ "rule": rule }));
+            case.case.id = id.into();
+            let rendered = prompt.render(&case).unwrap();
+            let contents: Vec<&str> = rendered.messages.iter().map(|m| m.content.as_str()).collect();
+            assert_eq!(contents, ["Static 2", &format!("{id}: {rule}")]);
+            assert_eq!(by_id.render(&case).unwrap().messages[0].content, format!("About {id}"));
+        }
+        assert_eq!(prompt.roles[0].constant.get().map(String::as_str), Some("Static 2"));
+        assert!(prompt.roles[1].constant.get().is_none() && by_id.roles[0].constant.get().is_none());
+    }
 
     #[test]
     fn renders_system_and_user_in_order() {

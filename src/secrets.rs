@@ -37,6 +37,12 @@ static SHAPES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     .collect()
 });
 
+/// [`SHAPES`] as one set: whether any matches is one pass over a text, not one per shape (a
+/// long report has none in nearly every run of lines it is masked in).
+static ANY_SHAPE: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new(SHAPES.iter().map(Regex::as_str)).expect("the built-in secret patterns are valid")
+});
+
 /// The secrets of this process, learnt once before anything is printed (see [`learn`]).
 static PROCESS: OnceLock<Secrets> = OnceLock::new();
 
@@ -110,6 +116,9 @@ impl Secrets {
             if matcher.is_match(text.as_ref()) {
                 text = Cow::Owned(matcher.replace_all(text.as_ref(), &vec![MASK; self.values.len()]));
             }
+        }
+        if !ANY_SHAPE.is_match(&text) {
+            return text;
         }
         for shape in SHAPES.iter() {
             if shape.is_match(&text) {
