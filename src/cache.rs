@@ -1457,7 +1457,7 @@ mod tests {
             prompt: std::sync::Arc::new(RenderedPrompt {
                 messages: vec![Message {
                     role: "user".into(),
-                    content: "hi".into(),
+                    content: std::sync::Arc::new("hi".into()),
                 }],
                 response_schema: None,
                 tools: vec![],
@@ -1574,19 +1574,18 @@ mod tests {
         std::sync::Arc::make_mut(&mut escaped.prompt).messages = vec![
             Message {
                 role: "system".into(),
-                content: "Answer \"suppress\" or notify.\n\t\u{1}".into(),
+                content: std::sync::Arc::new("Answer \"suppress\" or notify.\n\t\u{1}".into()),
             },
             Message {
                 role: "user".into(),
-                content: "検出結果: {\"Severity\": {\"Label\": \"HIGH\"}} \\ </script>".into(),
+                content: std::sync::Arc::new("検出結果: {\"Severity\": {\"Label\": \"HIGH\"}} \\ </script>".into()),
             },
         ];
         // Another prompt with the same schema, then another schema: what `Keys` remembers of a
         // schema must follow the prompt's.
         let mut same_schema = with_tools.clone();
-        std::sync::Arc::make_mut(&mut same_schema.prompt).messages[0]
-            .content
-            .push_str(" again");
+        let first = &mut std::sync::Arc::make_mut(&mut same_schema.prompt).messages[0].content;
+        *first = format!("{first} again").into();
         let mut other_schema = same_schema.clone();
         std::sync::Arc::make_mut(&mut other_schema.prompt).response_schema =
             Some(std::sync::Arc::new(crate::prompt::ResponseSchema {

@@ -1115,7 +1115,7 @@ mod tests {
             assert!(selection.cases.whole(0).is_none());
             assert_eq!(selection.cases.line(1), Some(2));
             assert_eq!(
-                selection.prompts[0].messages[0].content,
+                &*selection.prompts[0].messages[0].content,
                 r#"r1: {"Id":"f-1","Severity":{"Label":"LOW"}}"#
             );
             assert_eq!(selection.expectations.len(), 2);

@@ -411,7 +411,7 @@ mod tests {
         let prompt = Arc::new(RenderedPrompt {
             messages: vec![Message {
                 role: "user".into(),
-                content: "triage this".into(),
+                content: std::sync::Arc::new("triage this".into()),
             }],
             response_schema: None,
             tools: vec![],

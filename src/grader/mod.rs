@@ -411,7 +411,7 @@ mod tests {
         };
         assert_eq!(question.provider, "local");
         assert_eq!(
-            question.request.prompt.messages[0].content,
+            &*question.request.prompt.messages[0].content,
             "Judge notify against names the port"
         );
         let verdict = Response::from_text(r#"{"verdict": "fail", "reason": "no port"}"#);

@@ -131,8 +131,8 @@ impl BedrockProvider {
         let invalid = |e: BuildError| ProviderError::new(FailureKind::Client, e.to_string());
         let mut call = self.client.converse().model_id(&request.model);
         for message in &request.prompt.messages {
-            match message.role.as_str() {
-                "system" => call = call.system(SystemContentBlock::Text(message.content.clone())),
+            match message.role.as_ref() {
+                "system" => call = call.system(SystemContentBlock::Text(message.content.to_string())),
                 role => {
                     let role = if role == "assistant" {
                         ConversationRole::Assistant
@@ -141,7 +141,7 @@ impl BedrockProvider {
                     };
                     let message = Message::builder()
                         .role(role)
-                        .content(ContentBlock::Text(message.content.clone()))
+                        .content(ContentBlock::Text(message.content.to_string()))
                         .build()
                         .map_err(invalid)?;
                     call = call.messages(message);

@@ -225,7 +225,7 @@ pub fn converse_body(request: &Request) -> Value {
     let mut system = Vec::new();
     let mut messages = Vec::new();
     for message in &request.prompt.messages {
-        match message.role.as_str() {
+        match message.role.as_ref() {
             "system" => system.push(json!({"text": message.content})),
             role => messages.push(json!({
                 "role": if role == "assistant" { "assistant" } else { "user" },
@@ -259,7 +259,7 @@ pub fn anthropic_body(request: &Request) -> Value {
     let mut system = Vec::new();
     let mut messages = Vec::new();
     for message in &prompt.messages {
-        match message.role.as_str() {
+        match message.role.as_ref() {
             "system" => system.push(message.content.as_str()),
             role => messages.push(json!({
                 "role": if role == "assistant" { "assistant" } else { "user" },
@@ -758,11 +758,11 @@ mod tests {
                 messages: vec![
                     Message {
                         role: "system".into(),
-                        content: "Answer.".into(),
+                        content: std::sync::Arc::new("Answer.".into()),
                     },
                     Message {
                         role: "user".into(),
-                        content: "Suppress this?".into(),
+                        content: std::sync::Arc::new("Suppress this?".into()),
                     },
                 ],
                 response_schema: schema.then(|| {
