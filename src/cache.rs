@@ -998,7 +998,7 @@ impl Cache {
         let mut statement = connection
             .prepare_cached(self.answer_sql(By::Key))
             .map_err(self.failed("read an answer"))?;
-        self.read_answer(&mut statement, key, || key.to_string())
+        self.read_answer(&mut statement, key, || key.to_string(), &mut None)
     }
 
     /// The answers stored under `keys`, each handed to `found` with its place in `keys`; keys
@@ -1032,9 +1032,10 @@ impl Cache {
         }
         rows.sort_unstable();
         let mut statement = transaction.prepare_cached(self.answer_sql(By::Rowid)).map_err(&fail)?;
+        let mut version = None;
         for (rowid, place) in rows {
             let key = || hex::encode(keys[place as usize].0);
-            if let Some(response) = self.read_answer(&mut statement, rowid, key)? {
+            if let Some(response) = self.read_answer(&mut statement, rowid, key, &mut version)? {
                 found(place as usize, response)?;
             }
         }
@@ -1067,12 +1068,14 @@ impl Cache {
     }
 
     /// The answer [`Cache::answer_sql`]'s `statement` finds for `by`, if any; `key` names the
-    /// entry in an error.
+    /// entry in an error. `last` is the version last read, shared by the answers that name it
+    /// again (nearly all of a replay's).
     fn read_answer(
         &self,
         statement: &mut rusqlite::CachedStatement<'_>,
         by: impl rusqlite::ToSql,
         key: impl FnOnce() -> String,
+        last: &mut Option<ModelVersion>,
     ) -> Result<Option<Response>, CacheError> {
         let row = statement
             .query_row([by], |row| {
@@ -1084,7 +1087,15 @@ impl Cache {
                 };
                 let version = if self.has_version_columns {
                     let fingerprint = str_at(row, 7)?;
-                    str_at(row, 6)?.and_then(|model| ModelVersion::new(model, fingerprint))
+                    match (str_at(row, 6)?, last.as_ref()) {
+                        (Some(model), Some(known)) if known.is(model, fingerprint) => Some(known.clone()),
+                        (Some(model), _) => {
+                            let version = ModelVersion::new(model, fingerprint);
+                            last.clone_from(&version);
+                            version
+                        }
+                        (None, _) => None,
+                    }
                 } else {
                     let raw_body = str_at(row, 2)?;
                     str_at(row, 6)?
@@ -1623,24 +1634,47 @@ mod tests {
         // Every third request answered, stored in an order unlike both the requests' and the
         // keys', so that the index, the rows and the places all disagree.
         let stored: Vec<usize> = (0..40).rev().filter(|i| i % 3 == 0).collect();
+        // The versions as sent, in the order the rows lie: runs of one version, and one that
+        // needs cleaning between them.
+        let sent = |rank: usize| match rank {
+            0..5 => ("m-1", Some("fp_a")),
+            5 => (" m-2\u{7} ", None),
+            _ => ("m-1", Some("fp_b")),
+        };
         let entries: Vec<Entry> = stored
             .iter()
-            .map(|&i| {
-                Entry::new(
-                    key(&requests[i]),
-                    &requests[i],
-                    Response::from_text(&format!("answer {i}")),
-                )
+            .enumerate()
+            .map(|(rank, &i)| {
+                let (model, fingerprint) = sent(rank);
+                let response = Response {
+                    version: ModelVersion::new(model, fingerprint),
+                    ..Response::from_text(&format!("answer {i}"))
+                };
+                Entry::new(key(&requests[i]), &requests[i], response)
             })
             .collect();
         cache.put_many(&entries).unwrap();
         let mut found = Vec::new();
+        let mut versions = Vec::new();
         cache
             .get_ordered(&digests, |place, response| {
                 found.push((place, response.text));
+                versions.push(response.version.expect("a version"));
                 Ok::<(), CacheError>(())
             })
             .unwrap();
+        // Read back as cleaned when stored; a run of one version shares it.
+        let expected: Vec<ModelVersion> = (0..stored.len())
+            .map(|rank| ModelVersion::new(sent(rank).0, sent(rank).1).unwrap())
+            .collect();
+        assert_eq!(versions, expected);
+        assert_eq!(&*versions[5].model, "m-2");
+        assert!(versions[1..5]
+            .iter()
+            .all(|v| std::sync::Arc::ptr_eq(&v.model, &versions[0].model)));
+        assert!(versions[7..]
+            .iter()
+            .all(|v| std::sync::Arc::ptr_eq(&v.model, &versions[6].model)));
         let mut places: Vec<usize> = found.iter().map(|(place, _)| *place).collect();
         places.sort_unstable();
         assert_eq!(places, (0..40).filter(|i| i % 3 == 0).collect::<Vec<_>>());

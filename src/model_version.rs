@@ -10,6 +10,8 @@
 //! fixed version, and Converse reports nothing more). Each answer keeps what its provider said;
 //! results and baselines keep how many samples each version answered.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,13 +29,16 @@ pub const MAX_VERSIONS: usize = 20;
 const OTHER: &str = "(other versions)";
 
 /// One version, as a provider named it.
+///
+/// Its parts are shared: every answer names its version, every case's tally keeps the versions
+/// that answered it, and nearly all of them are one version.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ModelVersion {
     /// The model the provider says it ran (OpenAI `model`, Bedrock `invokedModelId`).
-    pub model: String,
+    pub model: Arc<str>,
     /// The backend configuration (OpenAI `system_fingerprint`), when the provider sends one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<Arc<str>>,
 }
 
 impl ModelVersion {
@@ -42,9 +47,16 @@ impl ModelVersion {
     pub fn new(model: &str, fingerprint: Option<&str>) -> Option<ModelVersion> {
         let model = clean(model)?;
         Some(ModelVersion {
-            model,
-            fingerprint: fingerprint.and_then(clean),
+            model: model.into(),
+            fingerprint: fingerprint.and_then(clean).map(Arc::from),
         })
+    }
+
+    /// For a version [`ModelVersion::new`] made, whether it is the one `new` makes of `model`
+    /// and `fingerprint`: what lets a reader of many answers share one version. Parts equal
+    /// to cleaned ones are clean already, and cleaning keeps what is clean as it is.
+    pub fn is(&self, model: &str, fingerprint: Option<&str>) -> bool {
+        *self.model == *model && self.fingerprint.as_deref() == fingerprint
     }
 
     /// What the body of an answer says about the version that produced it (used for answers
@@ -105,8 +117,8 @@ pub struct VersionCount {
 impl VersionCount {
     pub fn version(&self) -> ModelVersion {
         ModelVersion {
-            model: self.model.clone(),
-            fingerprint: self.fingerprint.clone(),
+            model: self.model.as_str().into(),
+            fingerprint: self.fingerprint.as_deref().map(Arc::from),
         }
     }
 
@@ -156,8 +168,8 @@ impl Versions {
             .0
             .iter()
             .map(|(version, samples)| VersionCount {
-                model: version.model.clone(),
-                fingerprint: version.fingerprint.clone(),
+                model: version.model.to_string(),
+                fingerprint: version.fingerprint.as_deref().map(str::to_string),
                 samples: *samples,
             })
             .collect();
@@ -259,6 +271,13 @@ mod tests {
             "\n",
         ] {
             assert_eq!(clean(text), cleaned(text), "{text:?}");
+            // A version matches what was sent only when cleaning kept it as it was.
+            let made = ModelVersion::new("m", Some(text)).unwrap();
+            assert_eq!(
+                made.is("m", Some(text)),
+                cleaned(text).as_deref() == Some(text),
+                "{text:?}"
+            );
         }
     }
 

@@ -256,7 +256,7 @@ mod tests {
             .as_ref()
             .and_then(|b| b.model_change.as_ref())
             .expect("a model change");
-        assert_eq!(found.new[0].model, "gpt-4o-mini-<b>2025");
+        assert_eq!(&*found.new[0].model, "gpt-4o-mini-<b>2025");
         assert!(back.results[0]
             .baseline
             .as_ref()
