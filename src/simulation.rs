@@ -241,6 +241,63 @@ impl Draws {
     }
 }
 
+/// How an accuracy interval fared over many runs of one cell: the share of intervals that held
+/// the true accuracy, and how wide they were.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coverage {
+    pub repetitions: usize,
+    /// Share of intervals holding the true accuracy p.
+    pub covered: f64,
+    /// Share lying wholly above p: the interval was too narrow where the estimate was high.
+    pub above: f64,
+    /// Mean of upper − lower.
+    pub mean_width: f64,
+}
+
+/// Simulate `repetitions` runs of `scenario`'s baseline (its `reshuffle` and `drop` play no
+/// part) and the accuracy interval `method` reports at `confidence_level` for each, seeded.
+/// Case difficulty θ_i ~ Beta with mean p and correlation ρ, so the true accuracy is p.
+pub fn coverage(
+    scenario: &Scenario,
+    repetitions: usize,
+    confidence_level: f64,
+    method: crate::stats::IntervalMethod,
+    seed: u64,
+) -> Coverage {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let spread = 1.0 / scenario.intra_case_correlation - 1.0;
+    let p = scenario.accuracy;
+    // Beta parameters are positive for 0 < p < 1 and 0 < ρ < 1; anything else is a caller bug.
+    let beta = Beta::new(p * spread, (1.0 - p) * spread).expect("Beta parameters must be positive");
+    let k = scenario.samples;
+    let (mut covered, mut above, mut width) = (0usize, 0usize, 0.0);
+    let mut outcomes = vec![crate::stats::CaseOutcome { correct: 0, samples: k }; scenario.cases];
+    for _ in 0..repetitions {
+        for outcome in outcomes.iter_mut() {
+            let theta: f64 = beta.sample(&mut rng);
+            outcome.correct = (0..k).filter(|_| rng.random::<f64>() < theta).count() as u32;
+        }
+        // Every case has k ≥ 1 samples, so there is an estimate.
+        let Some(accuracy) = crate::stats::accuracy(&outcomes, confidence_level, method) else {
+            continue;
+        };
+        let estimate = accuracy.estimate;
+        if estimate.lower <= p && p <= estimate.upper {
+            covered += 1;
+        } else if estimate.lower > p {
+            above += 1;
+        }
+        width += estimate.upper - estimate.lower;
+    }
+    let rate = |count: usize| count as f64 / repetitions as f64;
+    Coverage {
+        repetitions,
+        covered: rate(covered),
+        above: rate(above),
+        mean_width: width / repetitions as f64,
+    }
+}
+
 /// Monte Carlo standard error of a rate estimated from `repetitions` draws.
 pub fn monte_carlo_se(rate: f64, repetitions: usize) -> f64 {
     (rate * (1.0 - rate) / repetitions as f64).sqrt()
@@ -281,6 +338,29 @@ mod tests {
         // A real 10-point drop is caught most of the time.
         let drop = simulate(&scenario(0.0, 0.10), reps, alpha, 13);
         assert!(drop.paired > 0.8, "power {}", drop.paired);
+    }
+
+    /// Where the cases carry most of the information (many cases, one sample each) the default
+    /// interval covers at its nominal level, within the simulation's own error; and the run of
+    /// a seed is the same each time.
+    #[test]
+    fn the_default_interval_covers_at_its_level_with_many_cases() {
+        use crate::stats::IntervalMethod;
+        let reps = 1500;
+        let cell = Scenario {
+            cases: 200,
+            samples: 1,
+            accuracy: 0.7,
+            ..scenario(0.0, 0.0)
+        };
+        for method in [IntervalMethod::WilsonEffectiveT, IntervalMethod::WilsonCasesZ] {
+            let result = coverage(&cell, reps, 0.95, method, 21);
+            let tolerance = 2.58 * monte_carlo_se(0.95, reps);
+            assert!((result.covered - 0.95).abs() <= tolerance, "{method:?}: {result:?}");
+            // Wilson at n = 200, p = 0.7: about ±0.063.
+            assert!((result.mean_width - 0.126).abs() < 0.01, "{method:?}: {result:?}");
+            assert_eq!(result, coverage(&cell, reps, 0.95, method, 21));
+        }
     }
 
     #[test]
