@@ -694,8 +694,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
             .collect::<Result<Vec<_>, Error>>()?;
         // Once every prompt is rendered and every expectation parsed, a case is read again
         // only by a judge or a report that shows it; otherwise only its outline is kept.
-        let keep_content = options.answers || versions.iter().any(|v| v.grader.reads_cases());
-        let mut cases = Cases::new(keep_content);
+        let mut cases = Cases::new(versions.iter().any(|v| v.whole_cases));
         case::for_each_case(&config.resolve(&suite.cases), &config.root, |loaded| {
             for version in &mut versions {
                 version.add(&loaded, &context)?;
@@ -750,6 +749,9 @@ struct PromptVersion {
     expectations: Vec<Expectations>,
     prompts: Vec<Arc<RenderedPrompt>>,
     families: Vec<FamilyBuilder>,
+    /// Whether its selections read a case again after it is rendered (a judge, or a report
+    /// that shows answers), so keep it whole.
+    whole_cases: bool,
 }
 
 /// A family's selection, before it is given a model.
@@ -784,8 +786,7 @@ impl PromptVersion {
         answers: bool,
     ) -> Result<PromptVersion, Error> {
         let grader = Graders::new(&context.suite.grader, &prompt, config)?;
-        // What a family's selection keeps of its cases once they are rendered.
-        let whole = answers || grader.reads_cases();
+        let whole_cases = answers || grader.reads_cases();
         let families = context
             .suite
             .robustness
@@ -794,7 +795,7 @@ impl PromptVersion {
                 robustness.families.iter().map(|&family| FamilyBuilder {
                     family,
                     count: robustness.variants.unwrap_or_else(|| family.default_count()),
-                    cases: Cases::new(whole),
+                    cases: Cases::new(whole_cases),
                     expectations: Vec::new(),
                     variants: Vec::new(),
                     left_out: 0,
@@ -808,6 +809,7 @@ impl PromptVersion {
             expectations: Vec::new(),
             prompts: Vec::new(),
             families,
+            whole_cases,
         })
     }
 
