@@ -20,7 +20,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         concurrency: Some(concurrency),
         offline,
         max_error_rate: None,
-        interval: IntervalMethod::WilsonEffectiveT,
+        interval: IntervalMethod::default(),
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
         sequential: None,

@@ -238,6 +238,7 @@ fn finish(
         accuracy: accuracy.map(|a| a.estimate),
         cases_graded: accuracy.map_or(0, |a| a.cases),
         effective_sample_size: accuracy.map(|a| a.effective_sample_size),
+        interval_method: accuracy.map(|_| settings.interval),
         interval_warning: accuracy
             .and_then(|a| stats::few_cases_warning(&a, identity.samples_per_case, settings.interval)),
         design_effect: accuracy.map(|a| a.design_effect),
@@ -283,7 +284,7 @@ mod tests {
 
     const SETTINGS: Settings = Settings {
         confidence_level: 0.95,
-        interval: IntervalMethod::WilsonEffectiveT,
+        interval: IntervalMethod::WilsonModeratedT,
         max_error_rate: 0.1,
     };
 

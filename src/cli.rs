@@ -813,7 +813,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         interval: if args.conservative_ci {
             IntervalMethod::WilsonCasesZ
         } else {
-            IntervalMethod::WilsonEffectiveT
+            IntervalMethod::default()
         },
         progress: !global.quiet && std::io::stderr().is_terminal(),
         env: EnvVars::from_process(),

@@ -262,7 +262,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         regressed_cases,
         improved_cases,
         new_cases,
-        new_cases_accuracy: stats::accuracy(&new_outcomes, confidence_level, IntervalMethod::WilsonEffectiveT)
+        new_cases_accuracy: stats::accuracy(&new_outcomes, confidence_level, IntervalMethod::default())
             .map(|a| a.estimate),
         missing_cases,
         note,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::grader::Outcome;
 use crate::paired::TestMethod;
 use crate::provider::FailureKind;
-use crate::stats::Estimate;
+use crate::stats::{Estimate, IntervalMethod};
 
 /// The JSON schema version of [`RunRecord`].
 ///
@@ -23,7 +23,8 @@ use crate::stats::Estimate;
 /// (absent when none was seen), `flakiness` on each result (absent at k = 1) and `transitions`
 /// in its `baseline` block (default empty), `drift` on each result and the verdict `drifted`
 /// (`promptgate drift` only), `robustness` on the results of a robustness family,
-/// `interval_warning` on each result (absent unless k ≥ 10 and n_eff > 3n), `detail`
+/// `interval_warning` on each result (absent unless k ≥ 10 and n_eff > 3n), `interval_method`
+/// on each result (absent in older records), `detail`
 /// and `baseline` on each case (absent unless a report shows answers, and outside `gate`),
 /// `variants` on the cases of a robustness family, `shard` on the record and `position` on
 /// each case (a shard's record only), `batch` on the record (`--batch` only).
@@ -240,6 +241,10 @@ pub struct SuiteResult {
     /// Cases with at least one valid sample (the n of the interval).
     pub cases_graded: usize,
     pub effective_sample_size: Option<f64>,
+    /// How `accuracy`'s interval was computed (absent in records of earlier versions, which
+    /// used `wilson_effective_t` or, under `--conservative-ci`, `wilson_cases_z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_method: Option<IntervalMethod>,
     /// Set when the interval rests on too little between-case information (k ≥ 10 and n_eff >
     /// 3n, `reference/statistics.md` §b2): what to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

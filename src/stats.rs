@@ -10,6 +10,18 @@
 //! * interval = Wilson (1927) score interval at the effective size n_eff = p̂(1−p̂)/SE², clamped
 //!   to [n, Σk_i], with a Student-t quantile on n − 1 degrees of freedom (Korn & Graubard 1998).
 //!   It stays inside [0, 1] and keeps coverage near 0 and 1, where p̂ ± t·SE collapses to a point.
+//! * the SE behind n_eff is moderated: the sum of squares gains w·(b − p̂)², as if one more case
+//!   of weight w = 1/20 lay at the far bound b (0 when p̂ ≥ ½, else 1). A few cases often hold
+//!   none of the rare ones that fail every time; their plain spread then looks binomial and
+//!   n_eff runs up to Σk_i exactly when p̂ is too high (`reference/statistics.md` §b2 names
+//!   the cells). The term is a variance moderated towards a prior guess (Smyth 2004) with a
+//!   twentieth of a case of weight, a pseudo-observation in the spirit of Agresti & Coull
+//!   (1998); w was chosen by simulation (`examples/simulate.rs coverage`, README table).
+//!
+//! Smyth, G. K. (2004), Linear models and empirical Bayes methods for assessing differential
+//! expression in microarray experiments, Stat. Appl. Genet. Mol. Biol. 3(1), art. 3. Agresti, A.
+//! & Coull, B. A. (1998), Approximate is better than "exact" for interval estimation of binomial
+//! proportions, Am. Stat. 52(2), 119–126.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -57,8 +69,11 @@ pub struct Accuracy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntervalMethod {
-    /// Wilson at the effective size with a t quantile (the default).
+    /// Wilson at the effective size from the moderated spread, with a t quantile (the default).
     #[default]
+    WilsonModeratedT,
+    /// Wilson at the effective size from the plain spread, with a t quantile: the default of
+    /// earlier versions, kept to read their records and to compare against.
     WilsonEffectiveT,
     /// Plain Wilson on the n cases with a z quantile (`--conservative-ci`).
     WilsonCasesZ,
@@ -70,9 +85,8 @@ pub enum IntervalMethod {
 /// not rest on it (`--conservative-ci` counts each case once).
 pub fn few_cases_warning(accuracy: &Accuracy, samples_per_case: u32, method: IntervalMethod) -> Option<String> {
     let n = accuracy.cases as f64;
-    let warn = method == IntervalMethod::WilsonEffectiveT
-        && samples_per_case >= 10
-        && accuracy.effective_sample_size > 3.0 * n;
+    let warn =
+        method != IntervalMethod::WilsonCasesZ && samples_per_case >= 10 && accuracy.effective_sample_size > 3.0 * n;
     warn.then(|| {
         format!(
             "the interval counts {} cases × {samples_per_case} samples as {:.0} independent answers: with many samples of few cases it is often too narrow; add cases rather than samples, or use --conservative-ci",
@@ -101,6 +115,16 @@ pub fn sample_sd(values: &[f64]) -> f64 {
 /// Clustered standard error of the mean of per-case means: sd(m_i) / √n.
 pub fn clustered_standard_error(case_means: &[f64]) -> f64 {
     sample_sd(case_means) / (case_means.len() as f64).sqrt()
+}
+
+/// Weight of the pseudo-case at the far bound in the moderated spread (module docs).
+pub const MODERATION_WEIGHT: f64 = 0.05;
+
+/// The moderated standard error: √((s² + w·(b − p̂)²/(n − 1)) / n), with b the bound farther
+/// from p̂. Equal to the clustered SE as w → 0; `se` and `p` are the plain ones of `n` cases.
+pub fn moderated_standard_error(se: f64, p: f64, n: f64) -> f64 {
+    let far = p.max(1.0 - p);
+    (se * se + MODERATION_WEIGHT * far * far / ((n - 1.0) * n)).sqrt()
 }
 
 /// Standard normal quantile Φ⁻¹(p).
@@ -150,8 +174,12 @@ pub fn accuracy(outcomes: &[CaseOutcome], confidence_level: f64, method: Interva
     let upper_tail = 1.0 - (1.0 - confidence_level) / 2.0;
     let (n_eff, q) = match method {
         IntervalMethod::WilsonCasesZ => (n, z_quantile(upper_tail)),
-        IntervalMethod::WilsonEffectiveT => {
+        IntervalMethod::WilsonEffectiveT | IntervalMethod::WilsonModeratedT => {
             let n_eff = if p > 0.0 && p < 1.0 && se > 0.0 {
+                let se = match method {
+                    IntervalMethod::WilsonModeratedT => moderated_standard_error(se, p, n),
+                    _ => se,
+                };
                 (p * (1.0 - p) / (se * se)).clamp(n, total_samples as f64)
             } else {
                 // All correct, all wrong, or every case alike: assume the worst (ρ = 1).
@@ -258,7 +286,12 @@ mod tests {
 
     #[test]
     fn eight_cases_four_samples() {
-        let acc = accuracy(&cases(&[4, 3, 0, 2, 4, 1, 4, 2], 4), 0.95, IntervalMethod::default()).unwrap();
+        let acc = accuracy(
+            &cases(&[4, 3, 0, 2, 4, 1, 4, 2], 4),
+            0.95,
+            IntervalMethod::WilsonEffectiveT,
+        )
+        .unwrap();
         close(acc.estimate.point, 0.625, 1e-12);
         close(acc.estimate.standard_error, 0.13363062095621223, 1e-12); // statsmodels CR1
         close(acc.effective_sample_size, 13.12499999999999, 1e-9);
@@ -272,7 +305,7 @@ mod tests {
         let acc = accuracy(
             &cases(&[3, 3, 3, 2, 3, 0, 3, 1, 3, 3, 2, 3], 3),
             0.95,
-            IntervalMethod::default(),
+            IntervalMethod::WilsonEffectiveT,
         )
         .unwrap();
         close(acc.estimate.point, 0.8055555555555556, 1e-12);
@@ -286,7 +319,7 @@ mod tests {
     fn one_sample_per_case_clamps_to_n() {
         let mut correct = vec![1; 14];
         correct.extend([0; 6]);
-        let acc = accuracy(&cases(&correct, 1), 0.95, IntervalMethod::default()).unwrap();
+        let acc = accuracy(&cases(&correct, 1), 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
         close(acc.estimate.standard_error, 0.10513149660756933, 1e-12);
         assert_eq!(acc.effective_sample_size, 20.0);
         close(acc.estimate.lower, 0.4665180496203465, 1e-9);
@@ -296,7 +329,7 @@ mod tests {
     #[test]
     fn all_correct_stays_honest() {
         // reference/statistics.md worked example: 10 × 5 all correct → [0.661491, 1].
-        let acc = accuracy(&cases(&[5; 10], 5), 0.95, IntervalMethod::default()).unwrap();
+        let acc = accuracy(&cases(&[5; 10], 5), 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
         assert_eq!(acc.estimate.point, 1.0);
         assert_eq!(acc.estimate.standard_error, 0.0);
         close(acc.estimate.lower, 0.6614913773398166, 1e-9);
@@ -308,10 +341,110 @@ mod tests {
 
     #[test]
     fn near_one_clamps_to_total_samples() {
-        let acc = accuracy(&cases(&[5, 5, 5, 5, 4, 5], 5), 0.95, IntervalMethod::default()).unwrap();
+        let acc = accuracy(&cases(&[5, 5, 5, 5, 4, 5], 5), 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
         close(acc.effective_sample_size, 29.0, 1e-9);
         close(acc.estimate.lower, 0.7639649666868911, 1e-9);
         close(acc.estimate.upper, 0.996166170724633, 1e-9);
+    }
+
+    #[test]
+    fn the_moderated_interval_matches_numpy_and_statsmodels() {
+        // Independent: numpy 2.4.6, scipy 1.17.1, statsmodels 0.15.0, w = 0.05:
+        //   m = c/k; p = m.mean(); b = 0 if p >= 0.5 else 1
+        //   se = sqrt((((m − p)**2).sum() + w·(b − p)**2) / (n − 1) / n)
+        //   n_eff = clip(p(1−p)/se², n, n·k); q = t.ppf(0.975, n−1)
+        //   proportion_confint(p·n*, n*, method='wilson') with n* = n_eff·(norm.ppf(0.975)/q)²
+        let mut nineteen = vec![20; 17];
+        nineteen.extend([19; 3]);
+        // (correct per case, k, moderated SE, n_eff, lower, upper)
+        type Vector<'a> = (&'a [u32], u32, f64, f64, f64, f64);
+        let vectors: [Vector; 6] = [
+            (
+                &[4, 3, 0, 2, 4, 1, 4, 2],
+                4,
+                0.13492929696167333,
+                12.873563218390805,
+                0.31806737652601125,
+                0.8562293402463014,
+            ),
+            (
+                &[3, 3, 3, 2, 3, 0, 3, 1, 3, 3, 2, 3],
+                3,
+                0.09713349727336695,
+                16.601716179796167,
+                0.5361719435427488,
+                0.936898498033391,
+            ),
+            (
+                &[5, 5, 5, 5, 4, 5],
+                5,
+                0.05165770531603701,
+                12.074947952810549,
+                0.6050430164708923,
+                0.9981817646746179,
+            ),
+            (
+                &[19, 18, 20, 19, 18, 19, 20, 17, 19, 18],
+                20,
+                0.026658592527655234,
+                85.51662139185844,
+                0.8469198348970458,
+                0.9739584223392884,
+            ),
+            // 20 cases, 17 always right and 3 wrong once: the plain spread counts them as all
+            // 400 samples (n_eff = N) and the interval would stop near 0.98.
+            (
+                &nineteen,
+                20,
+                0.012099131384655591,
+                50.84911437062212,
+                0.9074307374771076,
+                0.9994405450227313,
+            ),
+            // Near 0 the far bound is 1.
+            (
+                &[0, 1, 0, 0, 2, 0, 1, 0, 0, 0],
+                5,
+                0.049252185512703675,
+                30.340784170025653,
+                0.02104817486153472,
+                0.2601814869764818,
+            ),
+        ];
+        for (correct, k, se, n_eff, lower, upper) in vectors {
+            let outcomes = cases(correct, k);
+            let acc = accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
+            let plain = accuracy(&outcomes, 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
+            // The reported SE stays the clustered (CR1) one; only n_eff is moderated.
+            assert_eq!(acc.estimate.standard_error, plain.estimate.standard_error);
+            let n = outcomes.len() as f64;
+            close(
+                moderated_standard_error(acc.estimate.standard_error, acc.estimate.point, n),
+                se,
+                1e-12,
+            );
+            close(acc.effective_sample_size, n_eff, 1e-9);
+            close(acc.estimate.lower, lower, 1e-9);
+            close(acc.estimate.upper, upper, 1e-9);
+            assert!(acc.effective_sample_size <= plain.effective_sample_size, "{correct:?}");
+        }
+    }
+
+    #[test]
+    fn moderation_leaves_one_sample_per_case_and_the_worst_cases_alone() {
+        // k = 1 clamps to n either way; all correct and equal means take n_eff = n either way.
+        let mut correct = vec![1; 14];
+        correct.extend([0; 6]);
+        for (outcomes, n) in [
+            (cases(&correct, 1), 20.0),
+            (cases(&[5; 10], 5), 10.0),
+            (cases(&[2; 10], 3), 10.0),
+        ] {
+            let moderated = accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
+            let plain = accuracy(&outcomes, 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
+            assert_eq!(moderated, plain);
+            assert_eq!(moderated.effective_sample_size, n);
+        }
     }
 
     #[test]
@@ -333,7 +466,7 @@ mod tests {
     #[test]
     fn equal_case_means_have_zero_spread() {
         // Every case 2/3: no spread, so the interval takes the worst case n_eff = n.
-        let acc = accuracy(&cases(&[2; 10], 3), 0.95, IntervalMethod::default()).unwrap();
+        let acc = accuracy(&cases(&[2; 10], 3), 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
         assert_eq!(acc.estimate.standard_error, 0.0);
         assert_eq!(acc.effective_sample_size, 10.0);
     }
@@ -387,6 +520,9 @@ mod tests {
             "{warning}"
         );
         assert!(warning.contains("add cases rather than samples"));
+        // The default interval moderates n_eff to 85.5 (vectors above): still more than 3n.
+        let moderated = accuracy(&outcomes(20), 0.95, IntervalMethod::default()).unwrap();
+        assert!(few_cases_warning(&moderated, 20, IntervalMethod::default()).is_some());
         // Not under --conservative-ci, which counts each case once, nor at k < 10.
         assert_eq!(few_cases_warning(&many, 20, IntervalMethod::WilsonCasesZ), None);
         assert_eq!(few_cases_warning(&many, 5, IntervalMethod::WilsonEffectiveT), None);

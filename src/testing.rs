@@ -29,7 +29,7 @@ variants = { en = "prompts/triage-en.toml" }
 
 const SETTINGS: Settings = Settings {
     confidence_level: 0.95,
-    interval: IntervalMethod::WilsonEffectiveT,
+    interval: IntervalMethod::WilsonModeratedT,
     max_error_rate: 0.1,
 };
 

@@ -77,8 +77,9 @@ fn exact_accuracy_then_zero_calls_from_cache() {
             samples: 3,
         })
         .collect();
-    let expected = stats::accuracy(&outcomes, 0.95, IntervalMethod::WilsonEffectiveT).unwrap();
+    let expected = stats::accuracy(&outcomes, 0.95, IntervalMethod::default()).unwrap();
     let result = &record["results"][0];
+    assert_eq!(result["interval_method"], "wilson_moderated_t");
     assert_eq!(result["accuracy"]["point"].as_f64().unwrap(), expected.estimate.point);
     assert!((expected.estimate.point - 19.0 / 30.0).abs() < 1e-12);
     assert!(expected.estimate.standard_error > 0.1);
@@ -376,8 +377,9 @@ fn snapshot_settings() -> insta::Settings {
     settings
 }
 
-/// Twenty samples of ten cases that all sit between 90% and 100%: n_eff = p̂(1−p̂)/SE² = 225,
-/// clamped to the 200 answers, far above 3n = 30, and every report says to add cases instead
+/// Twenty samples of ten cases that all sit between 90% and 100%: from the moderated spread
+/// n_eff = 61.54 (numpy: m = [20,19,18,20,19,18,20,19,18,20]/20, SS = Σ(m − p̂)² + 0.05·p̂²,
+/// n_eff = p̂(1−p̂)·n(n−1)/SS), above 3n = 30, and every report says to add cases instead
 /// (§b2 of the design notes).
 #[test]
 fn many_samples_of_few_cases_warn_in_every_report() {
@@ -391,7 +393,8 @@ fn many_samples_of_few_cases_warn_in_every_report() {
     let (record, code) = project.json(&["run", "--out", "run.md"]);
     assert_eq!(code, 0, "{record:#}");
     let result = &record["results"][0];
-    assert_eq!(result["effective_sample_size"].as_f64(), Some(200.0));
+    let n_eff = result["effective_sample_size"].as_f64().expect("n_eff");
+    assert!((n_eff - 61.538155565720864).abs() < 1e-9, "{n_eff}");
     let warning = result["interval_warning"].as_str().expect("a warning");
     assert!(
         warning.starts_with("the interval counts 10 cases × 20 samples as "),
@@ -411,4 +414,5 @@ fn many_samples_of_few_cases_warn_in_every_report() {
     // --conservative-ci counts each case once: nothing to warn about.
     let (conservative, _) = project.json(&["run", "--conservative-ci"]);
     assert!(conservative["results"][0].get("interval_warning").is_none());
+    assert_eq!(conservative["results"][0]["interval_method"], "wilson_cases_z");
 }

@@ -232,7 +232,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         concurrency: Some(4),
         offline: false,
         max_error_rate: None,
-        interval: IntervalMethod::WilsonEffectiveT,
+        interval: IntervalMethod::default(),
         progress: false,
         env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
         sequential: None,

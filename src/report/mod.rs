@@ -269,7 +269,7 @@ mod tests {
         );
         assert!(
             markdown
-                .contains("| ❌ **Regressed** | triage | m | 76.0% [55.5%, 88.9%] | -24.0 pts [-41.6, -6.4] | 0.015 |"),
+                .contains("| ❌ **Regressed** | triage | m | 76.0% [55.4%, 89.0%] | -24.0 pts [-41.6, -6.4] | 0.015 |"),
             "{markdown}"
         );
         assert!(

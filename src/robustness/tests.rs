@@ -252,7 +252,7 @@ fn flips_count_against_the_cases_own_majority_answer() {
             original_right: None,
         },
     ];
-    let summary = summarize(Family::Injection, 3, 1, &cases, 0.95, IntervalMethod::WilsonEffectiveT);
+    let summary = summarize(Family::Injection, 3, 1, &cases, 0.95, IntervalMethod::default());
     assert_eq!(
         (summary.variants, summary.flips, summary.cases, summary.cases_left_out),
         (7, 3, 3, 1)
