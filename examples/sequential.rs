@@ -5,7 +5,7 @@
 //!
 //! Seeded: the same build prints the same table. Printed as Markdown for the README.
 
-use promptgate::plan::{minimum_detectable_drop, PlanInputs};
+use promptgate::plan::{minimum_detectable_drop, DropShape, PlanInputs};
 use promptgate::sequential::Design;
 use promptgate::simulation::{monte_carlo_se, simulate_sequential, Scenario};
 
@@ -55,6 +55,7 @@ fn main() {
                 // correlation 0.5 as in the power columns); not simulated past 25 points.
                 let detectable = minimum_detectable_drop(
                     &PlanInputs {
+                        shape: DropShape::default(),
                         baseline_accuracy: accuracy,
                         intra_case_correlation: rho,
                         difficulty_correlation: 0.5,

@@ -508,6 +508,18 @@ struct PlanArgs {
     /// Tolerated drop, as in `gate --margin`.
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     margin: f64,
+    /// How a drop falls on the cases: `proportional` (every case loses the same share, the model
+    /// of the gate's simulation, whose power `plan` then matches) or `concentrated` (the
+    /// candidate keeps the baseline's spread between cases, so some cases lose much more: the
+    /// design notes' §e formula, which asks for more cases at high accuracy).
+    #[arg(long, value_enum, default_value_t = DropShapeArg::Proportional)]
+    drop_shape: DropShapeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DropShapeArg {
+    Proportional,
+    Concentrated,
 }
 
 #[derive(Debug, Args)]
@@ -685,6 +697,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 icc: args.icc,
                 difficulty_correlation: args.difficulty_correlation,
                 margin: args.margin,
+                shape: match args.drop_shape {
+                    DropShapeArg::Proportional => crate::plan::DropShape::Proportional,
+                    DropShapeArg::Concentrated => crate::plan::DropShape::Concentrated,
+                },
             };
             command::plan::plan(&options, console)
         }),

@@ -173,6 +173,7 @@ pub(crate) fn detectable_drop(
             })
             .collect();
         let inputs = PlanInputs {
+            shape: plan::DropShape::default(),
             baseline_accuracy: accuracy.point,
             // Unknown at k = 1 or at 0% / 100%: assume half the variance lies between cases.
             intra_case_correlation: stats::intra_case_correlation(&baseline_outcomes).unwrap_or(0.5),

@@ -151,13 +151,28 @@ fn help_teaches_and_lists_exit_codes() {
 #[test]
 fn plan_sizes_a_suite_and_asks_for_what_it_needs() {
     let (_server, project) = project();
-    // 191 and MDE figures: reference/statistics.md §e (p_b = 0.9, δ = 0.05, ρ = 0.5, c = 0.5, k = 5).
+    // 191 and 323: reference/statistics.md §e (p_b = 0.9, δ = 0.05, ρ = 0.5, c = 0.5 and 0,
+    // k = 5), the concentrated shape.
+    project
+        .command()
+        .args(["plan", "--accuracy", "0.9", "--samples", "5", "--drop", "0.05"])
+        .args(["--drop-shape", "concentrated"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("5.0-point drop: 191 cases").and(predicate::str::contains("323 cases")));
+    // The default, proportional drops: 171 and 277 (numpy, the closed form in `plan.rs`).
     project
         .command()
         .args(["plan", "--accuracy", "0.9", "--samples", "5", "--drop", "0.05"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("5.0-point drop: 191 cases").and(predicate::str::contains("323 cases")));
+        .stdout(predicate::str::contains("5.0-point drop: 171 cases").and(predicate::str::contains("277 cases")));
+    project
+        .command()
+        .args(["plan", "--accuracy", "0.9", "--drop", "0.05", "--drop-shape", "even"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: proportional, concentrated"));
     fails_with(&project, &["plan", "--accuracy", "0.9"], 2, &["--drop", "--cases"]);
 }
 

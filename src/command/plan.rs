@@ -3,7 +3,7 @@
 use super::Console;
 use crate::error::Error;
 use crate::exit_code;
-use crate::plan::{self, PlanInputs};
+use crate::plan::{self, DropShape, PlanInputs};
 
 /// What `plan` is asked.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,8 @@ pub struct PlanOptions {
     pub difficulty_correlation: f64,
     /// Tolerated drop.
     pub margin: f64,
+    /// How the drop falls on the cases.
+    pub shape: DropShape,
     /// Solve for the variants per case of a robustness family (`drop` is the flip-rate
     /// increase, `cases` the suite's size) instead of for cases or a drop.
     pub variants: bool,
@@ -70,6 +72,7 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
         }
     }
     let inputs = |difficulty_correlation: f64| PlanInputs {
+        shape: args.shape,
         baseline_accuracy: args.accuracy,
         intra_case_correlation: args.icc,
         difficulty_correlation,
@@ -87,8 +90,12 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
     } else {
         format!("baseline accuracy {:.1}%, k = {}", args.accuracy * 100.0, args.samples)
     };
+    let shape = match args.shape {
+        DropShape::Proportional => "every case loses the same share",
+        DropShape::Concentrated => "the drop keeps the spread between cases",
+    };
     console.line(&format!(
-        "{setting}, one-sided α = {}, power {}, ICC {}, margin {}",
+        "{setting}, one-sided α = {}, power {}, ICC {}, margin {}; {shape}",
         args.alpha, args.power, args.icc, args.margin
     ))?;
     let scenarios = [
@@ -235,14 +242,17 @@ mod tests {
             icc: 0.5,
             difficulty_correlation: 0.5,
             margin: 0.0,
+            shape: DropShape::Proportional,
             variants: false,
         }
     }
 
     /// Independent figures (scipy 1.17.1, the same σ_d model written out in Python): a flip
     /// rate of 5% rising by 10 points, ICC 0.5, difficulty correlation 0.5, one-sided α 0.05,
-    /// power 0.8: 44 cases need 4 variants (power 0.8035; 1 variant: 0.5609); 10 cases cannot
-    /// reach 0.8 with any number up to 100 (0.4118 at 100).
+    /// power 0.8, the concentrated shape: 44 cases need 4 variants (power 0.8035; 1 variant:
+    /// 0.5609); 10 cases cannot reach 0.8 with any number up to 100 (0.4118 at 100). The
+    /// proportional shape (numpy, `plan::tests`' closed form): 3 variants (power 0.8277; 2:
+    /// 0.7244).
     #[test]
     fn a_family_plan_says_how_many_variants_per_case() {
         let family = |cases| PlanOptions {
@@ -250,6 +260,7 @@ mod tests {
             drop: Some(0.10),
             cases: Some(cases),
             variants: true,
+            shape: DropShape::Concentrated,
             ..options()
         };
         let (out, _, code) = printed(|console| plan(&family(44), console));
@@ -259,6 +270,7 @@ mod tests {
             "{out}"
         );
         let inputs = PlanInputs {
+            shape: DropShape::Concentrated,
             baseline_accuracy: 0.95,
             intra_case_correlation: 0.5,
             difficulty_correlation: 0.5,
@@ -269,6 +281,23 @@ mod tests {
             margin: 0.0,
         };
         assert!((plan::power(&inputs, 44, 0.10) - 0.8035).abs() < 5e-4);
+        let proportional = PlanOptions {
+            shape: DropShape::Proportional,
+            ..family(44)
+        };
+        let (out, _, _) = printed(|console| plan(&proportional, console));
+        assert!(
+            out.contains("to detect 10.0 more points of flips with 44 cases: 3 variants per case (difficulty correlation 0.5, as given)"),
+            "{out}"
+        );
+        let with_k = |k| PlanInputs {
+            shape: DropShape::Proportional,
+            samples_baseline: k,
+            samples_candidate: k,
+            ..inputs
+        };
+        assert!((plan::power(&with_k(3), 44, 0.10) - 0.827709124309296).abs() < 1e-9);
+        assert!((plan::power(&with_k(2), 44, 0.10) - 0.7243822782668629).abs() < 1e-9);
         let (out, _, _) = printed(|console| plan(&family(10), console));
         assert!(
             out.contains("10 cases cannot detect 10.0 more points of flips with up to 100 variants each"),
@@ -281,6 +310,7 @@ mod tests {
         let (out, _, code) = printed(|console| plan(&options(), console));
         assert_eq!(code.unwrap(), exit_code::SUCCESS);
         let inputs = |difficulty_correlation| PlanInputs {
+            shape: DropShape::Proportional,
             baseline_accuracy: 0.9,
             intra_case_correlation: 0.5,
             difficulty_correlation,
@@ -294,7 +324,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{out}");
         assert_eq!(
             lines[0],
-            "baseline accuracy 90.0%, k = 5, one-sided α = 0.05, power 0.8, ICC 0.5, margin 0"
+            "baseline accuracy 90.0%, k = 5, one-sided α = 0.05, power 0.8, ICC 0.5, margin 0; every case loses the same share"
         );
         let cases = plan::required_cases(&inputs(0.5), 0.05).unwrap();
         assert!(
