@@ -41,6 +41,7 @@ fn workflow_templates_parse_and_name_real_commands() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github");
     let mut commands = 0;
     let mut files = 0;
+    let mut actions = 0;
     for entry in std::fs::read_dir(&folder).expect("ci/github") {
         let path = entry.expect("entry").path();
         let name = path.display().to_string();
@@ -56,6 +57,16 @@ fn workflow_templates_parse_and_name_real_commands() {
                     step.get("uses").is_some() != step.get("run").is_some(),
                     "{name}: a step needs uses or run"
                 );
+                if let Some(uses) = step["uses"].as_str().filter(|u| u.starts_with(ACTION)) {
+                    assert_eq!(uses, format!("{ACTION}@v0"), "{name}");
+                    let command = step["with"]["command"].as_str().unwrap_or("gate");
+                    if !command.is_empty() {
+                        let args = step["with"]["args"].as_str().unwrap_or_default();
+                        check_command_line(&format!("promptgate {command} {args}"), &name);
+                        commands += 1;
+                    }
+                    actions += 1;
+                }
                 let Some(script) = step["run"].as_str() else { continue };
                 for line in script.lines().map(str::trim).filter(|l| l.starts_with("promptgate ")) {
                     check_command_line(line.split('>').next().unwrap_or(line), &name);
@@ -66,6 +77,100 @@ fn workflow_templates_parse_and_name_real_commands() {
     }
     assert_eq!(files, 4);
     assert!(commands >= 4, "found {commands} promptgate command lines");
+    assert_eq!(actions, 5, "every template installs promptgate with the action");
+}
+
+/// How the templates name the action (README, "GitHub Action").
+const ACTION: &str = "OWNER/promptgate";
+
+fn yaml(relative: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect(relative)).expect(relative)
+}
+
+#[test]
+fn the_action_is_a_composite_whose_scripts_and_outputs_exist() {
+    let action = yaml("action.yml");
+    assert!(action["name"].is_string() && action["description"].is_string());
+    assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
+    let steps = action["runs"]["steps"].as_sequence().expect("steps");
+    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, ["install", "run"]);
+    for step in steps {
+        assert!(step.get("uses").is_some() != step.get("run").is_some());
+        if let Some(script) = step["run"].as_str() {
+            assert_eq!(
+                step["shell"].as_str(),
+                Some("bash"),
+                "composite run steps name their shell"
+            );
+            // Inputs reach the scripts through env, never spliced into the script text.
+            assert!(!script.contains("inputs."), "{script}");
+            for word in script.split_whitespace() {
+                if let Some(path) = word.trim_matches('"').strip_prefix("$GITHUB_ACTION_PATH/") {
+                    if path.ends_with(".sh") {
+                        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(path).is_file(), "{path}");
+                    }
+                }
+            }
+        }
+    }
+    let inputs = action["inputs"].as_mapping().expect("inputs");
+    for input in ["command", "args", "version", "config", "cache-path", "import", "token"] {
+        assert!(inputs.contains_key(input), "no input {input}");
+    }
+    let outputs = action["outputs"].as_mapping().expect("outputs");
+    for (name, output) in outputs {
+        let name = name.as_str().expect("a name");
+        assert_eq!(
+            output["value"].as_str(),
+            Some(format!("${{{{ steps.run.outputs.{name} }}}}").as_str())
+        );
+    }
+    let run = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/action/run.sh")).expect("run.sh");
+    for name in outputs.keys().filter_map(Value::as_str) {
+        assert!(run.contains(&format!("echo \"{name}=")), "run.sh never sets {name}");
+    }
+}
+
+/// The release workflow publishes exactly what the action's install step downloads.
+#[test]
+fn the_release_workflow_publishes_what_the_action_installs() {
+    let release = yaml(".github/workflows/release.yml");
+    assert!(release["on"]["push"]["tags"].is_sequence());
+    let job = &release["jobs"]["upload-assets"];
+    let upload = job["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("taiki-e/upload-rust-binary-action@"))
+        })
+        .expect("the upload step");
+    assert_eq!(upload["with"]["bin"].as_str(), Some("promptgate"));
+    assert_eq!(upload["with"]["archive"].as_str(), Some("$bin-$target"));
+    assert_eq!(upload["with"]["checksum"].as_str(), Some("sha256"));
+    let targets: Vec<&str> = job["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("a matrix")
+        .iter()
+        .map(|t| t["target"].as_str().expect("a target"))
+        .collect();
+    let install = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/action/install.sh"))
+        .expect("install.sh");
+    for target in &targets {
+        assert!(
+            install.contains(&format!("target={target}")),
+            "install.sh never asks for {target}"
+        );
+    }
+    let asked = install
+        .lines()
+        .filter(|line| line.contains(" target=") && !line.contains('$'))
+        .count();
+    assert_eq!(asked, targets.len(), "install.sh asks for a target no release has");
 }
 
 /// The step of `job` named `name`.
@@ -88,9 +193,9 @@ fn the_sharded_gate_runs_every_shard_then_merges_them() {
     let indices: Vec<u64> = shards.iter().map(|s| s.as_u64().expect("a shard index")).collect();
     let count = indices.len() as u64;
     assert_eq!(indices, (1..=count).collect::<Vec<_>>());
-    let gate = step(&workflow, "shard", "Gate one shard")["run"]
+    let gate = step(&workflow, "shard", "Gate one shard")["with"]["args"]
         .as_str()
-        .expect("a script");
+        .expect("the gate's arguments");
     assert!(
         gate.contains(&format!("--shard ${{{{ matrix.shard }}}}/{count} ")),
         "the matrix and the shard count differ: {gate}"
@@ -120,7 +225,14 @@ fn the_drift_canary_runs_on_a_schedule_and_reports_through_one_issue() {
     assert_eq!(workflow["permissions"]["issues"].as_str(), Some("write"));
     let script = |name: &str| step(&workflow, "drift", name)["run"].as_str().expect("a script");
     // Exit 7 (drift) goes to the issue; every other failure fails the job.
-    assert!(script("Drift canary").contains("\"$status\" -ne 7"));
+    let canary = step(&workflow, "drift", "Drift canary");
+    assert_eq!(canary["with"]["command"].as_str(), Some("drift"));
+    assert_eq!(canary["continue-on-error"].as_bool(), Some(true));
+    assert!(script("Check the canary's exit code").contains("\"$STATUS\" != 7"));
+    assert_eq!(
+        step(&workflow, "drift", "Open or update the drift issue")["if"].as_str(),
+        Some("steps.drift.outputs.exit-code == '7'")
+    );
     assert_eq!(
         promptgate::exit_code::DRIFTED,
         7,
@@ -188,10 +300,12 @@ fn the_gate_comment_is_posted_once_then_updated_on_every_push() {
     let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
     assert_eq!(workflow["permissions"]["pull-requests"].as_str(), Some("write"));
     let step = |name: &str| step(&workflow, "gate", name);
-    // The gate writes the comment's body and the HTML report it points to.
-    let gate = step("Gate")["run"].as_str().expect("script");
-    assert!(gate.contains("--format markdown") && gate.contains("--report-url \"$RUN_URL\""));
-    assert!(gate.contains("--out promptgate-report.html") && gate.contains(">> \"$GITHUB_STEP_SUMMARY\""));
+    // The action writes the comment's body (its `summary` output, also in the step summary)
+    // and the HTML report the body links to.
+    let gate = step("Gate");
+    assert_eq!(gate["id"].as_str(), Some("gate"));
+    assert_eq!(gate["with"]["command"].as_str(), Some("gate"));
+    assert!(gate["with"]["args"].as_str().expect("args").contains("--report-url "));
     let comment = step("Comment on the pull request");
     assert!(comment["if"].as_str().expect("if").contains("always()"));
     let script = comment["run"].as_str().expect("script");
@@ -217,6 +331,7 @@ fn the_gate_comment_is_posted_once_then_updated_on_every_push() {
             .env("GH_TOKEN", "ghs_test")
             .env("REPO", "acme/rules")
             .env("PR", "7")
+            .env("SUMMARY", dir.path().join("promptgate-summary.md"))
             .output()
             .expect("bash");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
