@@ -349,19 +349,34 @@ fn fuzz_case_files() {
 #[test]
 fn fuzz_baselines() {
     let mut seeds = files_under("baselines", "json");
-    // The committed baselines predate `model_versions` and `answers`: the triage one (the suite
-    // the target parses for) with versions (schema 2), then with answers too (schema 3).
+    // Every schema the parser reads, derived from the committed triage baseline (schema 3):
+    // without answers (2), without answers or model versions (1), and with hostile answers
+    // (an escape sequence in an excerpt, the most a case may keep).
     let triage = Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/triage/gemma-local.json");
-    let versions = r#""model_versions": [{"model":"gemma-3-270m-it-q4_k_m.gguf","fingerprint":"b6110","samples":132},{"model":"gpt-4o-mini-2024-07-18","samples":3}],"#;
-    let two = std::fs::read_to_string(triage)
-        .expect("the triage baseline")
-        .replacen("\"schema_version\": 1", "\"schema_version\": 2", 1)
-        .replacen("\"created_at\"", &format!("{versions}\n  \"created_at\""), 1);
-    let answers = r#","answers":[{"count":2,"outcome":"wrong","reason":"answered `notify`, expected `suppress`","excerpt":"{\"decision\":\"notify\"}"},{"count":1,"outcome":"correct","reason":"answered `suppress`","excerpt":"抑制 \u001b[2J"}]}"#;
-    let three = two
-        .replacen("\"schema_version\": 2", "\"schema_version\": 3", 1)
-        .replacen("\"errors\":0}", &format!("\"errors\":0{answers}"), 1);
-    for (seed, answers) in [(&two, 0), (&three, 2)] {
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(triage).expect("the triage baseline")).expect("JSON");
+    let with = |schema: u32, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut baseline = committed.clone();
+        baseline["schema_version"] = schema.into();
+        edit(&mut baseline);
+        serde_json::to_string_pretty(&baseline).expect("JSON")
+    };
+    let drop_answers = |b: &mut serde_json::Value| {
+        for case in b["cases"].as_array_mut().expect("cases") {
+            case.as_object_mut().expect("a case").remove("answers");
+        }
+    };
+    let hostile: serde_json::Value = serde_json::from_str(
+        r#"[{"count":2,"outcome":"wrong","reason":"answered `notify`, expected `suppress`","excerpt":"{\"decision\":\"notify\"}"},{"count":1,"outcome":"correct","reason":"answered `suppress`","excerpt":"抑制 \u001b[2J"}]"#,
+    )
+    .expect("answers");
+    let one = with(1, &|b| {
+        drop_answers(b);
+        b.as_object_mut().expect("a baseline").remove("model_versions");
+    });
+    let two = with(2, &drop_answers);
+    let three = with(3, &|b| b["cases"][0]["answers"] = hostile.clone());
+    for (seed, answers) in [(&one, 0), (&two, 0), (&three, 2)] {
         let parsed = Baseline::parse(Path::new("/fuzz/b.json"), seed, "triage", "gemma-local");
         assert_eq!(
             parsed.map(|b| b.cases[0].answers.len()).ok(),
@@ -369,6 +384,7 @@ fn fuzz_baselines() {
             "a seed is a valid baseline"
         );
     }
+    seeds.push(one.into_bytes());
     seeds.push(two.into_bytes());
     seeds.push(three.into_bytes());
     campaign(
