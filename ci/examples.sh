@@ -29,24 +29,37 @@ if [ "$offline" = false ] && "$binary" run --offline --quiet "$@" > /dev/null 2>
     set -- "$@" --offline
 fi
 
-started=false
+# Both local models (Gemma 3 270M; Qwen2.5-Coder-0.5B for chatops-action), each started only if
+# it is not already serving, and stopped again (only those this script started) however the run
+# ends.
+started=()
+stop_started() {
+    local model
+    for model in ${started[@]+"${started[@]}"}; do ci/local-model.sh stop "$model"; done
+}
+trap stop_started EXIT
 if [ "$offline" = false ]; then
-    if ! python3 - "$(ci/local-model.sh url)/models" <<'PY' >/dev/null 2>&1
+    for model in gemma qwen; do
+        if ! python3 - "$(ci/local-model.sh url "$model")/models" <<'PY' >/dev/null 2>&1
 import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2).read()
 PY
-    then
-        started=true
-    fi
-    ci/local-model.sh start
-fi
-# Stop the server this script started (and only that one) however the run ends.
-if [ "$started" = true ]; then
-    trap 'ci/local-model.sh stop' EXIT
+        then
+            started+=("$model")
+        fi
+        ci/local-model.sh start "$model"
+    done
 fi
 if [ "$offline" = false ]; then
     say "running the example suites (requests not in the cache go to the local model, 8-12 s each on 2 cores; progress shows on a terminal)"
 else
     say "running the example suites from the cache"
 fi
-"$binary" run "$@"
+status=0
+"$binary" run "$@" || status=$?
+# The two real models side by side, on the suite both answer (paired by case).
+say "comparing the two local models on chatops-action"
+compare=(--suite chatops-action --model gemma-local --model qwen-local)
+[ "$offline" = true ] && compare+=(--offline)
+"$binary" compare "${compare[@]}" || status=$?
+exit "$status"
