@@ -93,11 +93,6 @@ fn coverage_table(repetitions: usize) {
     println!();
     println!("| n | k | p | ρ | default | above | width | previous | width | conservative | width |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let methods = [
-        IntervalMethod::WilsonModeratedT,
-        IntervalMethod::WilsonEffectiveT,
-        IntervalMethod::WilsonCasesZ,
-    ];
     let mut seed = 1u64;
     let mut cells = Vec::new();
     for cases in [10, 20, 50, 200] {
@@ -114,7 +109,7 @@ fn coverage_table(repetitions: usize) {
                     };
                     seed += 1;
                     let [default, previous, conservative] =
-                        methods.map(|method| coverage(&cell, repetitions, level, method, seed));
+                        IntervalMethod::ALL.map(|method| coverage(&cell, repetitions, level, method, seed));
                     println!(
                         "| {cases} | {samples} | {accuracy} | {rho} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                         default.covered,

@@ -353,11 +353,7 @@ mod tests {
             accuracy: 0.7,
             ..scenario(0.0, 0.0)
         };
-        for method in [
-            IntervalMethod::WilsonModeratedT,
-            IntervalMethod::WilsonEffectiveT,
-            IntervalMethod::WilsonCasesZ,
-        ] {
+        for method in IntervalMethod::ALL {
             let result = coverage(&cell, reps, 0.95, method, 21);
             let tolerance = 2.58 * monte_carlo_se(0.95, reps);
             assert!((result.covered - 0.95).abs() <= tolerance, "{method:?}: {result:?}");
@@ -381,12 +377,8 @@ mod tests {
             ..scenario(0.0, 0.0)
         };
         let tolerance = 2.58 * monte_carlo_se(0.95, reps);
-        let [default, previous, conservative] = [
-            IntervalMethod::WilsonModeratedT,
-            IntervalMethod::WilsonEffectiveT,
-            IntervalMethod::WilsonCasesZ,
-        ]
-        .map(|method| coverage(&cell, reps, 0.95, method, 5));
+        let [default, previous, conservative] =
+            IntervalMethod::ALL.map(|method| coverage(&cell, reps, 0.95, method, 5));
         assert!(default.covered >= 0.95 - tolerance, "{default:?}");
         // 0.860 over 4,000 repetitions in the README's grid.
         assert!(previous.covered < 0.90, "{previous:?}");

@@ -79,6 +79,16 @@ pub enum IntervalMethod {
     WilsonCasesZ,
 }
 
+impl IntervalMethod {
+    /// Every method, in the order the simulations report them: the default, the previous
+    /// default, `--conservative-ci`.
+    pub const ALL: [IntervalMethod; 3] = [
+        IntervalMethod::WilsonModeratedT,
+        IntervalMethod::WilsonEffectiveT,
+        IntervalMethod::WilsonCasesZ,
+    ];
+}
+
 /// The warning of `reference/statistics.md` §b2: with many samples of few cases (k ≥ 10 and
 /// n_eff > 3n) the design effect comes from little between-case information, is too often
 /// estimated small, and the default interval is then too narrow. `None` when the interval does
