@@ -12,7 +12,7 @@ use crate::plan::{self, PlanInputs};
 pub use crate::run_record::{BaselineComparison, GateVerdict};
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 use crate::shard::{GateSettings, Shard};
-use crate::stats::{self, CaseOutcome, IntervalMethod};
+use crate::stats::{self, CaseOutcome};
 
 /// How to judge.
 #[derive(Debug, Clone, PartialEq)]
@@ -263,8 +263,13 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         regressed_cases,
         improved_cases,
         new_cases,
-        new_cases_accuracy: stats::accuracy(&new_outcomes, confidence_level, IntervalMethod::default())
-            .map(|a| a.estimate),
+        // The run's own interval: under --conservative-ci the new cases get the wider one too.
+        new_cases_accuracy: stats::accuracy(
+            &new_outcomes,
+            confidence_level,
+            result.interval_method.unwrap_or_default(),
+        )
+        .map(|a| a.estimate),
         missing_cases,
         note,
         model_change: crate::model_version::change(&baseline.model_versions, &result.model_versions),
@@ -278,6 +283,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::IntervalMethod;
     use crate::testing::{record, result};
 
     fn options() -> GateOptions {
@@ -389,6 +395,32 @@ mod tests {
         assert!((b.p_value - 0.164_938_400_460_562_46).abs() < 1e-9, "{}", b.p_value);
         assert_eq!(b.verdict, GateVerdict::NoSignificantChange);
         assert_eq!(b.transitions.broke, ["c00"]);
+    }
+
+    #[test]
+    fn new_cases_are_estimated_with_the_runs_own_interval() {
+        let baseline = Baseline::from_result(&result("triage", &[5, 5]), "t");
+        // c02..c05 are new: 5, 4, 2 and 0 of 5 right, p̂ = 0.55 over 4 cases.
+        let mut candidate = result("triage", &[5, 5, 5, 4, 2, 0]);
+        candidate.interval_method = Some(IntervalMethod::WilsonCasesZ);
+        let gated = judge(record(vec![candidate]), std::slice::from_ref(&baseline), &options());
+        let new = gated.results[0].baseline.as_ref().unwrap().new_cases_accuracy.unwrap();
+        // statsmodels 0.15.0: proportion_confint(2.2, 4, alpha=0.05, method="wilson")
+        //   = (0.1764381801324521, 0.8745727362220881)
+        assert!((new.point - 0.55).abs() < 1e-12, "{new:?}");
+        assert!((new.lower - 0.176_438_180_132_452_1).abs() < 1e-9, "{new:?}");
+        assert!((new.upper - 0.874_572_736_222_088_1).abs() < 1e-9, "{new:?}");
+        // Under the default interval (t with 3 degrees of freedom) the same cases get a wider one.
+        let gated = judge(
+            record(vec![result("triage", &[5, 5, 5, 4, 2, 0])]),
+            &[baseline],
+            &options(),
+        );
+        let default = gated.results[0].baseline.as_ref().unwrap().new_cases_accuracy.unwrap();
+        assert!(
+            default.lower < new.lower && default.upper > new.upper,
+            "{default:?} vs {new:?}"
+        );
     }
 
     #[test]
