@@ -9,6 +9,8 @@
 //! figures); `PROMPTGATE_SCALE` limits the sizes (e.g. `10000,50000`);
 //! `PROMPTGATE_SCALE_LATENCY_MS` sets the fake's latency (e.g. 5, to see a live run's memory
 //! in seconds rather than minutes);
+//! `PROMPTGATE_SCALE_FINDING_BYTES` pads the finding every case's prompt carries to about that
+//! many bytes (e.g. 3000, a real Security Hub finding's size; default: the fixture's 90 bytes);
 //! `PROMPTGATE_SCALE_KEEP=1` keeps each project folder, its warm cache in it, and prints where
 //! (to profile a replay again without paying for the live run).
 //! Run with `cargo bench --bench scale`.
@@ -82,15 +84,26 @@ fn main() {
         .ok()
         .map(|text| text.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 50_000, 250_000]);
+    let finding_bytes: Option<usize> = std::env::var("PROMPTGATE_SCALE_FINDING_BYTES")
+        .ok()
+        .and_then(|bytes| bytes.parse().ok());
     println!(
-        "k = {K}, C = {CONCURRENCY}, {} ms per answer; {}",
+        "k = {K}, C = {CONCURRENCY}, {} ms per answer, findings of {} bytes; {}",
         latency.as_millis(),
+        finding_bytes.unwrap_or(90),
         support::binary().display()
     );
     for samples in sizes {
         let cases = samples / K;
         let server = FakeServer::start(move |_| Reply::Delay(latency, Box::new(Reply::label("notify"))));
         let project = Project::new(&server.base_url, &labels(cases), K as u32, "");
+        if let Some(bytes) = finding_bytes {
+            let padding = "x".repeat(bytes.saturating_sub(90));
+            project.write(
+                "cases/s/findings/f.json",
+                &format!(r#"{{"Id": "arn:aws:securityhub:ap-northeast-1:111122223333:x", "Severity": {{"Label": "LOW"}}, "Description": "{padding}"}}"#),
+            );
+        }
         let report = project.file("time.txt");
         let run = |offline: bool| {
             let mut command = project.std_command();

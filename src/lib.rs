@@ -48,6 +48,7 @@ pub mod model_version;
 pub mod paired;
 pub mod plan;
 pub mod prompt;
+pub mod prompt_store;
 pub mod provider;
 pub mod record;
 pub mod report;

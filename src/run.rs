@@ -22,6 +22,7 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::{Prompt, RenderedPrompt};
+use crate::prompt_store::{self, PromptStore, PromptStoreBuilder};
 use crate::provider::{ProviderKind, Request, Response};
 use crate::robustness::{Family, FieldPath, Robustness};
 use crate::run_record::{GradedVariant, RunRecord, SuiteResult};
@@ -101,7 +102,7 @@ struct Selection {
     /// What each case expects of the graders, parsed once (shared by the models of a suite).
     expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
-    prompts: Vec<Arc<RenderedPrompt>>,
+    prompts: Arc<PromptStore>,
     epoch: Option<Arc<str>>,
     /// A robustness family's selection (`suite~family`): its variants, one per sample of each
     /// case, and which payload or change each is.
@@ -144,7 +145,7 @@ impl Selection {
         });
         Selection {
             cases: Arc::new(self.cases.subset(&keep)),
-            prompts: keep.iter().map(|&i| Arc::clone(&self.prompts[i])).collect(),
+            prompts: Arc::new(self.prompts.subset(&keep)),
             family,
             positions: Some(keep),
             ..self
@@ -152,20 +153,20 @@ impl Selection {
     }
 
     /// The call for one sample of one case.
-    fn request(&self, case: usize, sample_index: u32) -> Request {
+    fn request(&self, case: usize, sample_index: u32) -> Result<Request, Error> {
         // A family's sample j is its case's variant j.
         let prompt = match &self.family {
-            Some(family) => &family.variants[case][sample_index as usize].1,
-            None => &self.prompts[case],
+            Some(family) => Arc::clone(&family.variants[case][sample_index as usize].1),
+            None => self.prompts.get(case)?,
         };
-        Request {
+        Ok(Request {
             provider: self.provider_kind,
             model: self.model.model.clone(),
-            prompt: Arc::clone(prompt),
+            prompt,
             params: self.model.sampling_params(self.max_tokens, sample_index),
             sample_index,
             epoch: self.epoch.clone(),
-        }
+        })
     }
 }
 
@@ -230,7 +231,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
                     "its looks judge all of a pair's cases at once: shard with --sampling fixed, or run it whole",
                 ));
             }
-            Some(shard_record(shard, &selections, &settings))
+            Some(shard_record(shard, &selections, &settings)?)
         }
         None => None,
     };
@@ -273,7 +274,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         ..block
     });
     for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
-        let mut result = result_of(selection, tallies, &settings, batch_priced);
+        let mut result = result_of(selection, tallies, &settings, batch_priced)?;
         result.sequential = policy.summary();
         results.push(result);
     }
@@ -312,7 +313,7 @@ async fn prefill(
             for sample in 0..selection.samples {
                 calls.push(crate::batch::Call {
                     provider: selection.provider_name.clone(),
-                    request: selection.request(case, sample),
+                    request: selection.request(case, sample)?,
                 });
             }
         }
@@ -325,7 +326,7 @@ async fn prefill(
 
 /// What a shard's record carries for `merge`: computed over the whole selection, before it is
 /// cut to the shard, so that every shard of one run computes the same.
-fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> ShardRecord {
+fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> Result<ShardRecord, Error> {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     let mut part = |bytes: &[u8]| {
@@ -343,10 +344,10 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
             part(text.as_bytes());
         }
         part(&selection.samples.to_le_bytes());
-        for (id, prompt) in selection.cases.ids().zip(&selection.prompts) {
+        for (index, id) in selection.cases.ids().enumerate() {
             part(id.as_bytes());
             // Serializing a rendered prompt (plain strings and JSON values) cannot fail.
-            part(&serde_json::to_vec(prompt.as_ref()).unwrap_or_default());
+            part(&serde_json::to_vec(selection.prompts.get(index)?.as_ref()).unwrap_or_default());
         }
         for variants in selection.family.iter().flat_map(|f| &f.variants) {
             for (id, _) in variants {
@@ -354,7 +355,7 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
             }
         }
     }
-    ShardRecord {
+    Ok(ShardRecord {
         index: shard.index(),
         count: shard.count(),
         command: "run".into(),
@@ -367,7 +368,7 @@ fn shard_record(shard: Shard, selections: &[Selection], settings: &Settings) -> 
         gate: None,
         compare: None,
         baseline_dir: None,
-    }
+    })
 }
 
 /// Each selection's sampling policy: k samples of every case, or the sequential gate against
@@ -467,8 +468,8 @@ async fn sample(
                     let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
                     let digests: Vec<_> = batch
                         .iter()
-                        .map(|job| keys.digest(&selections[job.selection].request(job.case, job.sample)))
-                        .collect();
+                        .map(|job| Ok(keys.digest(&selections[job.selection].request(job.case, job.sample)?)))
+                        .collect::<Result<_, Error>>()?;
                     let mut found = vec![false; batch.len()];
                     answer_from_cache(cache, &digests, |place, response| {
                         found[place] = true;
@@ -495,10 +496,10 @@ async fn sample(
                     .drain(..room)
                     .map(|job| {
                         let selection = &selections[job.selection];
-                        let request = selection.request(job.case, job.sample);
-                        (job, request, selection.provider_name.as_str())
+                        let request = selection.request(job.case, job.sample)?;
+                        Ok((job, request, selection.provider_name.as_str()))
                     })
-                    .collect();
+                    .collect::<Result<_, Error>>()?;
                 sampler.submit_many(requests);
             }
             let Some(answered) = sampler.next().await else {
@@ -621,7 +622,7 @@ fn sampled(mut selections: Vec<Selection>, answers: bool) -> Vec<Selection> {
     for selection in &mut selections {
         selection.expectations = Arc::new(Vec::new());
         if !answers {
-            selection.prompts = Vec::new();
+            selection.prompts = Arc::default();
         }
     }
     selections
@@ -704,7 +705,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         })?;
         let cases = Arc::new(cases);
         for version in versions {
-            selections.extend(version.selections(config, options, &context, &cases));
+            selections.extend(version.selections(config, options, &context, &cases)?);
         }
     }
     if selections.is_empty() {
@@ -747,7 +748,7 @@ struct PromptVersion {
     prompt: Prompt,
     grader: Graders,
     expectations: Vec<Expectations>,
-    prompts: Vec<Arc<RenderedPrompt>>,
+    prompts: PromptStoreBuilder,
     families: Vec<FamilyBuilder>,
     /// Whether its selections read a case again after it is rendered (a judge, or a report
     /// that shows answers), so keep it whole.
@@ -807,7 +808,7 @@ impl PromptVersion {
             prompt,
             grader,
             expectations: Vec::new(),
-            prompts: Vec::new(),
+            prompts: PromptStoreBuilder::new(prompt_store::HELD_BYTES),
             families,
             whole_cases,
         })
@@ -819,7 +820,7 @@ impl PromptVersion {
         self.expectations
             .push(suite::expectation(context.name, context.suite, &self.grader, loaded)?);
         self.grader.prepare(loaded)?;
-        self.prompts.push(Arc::new(self.prompt.render(loaded)?));
+        self.prompts.push(self.prompt.render(loaded)?)?;
         let Some(robustness) = &context.suite.robustness else {
             return Ok(());
         };
@@ -869,7 +870,7 @@ impl PromptVersion {
         options: &RunOptions,
         context: &SuiteContext,
         cases: &Arc<Cases>,
-    ) -> Vec<Selection> {
+    ) -> Result<Vec<Selection>, Error> {
         let suite = context.suite;
         let samples = options.samples.unwrap_or(suite.samples).max(1);
         let model_names = if options.models.is_empty() {
@@ -878,6 +879,7 @@ impl PromptVersion {
             &options.models
         };
         let expectations = Arc::new(self.expectations);
+        let prompts = Arc::new(self.prompts.finish()?);
         let families: Vec<FamilySelection> = self
             .families
             .into_iter()
@@ -910,7 +912,7 @@ impl PromptVersion {
                 grader: self.grader.clone(),
                 cases: Arc::clone(cases),
                 expectations: Arc::clone(&expectations),
-                prompts: self.prompts.clone(),
+                prompts: Arc::clone(&prompts),
                 epoch: options.epoch.as_deref().map(Arc::from),
                 family: None,
                 positions: None,
@@ -923,7 +925,9 @@ impl PromptVersion {
                     cases: Arc::clone(&family.cases),
                     expectations: Arc::clone(&family.expectations),
                     // What a report shows as the case's prompt: its first variant's.
-                    prompts: family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
+                    prompts: Arc::new(PromptStore::held(
+                        family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
+                    )),
                     family: Some(Arc::clone(&family.variants)),
                     ..plain.clone()
                 })
@@ -931,7 +935,7 @@ impl PromptVersion {
             selections.push(plain);
             selections.extend(varied);
         }
-        selections
+        Ok(selections)
     }
 }
 
@@ -996,7 +1000,12 @@ fn prices_of(model: &ModelConfig, batch: bool) -> Option<crate::config::Prices> 
 }
 
 /// The result of one selection from its cases' tallies.
-fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings, batch: bool) -> SuiteResult {
+fn result_of(
+    selection: &Selection,
+    tallies: Vec<CaseTally>,
+    settings: &Settings,
+    batch: bool,
+) -> Result<SuiteResult, Error> {
     let model = &selection.model;
     let identity = Identity {
         suite: selection.suite.clone(),
@@ -1032,18 +1041,21 @@ fn result_of(selection: &Selection, tallies: Vec<CaseTally>, settings: &Settings
         }
         // Answers were kept: say what each case checks and what its prompt was.
         // (Prompts and whole cases are kept after sampling when answers are.)
-        let kept = selection.prompts.get(index).zip(selection.cases.whole(index));
-        if let Some((mut detail, (prompt, loaded))) = case.detail.take().zip(kept) {
+        let kept = (case.detail.take())
+            .zip(selection.cases.whole(index))
+            .filter(|_| index < selection.prompts.len());
+        if let Some((mut detail, loaded)) = kept {
+            let prompt = selection.prompts.get(index)?;
             // In a family, each sample answered a variant: say which.
             if let Some(family) = &selection.family {
                 for answer in &mut detail.answers {
                     answer.variant = family.variants[index].get(answer.sample as usize).map(|v| v.0.clone());
                 }
             }
-            case.detail = Some(Box::new(CaseDetail::of(&loaded.case, prompt, detail.answers)));
+            case.detail = Some(Box::new(CaseDetail::of(&loaded.case, &prompt, detail.answers)));
         }
     }
-    result
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -1117,7 +1129,7 @@ mod tests {
             assert!(selection.cases.whole(0).is_none());
             assert_eq!(selection.cases.line(1), Some(2));
             assert_eq!(
-                &*selection.prompts[0].messages[0].content,
+                &*selection.prompts.get(0).unwrap().messages[0].content,
                 r#"r1: {"Id":"f-1","Severity":{"Label":"LOW"}}"#
             );
             assert_eq!(selection.expectations.len(), 2);

@@ -1,0 +1,398 @@
+//! The rendered prompts of a suite's cases, from rendering until their calls are made.
+//!
+//! Every case is rendered before the first call (a broken template fails the run before
+//! anything is paid for), but a run needs a case's prompt again only when its samples are
+//! sent or looked up. A rendered prompt carries the case's own data (a whole finding is often
+//! several KB), so holding every case's for the whole run made memory grow with the suite:
+//! 50,000 triage-sized cases held about 200 MB of prompts. So the store holds the first
+//! [`HELD_BYTES`] of per-case text in memory, which is every prompt of a usual suite, and
+//! writes the rest to an unnamed temporary file (in `TMPDIR`, removed when the run ends),
+//! keeping 16 bytes a case. Text every case shares (a constant system prompt, the response
+//! schema, the tools) is kept once.
+//!
+//! A spilled prompt is read back when its samples are asked for. The engine asks for the k
+//! samples of a case one after another, so the last prompt read is kept.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+use crate::fs::FsError;
+use crate::prompt::{Message, RenderedPrompt};
+
+/// Per-case text a store holds in memory before it writes prompts to its file.
+pub const HELD_BYTES: usize = 16 << 20;
+
+/// The rendered prompts of a suite's cases, by case.
+#[derive(Debug, Default)]
+pub struct PromptStore {
+    entries: Vec<Entry>,
+    spill: Option<Arc<Spill>>,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Held(Arc<RenderedPrompt>),
+    /// Where its per-case text is in the spill file.
+    Spilled {
+        offset: u64,
+        len: u32,
+    },
+}
+
+/// The file of spilled prompts, and what they share.
+#[derive(Debug)]
+struct Spill {
+    file: File,
+    /// The prompt the spilled ones were compared with: its response schema, tools and tool
+    /// choice, and the text of each message that every case shares.
+    template: Arc<RenderedPrompt>,
+    /// The last prompt read back, by offset.
+    last: Mutex<Option<(u64, Arc<RenderedPrompt>)>>,
+}
+
+/// A [`PromptStore`] being filled, case by case.
+pub struct PromptStoreBuilder {
+    entries: Vec<Entry>,
+    held_bytes: usize,
+    budget: usize,
+    writer: Option<(BufWriter<File>, Arc<RenderedPrompt>, u64)>,
+}
+
+fn spill_error(action: &'static str, source: std::io::Error) -> Error {
+    FsError::Write {
+        action,
+        path: std::env::temp_dir(),
+        source,
+    }
+    .into()
+}
+
+impl PromptStoreBuilder {
+    /// A store that holds up to `budget` bytes of per-case text in memory.
+    pub fn new(budget: usize) -> PromptStoreBuilder {
+        PromptStoreBuilder {
+            entries: Vec::new(),
+            held_bytes: 0,
+            budget,
+            writer: None,
+        }
+    }
+
+    /// Add the next case's prompt.
+    pub fn push(&mut self, prompt: RenderedPrompt) -> Result<(), Error> {
+        let template = match (&self.writer, self.entries.first()) {
+            (Some((_, template, _)), _) => Some(Arc::clone(template)),
+            (None, Some(Entry::Held(first))) => Some(Arc::clone(first)),
+            (None, _) => None,
+        };
+        let own = template
+            .as_ref()
+            .map_or_else(|| own_text(&prompt, None), |template| own_text(&prompt, Some(template)));
+        let Some(template) = template
+            .filter(|t| self.held_bytes + own > self.budget && spillable(&prompt, t) && u32::try_from(own).is_ok())
+        else {
+            self.held_bytes += own;
+            self.entries.push(Entry::Held(Arc::new(prompt)));
+            return Ok(());
+        };
+        if self.writer.is_none() {
+            let file = tempfile::tempfile().map_err(|e| spill_error("create a file for rendered prompts in", e))?;
+            self.writer = Some((BufWriter::new(file), template, 0));
+        }
+        let Some((writer, template, offset)) = &mut self.writer else {
+            return Err(Error::internal("the spill file was just opened"));
+        };
+        let mut record = Vec::with_capacity(own + 16);
+        encode(&prompt, template, &mut record);
+        writer
+            .write_all(&record)
+            .map_err(|e| spill_error("write rendered prompts to a file in", e))?;
+        let len = u32::try_from(record.len()).map_err(|_| Error::internal("a spilled prompt over 4 GiB"))?;
+        self.entries.push(Entry::Spilled { offset: *offset, len });
+        *offset += u64::from(len);
+        Ok(())
+    }
+
+    /// The store, ready to be read.
+    pub fn finish(self) -> Result<PromptStore, Error> {
+        let spill = match self.writer {
+            Some((writer, template, _)) => {
+                let file = writer
+                    .into_inner()
+                    .map_err(|e| spill_error("write rendered prompts to a file in", e.into_error()))?;
+                Some(Arc::new(Spill {
+                    file,
+                    template,
+                    last: Mutex::new(None),
+                }))
+            }
+            None => None,
+        };
+        Ok(PromptStore {
+            entries: self.entries,
+            spill,
+        })
+    }
+}
+
+impl PromptStore {
+    /// A store that holds `prompts`.
+    pub fn held(prompts: Vec<Arc<RenderedPrompt>>) -> PromptStore {
+        PromptStore {
+            entries: prompts.into_iter().map(Entry::Held).collect(),
+            spill: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether any prompt is in the file rather than in memory.
+    pub fn spilled(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    /// The prompt of case `index`.
+    pub fn get(&self, index: usize) -> Result<Arc<RenderedPrompt>, Error> {
+        let entry = self
+            .entries
+            .get(index)
+            .ok_or_else(|| Error::internal(format!("no rendered prompt for case {index}")))?;
+        let (offset, len) = match entry {
+            Entry::Held(prompt) => return Ok(Arc::clone(prompt)),
+            Entry::Spilled { offset, len } => (*offset, *len),
+        };
+        let spill = self
+            .spill
+            .as_ref()
+            .ok_or_else(|| Error::internal("a spilled prompt without its file"))?;
+        let mut last = spill
+            .last
+            .lock()
+            .map_err(|_| Error::internal("the prompt store's lock"))?;
+        if let Some((at, prompt)) = last.as_ref() {
+            if *at == offset {
+                return Ok(Arc::clone(prompt));
+            }
+        }
+        let mut record = vec![0; len as usize];
+        // Reads take turns under `last`'s lock, so a seek and a read cannot interleave.
+        read_at(&spill.file, &mut record, offset)
+            .map_err(|e| spill_error("read rendered prompts back from a file in", e))?;
+        let prompt = Arc::new(decode(&record, &spill.template).ok_or_else(|| {
+            spill_error(
+                "read rendered prompts back from a file in",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "a record is damaged"),
+            )
+        })?);
+        *last = Some((offset, Arc::clone(&prompt)));
+        Ok(prompt)
+    }
+
+    /// The prompts of the cases at `keep`, in that order (a shard's), sharing this store's file.
+    pub fn subset(&self, keep: &[usize]) -> PromptStore {
+        PromptStore {
+            entries: keep.iter().filter_map(|&i| self.entries.get(i).cloned()).collect(),
+            spill: self.spill.clone(),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buffer, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(mut file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buffer)
+}
+
+/// Whether `prompt` shares with `template` all but its messages' text, so that only the text
+/// needs writing.
+fn spillable(prompt: &RenderedPrompt, template: &RenderedPrompt) -> bool {
+    let schema_same = match (&prompt.response_schema, &template.response_schema) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    };
+    schema_same
+        && prompt.tools == template.tools
+        && prompt.tool_choice == template.tool_choice
+        && prompt.messages.len() == template.messages.len()
+        && prompt.messages.len() <= usize::from(u8::MAX)
+        && prompt
+            .messages
+            .iter()
+            .zip(&template.messages)
+            .all(|(m, t)| m.role == t.role)
+}
+
+/// Whether message `index` of `prompt` is the template's own text (a constant system prompt).
+fn shared(prompt: &RenderedPrompt, template: &RenderedPrompt, index: usize) -> bool {
+    template
+        .messages
+        .get(index)
+        .is_some_and(|t| Arc::ptr_eq(&t.content, &prompt.messages[index].content))
+}
+
+/// The bytes of text `prompt` has of its own, beside `template`'s.
+fn own_text(prompt: &RenderedPrompt, template: Option<&RenderedPrompt>) -> usize {
+    (0..prompt.messages.len())
+        .filter(|&index| !template.is_some_and(|t| shared(prompt, t, index)))
+        .map(|index| prompt.messages[index].content.len())
+        .sum()
+}
+
+/// A spilled prompt: per message, 0 (the template's text) or 1 and the text's length (u32 LE)
+/// and bytes. Roles and everything else are the template's ([`spillable`]).
+fn encode(prompt: &RenderedPrompt, template: &RenderedPrompt, out: &mut Vec<u8>) {
+    for (index, message) in prompt.messages.iter().enumerate() {
+        if shared(prompt, template, index) {
+            out.push(0);
+        } else {
+            out.push(1);
+            // `spillable` bounds the whole record's text by u32.
+            out.extend_from_slice(&(message.content.len() as u32).to_le_bytes());
+            out.extend_from_slice(message.content.as_bytes());
+        }
+    }
+}
+
+fn decode(mut record: &[u8], template: &RenderedPrompt) -> Option<RenderedPrompt> {
+    let mut messages = Vec::with_capacity(template.messages.len());
+    for message in &template.messages {
+        let (&flag, rest) = record.split_first()?;
+        record = rest;
+        let content = match flag {
+            0 => Arc::clone(&message.content),
+            1 => {
+                let (len, rest) = record.split_first_chunk::<4>()?;
+                let len = u32::from_le_bytes(*len) as usize;
+                let text = rest.get(..len)?;
+                record = &rest[len..];
+                Arc::new(String::from_utf8(text.to_vec()).ok()?)
+            }
+            _ => return None,
+        };
+        messages.push(Message {
+            role: message.role.clone(),
+            content,
+        });
+    }
+    record.is_empty().then(|| RenderedPrompt {
+        messages,
+        response_schema: template.response_schema.clone(),
+        tools: template.tools.clone(),
+        tool_choice: template.tool_choice.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(system: &Arc<String>, user: &str) -> RenderedPrompt {
+        RenderedPrompt {
+            messages: vec![
+                Message {
+                    role: "system".into(),
+                    content: Arc::clone(system),
+                },
+                Message {
+                    role: "user".into(),
+                    content: Arc::new(user.to_string()),
+                },
+            ],
+            response_schema: None,
+            tools: Vec::new(),
+            tool_choice: None,
+        }
+    }
+
+    #[test]
+    fn prompts_past_the_budget_come_back_from_the_file_as_they_went_in() {
+        let system = Arc::new("You triage findings.".to_string());
+        let users: Vec<String> = (0..50).map(|i| format!("case {i}: {}", "é".repeat(i * 7))).collect();
+        let mut builder = PromptStoreBuilder::new(100);
+        for user in &users {
+            builder.push(prompt(&system, user)).unwrap();
+        }
+        let store = builder.finish().unwrap();
+        assert!(store.spilled());
+        assert_eq!(store.len(), 50);
+        // Read out of order, twice each: the last-read prompt is reused, others read again.
+        for index in [49, 0, 7, 7, 30, 2, 49, 1] {
+            let got = store.get(index).unwrap();
+            assert_eq!(*got, prompt(&system, &users[index]), "case {index}");
+            // The constant system prompt is the template's text, not a copy.
+            assert!(Arc::ptr_eq(&got.messages[0].content, &system));
+        }
+        assert!(matches!(store.entries[0], Entry::Held(_)));
+        assert!(matches!(store.entries[49], Entry::Spilled { .. }));
+        // A shard's subset shares the file.
+        let subset = store.subset(&[48, 3]);
+        assert_eq!(*subset.get(0).unwrap(), prompt(&system, &users[48]));
+        assert_eq!(*subset.get(1).unwrap(), prompt(&system, &users[3]));
+        assert!(store.get(50).is_err());
+    }
+
+    #[test]
+    fn within_the_budget_or_unlike_the_template_a_prompt_is_held() {
+        let system = Arc::new("s".to_string());
+        let mut builder = PromptStoreBuilder::new(1 << 20);
+        for i in 0..10 {
+            builder.push(prompt(&system, &format!("u{i}"))).unwrap();
+        }
+        let store = builder.finish().unwrap();
+        assert!(!store.spilled());
+        assert_eq!(store.get(9).unwrap().messages[1].content.as_str(), "u9");
+
+        // A prompt with a message more than the template's cannot be written as text alone.
+        let mut builder = PromptStoreBuilder::new(0);
+        builder.push(prompt(&system, "first")).unwrap();
+        let mut longer = prompt(&system, "second");
+        longer.messages.push(Message {
+            role: "user".into(),
+            content: Arc::new("more".into()),
+        });
+        builder.push(longer.clone()).unwrap();
+        builder.push(prompt(&system, "third")).unwrap();
+        let store = builder.finish().unwrap();
+        assert!(matches!(store.entries[1], Entry::Held(_)));
+        assert!(matches!(store.entries[2], Entry::Spilled { .. }));
+        assert_eq!(*store.get(1).unwrap(), longer);
+        assert_eq!(*store.get(2).unwrap(), prompt(&system, "third"));
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_not_a_wrong_prompt() {
+        let system = Arc::new("s".to_string());
+        let template = prompt(&system, "t");
+        let mut record = Vec::new();
+        encode(&prompt(&Arc::new("other".into()), "user text"), &template, &mut record);
+        assert_eq!(
+            decode(&record, &template).unwrap().messages[1].content.as_str(),
+            "user text"
+        );
+        for cut in 0..record.len() {
+            assert!(decode(&record[..cut], &template).is_none(), "cut at {cut}");
+        }
+        let mut longer = record.clone();
+        longer.push(0);
+        assert!(decode(&longer, &template).is_none());
+        let mut flag = record;
+        flag[0] = 2;
+        assert!(decode(&flag, &template).is_none());
+    }
+}
