@@ -1,6 +1,7 @@
 //! Generating robustness variants: 2,000 cases × 20 variants in each family (80,000 variants)
 //! of AWS's public Security Hub sample finding with two tags, made and rendered with a triage
-//! prompt as `run` does, all kept (as the run keeps them until the calls are made). Prints the
+//! prompt and kept as `run` keeps them until the calls are made: in a prompt store per family,
+//! which holds the first 16 MiB of text and writes the rest to a temporary file. Prints the
 //! time (median of 5) and the peak memory held, counted by promptgate's allocator. Run with
 //! `cargo bench --bench variants`.
 
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use promptgate::case::{Case, LoadedCase};
 use promptgate::prompt::Prompt;
+use promptgate::prompt_store::{PromptStoreBuilder, HELD_BYTES};
 use promptgate::robustness::{self, Family, Settings};
 
 #[global_allocator]
@@ -57,8 +59,10 @@ fn main() {
     for _ in 0..REPEATS {
         let budget = promptgate::memory::Budget::open(usize::MAX, String::new());
         let started = Instant::now();
-        let mut rendered = Vec::with_capacity(CASES * 2 * VARIANTS as usize);
+        let mut stores = Vec::new();
+        bytes = 0;
         for family in Family::ALL {
+            let mut store = PromptStoreBuilder::new(HELD_BYTES);
             for loaded in &cases {
                 for variant in robustness::variants(&loaded.case.id, &loaded.case.vars, family, &settings, "suppress") {
                     let varied = LoadedCase {
@@ -68,23 +72,25 @@ fn main() {
                         },
                         ..loaded.clone()
                     };
-                    rendered.push(prompt.render(&varied).expect("render"));
+                    let rendered = prompt.render(&varied).expect("render");
+                    bytes += rendered.messages.iter().map(|m| m.content.len()).sum::<usize>();
+                    store.push(rendered).expect("kept");
                 }
             }
+            stores.push(store.finish().expect("kept"));
         }
         times.push(started.elapsed());
         peak = budget.peak();
-        bytes = rendered
-            .iter()
-            .map(|r| r.messages.iter().map(|m| m.content.len()).sum::<usize>())
-            .sum();
-        assert_eq!(rendered.len(), CASES * 2 * VARIANTS as usize);
-        drop(rendered);
+        assert_eq!(
+            stores.iter().map(|s| s.len()).sum::<usize>(),
+            CASES * 2 * VARIANTS as usize
+        );
+        drop(stores);
     }
     times.sort();
     println!(
         "variants of {CASES} cases x {VARIANTS} per family x 2 families ({} variants, {:.1} MB of rendered prompts): \
-         generated and rendered in {:.2} s (median of {REPEATS}); peak memory held {:.0} MB",
+         generated, rendered and stored in {:.2} s (median of {REPEATS}); peak memory held {:.0} MB",
         CASES * 2 * VARIANTS as usize,
         bytes as f64 / 1e6,
         times[REPEATS / 2].as_secs_f64(),

@@ -80,6 +80,15 @@ impl PromptStoreBuilder {
         }
     }
 
+    /// Prompts added so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Add the next case's prompt.
     pub fn push(&mut self, prompt: RenderedPrompt) -> Result<(), Error> {
         let template = match (&self.writer, self.entries.first()) {
@@ -138,14 +147,6 @@ impl PromptStoreBuilder {
 }
 
 impl PromptStore {
-    /// A store that holds `prompts`.
-    pub fn held(prompts: Vec<Arc<RenderedPrompt>>) -> PromptStore {
-        PromptStore {
-            entries: prompts.into_iter().map(Entry::Held).collect(),
-            spill: None,
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -21,7 +21,7 @@ use crate::config::{self, Config, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
-use crate::prompt::{Prompt, RenderedPrompt};
+use crate::prompt::Prompt;
 use crate::prompt_store::{self, PromptStore, PromptStoreBuilder};
 use crate::provider::{ProviderKind, Request, Response};
 use crate::robustness::{Family, FieldPath, Robustness};
@@ -117,8 +117,11 @@ struct FamilyVariants {
     family: Family,
     /// The suite the family varies.
     suite: String,
-    /// Per case, per sample: the rendered variant and its payload or change.
-    variants: Vec<Vec<(String, Arc<RenderedPrompt>)>>,
+    /// Per case, per sample: the variant's payload or change, and where its rendered prompt
+    /// is in `prompts`.
+    variants: Vec<Vec<(String, usize)>>,
+    /// Every variant's rendered prompt (a shard's family shares its suite's).
+    prompts: Arc<PromptStore>,
     /// Cases with nothing to vary.
     cases_left_out: usize,
 }
@@ -139,6 +142,7 @@ impl Selection {
                 family: family.family,
                 suite: family.suite.clone(),
                 variants: keep.iter().map(|&i| family.variants[i].clone()).collect(),
+                prompts: Arc::clone(&family.prompts),
                 // The whole suite's, as the unsharded run reports it.
                 cases_left_out: family.cases_left_out,
             })
@@ -156,7 +160,7 @@ impl Selection {
     fn request(&self, case: usize, sample_index: u32) -> Result<Request, Error> {
         // A family's sample j is its case's variant j.
         let prompt = match &self.family {
-            Some(family) => Arc::clone(&family.variants[case][sample_index as usize].1),
+            Some(family) => family.prompts.get(family.variants[case][sample_index as usize].1)?,
             None => self.prompts.get(case)?,
         };
         Ok(Request {
@@ -769,10 +773,11 @@ struct FamilyBuilder {
     family: Family,
     count: u32,
     /// The cases that have variants, their expectations and, per case, per sample, the
-    /// rendered variant and its payload or change.
+    /// variant's payload or change and where its rendered prompt is in `prompts`.
     cases: Cases,
     expectations: Vec<Expectations>,
-    variants: Vec<Vec<(String, Arc<RenderedPrompt>)>>,
+    variants: Vec<Vec<(String, usize)>>,
+    prompts: PromptStoreBuilder,
     /// Cases with nothing to vary.
     left_out: usize,
 }
@@ -799,6 +804,7 @@ impl PromptVersion {
                     cases: Cases::new(whole_cases),
                     expectations: Vec::new(),
                     variants: Vec::new(),
+                    prompts: PromptStoreBuilder::new(prompt_store::HELD_BYTES),
                     left_out: 0,
                 })
             })
@@ -851,7 +857,8 @@ impl PromptVersion {
                     },
                     ..loaded.clone()
                 };
-                rendered.push((variant.id, Arc::new(self.prompt.render(&varied)?)));
+                rendered.push((variant.id, builder.prompts.len()));
+                builder.prompts.push(self.prompt.render(&varied)?)?;
             }
             builder
                 .expectations
@@ -884,18 +891,21 @@ impl PromptVersion {
             .families
             .into_iter()
             .filter(|builder| !builder.cases.is_empty())
-            .map(|builder| FamilySelection {
-                variants: Arc::new(FamilyVariants {
-                    family: builder.family,
-                    suite: context.name.to_string(),
-                    variants: builder.variants,
-                    cases_left_out: builder.left_out,
-                }),
-                cases: Arc::new(builder.cases),
-                expectations: Arc::new(builder.expectations),
-                count: builder.count,
+            .map(|builder| {
+                Ok(FamilySelection {
+                    variants: Arc::new(FamilyVariants {
+                        family: builder.family,
+                        suite: context.name.to_string(),
+                        variants: builder.variants,
+                        prompts: Arc::new(builder.prompts.finish()?),
+                        cases_left_out: builder.left_out,
+                    }),
+                    cases: Arc::new(builder.cases),
+                    expectations: Arc::new(builder.expectations),
+                    count: builder.count,
+                })
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         let mut selections = Vec::with_capacity(model_names.len() * (1 + families.len()));
         for model_name in model_names {
             let model = &config.models[model_name];
@@ -925,9 +935,12 @@ impl PromptVersion {
                     cases: Arc::clone(&family.cases),
                     expectations: Arc::clone(&family.expectations),
                     // What a report shows as the case's prompt: its first variant's.
-                    prompts: Arc::new(PromptStore::held(
-                        family.variants.variants.iter().map(|v| Arc::clone(&v[0].1)).collect(),
-                    )),
+                    prompts: Arc::new(
+                        family
+                            .variants
+                            .prompts
+                            .subset(&family.variants.variants.iter().map(|v| v[0].1).collect::<Vec<_>>()),
+                    ),
                     family: Some(Arc::clone(&family.variants)),
                     ..plain.clone()
                 })

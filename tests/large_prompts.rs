@@ -36,6 +36,23 @@ fn server() -> FakeServer {
     })
 }
 
+/// k = 2 samples of each case, and 2 variants of each in the injection family.
+const CALLS: usize = 4 * CASES;
+
+/// A record without what differs between two runs of it: when, how long, and what was called
+/// rather than read from the cache.
+fn timeless(mut record: Value) -> Value {
+    for key in ["started_at", "duration_ms", "calls"] {
+        record.as_object_mut().unwrap().remove(key);
+    }
+    for result in record["results"].as_array_mut().unwrap() {
+        for key in ["calls", "latency_ms", "cost", "tokens"] {
+            result.as_object_mut().unwrap().remove(key);
+        }
+    }
+    record
+}
+
 fn printed(project: &Project, args: &[&str]) -> (Value, i32) {
     let output = project.command().args(args).output().expect("run");
     let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -56,26 +73,42 @@ fn prompts_past_what_a_run_holds_are_sent_and_looked_up_as_rendered() {
     for (case, label) in labels.iter().enumerate() {
         let rule = format!("rule {case} {}", "x".repeat(RULE_BYTES));
         lines.push_str(&format!(
-            "{{\"id\": \"c{case:02}\", \"vars\": {{\"rule\": \"{rule}\", \"finding\": {{\"n\": {case}}}}}, \"expect\": {{\"label\": \"{label}\"}}}}\n"
+            "{{\"id\": \"c{case:02}\", \"vars\": {{\"rule\": \"{rule}\", \"finding\": {{\"$file\": \"findings/f.json\"}}}}, \"expect\": {{\"label\": \"{label}\"}}}}\n"
         ));
     }
     project.write("cases/s/cases.jsonl", &lines);
+    // An injection family: two variants a case, each as large, in a store of their own.
+    project.write(
+        "cases/s/findings/f.json",
+        r#"{"Id": "x", "Resources": [{"Type": "AwsS3Bucket", "Id": "arn:aws:s3:::logs", "Tags": {"env": "dev"}}]}"#,
+    );
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &format!("{config}\n[suites.s.robustness]\nfamilies = [\"injection\"]\nvariants = 2\nseed = 1\n"),
+    );
 
     let (record, code) = printed(&project, &["run", "--format", "json", "--quiet"]);
     assert_eq!(code, 0, "{record}");
-    let result = &record["results"][0];
-    assert_eq!(
-        result["accuracy"]["point"], 1.0,
-        "every call carried its own case: {result}"
-    );
-    assert_eq!(record["calls"]["made"], 2 * CASES);
-    assert_eq!(server.request_count(), 2 * CASES);
+    assert_eq!(record["results"][1]["suite"], "s~injection");
+    for result in record["results"].as_array().unwrap() {
+        assert_eq!(
+            result["accuracy"]["point"], 1.0,
+            "every call carried its own case: {result}"
+        );
+    }
+    assert_eq!(record["calls"]["made"], CALLS);
+    assert_eq!(server.request_count(), CALLS);
+    // Each variant carried its own payload: 40 cases' texts and 80 variants' texts, each
+    // sent twice (k = 2) or once.
+    let texts: std::collections::HashSet<String> = server.seen().iter().map(|seen| seen.user_message()).collect();
+    assert_eq!(texts.len(), 3 * CASES);
 
     // The cache keys of the prompts read back are the keys they were stored under.
     let (again, code) = printed(&project, &["run", "--format", "json", "--quiet", "--offline"]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!(again["calls"]["cached"], 2 * CASES);
-    assert_eq!(again["results"][0]["accuracy"]["point"], 1.0);
+    assert_eq!(again["calls"]["cached"], CALLS);
+    assert_eq!(timeless(again), timeless(record));
 
     // A shard keeps its cases' prompts, spilled or not, and digests the whole selection.
     for shard in ["1/2", "2/2"] {
@@ -84,7 +117,9 @@ fn prompts_past_what_a_run_holds_are_sent_and_looked_up_as_rendered() {
             &["run", "--format", "json", "--quiet", "--offline", "--shard", shard],
         );
         assert_eq!(code, 0, "shard {shard}: {part}");
-        assert_eq!(part["results"][0]["accuracy"]["point"], 1.0, "shard {shard}");
+        for result in part["results"].as_array().unwrap() {
+            assert_eq!(result["accuracy"]["point"], 1.0, "shard {shard}: {result}");
+        }
     }
-    assert_eq!(server.request_count(), 2 * CASES, "nothing was asked twice");
+    assert_eq!(server.request_count(), CALLS, "nothing was asked twice");
 }
