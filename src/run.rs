@@ -103,6 +103,9 @@ struct Selection {
     expectations: Arc<Vec<Expectations>>,
     /// The rendered prompt of each case, in case order: its k samples share it.
     prompts: Arc<PromptStore>,
+    /// A family's: every variant's rendered prompt (a shard's shares the suite's); empty for
+    /// the suite itself.
+    variant_prompts: Arc<PromptStore>,
     epoch: Option<Arc<str>>,
     /// A robustness family's selection (`suite~family`): its variants, one per sample of each
     /// case, and which payload or change each is.
@@ -118,10 +121,8 @@ struct FamilyVariants {
     /// The suite the family varies.
     suite: String,
     /// Per case, per sample: the variant's payload or change, and where its rendered prompt
-    /// is in `prompts`.
+    /// is in the selection's `variant_prompts`.
     variants: Vec<Vec<(String, usize)>>,
-    /// Every variant's rendered prompt (a shard's family shares its suite's).
-    prompts: Arc<PromptStore>,
     /// Cases with nothing to vary.
     cases_left_out: usize,
 }
@@ -142,7 +143,6 @@ impl Selection {
                 family: family.family,
                 suite: family.suite.clone(),
                 variants: keep.iter().map(|&i| family.variants[i].clone()).collect(),
-                prompts: Arc::clone(&family.prompts),
                 // The whole suite's, as the unsharded run reports it.
                 cases_left_out: family.cases_left_out,
             })
@@ -160,7 +160,9 @@ impl Selection {
     fn request(&self, case: usize, sample_index: u32) -> Result<Request, Error> {
         // A family's sample j is its case's variant j.
         let prompt = match &self.family {
-            Some(family) => family.prompts.get(family.variants[case][sample_index as usize].1)?,
+            Some(family) => self
+                .variant_prompts
+                .get(family.variants[case][sample_index as usize].1)?,
             None => self.prompts.get(case)?,
         };
         Ok(Request {
@@ -620,11 +622,12 @@ impl Grading<'_> {
 }
 
 /// The selections once sampling is over, without what only sampling read (each case's
-/// expectations and, unless a report shows answers, its rendered prompt): freed before the
-/// results are made, which is when a run holds the most.
+/// expectations, a family's variants and, unless a report shows answers, each case's rendered
+/// prompt): freed before the results are made, which is when a run holds the most.
 fn sampled(mut selections: Vec<Selection>, answers: bool) -> Vec<Selection> {
     for selection in &mut selections {
         selection.expectations = Arc::new(Vec::new());
+        selection.variant_prompts = Arc::default();
         if !answers {
             selection.prompts = Arc::default();
         }
@@ -762,6 +765,7 @@ struct PromptVersion {
 /// A family's selection, before it is given a model.
 struct FamilySelection {
     variants: Arc<FamilyVariants>,
+    prompts: Arc<PromptStore>,
     /// The cases that have variants.
     cases: Arc<Cases>,
     expectations: Arc<Vec<Expectations>>,
@@ -897,9 +901,9 @@ impl PromptVersion {
                         family: builder.family,
                         suite: context.name.to_string(),
                         variants: builder.variants,
-                        prompts: Arc::new(builder.prompts.finish()?),
                         cases_left_out: builder.left_out,
                     }),
+                    prompts: Arc::new(builder.prompts.finish()?),
                     cases: Arc::new(builder.cases),
                     expectations: Arc::new(builder.expectations),
                     count: builder.count,
@@ -923,6 +927,7 @@ impl PromptVersion {
                 cases: Arc::clone(cases),
                 expectations: Arc::clone(&expectations),
                 prompts: Arc::clone(&prompts),
+                variant_prompts: Arc::default(),
                 epoch: options.epoch.as_deref().map(Arc::from),
                 family: None,
                 positions: None,
@@ -937,10 +942,10 @@ impl PromptVersion {
                     // What a report shows as the case's prompt: its first variant's.
                     prompts: Arc::new(
                         family
-                            .variants
                             .prompts
                             .subset(&family.variants.variants.iter().map(|v| v[0].1).collect::<Vec<_>>()),
                     ),
+                    variant_prompts: Arc::clone(&family.prompts),
                     family: Some(Arc::clone(&family.variants)),
                     ..plain.clone()
                 })
