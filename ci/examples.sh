@@ -29,7 +29,7 @@ if [ "$offline" = false ] && "$binary" run --offline --quiet "$@" > /dev/null 2>
     set -- "$@" --offline
 fi
 
-# Both local models (Gemma 3 270M; Qwen2.5-Coder-0.5B for chatops-action), each started only if
+# Both local models (Gemma 3 270M and Qwen2.5-Coder-0.5B), each started only if
 # it is not already serving, and stopped again (only those this script started) however the run
 # ends.
 started=()
@@ -57,9 +57,11 @@ else
 fi
 status=0
 "$binary" run "$@" || status=$?
-# The two real models side by side, on the suite both answer (paired by case).
-say "comparing the two local models on chatops-action"
-compare=(--suite chatops-action --model gemma-local --model qwen-local)
+# The two real models side by side on every suite (paired by case), in the terminal and as a
+# page with forest plots.
+page=.promptgate/compare-local-models.html
+say "comparing the two local models on every suite (the page: $page)"
+compare=(--model gemma-local --model qwen-local --out "$page")
 [ "$offline" = true ] && compare+=(--offline)
 "$binary" compare "${compare[@]}" || status=$?
 exit "$status"

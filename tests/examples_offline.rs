@@ -59,3 +59,46 @@ fn the_shipped_answers_replay_every_committed_baseline_offline() {
         assert_eq!(result["baseline"]["changed_cases"].as_u64(), Some(0), "{name}");
     }
 }
+
+/// The README's page of the two local models side by side is what `compare` makes of the
+/// shipped answers (but for when it was made).
+#[test]
+fn the_committed_comparison_page_is_what_compare_makes_of_the_shipped_answers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache.sqlite");
+    let import = promptgate(&cache)
+        .args(["cache", "import", "--quiet"])
+        .arg(root.join("promptgate-cache.jsonl"))
+        .output()
+        .expect("import");
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let compare = promptgate(&cache)
+        .args(["compare", "--offline", "--quiet", "--format", "html"])
+        .args(["--model", "gemma-local", "--model", "qwen-local"])
+        .output()
+        .expect("compare");
+    assert_eq!(
+        compare.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&compare.stderr)
+    );
+    let timeless = |page: &str| {
+        regex::Regex::new(r"\d{4}-\d{2}-\d{2}T[0-9:.]+Z")
+            .expect("pattern")
+            .replace_all(page, "<when>")
+            .into_owned()
+    };
+    let made = String::from_utf8(compare.stdout).expect("UTF-8");
+    let committed = std::fs::read_to_string(root.join("docs/compare-local-models.html")).expect("the page");
+    assert!(
+        made.contains("suite triage~injection"),
+        "every suite and family is on the page"
+    );
+    assert!(
+        timeless(&made) == timeless(&committed),
+        "docs/compare-local-models.html is stale: write it again with `promptgate compare --offline \
+         --model gemma-local --model qwen-local --out docs/compare-local-models.html`"
+    );
+}
