@@ -16,7 +16,8 @@ for arg in "$@"; do [ "$arg" = "--offline" ] && offline=true; done
 # 7-15 minutes on 2 cores, and a silent wait that long looks like a hang.
 say "building promptgate (release; the first build takes 7-15 minutes, later ones seconds)"
 cargo build --release --locked
-binary=target/release/promptgate
+# Where cargo put it: a CI cache often moves the target folder with CARGO_TARGET_DIR.
+binary="${CARGO_TARGET_DIR:-target}/release/promptgate"
 
 if [ -f promptgate-cache.jsonl ] && [ -z "${PROMPTGATE_NO_IMPORT:-}" ]; then
     say "importing the shipped answers (promptgate-cache.jsonl); answers already cached are kept"
