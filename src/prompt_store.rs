@@ -57,7 +57,16 @@ pub struct PromptStoreBuilder {
     entries: Vec<Entry>,
     held_bytes: usize,
     budget: usize,
-    writer: Option<(BufWriter<File>, Arc<RenderedPrompt>, u64)>,
+    writer: Option<Writer>,
+}
+
+/// The spill file while prompts are written to it.
+struct Writer {
+    file: BufWriter<File>,
+    /// The first prompt held, which the spilled ones share all but their own text with.
+    template: Arc<RenderedPrompt>,
+    /// Where the next record goes.
+    offset: u64,
 }
 
 fn spill_error(action: &'static str, source: std::io::Error) -> Error {
@@ -92,13 +101,11 @@ impl PromptStoreBuilder {
     /// Add the next case's prompt.
     pub fn push(&mut self, prompt: RenderedPrompt) -> Result<(), Error> {
         let template = match (&self.writer, self.entries.first()) {
-            (Some((_, template, _)), _) => Some(Arc::clone(template)),
+            (Some(writer), _) => Some(Arc::clone(&writer.template)),
             (None, Some(Entry::Held(first))) => Some(Arc::clone(first)),
             (None, _) => None,
         };
-        let own = template
-            .as_ref()
-            .map_or_else(|| own_text(&prompt, None), |template| own_text(&prompt, Some(template)));
+        let own = own_text(&prompt, template.as_deref());
         let Some(template) = template
             .filter(|t| self.held_bytes + own > self.budget && spillable(&prompt, t) && u32::try_from(own).is_ok())
         else {
@@ -106,29 +113,37 @@ impl PromptStoreBuilder {
             self.entries.push(Entry::Held(Arc::new(prompt)));
             return Ok(());
         };
-        if self.writer.is_none() {
-            let file = tempfile::tempfile().map_err(|e| spill_error("create a file for rendered prompts in", e))?;
-            self.writer = Some((BufWriter::new(file), template, 0));
-        }
-        let Some((writer, template, offset)) = &mut self.writer else {
-            return Err(Error::internal("the spill file was just opened"));
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let file = tempfile::tempfile().map_err(|e| spill_error("create a file for rendered prompts in", e))?;
+                self.writer.insert(Writer {
+                    file: BufWriter::new(file),
+                    template,
+                    offset: 0,
+                })
+            }
         };
         let mut record = Vec::with_capacity(own + 16);
-        encode(&prompt, template, &mut record);
+        encode(&prompt, &writer.template, &mut record);
         writer
+            .file
             .write_all(&record)
             .map_err(|e| spill_error("write rendered prompts to a file in", e))?;
         let len = u32::try_from(record.len()).map_err(|_| Error::internal("a spilled prompt over 4 GiB"))?;
-        self.entries.push(Entry::Spilled { offset: *offset, len });
-        *offset += u64::from(len);
+        self.entries.push(Entry::Spilled {
+            offset: writer.offset,
+            len,
+        });
+        writer.offset += u64::from(len);
         Ok(())
     }
 
     /// The store, ready to be read.
     pub fn finish(self) -> Result<PromptStore, Error> {
         let spill = match self.writer {
-            Some((writer, template, _)) => {
-                let file = writer
+            Some(Writer { file, template, .. }) => {
+                let file = file
                     .into_inner()
                     .map_err(|e| spill_error("write rendered prompts to a file in", e.into_error()))?;
                 Some(Arc::new(Spill {

@@ -3,7 +3,7 @@
 //! the gate's verdicts without a model server, and the export and the baselines cannot drift
 //! apart unnoticed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -23,17 +23,23 @@ fn promptgate(cache: &Path) -> Command {
     command
 }
 
+/// A cache in `dir` holding the shipped answers, and nothing else.
+fn shipped_answers(dir: &Path) -> PathBuf {
+    let cache = dir.join("cache.sqlite");
+    let import = promptgate(&cache)
+        .args(["cache", "import", "--quiet"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("promptgate-cache.jsonl"))
+        .output()
+        .expect("import");
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    cache
+}
+
 #[test]
 fn the_shipped_answers_replay_every_committed_baseline_offline() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let cache = dir.path().join("cache.sqlite");
-    let import = promptgate(&cache)
-        .args(["cache", "import", "--quiet"])
-        .arg(root.join("promptgate-cache.jsonl"))
-        .output()
-        .expect("import");
-    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let cache = shipped_answers(dir.path());
 
     let gate = promptgate(&cache)
         .args(["gate", "--offline", "--quiet", "--format", "json"])
@@ -66,13 +72,7 @@ fn the_shipped_answers_replay_every_committed_baseline_offline() {
 fn the_committed_comparison_page_is_what_compare_makes_of_the_shipped_answers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let cache = dir.path().join("cache.sqlite");
-    let import = promptgate(&cache)
-        .args(["cache", "import", "--quiet"])
-        .arg(root.join("promptgate-cache.jsonl"))
-        .output()
-        .expect("import");
-    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let cache = shipped_answers(dir.path());
     let compare = promptgate(&cache)
         .args(["compare", "--offline", "--quiet", "--format", "html"])
         .args(["--model", "gemma-local", "--model", "qwen-local"])
