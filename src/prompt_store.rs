@@ -27,8 +27,56 @@ pub const HELD_BYTES: usize = 16 << 20;
 /// The rendered prompts of a suite's cases, by case.
 #[derive(Debug, Default)]
 pub struct PromptStore {
-    entries: Vec<Entry>,
+    entries: Entries,
     spill: Option<Arc<Spill>>,
+}
+
+/// Each case's prompt: while nothing is spilled (a usual suite), only pointers, 8 bytes a case.
+#[derive(Debug, Clone)]
+enum Entries {
+    Held(Vec<Arc<RenderedPrompt>>),
+    Mixed(Vec<Entry>),
+}
+
+impl Default for Entries {
+    fn default() -> Entries {
+        Entries::Held(Vec::new())
+    }
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        match self {
+            Entries::Held(held) => held.len(),
+            Entries::Mixed(entries) => entries.len(),
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<Entry> {
+        match self {
+            Entries::Held(held) => held.get(index).map(|prompt| Entry::Held(Arc::clone(prompt))),
+            Entries::Mixed(entries) => entries.get(index).cloned(),
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match (&mut *self, entry) {
+            (Entries::Held(held), Entry::Held(prompt)) => held.push(prompt),
+            (Entries::Mixed(entries), entry) => entries.push(entry),
+            (Entries::Held(held), entry) => {
+                let mut entries: Vec<Entry> = std::mem::take(held).into_iter().map(Entry::Held).collect();
+                entries.push(entry);
+                *self = Entries::Mixed(entries);
+            }
+        }
+    }
+
+    fn subset(&self, keep: &[usize]) -> Entries {
+        match self {
+            Entries::Held(held) => Entries::Held(keep.iter().filter_map(|&i| held.get(i).cloned()).collect()),
+            Entries::Mixed(entries) => Entries::Mixed(keep.iter().filter_map(|&i| entries.get(i).cloned()).collect()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +102,7 @@ struct Spill {
 
 /// A [`PromptStore`] being filled, case by case.
 pub struct PromptStoreBuilder {
-    entries: Vec<Entry>,
+    entries: Entries,
     held_bytes: usize,
     budget: usize,
     writer: Option<Writer>,
@@ -82,7 +130,7 @@ impl PromptStoreBuilder {
     /// A store that holds up to `budget` bytes of per-case text in memory.
     pub fn new(budget: usize) -> PromptStoreBuilder {
         PromptStoreBuilder {
-            entries: Vec::new(),
+            entries: Entries::default(),
             held_bytes: 0,
             budget,
             writer: None,
@@ -95,14 +143,14 @@ impl PromptStoreBuilder {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Add the next case's prompt.
     pub fn push(&mut self, prompt: RenderedPrompt) -> Result<(), Error> {
-        let template = match (&self.writer, self.entries.first()) {
+        let template = match (&self.writer, self.entries.get(0)) {
             (Some(writer), _) => Some(Arc::clone(&writer.template)),
-            (None, Some(Entry::Held(first))) => Some(Arc::clone(first)),
+            (None, Some(Entry::Held(first))) => Some(first),
             (None, _) => None,
         };
         let own = own_text(&prompt, template.as_deref());
@@ -167,7 +215,7 @@ impl PromptStore {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Whether any prompt is in the file rather than in memory.
@@ -182,8 +230,8 @@ impl PromptStore {
             .get(index)
             .ok_or_else(|| Error::internal(format!("no rendered prompt for case {index}")))?;
         let (offset, len) = match entry {
-            Entry::Held(prompt) => return Ok(Arc::clone(prompt)),
-            Entry::Spilled { offset, len } => (*offset, *len),
+            Entry::Held(prompt) => return Ok(prompt),
+            Entry::Spilled { offset, len } => (offset, len),
         };
         let spill = self
             .spill
@@ -215,7 +263,7 @@ impl PromptStore {
     /// The prompts of the cases at `keep`, in that order (a shard's), sharing this store's file.
     pub fn subset(&self, keep: &[usize]) -> PromptStore {
         PromptStore {
-            entries: keep.iter().filter_map(|&i| self.entries.get(i).cloned()).collect(),
+            entries: self.entries.subset(keep),
             spill: self.spill.clone(),
         }
     }
@@ -354,8 +402,8 @@ mod tests {
             // The constant system prompt is the template's text, not a copy.
             assert!(Arc::ptr_eq(&got.messages[0].content, &system));
         }
-        assert!(matches!(store.entries[0], Entry::Held(_)));
-        assert!(matches!(store.entries[49], Entry::Spilled { .. }));
+        assert!(matches!(store.entries.get(0), Some(Entry::Held(_))));
+        assert!(matches!(store.entries.get(49), Some(Entry::Spilled { .. })));
         // A shard's subset shares the file.
         let subset = store.subset(&[48, 3]);
         assert_eq!(*subset.get(0).unwrap(), prompt(&system, &users[48]));
@@ -372,6 +420,10 @@ mod tests {
         }
         let store = builder.finish().unwrap();
         assert!(!store.spilled());
+        assert!(
+            matches!(store.entries, Entries::Held(_)),
+            "8 bytes a case while nothing spills"
+        );
         assert_eq!(store.get(9).unwrap().messages[1].content.as_str(), "u9");
 
         // A prompt with a message more than the template's cannot be written as text alone.
@@ -385,8 +437,8 @@ mod tests {
         builder.push(longer.clone()).unwrap();
         builder.push(prompt(&system, "third")).unwrap();
         let store = builder.finish().unwrap();
-        assert!(matches!(store.entries[1], Entry::Held(_)));
-        assert!(matches!(store.entries[2], Entry::Spilled { .. }));
+        assert!(matches!(store.entries.get(1), Some(Entry::Held(_))));
+        assert!(matches!(store.entries.get(2), Some(Entry::Spilled { .. })));
         assert_eq!(*store.get(1).unwrap(), longer);
         assert_eq!(*store.get(2).unwrap(), prompt(&system, "third"));
     }

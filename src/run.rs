@@ -472,10 +472,10 @@ async fn sample(
                     look.extend(jobs.by_ref().take(LOOK_UP_BATCH));
                 } else {
                     let batch: Vec<Job> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
-                    let digests: Vec<_> = batch
-                        .iter()
-                        .map(|job| Ok(keys.digest(&selections[job.selection].request(job.case, job.sample)?)))
-                        .collect::<Result<_, Error>>()?;
+                    let mut digests = Vec::with_capacity(batch.len());
+                    for job in &batch {
+                        digests.push(keys.digest(&selections[job.selection].request(job.case, job.sample)?));
+                    }
                     let mut found = vec![false; batch.len()];
                     answer_from_cache(cache, &digests, |place, response| {
                         found[place] = true;
