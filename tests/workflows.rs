@@ -83,9 +83,13 @@ fn workflow_templates_parse_and_name_real_commands() {
 /// How the templates name the action (README, "GitHub Action").
 const ACTION: &str = "OWNER/promptgate";
 
+/// A file of this repository, as text.
+fn repo_file(relative: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).expect(relative)
+}
+
 fn yaml(relative: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect(relative)).expect(relative)
+    serde_yaml_ng::from_str(&repo_file(relative)).expect(relative)
 }
 
 #[test]
@@ -127,7 +131,7 @@ fn the_action_is_a_composite_whose_scripts_and_outputs_exist() {
             Some(format!("${{{{ steps.run.outputs.{name} }}}}").as_str())
         );
     }
-    let run = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/action/run.sh")).expect("run.sh");
+    let run = repo_file("ci/action/run.sh");
     for name in outputs.keys().filter_map(Value::as_str) {
         assert!(run.contains(&format!("echo \"{name}=")), "run.sh never sets {name}");
     }
@@ -158,8 +162,7 @@ fn the_release_workflow_publishes_what_the_action_installs() {
         .iter()
         .map(|t| t["target"].as_str().expect("a target"))
         .collect();
-    let install = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/action/install.sh"))
-        .expect("install.sh");
+    let install = repo_file("ci/action/install.sh");
     for target in &targets {
         assert!(
             install.contains(&format!("target={target}")),
@@ -185,8 +188,7 @@ fn step<'a>(workflow: &'a Value, job: &str, name: &str) -> &'a Value {
 
 #[test]
 fn the_sharded_gate_runs_every_shard_then_merges_them() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-sharded.yml");
-    let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+    let workflow = yaml("ci/github/promptgate-sharded.yml");
     let shards = workflow["jobs"]["shard"]["strategy"]["matrix"]["shard"]
         .as_sequence()
         .expect("a matrix of shards");
@@ -217,9 +219,7 @@ fn the_sharded_gate_runs_every_shard_then_merges_them() {
 
 #[test]
 fn the_drift_canary_runs_on_a_schedule_and_reports_through_one_issue() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-drift.yml");
-    let text = std::fs::read_to_string(&path).expect("the drift template");
-    let workflow: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let workflow = yaml("ci/github/promptgate-drift.yml");
     assert!(workflow["on"]["schedule"][0]["cron"].is_string());
     assert!(workflow["on"].get("workflow_dispatch").is_some());
     assert_eq!(workflow["permissions"]["issues"].as_str(), Some("write"));
@@ -296,8 +296,7 @@ fn the_gate_comment_is_posted_once_then_updated_on_every_push() {
         eprintln!("skipped: no jq");
         return;
     };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/github/promptgate-gate.yml");
-    let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+    let workflow = yaml("ci/github/promptgate-gate.yml");
     assert_eq!(workflow["permissions"]["pull-requests"].as_str(), Some("write"));
     let step = |name: &str| step(&workflow, "gate", name);
     // The action writes the comment's body (its `summary` output, also in the step summary)
