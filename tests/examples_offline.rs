@@ -23,23 +23,23 @@ fn promptgate(cache: &Path) -> Command {
     command
 }
 
-/// A cache in `dir` holding the shipped answers, and nothing else.
-fn shipped_answers(dir: &Path) -> PathBuf {
-    let cache = dir.join("cache.sqlite");
+/// A cache holding the shipped answers and nothing else, in a folder removed with the guard.
+fn shipped_answers() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache.sqlite");
     let import = promptgate(&cache)
         .args(["cache", "import", "--quiet"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("promptgate-cache.jsonl"))
         .output()
         .expect("import");
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
-    cache
+    (dir, cache)
 }
 
 #[test]
 fn the_shipped_answers_replay_every_committed_baseline_offline() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cache = shipped_answers(dir.path());
+    let (_dir, cache) = shipped_answers();
 
     let gate = promptgate(&cache)
         .args(["gate", "--offline", "--quiet", "--format", "json"])
@@ -71,8 +71,7 @@ fn the_shipped_answers_replay_every_committed_baseline_offline() {
 #[test]
 fn the_committed_comparison_page_is_what_compare_makes_of_the_shipped_answers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cache = shipped_answers(dir.path());
+    let (_dir, cache) = shipped_answers();
     let compare = promptgate(&cache)
         .args(["compare", "--offline", "--quiet", "--format", "html"])
         .args(["--model", "gemma-local", "--model", "qwen-local"])

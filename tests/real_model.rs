@@ -36,17 +36,24 @@ fn without_table(config: &str, header: &str) -> String {
     format!("{}{}", &config[..start], &config[end..])
 }
 
-fn run(dir: &Path, args: &[&str]) -> (Value, i32) {
+/// `promptgate ARGS… --model gemma-local --format json` in `dir`: the JSON it printed and its
+/// exit code.
+fn promptgate(dir: &Path, args: &[&str]) -> (Value, i32) {
     let output = assert_cmd::Command::cargo_bin("promptgate")
         .expect("binary")
         .current_dir(dir)
-        .args(["run", "--suite", "triage", "--model", "gemma-local", "--format", "json"])
         .args(args)
+        .args(["--model", "gemma-local", "--format", "json"])
         .output()
-        .expect("run");
+        .expect("promptgate");
     let record = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&output.stderr)));
     (record, output.status.code().expect("exit code"))
+}
+
+/// The triage suite, with `args`.
+fn run(dir: &Path, args: &[&str]) -> (Value, i32) {
+    promptgate(dir, &[&["run", "--suite", "triage"], args].concat())
 }
 
 #[test]
@@ -131,23 +138,8 @@ fn triage_suite_against_llama_cpp_server() {
 
     // The committed baseline came from this model on this suite: on a fresh clone the gate
     // passes against it (from the cache just filled, so no further call).
-    let output = assert_cmd::Command::cargo_bin("promptgate")
-        .expect("binary")
-        .current_dir(dir.path())
-        .args([
-            "gate",
-            "--suite",
-            "triage",
-            "--model",
-            "gemma-local",
-            "--offline",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("gate");
-    let gated: Value = serde_json::from_slice(&output.stdout).expect("gate JSON");
-    assert_eq!(output.status.code(), Some(0), "{gated:#}");
+    let (gated, code) = promptgate(dir.path(), &["gate", "--suite", "triage", "--offline"]);
+    assert_eq!(code, 0, "{gated:#}");
     let comparison = &gated["results"][0]["baseline"];
     assert_eq!(comparison["cases_compared"].as_u64().unwrap(), cases);
     assert_eq!(gated["calls"]["made"], 0);
@@ -160,22 +152,8 @@ fn triage_suite_against_llama_cpp_server() {
 
     // Tool definitions on a real OpenAI-compatible server: llama-cpp-python accepts them, answers
     // `tool_choice = auto` in text, and the gate passes against the committed baseline.
-    let output = assert_cmd::Command::cargo_bin("promptgate")
-        .expect("binary")
-        .current_dir(dir.path())
-        .args([
-            "gate",
-            "--suite",
-            "chatops-tools",
-            "--model",
-            "gemma-local",
-            "--format",
-            "json",
-        ])
-        .output()
-        .expect("gate");
-    let gated: Value = serde_json::from_slice(&output.stdout).expect("gate JSON");
-    assert_eq!(output.status.code(), Some(0), "{gated:#}");
+    let (gated, code) = promptgate(dir.path(), &["gate", "--suite", "chatops-tools"]);
+    assert_eq!(code, 0, "{gated:#}");
     let result = &gated["results"][0];
     assert_eq!(gated["calls"]["failed"], 0);
     assert_eq!(
