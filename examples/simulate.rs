@@ -14,15 +14,14 @@ use promptgate::stats::IntervalMethod;
 
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("coverage") {
+    let table: Option<fn(usize)> = match args.peek().map(String::as_str) {
+        Some("coverage") => Some(coverage_table),
+        Some("plan") => Some(plan_table),
+        _ => None,
+    };
+    if let Some(table) = table {
         args.next();
-        let repetitions = args.next().and_then(|a| a.parse().ok()).unwrap_or(4000);
-        return coverage_table(repetitions);
-    }
-    if args.peek().map(String::as_str) == Some("plan") {
-        args.next();
-        let repetitions = args.next().and_then(|a| a.parse().ok()).unwrap_or(4000);
-        return plan_table(repetitions);
+        return table(args.next().and_then(|a| a.parse().ok()).unwrap_or(4000));
     }
     let repetitions: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let alpha = 0.05;
