@@ -52,7 +52,7 @@ PY
     done
 fi
 if [ "$offline" = false ]; then
-    say "running the example suites (requests not in the cache go to the local model, 8-12 s each on 2 cores; progress shows on a terminal)"
+    say "running the example suites (requests not in the cache go to the local models, 2-50 s each on 2 cores; progress shows on a terminal)"
 else
     say "running the example suites from the cache"
 fi

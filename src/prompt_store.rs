@@ -218,11 +218,6 @@ impl PromptStore {
         self.entries.len() == 0
     }
 
-    /// Whether any prompt is in the file rather than in memory.
-    pub fn spilled(&self) -> bool {
-        self.spill.is_some()
-    }
-
     /// The prompt of case `index`.
     pub fn get(&self, index: usize) -> Result<Arc<RenderedPrompt>, Error> {
         let entry = self
@@ -393,7 +388,7 @@ mod tests {
             builder.push(prompt(&system, user)).unwrap();
         }
         let store = builder.finish().unwrap();
-        assert!(store.spilled());
+        assert!(store.spill.is_some(), "some prompts are in the file");
         assert_eq!(store.len(), 50);
         // Read out of order, twice each: the last-read prompt is reused, others read again.
         for index in [49, 0, 7, 7, 30, 2, 49, 1] {
@@ -419,7 +414,7 @@ mod tests {
             builder.push(prompt(&system, &format!("u{i}"))).unwrap();
         }
         let store = builder.finish().unwrap();
-        assert!(!store.spilled());
+        assert!(store.spill.is_none(), "nothing is in a file");
         assert!(
             matches!(store.entries, Entries::Held(_)),
             "8 bytes a case while nothing spills"
