@@ -268,7 +268,7 @@ mod tests {
     use crate::grader::Grade;
     use crate::provider::{ProviderError, Response, Usage};
     use crate::run_record::Tokens;
-    use crate::tally::{Answer, Purpose};
+    use crate::tally::{Answer, Purpose, SharedTexts};
 
     fn identity() -> Identity {
         Identity {
@@ -308,7 +308,7 @@ mod tests {
             } else {
                 Grade::wrong("expected notify")
             };
-            tally.grade(sample, grade, &answer);
+            tally.grade(sample, grade, &answer, &mut SharedTexts::default());
         }
         tally
     }

@@ -32,7 +32,7 @@ use crate::sequential::Design;
 use crate::shard::{Shard, ShardRecord};
 use crate::stats::IntervalMethod;
 use crate::suite;
-use crate::tally::{Answer, CaseTally, Purpose};
+use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -439,6 +439,7 @@ async fn sample(
             })
             .collect(),
         asked: HashMap::new(),
+        texts: SharedTexts::default(),
     };
     let mut keys = crate::cache::Keys::default();
     let mut look_up_first = true;
@@ -577,6 +578,8 @@ struct Grading<'s> {
     tallies: Vec<Vec<CaseTally>>,
     /// Answers waiting for a grader's call: the answer and the grader's question.
     asked: HashMap<Job, (Response, Question)>,
+    /// The texts of every case's misses.
+    texts: SharedTexts,
 }
 
 impl Grading<'_> {
@@ -607,7 +610,7 @@ impl Grading<'_> {
             }
         };
         match assessment {
-            Assessment::Graded(grade) => tally.grade(job.sample, grade, &response),
+            Assessment::Graded(grade) => tally.grade(job.sample, grade, &response, &mut self.texts),
             Assessment::Ask(question) => {
                 let job = Job {
                     purpose: Purpose::Grading,

@@ -6,6 +6,7 @@
 //! Changelog: 1 — first version.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -373,13 +374,17 @@ pub struct GradedVariant {
 }
 
 /// A wrong or invalid sample.
+///
+/// Its texts are shared: a model that is wrong the same way in thousands of cases (answering
+/// `notify` to every one) has thousands of misses with the same reason and excerpt, each kept
+/// once in memory ([`crate::tally::SharedTexts`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Miss {
     pub sample: u32,
     pub outcome: Outcome,
-    pub reason: String,
+    pub reason: Arc<str>,
     /// The start of the model's answer.
-    pub excerpt: String,
+    pub excerpt: Arc<str>,
 }
 
 #[cfg(test)]

@@ -287,7 +287,7 @@ mod tests {
     fn graded(cases: usize, samples: u32, right: impl Fn(usize, u32) -> bool) -> Vec<CaseTally> {
         use crate::grader::Grade;
         use crate::provider::Response;
-        use crate::tally::{Answer, Purpose};
+        use crate::tally::{Answer, Purpose, SharedTexts};
         (0..cases)
             .map(|case| {
                 let mut tally = CaseTally::new(&format!("c{case}"));
@@ -300,7 +300,7 @@ mod tests {
                     } else {
                         Grade::wrong("no")
                     };
-                    tally.grade(sample, grade, &response);
+                    tally.grade(sample, grade, &response, &mut SharedTexts::default());
                 }
                 tally
             })

@@ -442,7 +442,7 @@ mod tests {
         use crate::grader::Grade;
         use crate::provider::Response;
         use crate::sampling::{SamplingPolicy, Sequential};
-        use crate::tally::{Answer, CaseTally, Purpose};
+        use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
         let design = crate::sequential::Design::new(0.05, 0.0, false);
         let mut rng = StdRng::seed_from_u64(5);
         let mut stops = std::collections::BTreeSet::new();
@@ -470,6 +470,7 @@ mod tests {
                         .map(|(mean, id)| (id.clone(), (mean * f64::from(k)).round() as u32, k));
                     let mut policy = Sequential::new(design, k, baseline);
                     let mut tallies: Vec<CaseTally> = ids.iter().map(|id| CaseTally::new(id)).collect();
+                    let mut texts = SharedTexts::default();
                     loop {
                         let look = policy.next_look(&tallies);
                         if look.is_empty() {
@@ -484,7 +485,7 @@ mod tests {
                             } else {
                                 Grade::wrong("no")
                             };
-                            tally.grade(sample, grade, &response);
+                            tally.grade(sample, grade, &response, &mut texts);
                         }
                     }
                     let summary = policy.summary().unwrap();

@@ -4,7 +4,8 @@
 //! A tally only adds, so the tallies of disjoint sets of samples add up to the tally of their
 //! union: that is what lets [`crate::aggregate::merge`] rebuild a whole run from its shards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use crate::answers::{CaseDetail, SampleAnswer};
 use crate::excerpt::excerpt;
@@ -15,6 +16,38 @@ use crate::run_record::{Calls, CaseResult, Miss, Tokens};
 
 /// The longest excerpt of a wrong answer kept in a record.
 const MISS_EXCERPT_CHARS: usize = 120;
+
+/// The texts of misses, each kept once for a run: misses repeat (a model wrong the same way
+/// in most cases gives the same reason and excerpt every time), and a run holds every case's
+/// misses until its record is written.
+#[derive(Debug, Default)]
+pub struct SharedTexts(HashSet<Arc<str>>);
+
+impl SharedTexts {
+    /// Distinct texts remembered: past them (answers that all differ) a text is kept as it
+    /// comes, so that the set never holds more than the misses themselves would.
+    const REMEMBERED: usize = 4096;
+
+    /// `text`, shared with every earlier miss that had it.
+    pub fn share(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = text.into();
+        if self.0.len() < Self::REMEMBERED {
+            self.0.insert(Arc::clone(&shared));
+        }
+        shared
+    }
+}
+
+/// `item` pushed onto `items` growing it by one place, not by doubling: a tally holds its
+/// vectors for the whole run, and a case's k samples would otherwise leave up to k places
+/// unused in each.
+fn push_exact<T>(items: &mut Vec<T>, item: T) {
+    items.reserve_exact(1);
+    items.push(item);
+}
 
 /// The answer to one call.
 #[derive(Debug, Clone)]
@@ -243,7 +276,7 @@ impl CaseTally {
         if purpose == Purpose::Sample {
             // A latency past 49 days is a broken clock: kept as the longest there is.
             let latency = u32::try_from(response.latency_ms).unwrap_or(u32::MAX);
-            self.latencies.push((sample, latency));
+            push_exact(&mut self.latencies, (sample, latency));
             if let Some(version) = &response.version {
                 self.versions.count(version, 1);
             }
@@ -255,8 +288,8 @@ impl CaseTally {
         Some(response)
     }
 
-    /// Count the grade of an answered sample.
-    pub fn grade(&mut self, sample: u32, grade: Grade, response: &Response) {
+    /// Count the grade of an answered sample; a miss's texts are shared through `texts`.
+    pub fn grade(&mut self, sample: u32, grade: Grade, response: &Response, texts: &mut SharedTexts) {
         if let Some(rare) = &mut self.rare {
             if let Some(answers) = &mut rare.answers {
                 answers.push(SampleAnswer::new(sample, grade.outcome, &grade.reason, response));
@@ -272,12 +305,14 @@ impl CaseTally {
                 if grade.outcome == Outcome::Invalid {
                     self.invalid += 1;
                 }
-                self.misses.push(Miss {
+                let excerpt = excerpt(response.text.as_deref().unwrap_or_default(), MISS_EXCERPT_CHARS);
+                let miss = Miss {
                     sample,
                     outcome: grade.outcome,
-                    reason: grade.reason,
-                    excerpt: excerpt(response.text.as_deref().unwrap_or_default(), MISS_EXCERPT_CHARS),
-                });
+                    reason: texts.share(&grade.reason),
+                    excerpt: texts.share(&excerpt),
+                };
+                push_exact(&mut self.misses, miss);
             }
         }
     }
@@ -305,7 +340,7 @@ mod tests {
     fn every_kind_of_call_is_counted_once_and_only_samples_have_latency() {
         let mut tally = CaseTally::new("c1");
         let cached = tally.call(0, Purpose::Sample, Answer::Cached(answered("notify", 40, (10, 2))));
-        tally.grade(0, Grade::correct("ok"), &cached.unwrap());
+        tally.grade(0, Grade::correct("ok"), &cached.unwrap(), &mut SharedTexts::default());
         let live = Answer::Live {
             response: answered("suppress", 90, (10, 3)),
             attempts: 2,
@@ -314,7 +349,7 @@ mod tests {
         // The judge's call: tokens and a call, no latency.
         let judged = tally.call(1, Purpose::Grading, Answer::Cached(answered("no", 500, (100, 1))));
         assert!(judged.is_some());
-        tally.grade(1, Grade::wrong("expected notify"), &live);
+        tally.grade(1, Grade::wrong("expected notify"), &live, &mut SharedTexts::default());
         let failed = Answer::Failed {
             error: ProviderError::new(FailureKind::RateLimit, "429"),
             attempts: 3,
@@ -333,10 +368,7 @@ mod tests {
         );
         assert_eq!(result.latencies_ms, [40, 90]);
         assert_eq!(result.misses.len(), 1);
-        assert_eq!(
-            (result.misses[0].sample, result.misses[0].excerpt.as_str()),
-            (1, "suppress")
-        );
+        assert_eq!((result.misses[0].sample, &*result.misses[0].excerpt), (1, "suppress"));
         assert_eq!(
             totals.calls,
             Calls {
@@ -365,7 +397,12 @@ mod tests {
         for sample in [2, 0, 1] {
             let response = answered("suppress", 10 * u64::from(sample), (1, 1));
             let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
-            tally.grade(sample, Grade::wrong("expected notify"), &response);
+            tally.grade(
+                sample,
+                Grade::wrong("expected notify"),
+                &response,
+                &mut SharedTexts::default(),
+            );
         }
         for sample in [4, 3] {
             let failed = Answer::Failed {
@@ -382,6 +419,37 @@ mod tests {
     }
 
     #[test]
+    fn misses_of_many_cases_share_their_texts_and_hold_no_spare_places() {
+        let mut texts = SharedTexts::default();
+        let results: Vec<CaseResult> = (0..3)
+            .map(|case| {
+                let mut tally = CaseTally::new(&format!("c{case}"));
+                for sample in 0..5 {
+                    let response = answered("  suppress\n", 7, (1, 1));
+                    let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+                    tally.grade(sample, Grade::wrong("expected notify"), &response, &mut texts);
+                }
+                assert_eq!((tally.latencies.capacity(), tally.misses.capacity()), (5, 5));
+                tally.into_parts().0
+            })
+            .collect();
+        let first = &results[0].misses[0];
+        assert_eq!((&*first.reason, &*first.excerpt), ("expected notify", "suppress"));
+        for miss in results.iter().flat_map(|r| &r.misses) {
+            assert!(Arc::ptr_eq(&miss.reason, &first.reason) && Arc::ptr_eq(&miss.excerpt, &first.excerpt));
+        }
+        // Past the texts it remembers, a text is still right, only not shared.
+        let mut full = SharedTexts::default();
+        for n in 0..SharedTexts::REMEMBERED {
+            full.share(&n.to_string());
+        }
+        let (a, b) = (full.share("late"), full.share("late"));
+        assert_eq!((&*a, &*b), ("late", "late"));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&full.share("7"), &full.share("7")));
+    }
+
+    #[test]
     fn a_tally_keeping_answers_has_every_graded_one_in_sample_order() {
         let mut plain = CaseTally::new("c1");
         let mut keeping = CaseTally::keeping_answers("c1");
@@ -395,7 +463,7 @@ mod tests {
                 } else {
                     Grade::wrong("answered `notify`")
                 };
-                tally.grade(sample, grade, &response);
+                tally.grade(sample, grade, &response, &mut SharedTexts::default());
             }
             let failed = Answer::Failed {
                 error: ProviderError::new(FailureKind::Server, "500"),

@@ -6,7 +6,7 @@ use crate::grader::Grade;
 use crate::provider::Response;
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
 use crate::stats::IntervalMethod;
-use crate::tally::{Answer, CaseTally, Purpose};
+use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
 
 /// A config of one OpenAI-compatible provider at a closed port, one model and one label suite
 /// with an `en` variant (files under `/p` are never read).
@@ -48,7 +48,7 @@ pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
                 } else {
                     Grade::wrong("no")
                 };
-                tally.grade(sample, grade, &response);
+                tally.grade(sample, grade, &response, &mut SharedTexts::default());
             }
             tally
         })

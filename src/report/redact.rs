@@ -6,6 +6,8 @@
 //!
 //! Case ids, suite and model names are the project's own and stay as they are.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::record::redact::Redactor;
@@ -20,36 +22,52 @@ pub fn redact(record: &mut RunRecord, redactor: &Redactor) {
     }
 }
 
+/// A text of a case's result to mask: a miss's is shared with other misses.
+enum Text<'a> {
+    Own(&'a mut String),
+    Shared(&'a mut Arc<str>),
+}
+
 fn redact_case(case: &mut CaseResult, redactor: &Redactor) {
-    let mut texts: Vec<&mut String> = Vec::new();
+    let mut texts: Vec<Text> = Vec::new();
     for miss in &mut case.misses {
-        texts.push(&mut miss.reason);
-        texts.push(&mut miss.excerpt);
+        texts.push(Text::Shared(&mut miss.reason));
+        texts.push(Text::Shared(&mut miss.excerpt));
     }
     if let Some(detail) = &mut case.detail {
-        texts.push(&mut detail.about);
+        texts.push(Text::Own(&mut detail.about));
         if let Some(notes) = &mut detail.notes {
-            texts.push(notes);
+            texts.push(Text::Own(notes));
         }
-        texts.push(&mut detail.expected);
-        texts.push(&mut detail.prompt);
+        texts.push(Text::Own(&mut detail.expected));
+        texts.push(Text::Own(&mut detail.prompt));
         for answer in &mut detail.answers {
-            texts.push(&mut answer.reason);
-            texts.push(&mut answer.text);
+            texts.push(Text::Own(&mut answer.reason));
+            texts.push(Text::Own(&mut answer.text));
         }
     }
     if let Some(past) = &mut case.baseline {
         for group in &mut past.answers {
-            texts.push(&mut group.reason);
-            texts.push(&mut group.excerpt);
+            texts.push(Text::Own(&mut group.reason));
+            texts.push(Text::Own(&mut group.excerpt));
         }
     }
-    let mut values: Vec<Value> = texts.iter().map(|text| Value::String(text.to_string())).collect();
+    let mut values: Vec<Value> = texts
+        .iter()
+        .map(|text| match text {
+            Text::Own(text) => Value::String(text.to_string()),
+            Text::Shared(text) => Value::String(text.to_string()),
+        })
+        .collect();
     let mut refs: Vec<&mut Value> = values.iter_mut().collect();
     redactor.redact(&mut refs);
     for (text, value) in texts.into_iter().zip(values) {
         if let Value::String(masked) = value {
-            *text = masked;
+            match text {
+                Text::Own(text) => *text = masked,
+                // Masked, the text is this miss's own.
+                Text::Shared(text) => *text = masked.into(),
+            }
         }
     }
 }
@@ -61,9 +79,13 @@ mod tests {
     use crate::grader::Outcome;
 
     #[test]
-    fn one_account_is_one_placeholder_across_prompt_answers_and_baseline() {
+    fn one_account_is_one_placeholder_across_prompt_answers_misses_and_baseline() {
         let mut record = crate::testing::record(vec![crate::testing::result("triage", &[1])]);
         let case = &mut record.results[0].per_case[0];
+        // Two misses sharing one text, as misses of a run do.
+        let shared: Arc<str> = "wrong about 210987654328".into();
+        case.misses[0].excerpt = Arc::clone(&shared);
+        case.misses[1].excerpt = shared;
         case.detail = Some(Box::new(CaseDetail {
             prompt: "finding: arn:aws:iam::210987654328:user/alice from 203.0.113.9".into(),
             answers: vec![SampleAnswer {
@@ -106,5 +128,8 @@ mod tests {
             .excerpt
             .starts_with(&placeholder));
         assert_eq!(detail.answers[0].reason, "answered `suppress`");
+        for miss in &case.misses[..2] {
+            assert_eq!(&*miss.excerpt, format!("wrong about {placeholder}"));
+        }
     }
 }
