@@ -1,7 +1,8 @@
 //! Generating robustness variants: 2,000 cases × 20 variants in each family (80,000 variants)
 //! of AWS's public Security Hub sample finding with two tags, made and rendered with a triage
 //! prompt and kept as `run` keeps them until the calls are made: in a prompt store per family,
-//! which holds the first 16 MiB of text and writes the rest to a temporary file. Prints the
+//! the stores holding the first 16 MiB of text together and writing the rest to temporary
+//! files. Prints the
 //! time (median of 5) and the peak memory held, counted by promptgate's allocator. Run with
 //! `cargo bench --bench variants`.
 
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use promptgate::case::{Case, LoadedCase};
 use promptgate::prompt::Prompt;
-use promptgate::prompt_store::{PromptStoreBuilder, HELD_BYTES};
+use promptgate::prompt_store::{HeldBudget, PromptStoreBuilder, HELD_BYTES};
 use promptgate::robustness::{self, Family, Settings};
 
 #[global_allocator]
@@ -61,8 +62,10 @@ fn main() {
         let started = Instant::now();
         let mut stores = Vec::new();
         bytes = 0;
+        // One budget for every family's store, as a run has.
+        let held = HeldBudget::new(HELD_BYTES);
         for family in Family::ALL {
-            let mut store = PromptStoreBuilder::new(HELD_BYTES);
+            let mut store = PromptStoreBuilder::new(&held);
             for loaded in &cases {
                 for variant in robustness::variants(&loaded.case.id, &loaded.case.vars, family, &settings, "suppress") {
                     let varied = LoadedCase {

@@ -4,9 +4,10 @@
 //! anything is paid for), but a run needs a case's prompt again only when its samples are
 //! sent or looked up. A rendered prompt carries the case's own data (a whole finding is often
 //! several KB), so holding every case's for the whole run made memory grow with the suite:
-//! 50,000 triage-sized cases held about 200 MB of prompts. So the store holds the first
-//! [`HELD_BYTES`] of per-case text in memory, which is every prompt of a usual suite, and
-//! writes the rest to an unnamed temporary file (in `TMPDIR`, removed when the run ends),
+//! 50,000 triage-sized cases held about 200 MB of prompts. So the stores of a run (one per
+//! suite and prompt version, one per robustness family) share one [`HeldBudget`] of
+//! [`HELD_BYTES`] of per-case text held in memory, which is every prompt of a usual run, and
+//! write the rest to unnamed temporary files (in `TMPDIR`, removed when the run ends),
 //! keeping 16 bytes a case. Text every case shares (a constant system prompt, the response
 //! schema, the tools) is kept once.
 //!
@@ -15,14 +16,43 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::fs::FsError;
 use crate::prompt::{Message, RenderedPrompt};
 
-/// Per-case text a store holds in memory before it writes prompts to its file.
+/// Per-case text the stores of a run hold in memory, together, before they write prompts to
+/// their files.
 pub const HELD_BYTES: usize = 16 << 20;
+
+/// What is left of the per-case text the stores sharing it may hold: one budget for a run,
+/// whatever its suites, prompt versions and families (a budget per store let a run of many
+/// suites hold many times [`HELD_BYTES`]).
+#[derive(Debug, Clone)]
+pub struct HeldBudget(Arc<AtomicUsize>);
+
+impl HeldBudget {
+    pub fn new(bytes: usize) -> HeldBudget {
+        HeldBudget(Arc::new(AtomicUsize::new(bytes)))
+    }
+
+    /// Take `bytes` if that much is left.
+    fn take(&self, bytes: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(bytes))
+            .is_ok()
+    }
+
+    /// Take `bytes`, or all that is left: for text held because it cannot be written out.
+    fn charge(&self, bytes: usize) {
+        // The closure always returns `Some`: the update cannot fail.
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            Some(left.saturating_sub(bytes))
+        });
+    }
+}
 
 /// The rendered prompts of a suite's cases, by case.
 #[derive(Debug, Default)]
@@ -103,8 +133,7 @@ struct Spill {
 /// A [`PromptStore`] being filled, case by case.
 pub struct PromptStoreBuilder {
     entries: Entries,
-    held_bytes: usize,
-    budget: usize,
+    budget: HeldBudget,
     writer: Option<Writer>,
 }
 
@@ -127,12 +156,12 @@ fn spill_error(action: &'static str, source: std::io::Error) -> Error {
 }
 
 impl PromptStoreBuilder {
-    /// A store that holds up to `budget` bytes of per-case text in memory.
-    pub fn new(budget: usize) -> PromptStoreBuilder {
+    /// A store that holds per-case text in memory while `budget`, shared with the run's other
+    /// stores, lasts.
+    pub fn new(budget: &HeldBudget) -> PromptStoreBuilder {
         PromptStoreBuilder {
             entries: Entries::default(),
-            held_bytes: 0,
-            budget,
+            budget: budget.clone(),
             writer: None,
         }
     }
@@ -154,10 +183,16 @@ impl PromptStoreBuilder {
             (None, _) => None,
         };
         let own = own_text(&prompt, template.as_deref());
-        let Some(template) = template
-            .filter(|t| self.held_bytes + own > self.budget && spillable(&prompt, t) && u32::try_from(own).is_ok())
-        else {
-            self.held_bytes += own;
+        let spill_to = match template.filter(|t| spillable(&prompt, t) && u32::try_from(own).is_ok()) {
+            Some(template) if !self.budget.take(own) => Some(template),
+            Some(_) => None,
+            // Held whatever is left: it cannot be written as its text alone.
+            None => {
+                self.budget.charge(own);
+                None
+            }
+        };
+        let Some(template) = spill_to else {
             self.entries.push(Entry::Held(Arc::new(prompt)));
             return Ok(());
         };
@@ -383,7 +418,7 @@ mod tests {
     fn prompts_past_the_budget_come_back_from_the_file_as_they_went_in() {
         let system = Arc::new("You triage findings.".to_string());
         let users: Vec<String> = (0..50).map(|i| format!("case {i}: {}", "é".repeat(i * 7))).collect();
-        let mut builder = PromptStoreBuilder::new(100);
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(100));
         for user in &users {
             builder.push(prompt(&system, user)).unwrap();
         }
@@ -409,7 +444,7 @@ mod tests {
     #[test]
     fn within_the_budget_or_unlike_the_template_a_prompt_is_held() {
         let system = Arc::new("s".to_string());
-        let mut builder = PromptStoreBuilder::new(1 << 20);
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(1 << 20));
         for i in 0..10 {
             builder.push(prompt(&system, &format!("u{i}"))).unwrap();
         }
@@ -422,7 +457,7 @@ mod tests {
         assert_eq!(store.get(9).unwrap().messages[1].content.as_str(), "u9");
 
         // A prompt with a message more than the template's cannot be written as text alone.
-        let mut builder = PromptStoreBuilder::new(0);
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(0));
         builder.push(prompt(&system, "first")).unwrap();
         let mut longer = prompt(&system, "second");
         longer.messages.push(Message {
@@ -436,6 +471,39 @@ mod tests {
         assert!(matches!(store.entries.get(2), Some(Entry::Spilled { .. })));
         assert_eq!(*store.get(1).unwrap(), longer);
         assert_eq!(*store.get(2).unwrap(), prompt(&system, "third"));
+    }
+
+    #[test]
+    fn the_stores_of_a_run_share_one_budget() {
+        let system = Arc::new("s".to_string());
+        let fill = |budget: &HeldBudget, name: &str| {
+            let mut builder = PromptStoreBuilder::new(budget);
+            for i in 0..4 {
+                builder.push(prompt(&system, &format!("{name} {i:03}"))).unwrap();
+            }
+            builder.finish().unwrap()
+        };
+        // 10 bytes for the first prompt (both messages), 9 for each after it (its own text).
+        let budget = HeldBudget::new(40);
+        let first = fill(&budget, "first");
+        assert!(first.spill.is_none(), "37 bytes fit in 40");
+        let second = fill(&budget, "other");
+        assert!(
+            matches!(second.entries.get(0), Some(Entry::Held(_))),
+            "a first prompt is held"
+        );
+        for index in 1..4 {
+            assert!(
+                matches!(second.entries.get(index), Some(Entry::Spilled { .. })),
+                "{index}"
+            );
+            assert_eq!(
+                *second.get(index).unwrap(),
+                prompt(&system, &format!("other {index:03}"))
+            );
+        }
+        // Alone, the second store's prompts would all have been held.
+        assert!(fill(&HeldBudget::new(40), "other").spill.is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::grader::{Assessment, Expectations, Graders, Question};
 use crate::prompt::Prompt;
-use crate::prompt_store::{self, PromptStore, PromptStoreBuilder};
+use crate::prompt_store::{self, HeldBudget, PromptStore, PromptStoreBuilder};
 use crate::provider::{ProviderKind, Request, Response};
 use crate::robustness::{Family, FieldPath, Robustness};
 use crate::run_record::{GradedVariant, RunRecord, SuiteResult};
@@ -685,6 +685,8 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         }
     }
     let mut selections = Vec::new();
+    // One budget of prompt text held in memory for the whole run.
+    let budget = HeldBudget::new(prompt_store::HELD_BYTES);
     for (suite_name, suite) in &config.suites {
         if !options.suites.is_empty() && !options.suites.contains(suite_name) {
             continue;
@@ -700,7 +702,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
             .iter()
             .map(|name| {
                 let prompt = Prompt::load(&suite::prompt_file(config, suite_name, suite, name)?)?;
-                PromptVersion::new(name, prompt, &context, config, options.answers)
+                PromptVersion::new(name, prompt, &context, config, options.answers, &budget)
             })
             .collect::<Result<Vec<_>, Error>>()?;
         // Once every prompt is rendered and every expectation parsed, a case is read again
@@ -797,6 +799,7 @@ impl PromptVersion {
         context: &SuiteContext,
         config: &Config,
         answers: bool,
+        budget: &HeldBudget,
     ) -> Result<PromptVersion, Error> {
         let grader = Graders::new(&context.suite.grader, &prompt, config)?;
         let whole_cases = answers || grader.reads_cases();
@@ -811,7 +814,7 @@ impl PromptVersion {
                     cases: Cases::new(whole_cases),
                     expectations: Vec::new(),
                     variants: Vec::new(),
-                    prompts: PromptStoreBuilder::new(prompt_store::HELD_BYTES),
+                    prompts: PromptStoreBuilder::new(budget),
                     left_out: 0,
                 })
             })
@@ -821,7 +824,7 @@ impl PromptVersion {
             prompt,
             grader,
             expectations: Vec::new(),
-            prompts: PromptStoreBuilder::new(prompt_store::HELD_BYTES),
+            prompts: PromptStoreBuilder::new(budget),
             families,
             whole_cases,
         })

@@ -1,5 +1,6 @@
 //! A suite whose rendered prompts outgrow what a run holds in memory
-//! (`prompt_store::HELD_BYTES`, 16 MiB): the rest wait in a temporary file, and every call
+//! (`prompt_store::HELD_BYTES`, 16 MiB for the suite and its family together): the rest wait
+//! in temporary files, and every call
 //! still carries its own case's text, and the same cache key.
 
 mod support;
@@ -9,7 +10,8 @@ use support::fake_server::{FakeServer, Reply, Seen};
 use support::Project;
 
 const CASES: usize = 40;
-/// 40 cases × 600 KB of rule text: about 24 MB of prompts, so the last third spill.
+/// 40 cases × 600 KB of rule text: about 24 MB of the suite's prompts and more of its
+/// injection family's, with 16 MiB held for both: most spill.
 const RULE_BYTES: usize = 600_000;
 
 fn label(case: usize) -> &'static str {
