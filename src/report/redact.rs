@@ -28,6 +28,15 @@ enum Text<'a> {
     Shared(&'a mut Arc<str>),
 }
 
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Own(text) => text,
+            Text::Shared(text) => text,
+        }
+    }
+}
+
 fn redact_case(case: &mut CaseResult, redactor: &Redactor) {
     let mut texts: Vec<Text> = Vec::new();
     for miss in &mut case.misses {
@@ -54,10 +63,7 @@ fn redact_case(case: &mut CaseResult, redactor: &Redactor) {
     }
     let mut values: Vec<Value> = texts
         .iter()
-        .map(|text| match text {
-            Text::Own(text) => Value::String(text.to_string()),
-            Text::Shared(text) => Value::String(text.to_string()),
-        })
+        .map(|text| Value::String(text.as_str().to_string()))
         .collect();
     let mut refs: Vec<&mut Value> = values.iter_mut().collect();
     redactor.redact(&mut refs);
