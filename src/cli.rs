@@ -337,8 +337,9 @@ struct GateArgs {
     /// Folder of the baselines [default: `baselines` beside the config file].
     #[arg(long, value_name = "DIR")]
     baseline_dir: Option<PathBuf>,
-    /// One-sided significance level, family-wise (Holm) across the pairs gated in one run.
-    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    /// One-sided significance level, family-wise (Holm) across the pairs gated in one run:
+    /// above 0 and below 0.5.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_one_sided_alpha)]
     alpha: f64,
     /// Tolerated drop: fail only when accuracy fell by more than this (e.g. 0.02).
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
@@ -458,8 +459,8 @@ struct DriftArgs {
     /// Folder of the baselines [default: `baselines` beside the config file].
     #[arg(long, value_name = "DIR")]
     baseline_dir: Option<PathBuf>,
-    /// Two-sided significance level, family-wise (Holm) across the pairs.
-    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    /// Two-sided significance level, family-wise (Holm) across the pairs: above 0 and below 1.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_two_sided_alpha)]
     alpha: f64,
     /// The sampling epoch the fresh answers are cached under (letters, digits, `-_.:`, at most
     /// 64) [default: drift-<today, UTC>].
@@ -492,8 +493,8 @@ struct PlanArgs {
     /// Cases in the suite: prints the smallest detectable drop and the power for --drop.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
     cases: Option<u64>,
-    /// One-sided significance level.
-    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    /// One-sided significance level: above 0 and below 0.5.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_one_sided_alpha)]
     alpha: f64,
     /// Wanted power.
     #[arg(long, default_value_t = 0.8, value_parser = parse_share)]
@@ -606,6 +607,29 @@ fn parse_share(text: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err(format!("{value} is not between 0 and 1"))
+    }
+}
+
+/// A one-sided level: at 0 a gate could never fail, from 0.5 on it would fail on any drop at
+/// all (and `plan` would need infinitely many cases at 0).
+fn parse_one_sided_alpha(text: &str) -> Result<f64, String> {
+    let value = parse_share(text)?;
+    if value > 0.0 && value < 0.5 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} must be above 0 and below 0.5 (the usual one-sided level is 0.05)"
+        ))
+    }
+}
+
+/// A two-sided level: at 0 a test could never find anything, at 1 it would find everything.
+fn parse_two_sided_alpha(text: &str) -> Result<f64, String> {
+    let value = parse_share(text)?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} must be above 0 and below 1 (the usual level is 0.05)"))
     }
 }
 

@@ -76,7 +76,13 @@ fn check_settings(block: &ShardRecord) -> Result<(), (String, String)> {
     }
     share("max_error_rate", block.max_error_rate)?;
     if let Some(gate) = &block.gate {
-        share("gate.alpha", gate.alpha)?;
+        // As `gate --alpha` allows it.
+        if !(gate.alpha > 0.0 && gate.alpha < 0.5) {
+            return Err((
+                "gate.alpha".to_string(),
+                format!("{} is not above 0 and below 0.5", gate.alpha),
+            ));
+        }
         share("gate.margin", gate.margin)?;
     }
     for (model, prices) in &block.prices {
@@ -299,4 +305,41 @@ fn where_in(result: &SuiteResult) -> String {
 
 fn key(result: &SuiteResult) -> (String, String, String) {
     (result.suite.clone(), result.model.clone(), result.prompt.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::GateSettings;
+
+    #[test]
+    fn a_shards_gate_settings_are_held_to_what_the_command_line_allows() {
+        let with_gate = |alpha: f64, margin: f64| ShardRecord {
+            index: 1,
+            count: 2,
+            command: "gate".into(),
+            selection_sha256: String::new(),
+            confidence_level: 0.95,
+            interval: crate::stats::IntervalMethod::default(),
+            max_error_rate: 0.05,
+            prices: BTreeMap::new(),
+            gate: Some(GateSettings {
+                baseline_dir: PathBuf::from("baselines"),
+                alpha,
+                margin,
+                exact: false,
+                fail_on_broken: false,
+            }),
+            compare: None,
+            baseline_dir: None,
+        };
+        assert_eq!(check_settings(&with_gate(0.05, 0.0)), Ok(()));
+        assert_eq!(check_settings(&with_gate(0.499, 1.0)), Ok(()));
+        for alpha in [0.0, 0.5, 1.0, -0.1, f64::NAN] {
+            let (field, _) = check_settings(&with_gate(alpha, 0.0)).unwrap_err();
+            assert_eq!(field, "gate.alpha", "{alpha}");
+        }
+        let (field, _) = check_settings(&with_gate(0.05, 1.5)).unwrap_err();
+        assert_eq!(field, "gate.margin");
+    }
 }

@@ -176,6 +176,35 @@ fn plan_sizes_a_suite_and_asks_for_what_it_needs() {
     fails_with(&project, &["plan", "--accuracy", "0.9"], 2, &["--drop", "--cases"]);
 }
 
+#[test]
+fn significance_levels_that_decide_nothing_are_refused() {
+    let (_server, project) = project();
+    // At 0 a gate never fails; from 0.5 (one-sided) it fails on any drop at all.
+    for (args, expected) in [
+        (&["gate", "--alpha", "0"][..], "0 must be above 0 and below 0.5"),
+        (&["gate", "--alpha", "0.5"][..], "0.5 must be above 0 and below 0.5"),
+        (
+            &["plan", "--accuracy", "0.9", "--drop", "0.05", "--alpha", "0.7"][..],
+            "0.7 must be above 0 and below 0.5",
+        ),
+        (&["drift", "--alpha", "1"][..], "1 must be above 0 and below 1"),
+        (&["drift", "--alpha", "0"][..], "0 must be above 0 and below 1"),
+    ] {
+        project
+            .command()
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(expected).and(predicate::str::contains("the usual")));
+    }
+    project
+        .command()
+        .args(["plan", "--accuracy", "0.9", "--drop", "0.05", "--alpha", "0.1"])
+        .assert()
+        .success();
+}
+
 /// Replace the suite's grader line of the test project's config.
 fn with_grader(project: &Project, grader: &str) {
     let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
