@@ -126,6 +126,30 @@ fn oversized_and_endless_answers_are_failed_calls_never_cached() {
 }
 
 #[test]
+fn an_answer_within_bounds_but_huge_makes_short_reasons_in_every_report() {
+    // A megabyte label: an answer the provider may send (under `max_response_bytes`), which
+    // the label grader's reason quotes.
+    let huge = "x".repeat(1 << 20);
+    let server = FakeServer::start(move |_| Reply::label(&huge));
+    let project = Project::new(&server.base_url, &["notify"], 2, "");
+    let (record, code) = project.json(&["run"]);
+    assert_eq!(code, 0, "{record:#}");
+    let misses = record["results"][0]["per_case"][0]["misses"].as_array().unwrap();
+    assert_eq!(misses.len(), 2, "{record:#}");
+    for miss in misses {
+        let reason = miss["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("`decision` is `xxx") && reason.ends_with('…'),
+            "{reason}"
+        );
+        assert!(reason.chars().count() <= 401 && miss["excerpt"].as_str().unwrap().chars().count() <= 121);
+    }
+    let (terminal, _, code) = output(&project, &["run", "--offline"]);
+    assert_eq!(code, 0);
+    assert!(terminal.len() < 4_000, "{} bytes of terminal output", terminal.len());
+}
+
+#[test]
 fn an_empty_bedrock_answer_is_retried_not_cached() {
     let server = FakeServer::start(|seen| {
         if seen.attempt == 0 {

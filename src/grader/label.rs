@@ -107,6 +107,30 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_answer_makes_a_short_reason() {
+        let g = field_grader();
+        let expect = json!({"label": "suppress"});
+        let huge = "x".repeat(1 << 20);
+        for text in [
+            format!(r#"{{"decision": "{huge}"}}"#),
+            format!(r#"{{"decision": ["{huge}"]}}"#),
+        ] {
+            let grade = g.grade(&Response::from_text(&text), &expect);
+            assert_eq!(grade.outcome, Outcome::Invalid);
+            assert!(
+                grade.reason.chars().count() <= crate::grader::MAX_REASON_CHARS + 1,
+                "{}",
+                grade.reason.len()
+            );
+            assert!(
+                grade.reason.starts_with("`decision` is ") && grade.reason.ends_with('…'),
+                "{}",
+                &grade.reason[..40]
+            );
+        }
+    }
+
+    #[test]
     fn json_field_labels() {
         let g = field_grader();
         let expect = json!({"label": "suppress"});

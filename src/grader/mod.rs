@@ -40,24 +40,29 @@ pub struct Grade {
     pub reason: String,
 }
 
+/// The longest reason a grade keeps. A reason often quotes the answer (a label that is not one
+/// of the allowed, a function's name, a rule's), and an answer is the provider's to make as
+/// long as it likes: a run keeps every miss's reason and every report prints them.
+pub const MAX_REASON_CHARS: usize = 400;
+
 impl Grade {
-    pub fn correct(reason: impl Into<String>) -> Grade {
-        Grade {
-            outcome: Outcome::Correct,
-            reason: reason.into(),
+    /// A grade whose reason is cut at [`MAX_REASON_CHARS`], with an ellipsis.
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
+        let mut reason = reason.into();
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
         }
+        Grade { outcome, reason }
+    }
+    pub fn correct(reason: impl Into<String>) -> Grade {
+        Grade::new(Outcome::Correct, reason)
     }
     pub fn wrong(reason: impl Into<String>) -> Grade {
-        Grade {
-            outcome: Outcome::Wrong,
-            reason: reason.into(),
-        }
+        Grade::new(Outcome::Wrong, reason)
     }
     pub fn invalid(reason: impl Into<String>) -> Grade {
-        Grade {
-            outcome: Outcome::Invalid,
-            reason: reason.into(),
-        }
+        Grade::new(Outcome::Invalid, reason)
     }
 }
 
@@ -330,10 +335,7 @@ impl Graders {
     fn combine(&self, grades: &[(usize, Grade)]) -> Grade {
         for outcome in [Outcome::Invalid, Outcome::Wrong] {
             if let Some((index, grade)) = grades.iter().find(|(_, grade)| grade.outcome == outcome) {
-                return Grade {
-                    outcome,
-                    reason: self.prefixed(&self.0[*index], &grade.reason),
-                };
+                return Grade::new(outcome, self.prefixed(&self.0[*index], &grade.reason));
             }
         }
         let reasons: Vec<String> = grades
