@@ -37,6 +37,12 @@ fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` with `secrets` masked, then cut to [`MAX_ERROR_CHARS`]: in that order, because a cut
+/// first could leave the start of a secret that the mask would no longer recognise.
+fn masked_and_cut(text: &str, secrets: &crate::secrets::Secrets) -> String {
+    bounded(&secrets.mask(text), MAX_ERROR_CHARS).into_owned()
+}
+
 /// Any error that ends a promptgate command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -146,10 +152,7 @@ impl Error {
         };
         let secrets = crate::secrets::process();
         let full = self.to_string();
-        let mut text = format!(
-            "{red}error{reset}: {}\n",
-            secrets.mask(&bounded(&full, MAX_ERROR_CHARS))
-        );
+        let mut text = format!("{red}error{reset}: {}\n", masked_and_cut(&full, secrets));
         if let Some(hint) = self.hint() {
             text.push_str(&format!("{yellow}hint{reset}: {}\n", secrets.mask(hint)));
         }
@@ -214,6 +217,18 @@ mod tests {
     use super::*;
     use crate::cache::CacheError;
     use crate::fs::FsError;
+
+    #[test]
+    fn a_message_is_masked_whole_before_it_is_cut() {
+        let secret = "gw-secret-value-42";
+        let secrets = crate::secrets::Secrets::from_values([secret.to_string()]);
+        for before in MAX_ERROR_CHARS - secret.len()..=MAX_ERROR_CHARS {
+            let text = format!("{}{secret}{}", "a".repeat(before), "b".repeat(5_000));
+            let shown = masked_and_cut(&text, &secrets);
+            assert!(!shown.contains("gw-secret"), "{before}");
+            assert!(shown.contains("more characters)"), "{before}");
+        }
+    }
 
     #[test]
     fn module_errors_keep_their_code_and_hint_and_a_callers_hint_wins() {

@@ -336,7 +336,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             // client's state) is kilobytes, and a window of tasks mostly waits.
             let mut attempted = Box::pin(provider.complete_releasing(&request, permits, acquire)).await;
             if let Err(error) = &mut attempted.result {
-                error.message = secrets.mask(&error.message).into_owned();
+                error.mask(&secrets);
             }
             progress.inc(1);
             let answer = match attempted.result {

@@ -241,6 +241,36 @@ fn keys_echoed_by_a_server_never_reach_a_message_record_or_report() {
 }
 
 #[test]
+fn a_long_error_message_is_masked_then_cut() {
+    const GATEWAY: &str = "gw-credential-0987654321";
+    // The secret where the cut falls (500 characters into the message, after "HTTP 401: ").
+    let message = format!("{}{GATEWAY}{}", "e".repeat(480), "x".repeat(20_000));
+    let server = FakeServer::start(move |_| Reply::Raw {
+        status: 401,
+        body: serde_json::json!({"error": {"message": message, "type": "auth"}}).to_string(),
+        headers: vec![],
+    });
+    let project = Project::new(&server.base_url, &["notify"], 1, "");
+    let output = project
+        .command()
+        .env("OTHER_SECRET", GATEWAY)
+        .args(["run", "--format", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(3));
+    let record: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let first_error = record["results"][0]["first_error"].as_str().unwrap();
+    assert!(
+        first_error.contains("***") && !first_error.contains("gw-cred"),
+        "{first_error}"
+    );
+    assert!(
+        first_error.ends_with('…') && first_error.chars().count() < 600,
+        "{first_error}"
+    );
+}
+
+#[test]
 fn a_dead_provider_stops_the_run_with_one_message() {
     let server = FakeServer::start(|_| Reply::Reset);
     let labels = ["notify"; 30];

@@ -55,7 +55,22 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
 }
 
+/// The longest failure message a run keeps: a server's error body is quoted into it, and a
+/// server may send a long one (an HTML page, a stack trace, a request echoed back).
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
 impl ProviderError {
+    /// Mask `secrets` in the message, then cut it at [`MAX_MESSAGE_CHARS`]: in that order, so
+    /// that a cut can never leave the start of a secret where the mask would not know it.
+    pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
+        let mut message = secrets.mask(&self.message).into_owned();
+        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.message = message;
+    }
+
     /// A failure with no HTTP status and no retry hint.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> ProviderError {
         ProviderError {
@@ -64,5 +79,31 @@ impl ProviderError {
             status: None,
             retry_after: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Secrets;
+
+    #[test]
+    fn a_message_is_masked_whole_then_cut() {
+        let secret = "gw-secret-value-42";
+        let secrets = Secrets::from_values([secret.to_string()]);
+        // The secret astride every place the cut could fall.
+        for before in MAX_MESSAGE_CHARS - secret.len()..=MAX_MESSAGE_CHARS {
+            let mut error = ProviderError::new(
+                FailureKind::Server,
+                format!("{}{secret} and {}", "é".repeat(before), "x".repeat(10_000)),
+            );
+            error.mask(&secrets);
+            assert!(!error.message.contains("gw-secret"), "{before}: {}", error.message);
+            assert!(error.message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+            assert!(error.message.ends_with('…'));
+        }
+        let mut short = ProviderError::new(FailureKind::Client, format!("HTTP 401: bad key {secret}"));
+        short.mask(&secrets);
+        assert_eq!(short.message, "HTTP 401: bad key ***");
     }
 }
