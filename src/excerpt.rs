@@ -1,12 +1,36 @@
-//! Short one-line excerpts of model output and response bodies, for reasons and reports.
+//! Short one-line excerpts of model output and response bodies, for reasons and reports, and
+//! texts cut to a length: what a provider or a model sends is as long as it likes.
 
 /// `text` with runs of whitespace folded to one space, cut to `limit` characters (with `…`).
+///
+/// Reads only as far as it keeps: an answer of megabytes of short words costs `limit`
+/// characters, not a list of every word.
 pub fn excerpt(text: &str, limit: usize) -> String {
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(limit) {
-        Some((index, _)) => format!("{}…", &flat[..index]),
-        None => flat,
+    let mut out = String::new();
+    let mut kept = 0;
+    for word in text.split_whitespace() {
+        // A space before every word but the first, then the word.
+        let space = (kept > 0).then_some(' ');
+        for c in space.into_iter().chain(word.chars()) {
+            if kept == limit {
+                // More is left: this character, and maybe more words.
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            kept += 1;
+        }
     }
+    out
+}
+
+/// `text` cut to `limit` characters, with `…` when something was cut; whitespace kept.
+pub fn cut(mut text: String, limit: usize) -> String {
+    if let Some((index, _)) = text.char_indices().nth(limit) {
+        text.truncate(index);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -18,5 +42,20 @@ mod tests {
         assert_eq!(excerpt("a\n  b\tc", 10), "a b c");
         assert_eq!(excerpt("抑制する通知する", 4), "抑制する…");
         assert_eq!(excerpt("", 3), "");
+        // Exactly the limit: nothing cut; one more character or word: cut.
+        assert_eq!(excerpt("  ab cd  ", 5), "ab cd");
+        assert_eq!(excerpt("ab cd e", 5), "ab cd…");
+        assert_eq!(excerpt("ab cde", 5), "ab cd…");
+        assert_eq!(excerpt("ab cd", 2), "ab…");
+        assert_eq!(excerpt("ab", 0), "…");
+        assert_eq!(excerpt(&"a ".repeat(1 << 20), 7), "a a a a…");
+    }
+
+    #[test]
+    fn cuts_on_characters_and_keeps_whitespace() {
+        assert_eq!(cut("a\n b".into(), 10), "a\n b");
+        assert_eq!(cut("抑制する通知する".into(), 4), "抑制する…");
+        assert_eq!(cut("abc".into(), 3), "abc");
+        assert_eq!(cut(String::new(), 0), "");
     }
 }

@@ -48,12 +48,10 @@ pub const MAX_REASON_CHARS: usize = 400;
 impl Grade {
     /// A grade whose reason is cut at [`MAX_REASON_CHARS`], with an ellipsis.
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
-        let mut reason = reason.into();
-        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
-            reason.truncate(cut);
-            reason.push('…');
+        Grade {
+            outcome,
+            reason: crate::excerpt::cut(reason.into(), MAX_REASON_CHARS),
         }
-        Grade { outcome, reason }
     }
     pub fn correct(reason: impl Into<String>) -> Grade {
         Grade::new(Outcome::Correct, reason)

@@ -63,12 +63,8 @@ impl ProviderError {
     /// Mask `secrets` in the message, then cut it at [`MAX_MESSAGE_CHARS`]: in that order, so
     /// that a cut can never leave the start of a secret where the mask would not know it.
     pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
-        let mut message = secrets.mask(&self.message).into_owned();
-        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
-            message.truncate(cut);
-            message.push('…');
-        }
-        self.message = message;
+        let masked = secrets.mask(&self.message).into_owned();
+        self.message = crate::excerpt::cut(masked, MAX_MESSAGE_CHARS);
     }
 
     /// A failure with no HTTP status and no retry hint.
