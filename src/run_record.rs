@@ -373,6 +373,9 @@ pub struct GradedVariant {
     pub right: bool,
 }
 
+/// The longest excerpt of a wrong answer kept in a record.
+pub const MISS_EXCERPT_CHARS: usize = 120;
+
 /// A wrong or invalid sample.
 ///
 /// Its texts are shared: a model that is wrong the same way in thousands of cases (answering
@@ -385,6 +388,25 @@ pub struct Miss {
     pub reason: Arc<str>,
     /// The start of the model's answer.
     pub excerpt: Arc<str>,
+}
+
+impl Miss {
+    /// This miss with its texts no longer than a run makes them: for a miss read from a record
+    /// (`record --from-run`), which is input like any other.
+    pub fn bounded(&self) -> Miss {
+        let cut = |text: &Arc<str>, limit: usize| -> Arc<str> {
+            match text.chars().nth(limit) {
+                Some(_) => crate::excerpt::cut(text.to_string(), limit).into(),
+                None => Arc::clone(text),
+            }
+        };
+        Miss {
+            sample: self.sample,
+            outcome: self.outcome,
+            reason: cut(&self.reason, crate::grader::MAX_REASON_CHARS),
+            excerpt: cut(&self.excerpt, MISS_EXCERPT_CHARS),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,7 @@ use crate::excerpt::excerpt;
 use crate::grader::{Grade, Outcome};
 use crate::model_version::Versions;
 use crate::provider::{FailureKind, ProviderError, Response};
-use crate::run_record::{Calls, CaseResult, Miss, Tokens};
-
-/// The longest excerpt of a wrong answer kept in a record.
-const MISS_EXCERPT_CHARS: usize = 120;
+use crate::run_record::{Calls, CaseResult, Miss, Tokens, MISS_EXCERPT_CHARS};
 
 /// The texts of misses, each kept once for a run: misses repeat (a model wrong the same way
 /// in most cases gives the same reason and excerpt every time), and a run holds every case's

@@ -714,6 +714,34 @@ fn from_run_turns_wrong_answers_of_a_shadow_suite_into_cases() {
 }
 
 #[test]
+fn from_run_keeps_a_few_short_answers_of_a_record_with_many_long_ones() {
+    let (_server, project) = shadow_run();
+    // An edited record (input like any other): p2 with 50 misses of 200 KB each.
+    let mut run: Value = serde_json::from_str(&std::fs::read_to_string(project.file("run.json")).unwrap()).unwrap();
+    let cases = run["results"][0]["per_case"].as_array_mut().unwrap();
+    let p2 = cases.iter_mut().find(|c| c["id"] == "p2").unwrap();
+    let long = "y".repeat(200_000);
+    p2["misses"] = (0..50)
+        .map(|sample| json!({"sample": sample, "outcome": "wrong", "reason": long, "excerpt": long}))
+        .collect();
+    project.write("long.json", &run.to_string());
+    let (out, code, stderr) = record(
+        &project,
+        &["--from-run", "long.json", "--case", "p2", "--yes", "--expect", "notify"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let path = project.path().join(out["outcomes"][0]["path"].as_str().unwrap());
+    assert!(std::fs::metadata(&path).unwrap().len() < 100_000);
+    let answers = read_case(&path)["source"]["answers"].as_array().unwrap().clone();
+    assert_eq!(answers.len(), 20);
+    for answer in &answers {
+        let (reason, excerpt) = (answer["reason"].as_str().unwrap(), answer["excerpt"].as_str().unwrap());
+        assert_eq!((reason.chars().count(), excerpt.chars().count()), (401, 121));
+        assert!(reason.ends_with('…') && excerpt.ends_with('…'));
+    }
+}
+
+#[test]
 fn from_run_asks_a_person_on_a_terminal() {
     let (_server, project) = shadow_run();
     let binary = assert_cmd::cargo::cargo_bin("promptgate");

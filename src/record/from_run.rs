@@ -16,6 +16,10 @@ use crate::fs::FsError;
 use crate::grader::Outcome;
 use crate::run_record::{Miss, RunRecord, RUN_RECORD_SCHEMA_VERSION};
 
+/// Most wrong answers of one case a new case keeps (in its `source`): a run record is input,
+/// and may list any number.
+pub const MAX_MISSES_KEPT: usize = 20;
+
 /// `--from-run`: which wrong answers to propose.
 #[derive(Debug, Clone)]
 pub struct FromRunOptions {
@@ -101,7 +105,8 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
                 .misses
                 .iter()
                 .filter(|m| !options.wrong_only || m.outcome == Outcome::Wrong)
-                .cloned()
+                .take(MAX_MISSES_KEPT)
+                .map(Miss::bounded)
                 .collect();
             if misses.is_empty() {
                 continue;
@@ -123,6 +128,7 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
             });
             proposal.models.push(format!("{} on {}", result.label(), result.model));
             proposal.misses.extend(misses);
+            proposal.misses.truncate(MAX_MISSES_KEPT);
         }
     }
     for id in &options.cases {
