@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::aggregate::{self, Settings};
 use crate::error::Error;
-use crate::run_record::{RunRecord, SuiteResult, RUN_RECORD_SCHEMA_VERSION};
+use crate::run_record::{Miss, RunRecord, SuiteResult, RUN_RECORD_SCHEMA_VERSION};
 use crate::shard::{Shard, ShardRecord};
 
 /// A whole run rebuilt from its shards, and what the shards say about finishing it.
@@ -210,6 +210,10 @@ fn check_partition(path: &Path, record: &RunRecord, shard: Shard) -> Result<(), 
                 "counts more correct, invalid or valid samples than it has"
             } else if c.latencies_ms.len() > k as usize {
                 "has more latencies than samples"
+            } else if c.misses.len() > c.samples as usize {
+                "has more misses than samples"
+            } else if !c.misses.iter().all(Miss::is_bounded) {
+                "has a miss with a reason or excerpt longer than a run writes"
             } else {
                 return None;
             };

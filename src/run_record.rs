@@ -391,6 +391,13 @@ pub struct Miss {
 }
 
 impl Miss {
+    /// Whether its texts are no longer than a run makes them.
+    pub fn is_bounded(&self) -> bool {
+        // Each limit, plus the ellipsis of a cut text.
+        self.reason.chars().nth(crate::grader::MAX_REASON_CHARS + 1).is_none()
+            && self.excerpt.chars().nth(MISS_EXCERPT_CHARS + 1).is_none()
+    }
+
     /// This miss with its texts no longer than a run makes them: for a miss read from a record
     /// (`record --from-run`), which is input like any other.
     pub fn bounded(&self) -> Miss {
@@ -412,6 +419,26 @@ impl Miss {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_miss_is_bounded_as_a_run_cuts_it() {
+        let miss = |reason: String, excerpt: String| Miss {
+            sample: 0,
+            outcome: Outcome::Wrong,
+            reason: reason.into(),
+            excerpt: excerpt.into(),
+        };
+        let limits = (crate::grader::MAX_REASON_CHARS, MISS_EXCERPT_CHARS);
+        // What a run writes: a text cut to its limit, and its ellipsis.
+        let written = crate::grader::Grade::wrong("é".repeat(5_000)).reason;
+        assert_eq!(written.chars().count(), limits.0 + 1);
+        assert!(miss(written, crate::excerpt::excerpt(&"a ".repeat(500), limits.1)).is_bounded());
+        let long = miss("r".repeat(limits.0 + 2), "e".repeat(limits.1 + 2));
+        assert!(!long.is_bounded() && long.bounded().is_bounded());
+        assert!(!miss("r".into(), "e".repeat(limits.1 + 2)).is_bounded());
+        let short = miss("r".into(), "e".into());
+        assert!(short.is_bounded() && Arc::ptr_eq(&short.bounded().reason, &short.reason));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

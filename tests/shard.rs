@@ -322,6 +322,30 @@ fn merge_refuses_anything_but_every_shard_of_one_run_once() {
         &format!("case `{first_case}` counts more correct, invalid or valid samples than it has"),
     );
 
+    // Misses a run would not write: more than the samples, or texts longer than its cuts.
+    let pristine: Value = serde_json::from_str(&std::fs::read_to_string(project.file("s1.json")).unwrap()).unwrap();
+    let samples = pristine["results"][0]["per_case"][0]["samples"].as_u64().unwrap();
+    for (misses, why) in [
+        (
+            (0..=samples)
+                .map(|sample| serde_json::json!({"sample": sample, "outcome": "wrong", "reason": "r", "excerpt": "e"}))
+                .collect::<Vec<_>>(),
+            "has more misses than samples",
+        ),
+        (
+            vec![serde_json::json!({"sample": 0, "outcome": "wrong", "reason": "r".repeat(402), "excerpt": "e"})],
+            "has a miss with a reason or excerpt longer than a run writes",
+        ),
+    ] {
+        let mut edited = pristine.clone();
+        edited["results"][0]["per_case"][0]["misses"] = Value::from(misses);
+        project.write("edited.json", &edited.to_string());
+        refused(
+            &["edited.json", "s2.json", "s3.json"],
+            &format!("case `{first_case}` {why}"),
+        );
+    }
+
     let mut wild = serde_json::from_str::<Value>(&std::fs::read_to_string(project.file("s1.json")).unwrap()).unwrap();
     wild["shard"]["confidence_level"] = Value::from(1.5);
     project.write("wild.json", &wild.to_string());
