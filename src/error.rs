@@ -40,7 +40,8 @@ fn bounded(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
 /// `text` with `secrets` masked, then cut to [`MAX_ERROR_CHARS`]: in that order, because a cut
 /// first could leave the start of a secret that the mask would no longer recognise.
 fn masked_and_cut(text: &str, secrets: &crate::secrets::Secrets) -> String {
-    bounded(&secrets.mask(text), MAX_ERROR_CHARS).into_owned()
+    // Shown, never acted on: a message quotes input (a file's text, a server's body).
+    crate::excerpt::printable_lines(&bounded(&secrets.mask(text), MAX_ERROR_CHARS)).into_owned()
 }
 
 /// Any error that ends a promptgate command.
@@ -154,7 +155,7 @@ impl Error {
         let full = self.to_string();
         let mut text = format!("{red}error{reset}: {}\n", masked_and_cut(&full, secrets));
         if let Some(hint) = self.hint() {
-            text.push_str(&format!("{yellow}hint{reset}: {}\n", secrets.mask(hint)));
+            text.push_str(&format!("{yellow}hint{reset}: {}\n", masked_and_cut(hint, secrets)));
         }
         text
     }

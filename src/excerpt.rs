@@ -1,7 +1,15 @@
 //! Short one-line excerpts of model output and response bodies, for reasons and reports, and
-//! texts cut to a length: what a provider or a model sends is as long as it likes.
+//! texts cut to a length and made printable: what a provider or a model sends is as long as it
+//! likes, and may hold the escape sequences a terminal acts on (a title, a cleared screen, a
+//! bell, a line that looks like a verdict).
 
-/// `text` with runs of whitespace folded to one space, cut to `limit` characters (with `…`).
+use std::borrow::Cow;
+
+/// What a control character a terminal would act on is shown as.
+const REPLACEMENT: char = '\u{fffd}';
+
+/// `text` with runs of whitespace folded to one space, cut to `limit` characters (with `…`),
+/// other control characters shown as `�`.
 ///
 /// Reads only as far as it keeps: an answer of megabytes of short words costs `limit`
 /// characters, not a list of every word.
@@ -17,11 +25,36 @@ pub fn excerpt(text: &str, limit: usize) -> String {
                 out.push('…');
                 return out;
             }
-            out.push(c);
+            out.push(if c.is_control() { REPLACEMENT } else { c });
             kept += 1;
         }
     }
     out
+}
+
+/// `text` on one line, as a terminal shows it without acting on it: line breaks and tabs as a
+/// space, every other control character (escape, bell, C1) as `�`.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    printable(text, false)
+}
+
+/// [`one_line`], but line breaks and tabs kept: for messages that are lists.
+pub fn printable_lines(text: &str) -> Cow<'_, str> {
+    printable(text, true)
+}
+
+fn printable(text: &str, lines: bool) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' if lines => c,
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() => REPLACEMENT,
+            c => c,
+        })
+        .collect()
 }
 
 /// `text` cut to `limit` characters, with `…` when something was cut; whitespace kept.
@@ -49,6 +82,21 @@ mod tests {
         assert_eq!(excerpt("ab cd", 2), "ab…");
         assert_eq!(excerpt("ab", 0), "…");
         assert_eq!(excerpt(&"a ".repeat(1 << 20), 7), "a a a a…");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_acted_on() {
+        let hostile = "a\u{1b}]0;title\u{7}\u{1b}[2J\r\nb\tc\u{9b}d";
+        assert_eq!(one_line(hostile), "a\u{fffd}]0;title\u{fffd}\u{fffd}[2J  b c\u{fffd}d");
+        assert_eq!(
+            printable_lines(hostile),
+            "a\u{fffd}]0;title\u{fffd}\u{fffd}[2J \nb\tc\u{fffd}d"
+        );
+        assert_eq!(
+            excerpt(hostile, 100),
+            "a\u{fffd}]0;title\u{fffd}\u{fffd}[2J b c\u{fffd}d"
+        );
+        assert!(matches!(one_line("plain, 抑制"), Cow::Borrowed(_)));
     }
 
     #[test]

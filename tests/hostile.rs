@@ -149,6 +149,58 @@ fn an_answer_within_bounds_but_huge_makes_short_reasons_in_every_report() {
     assert!(terminal.len() < 4_000, "{} bytes of terminal output", terminal.len());
 }
 
+/// `text` without the colour sequences (`ESC [ digits and ; m`) the reports paint with.
+fn without_colours(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("\u{1b}[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after
+            .find(|c: char| !c.is_ascii_digit() && c != ';')
+            .unwrap_or(after.len());
+        if after[end..].starts_with('m') {
+            rest = &after[end + 1..];
+        } else {
+            out.push_str("\u{1b}[");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn terminal_control_sequences_in_answers_never_reach_the_terminal() {
+    // A title change, a screen clear and a colour inside the label's value, and a bell.
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let server = FakeServer::start(move |seen| match seen.attempt {
+        _ if seen.body.to_string().contains("c00") => {
+            Reply::Content(format!("{hostile}{{\"decision\": \"\u{1b}[31mnotify\"}}"))
+        }
+        _ => Reply::Content(format!("{hostile} I would say notify{hostile}")),
+    });
+    let project = Project::new(&server.base_url, &["notify", "suppress"], 2, "");
+    for args in [
+        &["run", "--color", "never", "-v"][..],
+        &["run", "--offline", "--color", "always", "-v", "--format", "markdown"][..],
+        &["gate", "--offline", "--color", "never"][..],
+    ] {
+        let (stdout, stderr, _) = output(&project, args);
+        for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            // Shown (as `�]0;pwned`), never acted on: no escape but the report's own colours.
+            let foreign = match args.contains(&"never") {
+                true => text.to_string(),
+                false => without_colours(text),
+            };
+            assert!(
+                !foreign.contains('\u{1b}') && !foreign.contains('\u{7}'),
+                "{args:?} {name}: {text:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_empty_bedrock_answer_is_retried_not_cached() {
     let server = FakeServer::start(|seen| {

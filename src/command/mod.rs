@@ -63,9 +63,11 @@ impl<'a> Console<'a> {
         self.print(&format!("{text}\n"))
     }
 
-    /// A line for the person at the terminal (stderr). A closed stderr is no reason to fail.
+    /// A line for the person at the terminal (stderr), shown, never acted on (a note may quote
+    /// a case id or a file's text). A closed stderr is no reason to fail.
     pub fn note(&mut self, text: &str) {
-        let _ = writeln!(self.err, "{}", self.secrets.mask(text));
+        let masked = self.secrets.mask(text);
+        let _ = writeln!(self.err, "{}", crate::excerpt::printable_lines(&masked));
     }
 
     /// Write a report file atomically, with the secrets masked as in what is printed.

@@ -46,11 +46,12 @@ pub struct Grade {
 pub const MAX_REASON_CHARS: usize = 400;
 
 impl Grade {
-    /// A grade whose reason is cut at [`MAX_REASON_CHARS`], with an ellipsis.
+    /// A grade whose reason is on one line ([`crate::excerpt::one_line`]: it may quote the
+    /// answer) and cut at [`MAX_REASON_CHARS`], with an ellipsis.
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
         Grade {
             outcome,
-            reason: crate::excerpt::cut(reason.into(), MAX_REASON_CHARS),
+            reason: crate::excerpt::cut(crate::excerpt::one_line(&reason.into()).into_owned(), MAX_REASON_CHARS),
         }
     }
     pub fn correct(reason: impl Into<String>) -> Grade {

@@ -60,11 +60,12 @@ pub struct ProviderError {
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 impl ProviderError {
-    /// Mask `secrets` in the message, then cut it at [`MAX_MESSAGE_CHARS`]: in that order, so
-    /// that a cut can never leave the start of a secret where the mask would not know it.
+    /// Mask `secrets` in the message, put it on one line ([`crate::excerpt::one_line`]: it
+    /// quotes the server), then cut it at [`MAX_MESSAGE_CHARS`]: masked first, so that a cut can
+    /// never leave the start of a secret where the mask would not know it.
     pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
-        let masked = secrets.mask(&self.message).into_owned();
-        self.message = crate::excerpt::cut(masked, MAX_MESSAGE_CHARS);
+        let masked = secrets.mask(&self.message);
+        self.message = crate::excerpt::cut(crate::excerpt::one_line(&masked).into_owned(), MAX_MESSAGE_CHARS);
     }
 
     /// A failure with no HTTP status and no retry hint.

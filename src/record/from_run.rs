@@ -12,6 +12,7 @@ use super::{input, Draft, RecordOutcome, Target, FINDING_VAR, RULE_VAR};
 use crate::case::{self, Case, LoadedCase};
 use crate::config::Config;
 use crate::error::{self, Error};
+use crate::excerpt::one_line;
 use crate::fs::FsError;
 use crate::grader::Outcome;
 use crate::run_record::{Miss, RunRecord, RUN_RECORD_SCHEMA_VERSION};
@@ -219,13 +220,13 @@ pub fn ask<R: BufRead + ?Sized, W: Write + ?Sized>(
     writeln!(
         output,
         "\ncase `{}` of suite `{}` ({})",
-        proposal.source_case,
-        proposal.source_suite,
-        proposal.models.join(", ")
+        one_line(&proposal.source_case),
+        one_line(&proposal.source_suite),
+        one_line(&proposal.models.join(", "))
     )
     .map_err(io)?;
     if let Some(rule) = proposal.case.vars.get(RULE_VAR).and_then(Value::as_str) {
-        writeln!(output, "  rule:     {rule}").map_err(io)?;
+        writeln!(output, "  rule:     {}", one_line(rule)).map_err(io)?;
     }
     if let Some(finding) = proposal.case.vars.get(FINDING_VAR) {
         let title = finding
@@ -233,15 +234,15 @@ pub fn ask<R: BufRead + ?Sized, W: Write + ?Sized>(
             .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("title")))
             .and_then(|(_, v)| v.as_str())
             .unwrap_or("(no title)");
-        writeln!(output, "  finding:  {title}").map_err(io)?;
+        writeln!(output, "  finding:  {}", one_line(title)).map_err(io)?;
     }
     writeln!(output, "  expected: {}", crate::digest::canonical_json(&expected)).map_err(io)?;
     for miss in proposal.misses.iter().take(3) {
         writeln!(
             output,
             "  answered: {} ({})",
-            miss.excerpt.replace('\n', " "),
-            miss.reason
+            one_line(&miss.excerpt),
+            one_line(&miss.reason)
         )
         .map_err(io)?;
     }

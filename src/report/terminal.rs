@@ -4,6 +4,7 @@ use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 
 use super::{Exporter, Style};
 use crate::error::Error;
+use crate::excerpt::one_line;
 use crate::grader::Outcome;
 use crate::run_record::GateVerdict;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
@@ -92,17 +93,23 @@ impl TerminalExporter {
         if !b.transitions.is_empty() {
             out.push_str(&format!("  flakiness since the baseline: {}\n", b.transitions.counts()));
             for (name, ids) in b.transitions.named() {
-                out.push_str(&format!("  {name}: {}\n", ids.join(", ")));
+                out.push_str(&format!("  {name}: {}\n", one_line(&ids.join(", "))));
             }
         }
         if !b.regressed_cases.is_empty() && b.verdict == GateVerdict::Regressed {
-            out.push_str(&format!("  went down: {}\n", b.regressed_cases.join(", ")));
+            out.push_str(&format!("  went down: {}\n", one_line(&b.regressed_cases.join(", "))));
         }
         if !b.new_cases.is_empty() {
-            out.push_str(&format!("  new cases (not gated): {}\n", b.new_cases.join(", ")));
+            out.push_str(&format!(
+                "  new cases (not gated): {}\n",
+                one_line(&b.new_cases.join(", "))
+            ));
         }
         if !b.missing_cases.is_empty() {
-            out.push_str(&format!("  no longer present: {}\n", b.missing_cases.join(", ")));
+            out.push_str(&format!(
+                "  no longer present: {}\n",
+                one_line(&b.missing_cases.join(", "))
+            ));
         }
         if let Some(summary) = &result.sequential {
             out.push_str(&format!("  {}\n", super::sequential_summary(summary)));
@@ -148,9 +155,13 @@ impl TerminalExporter {
             } else {
                 String::new()
             };
+            // A record read back (a shard's, for `merge`) is input: shown, never acted on.
             out.push_str(&format!(
                 "  {:<28} {}/{} right{invalid_note}: {}\n",
-                case.id, case.correct, case.samples, first.reason
+                one_line(&case.id),
+                case.correct,
+                case.samples,
+                one_line(&first.reason)
             ));
         }
         if shown < missed.len() {
@@ -237,13 +248,14 @@ impl Exporter for TerminalExporter {
                     .map(|(k, n)| format!("{n} {}", k.as_str()))
                     .collect();
                 out.push_str(&format!(
-                    "\n{} {}/{}: {} failed calls ({}, {:.1}% of samples); first: {error}\n",
+                    "\n{} {}/{}: {} failed calls ({}, {:.1}% of samples); first: {}\n",
                     self.paint("errors", "31;1"),
                     result.label(),
                     result.model,
                     result.errors,
                     kinds.join(", "),
-                    result.error_rate * 100.0
+                    result.error_rate * 100.0,
+                    one_line(error)
                 ));
             }
         }
