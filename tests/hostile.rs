@@ -181,10 +181,22 @@ fn terminal_control_sequences_in_answers_never_reach_the_terminal() {
         _ => Reply::Content(format!("{hostile} I would say notify{hostile}")),
     });
     let project = Project::new(&server.base_url, &["notify", "suppress"], 2, "");
+    // A cache import file is input too: a model name with the same sequences.
+    let line = serde_json::json!({
+        "key": "ab".repeat(32), "provider": "openai", "model": format!("m{hostile}"), "sample_index": 0,
+        "text": "x", "tool_calls": [], "raw_body": "{}", "latency_ms": 1, "created_at": "2026-12-05T00:00:00Z",
+    });
+    project.write(
+        "import.jsonl",
+        &format!("{{\"format\":\"promptgate-cache\",\"schema_version\":1}}\n{line}\n"),
+    );
+    let (_, stderr, code) = output(&project, &["cache", "import", "import.jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
     for args in [
         &["run", "--color", "never", "-v"][..],
         &["run", "--offline", "--color", "always", "-v", "--format", "markdown"][..],
         &["gate", "--offline", "--color", "never"][..],
+        &["cache", "stats", "--color", "never"][..],
     ] {
         let (stdout, stderr, _) = output(&project, args);
         for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {

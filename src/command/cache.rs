@@ -169,10 +169,12 @@ pub fn stats(global: &CacheOptions, json: bool, console: &mut Console) -> Result
     table
         .load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
         .set_header(vec!["provider", "model", "entries", "input tokens", "output tokens"]);
+    // Names come from the cache's rows, which an import file wrote: shown, never acted on.
+    let shown = |name: &str| crate::excerpt::excerpt(name, 200);
     for model in &stats.models {
         table.add_row(vec![
-            model.provider.clone(),
-            model.model.clone(),
+            shown(&model.provider),
+            shown(&model.model),
             model.entries.to_string(),
             model.input_tokens.to_string(),
             model.output_tokens.to_string(),

@@ -110,7 +110,7 @@ pub fn terminal(record: &CompareRecord) -> String {
             out.push_str(&format!(
                 "the rows disagree on {} case(s): {}\n\n",
                 suite.disagreements.len(),
-                suite.disagreements.join(", ")
+                crate::excerpt::one_line(&suite.disagreements.join(", "))
             ));
         }
     }
