@@ -734,3 +734,99 @@ fn fuzz_converse_bodies() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Model answers are input: every grader, on the example models' real answers and mutations
+/// of them, never panics, and gives a reason that is short and printable (one line, no control
+/// character a terminal would act on).
+#[test]
+fn fuzz_graders() {
+    use promptgate::grader::facts::FactsGrader;
+    use promptgate::grader::falco::{Definitions, FalcoGrader};
+    use promptgate::grader::json::JsonGrader;
+    use promptgate::grader::label::LabelGrader;
+    use promptgate::grader::sections::SectionsGrader;
+    use promptgate::grader::tool_call::ToolCallGrader;
+    use promptgate::grader::{Grade, MAX_REASON_CHARS};
+    use promptgate::provider::{Response, ToolCall};
+    use serde_json::json;
+
+    // The shipped answers of both local models, every suite.
+    let mut seeds: Vec<Vec<u8>> = text(&repo("promptgate-cache.jsonl"))
+        .lines()
+        .skip(1)
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| entry["text"].as_str().map(|t| t.as_bytes().to_vec()))
+        .take(300)
+        .collect();
+    seeds.push(b"```yaml\n- rule: r\n  desc: d\n  condition: evt.type = shutdown\n  output: o\n  priority: WARNING\n  tags: [mitre_impact, T1529]\n```".to_vec());
+    seeds.push(
+        "## 検出内容の要約\nx\n## 重要度\nHIGH\n## 影響\ny\n## 推奨される対応\nz"
+            .as_bytes()
+            .to_vec(),
+    );
+    let extra = vec![
+        deep(100_000),
+        // Megabytes of nesting: bounded before the YAML parser, which would take seconds.
+        deep(1 << 20),
+        format!("{{\"decision\": \"{}\"}}", "\u{1b}]0;t\u{7}".repeat(50_000)).into_bytes(),
+        "a ".repeat(1 << 20).into_bytes(),
+    ];
+    let base = Definitions::of_rules_file(&text(&repo("cases/falco-rules/base_rules.yaml"))).expect("base rules");
+    let falco = FalcoGrader::new(base);
+    let json_grader = JsonGrader::new(Some(&json!({"type": "object", "required": ["action"]}))).expect("schema");
+    let label = LabelGrader::new(Some("decision".into()), vec!["suppress".into(), "notify".into()]);
+    let sections = SectionsGrader::new(
+        ["検出内容の要約", "重要度", "影響", "推奨される対応"]
+            .map(String::from)
+            .to_vec(),
+        Some("重要度".into()),
+        ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let tools = ToolCallGrader::new(vec!["updateFindingStatusToSuppressed".into()]);
+    let call =
+        json!({"calls": [{"name": "updateFindingStatusToSuppressed", "arguments": {"reason": {"contains": "検証"}}}]});
+    let check = |grade: Grade| {
+        assert!(
+            grade.reason.chars().count() <= MAX_REASON_CHARS + 1,
+            "{} characters",
+            grade.reason.len()
+        );
+        assert!(!grade.reason.chars().any(char::is_control), "{:?}", grade.reason);
+    };
+    campaign("grader", seeds, extra, inputs_per_target(300), |input| {
+        let answer = String::from_utf8_lossy(input);
+        let response = Response::from_text(&answer);
+        check(label.grade(&response, &json!({"label": "notify"})));
+        check(json_grader.grade(
+            &answer,
+            &json!({"fields": {"action": "suppress", "args": {"contains": "EC2"}}}),
+        ));
+        check(sections.grade(&answer, &json!({"severity": "HIGH"})));
+        check(FactsGrader.grade(
+            &answer,
+            &json!({"facts": {"required": ["EC2", {"regex": "i-[0-9a-f]+"}], "forbidden": ["root"]}}),
+        ));
+        check(falco.grade(
+            &answer,
+            &json!({"falco": {"required_tags": ["T1529"], "condition_mentions": ["shutdown"]}}),
+        ));
+        // The answer as a tool call's arguments (parsed when it is JSON), and as its name.
+        let arguments = serde_json::from_str(&answer).unwrap_or_else(|_| json!(answer));
+        let called = Response {
+            tool_calls: vec![
+                ToolCall {
+                    name: "updateFindingStatusToSuppressed".into(),
+                    arguments,
+                },
+                ToolCall {
+                    name: answer.chars().take(100_000).collect(),
+                    arguments: json!({}),
+                },
+            ],
+            ..Response::from_text("")
+        };
+        check(tools.grade(&called, &call));
+    });
+}

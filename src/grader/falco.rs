@@ -156,7 +156,15 @@ impl FalcoGrader {
 
     /// Grade one answer against the [`FalcoGrader::expected`] requirements.
     pub fn grade_expected(&self, text: &str, expected: &Expected) -> Grade {
-        let items = match parse_items(fenced_block(text)) {
+        let rules = fenced_block(text);
+        if rules.len() > MAX_ANSWER_BYTES {
+            return Grade::invalid(format!(
+                "{} KiB of rules: more than an answer can hold ({} KiB at most)",
+                rules.len() >> 10,
+                MAX_ANSWER_BYTES >> 10
+            ));
+        }
+        let items = match parse_items(rules) {
             Ok(items) => items,
             Err(reason) => return Grade::invalid(reason),
         };
@@ -256,6 +264,11 @@ fn fenced_block(text: &str) -> &str {
         None => body,
     }
 }
+
+/// The longest rules an answer may give. Real answers are a few KB; the YAML parser takes about
+/// a microsecond a byte on deeply nested input, so an answer of megabytes of brackets (within
+/// `max_response_bytes`) would hold a grader for seconds per sample.
+const MAX_ANSWER_BYTES: usize = 256 << 10;
 
 /// A rules file is a YAML sequence of maps.
 fn parse_items(text: &str) -> Result<Vec<Yaml>, String> {
@@ -550,6 +563,15 @@ It detects shutdown and reboot."#;
     #[test]
     fn unreadable_answers_are_invalid() {
         assert_eq!(grader().grade("rule: [unclosed", &expect()).outcome, Outcome::Invalid);
+        let nested = format!("{}{}", "[".repeat(MAX_ANSWER_BYTES), "]".repeat(MAX_ANSWER_BYTES));
+        let too_long = grader().grade(&nested, &expect());
+        assert_eq!(
+            (too_long.outcome, too_long.reason.as_str()),
+            (
+                Outcome::Invalid,
+                "512 KiB of rules: more than an answer can hold (256 KiB at most)"
+            )
+        );
         assert_eq!(
             grader().grade("just prose, no rule", &expect()).outcome,
             Outcome::Invalid
