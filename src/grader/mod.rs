@@ -51,7 +51,8 @@ impl Grade {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
         Grade {
             outcome,
-            reason: crate::excerpt::cut(crate::excerpt::one_line(&reason.into()).into_owned(), MAX_REASON_CHARS),
+            // Cut first: a megabyte reason is not copied to be made printable.
+            reason: crate::excerpt::one_line(&crate::excerpt::cut(reason.into(), MAX_REASON_CHARS)).into_owned(),
         }
     }
     pub fn correct(reason: impl Into<String>) -> Grade {

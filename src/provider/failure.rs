@@ -64,8 +64,8 @@ impl ProviderError {
     /// quotes the server), then cut it at [`MAX_MESSAGE_CHARS`]: masked first, so that a cut can
     /// never leave the start of a secret where the mask would not know it.
     pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
-        let masked = secrets.mask(&self.message);
-        self.message = crate::excerpt::cut(crate::excerpt::one_line(&masked).into_owned(), MAX_MESSAGE_CHARS);
+        let cut = crate::excerpt::cut(secrets.mask(&self.message).into_owned(), MAX_MESSAGE_CHARS);
+        self.message = crate::excerpt::one_line(&cut).into_owned();
     }
 
     /// A failure with no HTTP status and no retry hint.
