@@ -18,8 +18,22 @@ pub fn excerpt(text: &str, limit: usize) -> String {
     let mut kept = 0;
     for word in text.split_whitespace() {
         // A space before every word but the first, then the word.
-        let space = (kept > 0).then_some(' ');
-        for c in space.into_iter().chain(word.chars()) {
+        if kept > 0 {
+            if kept == limit {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            kept += 1;
+        }
+        // Most words are kept whole (an excerpt is made for every wrong answer of a run).
+        let chars = word.chars().count();
+        if kept + chars <= limit && !word.chars().any(char::is_control) {
+            out.push_str(word);
+            kept += chars;
+            continue;
+        }
+        for c in word.chars() {
             if kept == limit {
                 // More is left: this character, and maybe more words.
                 out.push('…');
@@ -36,6 +50,15 @@ pub fn excerpt(text: &str, limit: usize) -> String {
 /// space, every other control character (escape, bell, C1) as `�`.
 pub fn one_line(text: &str) -> Cow<'_, str> {
     printable(text, false)
+}
+
+/// [`one_line`] of an owned text: the same `String`, not a copy, when it is printable already
+/// (a grade's reason nearly always is).
+pub fn into_one_line(text: String) -> String {
+    match text.chars().any(char::is_control) {
+        true => one_line(&text).into_owned(),
+        false => text,
+    }
 }
 
 /// [`one_line`], but line breaks and tabs kept: for messages that are lists.
@@ -97,6 +120,11 @@ mod tests {
             "a\u{fffd}]0;title\u{fffd}\u{fffd}[2J b c\u{fffd}d"
         );
         assert!(matches!(one_line("plain, 抑制"), Cow::Borrowed(_)));
+        assert_eq!(into_one_line(hostile.to_string()), one_line(hostile));
+        let plain = String::from("plain, 抑制");
+        let at = plain.as_ptr();
+        let kept = into_one_line(plain);
+        assert_eq!(kept.as_ptr(), at, "not copied");
     }
 
     #[test]

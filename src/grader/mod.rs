@@ -51,8 +51,9 @@ impl Grade {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
         Grade {
             outcome,
-            // Cut first: a megabyte reason is not copied to be made printable.
-            reason: crate::excerpt::one_line(&crate::excerpt::cut(reason.into(), MAX_REASON_CHARS)).into_owned(),
+            // Cut first: a megabyte reason is not copied to be made printable. A short, plain
+            // reason (nearly every one) is neither copied nor reallocated.
+            reason: crate::excerpt::into_one_line(crate::excerpt::cut(reason.into(), MAX_REASON_CHARS)),
         }
     }
     pub fn correct(reason: impl Into<String>) -> Grade {

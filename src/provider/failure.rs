@@ -65,7 +65,7 @@ impl ProviderError {
     /// never leave the start of a secret where the mask would not know it.
     pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
         let cut = crate::excerpt::cut(secrets.mask(&self.message).into_owned(), MAX_MESSAGE_CHARS);
-        self.message = crate::excerpt::one_line(&cut).into_owned();
+        self.message = crate::excerpt::into_one_line(cut);
     }
 
     /// A failure with no HTTP status and no retry hint.
