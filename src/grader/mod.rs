@@ -46,7 +46,7 @@ pub struct Grade {
 pub const MAX_REASON_CHARS: usize = 400;
 
 impl Grade {
-    /// A grade whose reason is on one line ([`crate::excerpt::one_line`]: it may quote the
+    /// A grade whose reason is on one line (`excerpt::one_line`: it may quote the
     /// answer) and cut at [`MAX_REASON_CHARS`], with an ellipsis.
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Grade {
         Grade {

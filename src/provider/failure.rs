@@ -60,8 +60,8 @@ pub struct ProviderError {
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 impl ProviderError {
-    /// Mask `secrets` in the message, cut it at [`MAX_MESSAGE_CHARS`] and put it on one line
-    /// ([`crate::excerpt::one_line`]: it quotes the server): masked first, so that a cut can
+    /// Mask `secrets` in the message, cut it at `MAX_MESSAGE_CHARS` and put it on one line
+    /// (`excerpt::one_line`: it quotes the server): masked first, so that a cut can
     /// never leave the start of a secret where the mask would not know it.
     pub fn mask(&mut self, secrets: &crate::secrets::Secrets) {
         let cut = crate::excerpt::cut(secrets.mask(&self.message).into_owned(), MAX_MESSAGE_CHARS);
