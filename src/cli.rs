@@ -12,6 +12,7 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::exit_code;
 use crate::gate::GateOptions;
+use crate::limits;
 use crate::report::{Format, Style};
 use crate::run::RunOptions;
 use crate::secrets::Secrets;
@@ -610,27 +611,19 @@ fn parse_share(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A one-sided level: at 0 a gate could never fail, from 0.5 on it would fail on any drop at
-/// all (and `plan` would need infinitely many cases at 0).
+/// A one-sided level ([`limits::ONE_SIDED_ALPHA`]).
 fn parse_one_sided_alpha(text: &str) -> Result<f64, String> {
     let value = parse_share(text)?;
-    if value > 0.0 && value < 0.5 {
-        Ok(value)
-    } else {
-        Err(format!(
-            "{value} must be above 0 and below 0.5 (the usual one-sided level is 0.05)"
-        ))
-    }
+    limits::strictly_within(value, limits::ONE_SIDED_ALPHA)
+        .map_err(|m| format!("{m} (the usual one-sided level is 0.05)"))?;
+    Ok(value)
 }
 
-/// A two-sided level: at 0 a test could never find anything, at 1 it would find everything.
+/// A two-sided level ([`limits::TWO_SIDED_ALPHA`]).
 fn parse_two_sided_alpha(text: &str) -> Result<f64, String> {
     let value = parse_share(text)?;
-    if value > 0.0 && value < 1.0 {
-        Ok(value)
-    } else {
-        Err(format!("{value} must be above 0 and below 1 (the usual level is 0.05)"))
-    }
+    limits::strictly_within(value, limits::TWO_SIDED_ALPHA).map_err(|m| format!("{m} (the usual level is 0.05)"))?;
+    Ok(value)
 }
 
 /// Parse the process's arguments, run the command, print what it found, and return the exit

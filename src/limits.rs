@@ -18,12 +18,28 @@ pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
 pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
 pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);
 pub const URL_BYTES: usize = 2048;
+/// A one-sided significance level, both bounds excluded: at 0 a gate could never fail (and
+/// `plan` would need infinitely many cases), from 0.5 on it would fail on any drop at all.
+pub const ONE_SIDED_ALPHA: (f64, f64) = (0.0, 0.5);
+/// A two-sided level, both bounds excluded: at 0 a test finds nothing, at 1 everything.
+pub const TWO_SIDED_ALPHA: (f64, f64) = (0.0, 1.0);
+/// The power `plan` sizes for, both bounds excluded: at 1 it needs infinitely many cases.
+pub const POWER: (f64, f64) = (0.5, 1.0);
 
 /// `value` within `[low, high]`, or the message saying so.
 pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(value: T, (low, high): (T, T)) -> Result<(), String> {
     // `!(a <= b)` and not `a > b`: NaN fails every comparison and must be refused too.
     if !(value >= low && value <= high) {
         return Err(format!("{value} is out of range: it must be between {low} and {high}"));
+    }
+    Ok(())
+}
+
+/// `value` strictly between `low` and `high`, or the message saying so.
+pub fn strictly_within(value: f64, (low, high): (f64, f64)) -> Result<(), String> {
+    // Written so that NaN fails too.
+    if !(value > low && value < high) {
+        return Err(format!("{value} must be above {low} and below {high}"));
     }
     Ok(())
 }
@@ -42,4 +58,25 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("`{url}` has no valid host"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strictly_within_excludes_both_bounds_and_nan() {
+        assert_eq!(strictly_within(0.05, ONE_SIDED_ALPHA), Ok(()));
+        for value in [0.0, 0.5, -1.0, f64::NAN] {
+            assert!(strictly_within(value, ONE_SIDED_ALPHA).is_err(), "{value}");
+        }
+        assert_eq!(
+            strictly_within(1.0, TWO_SIDED_ALPHA),
+            Err("1 must be above 0 and below 1".to_string())
+        );
+        assert_eq!(
+            strictly_within(0.5, POWER),
+            Err("0.5 must be above 0.5 and below 1".to_string())
+        );
+    }
 }

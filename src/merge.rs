@@ -77,12 +77,8 @@ fn check_settings(block: &ShardRecord) -> Result<(), (String, String)> {
     share("max_error_rate", block.max_error_rate)?;
     if let Some(gate) = &block.gate {
         // As `gate --alpha` allows it.
-        if !(gate.alpha > 0.0 && gate.alpha < 0.5) {
-            return Err((
-                "gate.alpha".to_string(),
-                format!("{} is not above 0 and below 0.5", gate.alpha),
-            ));
-        }
+        crate::limits::strictly_within(gate.alpha, crate::limits::ONE_SIDED_ALPHA)
+            .map_err(|m| ("gate.alpha".to_string(), m))?;
         share("gate.margin", gate.margin)?;
     }
     for (model, prices) in &block.prices {

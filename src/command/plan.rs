@@ -46,18 +46,11 @@ pub fn plan(args: &PlanOptions, console: &mut Console) -> Result<i32, Error> {
     }
     // α = 0 or power = 1 ask for infinitely many cases; a drop larger than the accuracy cannot
     // happen. Each is a usage error, not a number.
-    if !(args.alpha > 0.0 && args.alpha < 0.5) {
-        return Err(
-            Error::usage(format!("--alpha {} must be above 0 and below 0.5", args.alpha))
-                .with_hint("the usual one-sided level is 0.05"),
-        );
-    }
-    if !(args.power > 0.5 && args.power < 1.0) {
-        return Err(
-            Error::usage(format!("--power {} must be above 0.5 and below 1", args.power))
-                .with_hint("the usual power is 0.8"),
-        );
-    }
+    use crate::limits::{strictly_within, ONE_SIDED_ALPHA, POWER};
+    strictly_within(args.alpha, ONE_SIDED_ALPHA)
+        .map_err(|m| Error::usage(format!("--alpha {m}")).with_hint("the usual one-sided level is 0.05"))?;
+    strictly_within(args.power, POWER)
+        .map_err(|m| Error::usage(format!("--power {m}")).with_hint("the usual power is 0.8"))?;
     if let Some(drop) = args.drop {
         if drop > args.accuracy {
             return Err(Error::usage(format!(
