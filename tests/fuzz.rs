@@ -740,6 +740,7 @@ fn fuzz_converse_bodies() {
 /// character a terminal would act on).
 #[test]
 fn fuzz_graders() {
+    use promptgate::config::GraderConfig;
     use promptgate::grader::facts::FactsGrader;
     use promptgate::grader::falco::{Definitions, FalcoGrader};
     use promptgate::grader::json::JsonGrader;
@@ -775,15 +776,24 @@ fn fuzz_graders() {
     let falco = FalcoGrader::new(base);
     let json_grader = JsonGrader::new(Some(&json!({"type": "object", "required": ["action"]}))).expect("schema");
     let label = LabelGrader::new(Some("decision".into()), vec!["suppress".into(), "notify".into()]);
-    let sections = SectionsGrader::new(
-        ["検出内容の要約", "重要度", "影響", "推奨される対応"]
-            .map(String::from)
-            .to_vec(),
-        Some("重要度".into()),
-        ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
-            .map(String::from)
-            .to_vec(),
-    );
+    // The sections grader the example suite configures (its headings, the severities by default).
+    let config = Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("promptgate.toml")).expect("config");
+    let sections = config.suites["securityhub-interpret"]
+        .grader
+        .iter()
+        .find_map(|grader| match grader {
+            GraderConfig::Sections {
+                headings,
+                severity_heading,
+                severities,
+            } => Some(SectionsGrader::new(
+                headings.clone(),
+                severity_heading.clone(),
+                severities.clone(),
+            )),
+            _ => None,
+        })
+        .expect("the example suite's sections grader");
     let tools = ToolCallGrader::new(vec!["updateFindingStatusToSuppressed".into()]);
     let call =
         json!({"calls": [{"name": "updateFindingStatusToSuppressed", "arguments": {"reason": {"contains": "検証"}}}]});
