@@ -55,17 +55,6 @@ fn timeless(mut record: Value) -> Value {
     record
 }
 
-fn printed(project: &Project, args: &[&str]) -> (Value, i32) {
-    let output = project.command().args(args).output().expect("run");
-    let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (value, output.status.code().expect("exit code"))
-}
-
 #[test]
 fn prompts_past_what_a_run_holds_are_sent_and_looked_up_as_rendered() {
     let server = server();
@@ -90,7 +79,7 @@ fn prompts_past_what_a_run_holds_are_sent_and_looked_up_as_rendered() {
         &format!("{config}\n[suites.s.robustness]\nfamilies = [\"injection\"]\nvariants = 2\nseed = 1\n"),
     );
 
-    let (record, code) = printed(&project, &["run", "--format", "json", "--quiet"]);
+    let (record, code) = project.json(&["run", "--quiet"]);
     assert_eq!(code, 0, "{record}");
     assert_eq!(record["results"][1]["suite"], "s~injection");
     for result in record["results"].as_array().unwrap() {
@@ -107,17 +96,14 @@ fn prompts_past_what_a_run_holds_are_sent_and_looked_up_as_rendered() {
     assert_eq!(texts.len(), 3 * CASES);
 
     // The cache keys of the prompts read back are the keys they were stored under.
-    let (again, code) = printed(&project, &["run", "--format", "json", "--quiet", "--offline"]);
+    let (again, code) = project.json(&["run", "--quiet", "--offline"]);
     assert_eq!(code, 0, "{again}");
     assert_eq!(again["calls"]["cached"], CALLS);
     assert_eq!(timeless(again), timeless(record));
 
     // A shard keeps its cases' prompts, spilled or not, and digests the whole selection.
     for shard in ["1/2", "2/2"] {
-        let (part, code) = printed(
-            &project,
-            &["run", "--format", "json", "--quiet", "--offline", "--shard", shard],
-        );
+        let (part, code) = project.json(&["run", "--quiet", "--offline", "--shard", shard]);
         assert_eq!(code, 0, "shard {shard}: {part}");
         for result in part["results"].as_array().unwrap() {
             assert_eq!(result["accuracy"]["point"], 1.0, "shard {shard}: {result}");
