@@ -174,11 +174,10 @@ fn without_colours(text: &str) -> String {
 fn terminal_control_sequences_in_answers_never_reach_the_terminal() {
     // A title change, a screen clear and a colour inside the label's value, and a bell.
     let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
-    let server = FakeServer::start(move |seen| match seen.attempt {
-        _ if seen.body.to_string().contains("c00") => {
-            Reply::Content(format!("{hostile}{{\"decision\": \"\u{1b}[31mnotify\"}}"))
-        }
-        _ => Reply::Content(format!("{hostile} I would say notify{hostile}")),
+    // Case c00 answers JSON with the colour inside its label, the other case prose.
+    let server = FakeServer::start(move |seen| match seen.body.to_string().contains("c00") {
+        true => Reply::Content(format!("{hostile}{{\"decision\": \"\u{1b}[31mnotify\"}}")),
+        false => Reply::Content(format!("{hostile} I would say notify{hostile}")),
     });
     let project = Project::new(&server.base_url, &["notify", "suppress"], 2, "");
     // A cache import file is input too: a model name with the same sequences.
