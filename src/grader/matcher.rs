@@ -66,7 +66,8 @@ impl Matcher {
         let Some(actual) = actual else {
             return match self {
                 Matcher::Absent => Ok(()),
-                _ => Err(format!("missing, expected {self}")),
+                Matcher::Equals(_) | Matcher::OneOf(_) => Err(format!("missing, expected {self}")),
+                _ => Err(format!("missing, expected a value {self}")),
             };
         };
         let found = || excerpt(&actual.to_string(), 80);
@@ -91,14 +92,25 @@ impl Matcher {
         if ok {
             Ok(())
         } else {
-            Err(format!("{} is not {self}", found()))
+            Err(format!("{} {}", found(), self.failure()))
+        }
+    }
+
+    /// What a value that fails this matcher does, after the value: "is not 3", "does not
+    /// contain \"S3.8\"".
+    fn failure(&self) -> String {
+        match self {
+            Matcher::Equals(_) | Matcher::OneOf(_) => format!("is not {self}"),
+            Matcher::Regex(regex) => format!("does not match /{}/", regex.as_str()),
+            Matcher::Contains(value) => format!("does not contain {value}"),
+            Matcher::Subset(values) => format!("does not hold all of [{}]", list(values)),
+            Matcher::Absent => "is present, expected absent".to_string(),
         }
     }
 }
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |values: &[Value]| values.iter().map(Value::to_string).collect::<Vec<_>>().join(", ");
         match self {
             Matcher::Equals(value) => write!(f, "{value}"),
             Matcher::OneOf(values) => write!(f, "one of {}", list(values)),
@@ -108,6 +120,11 @@ impl fmt::Display for Matcher {
             Matcher::Absent => write!(f, "absent"),
         }
     }
+}
+
+/// Values as a matcher lists them: `"a", 2`.
+fn list(values: &[Value]) -> String {
+    values.iter().map(Value::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// JSON equality where numbers compare by value (1 == 1.0) at any depth.
@@ -203,6 +220,42 @@ mod tests {
             .unwrap()
             .check(Some(&json!("x")))
             .is_err());
+    }
+
+    #[test]
+    fn a_failure_reads_as_a_sentence_about_the_value() {
+        let failures = [
+            (
+                json!({"one_of": ["a", "b"]}),
+                json!("c"),
+                "\"c\" is not one of \"a\", \"b\"",
+            ),
+            (
+                json!({"regex": "^EC2\\.19$"}),
+                json!("EC2.2"),
+                "\"EC2.2\" does not match /^EC2\\.19$/",
+            ),
+            (
+                json!({"contains": "S3.8"}),
+                json!(["S3.9"]),
+                "[\"S3.9\"] does not contain \"S3.8\"",
+            ),
+            (
+                json!({"subset": ["a", "d"]}),
+                json!(["a"]),
+                "[\"a\"] does not hold all of [\"a\", \"d\"]",
+            ),
+            (json!({"absent": true}), json!("x"), "\"x\" is present, expected absent"),
+        ];
+        for (spec, actual, reason) in failures {
+            assert_eq!(check(spec, actual).unwrap_err(), reason);
+        }
+        let missing = |spec: Value| Matcher::parse(&spec).unwrap().check(None).unwrap_err();
+        assert_eq!(
+            missing(json!({"contains": "x"})),
+            "missing, expected a value containing \"x\""
+        );
+        assert_eq!(missing(json!({"one_of": [1, 2]})), "missing, expected one of 1, 2");
     }
 
     #[test]

@@ -233,7 +233,7 @@ mod tests {
         );
         assert_eq!(bad.outcome, Outcome::Wrong);
         assert!(
-            bad.reason.contains("`findingId` \"f-1\" is not matching"),
+            bad.reason.contains("`findingId` \"f-1\" does not match"),
             "{}",
             bad.reason
         );
