@@ -28,6 +28,8 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         answers: false,
         shard: None,
         batch: false,
+        dry_run: false,
+        max_calls: None,
     }
 }
 

@@ -144,6 +144,7 @@ Examples:
   promptgate run --suite triage --samples 5      one suite, 5 samples per case
   promptgate run --model gpt-4o-mini             every suite on a hosted model (needs OPENAI_API_KEY)
   promptgate run --offline --format json         replay from the cache only; JSON on stdout
+  promptgate run --dry-run                       what a run would call and cost; calls nothing
   promptgate run --out run.json                  also write the JSON run record to a file
   promptgate run --out report.html               a page with every case, its prompt and answers
 
@@ -591,6 +592,15 @@ struct SelectionArgs {
     /// what `promptgate merge` needs to rebuild the whole run. Not for drift or a sequential gate.
     #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
     shard: Option<crate::shard::Shard>,
+    /// Call nothing: render every prompt, look every request up in the cache, and print what
+    /// would be called, with its cost estimated from the cached answers' tokens (exit 0).
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse to start (exit 3) when more than N calls would go to the providers, counted
+    /// before the first one as --dry-run counts them (cached answers are free; a judge's calls
+    /// are not counted). A guard for CI against a change that re-asks a whole suite.
+    #[arg(long, value_name = "N", env = "PROMPTGATE_MAX_CALLS")]
+    max_calls: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -855,6 +865,8 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         answers: false,
         shard: args.shard,
         batch: false,
+        dry_run: args.dry_run,
+        max_calls: args.max_calls,
     }
 }
 

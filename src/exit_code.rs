@@ -9,8 +9,8 @@ pub const SUCCESS: i32 = 0;
 pub const REGRESSION: i32 = 1;
 /// Bad usage, configuration, case or prompt: fix the input and run again.
 pub const BAD_INPUT: i32 = 2;
-/// Inconclusive: provider failures above `--max-error-rate`, an unreachable provider, or a
-/// cache miss under `--offline`.
+/// Inconclusive: provider failures above `--max-error-rate`, an unreachable provider, a cache
+/// miss under `--offline`, or more calls to make than `--max-calls` allows (nothing tested).
 pub const INCONCLUSIVE: i32 = 3;
 /// The selection (suites × models × cases) was empty: nothing was run.
 pub const NOTHING_SELECTED: i32 = 4;
@@ -32,7 +32,8 @@ Exit codes:
   0  success: ran, and no significant regression
   1  significant regression against the baseline
   2  bad usage, configuration, case or prompt
-  3  inconclusive: too many provider failures, an unreachable provider, or a cache miss under --offline
+  3  inconclusive: too many provider failures, an unreachable provider, a cache miss under --offline,
+     or more calls to make than --max-calls allows
   4  nothing selected to run
   5  record: an equal case exists, so that finding was not recorded again
   6  I/O or internal failure: a write, the cache or promptgate itself failed (not your input)

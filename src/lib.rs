@@ -31,6 +31,7 @@ pub mod compare;
 pub mod config;
 pub mod digest;
 pub mod drift;
+pub mod dry_run;
 pub mod env;
 pub mod error;
 pub(crate) mod excerpt;

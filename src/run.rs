@@ -70,6 +70,11 @@ pub struct RunOptions {
     /// Send every uncached call through the provider's batch engine first (see `batch`); the
     /// run is priced at batch prices when the batches answered every call.
     pub batch: bool,
+    /// Only say what the run would ask ([`dry_run`]); a command branches on it before running.
+    pub dry_run: bool,
+    /// Refuse to start when more calls than this would go to the providers (counted as
+    /// [`dry_run`] counts them, before the first call).
+    pub max_calls: Option<u64>,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -210,15 +215,14 @@ pub async fn run_async(options: &RunOptions) -> Result<RunRecord, Error> {
 }
 
 async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>) -> Result<RunRecord, Error> {
+    if options.dry_run {
+        // A command that forgot to branch must not pay for what was meant as a dry run.
+        return Err(Error::internal("a dry run reached the sampling engine"));
+    }
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let config = Config::load(&options.config_path)?;
-    let selections = select(&config, options)?;
-    let pairs: Vec<(String, String)> = selections
-        .iter()
-        .map(|s| (s.suite.clone(), s.model_name.clone()))
-        .collect();
-    precondition(&pairs)?;
+    let selections = select_checked(&config, options, precondition)?;
     if selections.iter().all(|s| s.cases.is_empty()) {
         return Err(Error::NothingSelected {
             message: "the selected suites have no cases".into(),
@@ -253,6 +257,14 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     } else {
         Cache::open(&options.cache_path)?
     });
+    if let (Some(limit), false) = (options.max_calls, options.offline) {
+        let to_call = crate::dry_run::DryRun::new(requests(&selections, Some(&cache), options)?)
+            .totals
+            .to_call;
+        if to_call > limit {
+            return Err(crate::dry_run::OverBudget { to_call, limit }.into());
+        }
+    }
     let batch = if options.batch {
         Some(prefill(&config, &cache, &selections, options).await?)
     } else {
@@ -297,6 +309,77 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         batch,
         ..RunRecord::of_results(results, started_at.to_string(), duration_ms)
     })
+}
+
+/// `--dry-run`: what a run of `options` would ask, found without asking. Every prompt is
+/// rendered and `precondition` checked as for a run; then every request of a fixed sampling
+/// (a sequential gate's most) is looked up in the cache, opened read-only (none yet: nothing
+/// is cached). Nothing is called and nothing is written.
+pub fn dry_run(options: &RunOptions, precondition: Precondition) -> Result<crate::dry_run::DryRun, Error> {
+    let config = Config::load(&options.config_path)?;
+    let selections = select_checked(&config, options, precondition)?;
+    let selections: Vec<Selection> = match options.shard {
+        Some(shard) => selections.into_iter().map(|s| s.shard(shard)).collect(),
+        None => selections,
+    };
+    let cache = match options.cache_path.is_file() {
+        true => Some(Cache::open_read_only(&options.cache_path)?),
+        false => None,
+    };
+    Ok(crate::dry_run::DryRun::new(requests(
+        &selections,
+        cache.as_ref(),
+        options,
+    )?))
+}
+
+/// Every request of a fixed sampling of `selections` (a sequential gate's most), looked up in
+/// `cache`: per selection, how many there are, how many it answers, and their tokens.
+fn requests(
+    selections: &[Selection],
+    cache: Option<&Cache>,
+    options: &RunOptions,
+) -> Result<Vec<crate::dry_run::Found>, Error> {
+    use crate::dry_run::{CachedUsage, Found, Selected};
+    let mut keys = crate::cache::Keys::default();
+    let mut found = Vec::with_capacity(selections.len());
+    for selection in selections {
+        let (mut requests, mut cached, mut usage) = (0u64, 0u64, CachedUsage::default());
+        // In batches, as a run looks them up: the keys of a whole suite would grow with it.
+        let mut jobs = (0..selection.cases.len())
+            .flat_map(|case| (0..selection.samples).map(move |sample| (case, sample)))
+            .peekable();
+        while jobs.peek().is_some() {
+            let mut digests = Vec::with_capacity(LOOK_UP_BATCH);
+            for (case, sample) in jobs.by_ref().take(LOOK_UP_BATCH) {
+                digests.push(keys.digest(&selection.request(case, sample)?));
+            }
+            requests += digests.len() as u64;
+            if let Some(cache) = cache {
+                cache.get_ordered(&digests, |_, response| {
+                    cached += 1;
+                    usage.add(response.usage);
+                    Ok::<(), Error>(())
+                })?;
+            }
+        }
+        found.push(Found {
+            selected: Selected {
+                suite: selection.suite.clone(),
+                model: selection.model_name.clone(),
+                prompt: selection.prompt_name.clone(),
+                cases: selection.cases.len(),
+                samples_per_case: selection.samples,
+                sequential: options.sequential.is_some(),
+                judge: selection.grader.asks_a_judge(),
+            },
+            requests,
+            cached,
+            usage,
+            prices: prices_of(&selection.model, options.batch),
+        });
+    }
+    Ok(found)
 }
 
 /// `--batch`: every call of a fixed sampling of the selection, sent through the providers'
@@ -729,6 +812,17 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
     Ok(selections)
 }
 
+/// [`select`], then `precondition` checked on the selected suite × model pairs.
+fn select_checked(config: &Config, options: &RunOptions, precondition: Precondition) -> Result<Vec<Selection>, Error> {
+    let selections = select(config, options)?;
+    let pairs: Vec<(String, String)> = selections
+        .iter()
+        .map(|s| (s.suite.clone(), s.model_name.clone()))
+        .collect();
+    precondition(&pairs)?;
+    Ok(selections)
+}
+
 /// What every case of a suite is read with.
 struct SuiteContext<'a> {
     name: &'a str,
@@ -1131,6 +1225,8 @@ mod tests {
             answers,
             shard: None,
             batch: false,
+            dry_run: false,
+            max_calls: None,
         }
     }
 

@@ -240,6 +240,8 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         answers: false,
         shard: None,
         batch: false,
+        dry_run: false,
+        max_calls: None,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),

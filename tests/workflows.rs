@@ -305,6 +305,9 @@ fn the_gate_comment_is_posted_once_then_updated_on_every_push() {
     assert_eq!(gate["id"].as_str(), Some("gate"));
     assert_eq!(gate["with"]["command"].as_str(), Some("gate"));
     assert!(gate["with"]["args"].as_str().expect("args").contains("--report-url "));
+    // The bill's guard, with a default the repository can raise.
+    let limit = gate["env"]["PROMPTGATE_MAX_CALLS"].as_str().expect("a call limit");
+    assert!(limit.contains("vars.PROMPTGATE_MAX_CALLS"), "{limit}");
     let comment = step("Comment on the pull request");
     assert!(comment["if"].as_str().expect("if").contains("always()"));
     let script = comment["run"].as_str().expect("script");

@@ -27,6 +27,9 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
             ),
         );
     }
+    if options.dry_run {
+        return super::run::dry_run(options, &|_| Ok(()), output.format == CompareFormat::Json, console);
+    }
     if options.shard.is_some() {
         return shard(options, output, console);
     }

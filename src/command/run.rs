@@ -55,8 +55,24 @@ pub(super) fn redactor(redact: bool, options: &RunOptions) -> Result<Option<Reda
     Ok(Some(crate::record::redactor(&config)?))
 }
 
+/// `--dry-run`: print what the command would ask (JSON or the table), found as
+/// [`run::dry_run`] finds it, instead of running it.
+pub(super) fn dry_run(
+    options: &RunOptions,
+    precondition: run::Precondition,
+    json: bool,
+    console: &mut Console,
+) -> Result<i32, Error> {
+    let dry = run::dry_run(options, precondition)?;
+    console.print(&if json { dry.json()? } else { dry.terminal() })?;
+    Ok(exit_code::SUCCESS)
+}
+
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    if options.dry_run {
+        return dry_run(options, &|_| Ok(()), output.format == Format::Json, console);
+    }
     let files = report_files(&output.out)?;
     let redactor = redactor(output.redact, options)?;
     let record = run::run(&output.options(options, &files))?;
@@ -72,7 +88,11 @@ pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: 
         sequential: gate.sequential(),
         ..output.options(options, &files)
     };
-    let record = run::run_checked(&options, &|pairs| gate::check_baselines(pairs, gate))?;
+    let check = |pairs: &[(String, String)]| gate::check_baselines(pairs, gate);
+    if options.dry_run {
+        return dry_run(&options, &check, output.format == Format::Json, console);
+    }
+    let record = run::run_checked(&options, &check)?;
     let record = gate::gate(record, gate)?;
     emit(output, &files, record, redactor.as_ref(), console)
 }
@@ -113,6 +133,9 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
             .iter()
             .try_for_each(|(suite, model)| load(suite, model).map(|_| ()))
     };
+    if options.dry_run {
+        return dry_run(&options, &check, output.format == Format::Json, console);
+    }
     let record = run::run_checked(&options, &check)?;
     let baselines = record
         .results
@@ -173,6 +196,9 @@ pub fn update_baselines(
             .try_for_each(|(suite, model)| crate::fs::check_output_path(&Baseline::path(dir, suite, model)))
             .map_err(Error::from)
     };
+    if options.dry_run {
+        return dry_run(options, &writable, false, console);
+    }
     let redactor = redactor(redact, options)?;
     let options = RunOptions {
         answers: true,

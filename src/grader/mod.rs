@@ -260,6 +260,11 @@ impl Graders {
     /// Whether grading reads the case itself (a judge renders its rubric with the case's
     /// variables), beyond the expectations parsed from it.
     pub fn reads_cases(&self) -> bool {
+        self.asks_a_judge()
+    }
+
+    /// Whether a judge model grades the answers (a call of its own per answer).
+    pub fn asks_a_judge(&self) -> bool {
         self.0.iter().any(|grader| matches!(grader, Grader::Judge(_)))
     }
 

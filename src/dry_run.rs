@@ -1,0 +1,362 @@
+//! `--dry-run`: what a command would ask of the providers, found without asking.
+//!
+//! Every prompt of the selection is rendered and every request's key looked up in the cache,
+//! as a run does before its first call; nothing is called and nothing is written. What a
+//! suite × model would cost is estimated only from what is known: the mean tokens per call of
+//! its answers already in the cache, times the calls still to make, at the model's configured
+//! prices. With no cached answer of that suite × model (a changed prompt changes every key),
+//! there is nothing honest to estimate from, and the row says so.
+
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::config::Prices;
+use crate::error::{Error, Failure};
+use crate::excerpt::one_line;
+use crate::provider::Usage;
+
+/// Version of the JSON form.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a command would ask, suite × model by suite × model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRun {
+    pub schema_version: u32,
+    /// Always "dry_run": what a script reading the output can tell it from a run record by.
+    pub kind: &'static str,
+    pub rows: Vec<PlannedCalls>,
+    pub totals: Totals,
+}
+
+/// One suite × model (× prompt version, × robustness family) of the selection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selected {
+    /// The suite, or `suite~family` for a robustness family.
+    pub suite: String,
+    pub model: String,
+    pub prompt: String,
+    pub cases: usize,
+    /// Samples per case: a fixed run's k, a sequential gate's most.
+    pub samples_per_case: u32,
+    /// Whether a sequential gate may stop before `samples_per_case` (so `to_call` is a most).
+    pub sequential: bool,
+    /// Whether a judge model grades the answers: its calls (one per answer it has not judged
+    /// before) are not counted.
+    pub judge: bool,
+}
+
+/// The requests of one selected suite × model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedCalls {
+    #[serde(flatten)]
+    pub selected: Selected,
+    pub requests: u64,
+    /// Requests the cache answers.
+    pub cached: u64,
+    /// Requests that would go to the provider.
+    pub to_call: u64,
+    /// Cached answers of this row that reported their tokens: what the estimate rests on.
+    pub estimated_from: u64,
+    /// Tokens of the calls to make, at the cached answers' mean per call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_tokens: Option<EstimatedTokens>,
+    /// Their cost at the model's prices (batch prices under `--batch`), when both are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EstimatedTokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub cached: u64,
+    pub to_call: u64,
+    /// The sum of the rows' estimated costs (rows with nothing to call cost 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+    /// Rows with calls to make whose cost could not be estimated (no cached answer to
+    /// estimate from, or no prices): the total leaves them out.
+    pub rows_not_estimated: usize,
+}
+
+/// The tokens of the cached answers of one row, summed as they are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CachedUsage {
+    answers: u64,
+    input: u64,
+    output: u64,
+}
+
+impl CachedUsage {
+    pub fn add(&mut self, usage: Option<Usage>) {
+        if let Some(usage) = usage {
+            self.answers += 1;
+            self.input = self.input.saturating_add(usage.input_tokens);
+            self.output = self.output.saturating_add(usage.output_tokens);
+        }
+    }
+
+    /// `calls` more calls at the mean per call, rounded; `None` with nothing to average.
+    fn estimate(self, calls: u64) -> Option<EstimatedTokens> {
+        let per_call = |total: u64| (total as f64 / self.answers as f64 * calls as f64).round() as u64;
+        (self.answers > 0).then(|| EstimatedTokens {
+            input: per_call(self.input),
+            output: per_call(self.output),
+        })
+    }
+}
+
+/// One row's counts, as the engine found them.
+pub struct Found {
+    pub selected: Selected,
+    pub requests: u64,
+    pub cached: u64,
+    pub usage: CachedUsage,
+    pub prices: Option<Prices>,
+}
+
+impl DryRun {
+    pub fn new(found: Vec<Found>) -> DryRun {
+        let rows: Vec<PlannedCalls> = found
+            .into_iter()
+            .map(|f| {
+                let to_call = f.requests - f.cached.min(f.requests);
+                let estimated_tokens = if to_call == 0 {
+                    Some(EstimatedTokens { input: 0, output: 0 })
+                } else {
+                    f.usage.estimate(to_call)
+                };
+                // Nothing to call costs nothing, whatever the prices.
+                let estimated_cost_usd = match (estimated_tokens, f.prices) {
+                    _ if to_call == 0 => Some(0.0),
+                    (Some(tokens), Some(prices)) => Some(prices.cost(tokens.input, tokens.output)),
+                    _ => None,
+                };
+                PlannedCalls {
+                    selected: f.selected,
+                    requests: f.requests,
+                    cached: f.cached,
+                    to_call,
+                    estimated_from: f.usage.answers,
+                    estimated_tokens,
+                    estimated_cost_usd,
+                }
+            })
+            .collect();
+        let sum = |field: fn(&PlannedCalls) -> u64| rows.iter().map(field).sum::<u64>();
+        let not_estimated = rows.iter().filter(|r| r.estimated_cost_usd.is_none()).count();
+        let known: Vec<f64> = rows.iter().filter_map(|r| r.estimated_cost_usd).collect();
+        let totals = Totals {
+            requests: sum(|r| r.requests),
+            cached: sum(|r| r.cached),
+            to_call: sum(|r| r.to_call),
+            estimated_cost_usd: (!known.is_empty()).then(|| known.iter().sum()),
+            rows_not_estimated: not_estimated,
+        };
+        DryRun {
+            schema_version: SCHEMA_VERSION,
+            kind: "dry_run",
+            rows,
+            totals,
+        }
+    }
+
+    /// The JSON form, pretty-printed, with a final newline.
+    pub fn json(&self) -> Result<String, Error> {
+        serde_json::to_string_pretty(self)
+            .map(|text| text + "\n")
+            .map_err(|e| Error::internal(format!("failed to write the dry run as JSON: {e}")))
+    }
+
+    /// The table a person reads, and what it rests on.
+    pub fn terminal(&self) -> String {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_HORIZONTAL_ONLY)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(vec![
+                "suite",
+                "model",
+                "prompt",
+                "cases",
+                "k",
+                "requests",
+                "cached",
+                "to call",
+                "est. tokens in/out",
+                "est. cost",
+            ]);
+        for row in &self.rows {
+            let tokens = match row.estimated_tokens {
+                Some(t) => format!("{}/{}", t.input, t.output),
+                None => "unknown".into(),
+            };
+            let cost = match (row.estimated_cost_usd, row.estimated_tokens) {
+                (Some(cost), _) => format!("${cost:.4}"),
+                (None, Some(_)) => "no prices".into(),
+                (None, None) => "unknown".into(),
+            };
+            let selected = &row.selected;
+            let k = if selected.sequential {
+                format!("≤{}", selected.samples_per_case)
+            } else {
+                selected.samples_per_case.to_string()
+            };
+            let to_call = if selected.judge {
+                format!("{} + judge", row.to_call)
+            } else {
+                row.to_call.to_string()
+            };
+            table.add_row(vec![
+                one_line(&selected.suite).into_owned(),
+                one_line(&selected.model).into_owned(),
+                one_line(&selected.prompt).into_owned(),
+                selected.cases.to_string(),
+                k,
+                row.requests.to_string(),
+                row.cached.to_string(),
+                to_call,
+                tokens,
+                cost,
+            ]);
+        }
+        for column in 3..10 {
+            if let Some(column) = table.column_mut(column) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let totals = &self.totals;
+        let mut text = format!("{table}\n\n");
+        text.push_str(&format!(
+            "dry run: nothing was called. {} of {} requests are cached; {} would go to the providers",
+            totals.cached, totals.requests, totals.to_call
+        ));
+        match totals.estimated_cost_usd {
+            Some(cost) if totals.rows_not_estimated == 0 => text.push_str(&format!(", about ${cost:.4}.\n")),
+            Some(cost) => text.push_str(&format!(
+                ", about ${cost:.4} for the rows that could be estimated ({} could not).\n",
+                totals.rows_not_estimated
+            )),
+            None => text.push_str(".\n"),
+        }
+        if totals.rows_not_estimated > 0 {
+            text.push_str(
+                "A cost is estimated from the tokens of the row's answers already in the cache, at the model's prices: \"unknown\" rows have no cached answer yet (a changed prompt changes every request), \"no prices\" rows' models have no price_input_per_million / price_output_per_million.\n",
+            );
+        }
+        if self.rows.iter().any(|r| r.selected.judge) {
+            text.push_str("\"+ judge\": a judge model grades each answer it has not judged before; those calls are not counted.\n");
+        }
+        if self.rows.iter().any(|r| r.selected.sequential) {
+            text.push_str("≤k: a sequential gate stops sampling as soon as its verdict is clear, so it calls at most this many.\n");
+        }
+        text
+    }
+}
+
+/// `--max-calls`: the run would call the providers more often than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("this run would call the providers {to_call} times, more than --max-calls {limit}; nothing was called")]
+pub struct OverBudget {
+    pub to_call: u64,
+    pub limit: u64,
+}
+
+impl Failure for OverBudget {
+    fn hint(&self) -> Option<String> {
+        Some("`--dry-run` shows which suite × model the calls are for; raise --max-calls (or PROMPTGATE_MAX_CALLS) if they are meant, or narrow the run with --suite, --model or --shard".into())
+    }
+
+    fn exit_code(&self) -> i32 {
+        crate::exit_code::INCONCLUSIVE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(requests: u64, cached: u64, usage: &[(u64, u64)], prices: Option<Prices>) -> Found {
+        let mut total = CachedUsage::default();
+        for &(input, output) in usage {
+            total.add(Some(Usage {
+                input_tokens: input,
+                output_tokens: output,
+            }));
+        }
+        total.add(None);
+        Found {
+            selected: Selected {
+                suite: "triage".into(),
+                model: "m".into(),
+                prompt: "default".into(),
+                cases: 4,
+                samples_per_case: 3,
+                sequential: false,
+                judge: false,
+            },
+            requests,
+            cached,
+            usage: total,
+            prices,
+        }
+    }
+
+    const PRICES: Prices = Prices {
+        input_per_million: 0.15,
+        output_per_million: 0.60,
+    };
+
+    #[test]
+    fn the_calls_to_make_are_priced_at_the_cached_answers_mean() {
+        // Two cached answers of 100/10 and 300/30 tokens: 200/20 a call; 3 calls to make.
+        let dry = DryRun::new(vec![found(12, 9, &[(100, 10), (300, 30)], Some(PRICES))]);
+        let row = &dry.rows[0];
+        assert_eq!((row.to_call, row.estimated_from), (3, 2));
+        assert_eq!(row.estimated_tokens, Some(EstimatedTokens { input: 600, output: 60 }));
+        // 600 × 0.15 / 1e6 + 60 × 0.60 / 1e6
+        let cost = row.estimated_cost_usd.unwrap();
+        assert!((cost - 0.000_126).abs() < 1e-15, "{cost}");
+        assert_eq!(dry.totals.estimated_cost_usd, Some(cost));
+        assert_eq!(dry.totals.rows_not_estimated, 0);
+    }
+
+    #[test]
+    fn nothing_to_estimate_from_is_said_and_left_out_of_the_total() {
+        let dry = DryRun::new(vec![
+            found(12, 0, &[], Some(PRICES)),
+            found(12, 12, &[(100, 10)], None),
+            found(12, 6, &[(100, 10)], None),
+        ]);
+        assert_eq!(dry.rows[0].estimated_tokens, None);
+        assert_eq!(dry.rows[0].estimated_cost_usd, None);
+        // Nothing to call costs nothing, prices or not.
+        assert_eq!(dry.rows[1].estimated_cost_usd, Some(0.0));
+        // Tokens known, prices not.
+        assert!(dry.rows[2].estimated_tokens.is_some());
+        assert_eq!(dry.rows[2].estimated_cost_usd, None);
+        assert_eq!(
+            (dry.totals.requests, dry.totals.cached, dry.totals.to_call),
+            (36, 18, 18)
+        );
+        assert_eq!(dry.totals.rows_not_estimated, 2);
+        let text = dry.terminal();
+        assert!(text.contains("unknown") && text.contains("no prices"), "{text}");
+        assert!(text.contains("(2 could not)"), "{text}");
+    }
+
+    #[test]
+    fn the_json_form_names_itself() {
+        let dry = DryRun::new(vec![found(3, 3, &[(1, 1)], None)]);
+        let value: serde_json::Value = serde_json::from_str(&dry.json().unwrap()).unwrap();
+        assert_eq!(value["kind"], "dry_run");
+        assert_eq!(value["schema_version"], SCHEMA_VERSION);
+        assert_eq!(value["rows"][0]["to_call"], 0);
+        assert_eq!(value["totals"]["estimated_cost_usd"], 0.0);
+    }
+}
