@@ -219,8 +219,11 @@ fn finish(
     } else {
         calls.failed as f64 / total as f64
     };
-    let offline_miss = totals.errors_by_kind.contains_key(&FailureKind::OfflineMiss);
-    let verdict = if offline_miss || error_rate > settings.max_error_rate || accuracy.is_none() {
+    // A call not made (offline, or past --max-calls) leaves the run incomplete, whatever the rate.
+    let not_called = [FailureKind::OfflineMiss, FailureKind::CallLimit]
+        .iter()
+        .any(|kind| totals.errors_by_kind.contains_key(kind));
+    let verdict = if not_called || error_rate > settings.max_error_rate || accuracy.is_none() {
         Verdict::Inconclusive
     } else {
         Verdict::Pass

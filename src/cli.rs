@@ -597,8 +597,9 @@ struct SelectionArgs {
     #[arg(long)]
     dry_run: bool,
     /// Refuse to start (exit 3) when more than N calls would go to the providers, counted
-    /// before the first one as --dry-run counts them (cached answers are free; a judge's calls
-    /// are not counted). A guard for CI against a change that re-asks a whole suite.
+    /// before the first one as --dry-run counts them (cached answers are free), and never make
+    /// more than N (a judge's calls included: past N they fail, and the run is inconclusive).
+    /// A guard for CI against a change that re-asks a whole suite.
     #[arg(long, value_name = "N", env = "PROMPTGATE_MAX_CALLS")]
     max_calls: Option<u64>,
 }

@@ -73,7 +73,7 @@ pub struct RunOptions {
     /// Only say what the run would ask ([`dry_run`]); a command branches on it before running.
     pub dry_run: bool,
     /// Refuse to start when more calls than this would go to the providers (counted as
-    /// [`dry_run`] counts them, before the first call).
+    /// [`dry_run`] counts them, before the first call), and make no more than this many.
     pub max_calls: Option<u64>,
 }
 
@@ -277,6 +277,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
             concurrency: options.concurrency.unwrap_or(config.defaults.concurrency),
             progress: options.progress,
             env: &options.env,
+            max_calls: options.max_calls,
         },
         Arc::clone(&cache),
     );

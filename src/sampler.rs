@@ -10,6 +10,7 @@
 //! end `not_attempted`, and [`Sampler::finish`] says which answers may be lost).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct SamplerOptions<'a> {
     /// Show a progress bar of the calls on stderr.
     pub progress: bool,
     pub env: &'a EnvVars,
+    /// Calls to make at most (`--max-calls`), a judge's included: a call past them is a
+    /// `call_limit` failure, never made.
+    pub max_calls: Option<u64>,
 }
 
 /// What a look at the cache before a call found.
@@ -88,6 +92,8 @@ pub struct Sampler<'a, I> {
     /// Answers waiting, calls queued and calls under way at most, so that a run holds what is
     /// in flight rather than the whole suite (see [`Sampler::room`]).
     window: usize,
+    /// Calls `max_calls` still allows, taken by each call as it starts.
+    calls_left: Option<Arc<AtomicU64>>,
 }
 
 /// The window of a run at `concurrency`: enough queued behind the calls in flight that a slot
@@ -121,6 +127,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             tasks: JoinSet::new(),
             received: 0,
             window: window(options.concurrency),
+            calls_left: options.max_calls.map(|limit| Arc::new(AtomicU64::new(limit))),
         }
     }
 
@@ -279,6 +286,7 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
             Arc::clone(&self.cache),
             Arc::clone(&self.holder),
         );
+        let (calls_left, max_calls) = (self.calls_left.clone(), self.options.max_calls);
         self.tasks.spawn(async move {
             let mut wait = LEASE_POLL_FIRST;
             // Neither semaphore is ever closed, so acquiring cannot fail. Both are fair
@@ -307,6 +315,20 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
                     .map_err(|e| Error::internal(format!("a cache task failed: {e}")))?
                 };
                 match claimed {
+                    // Counted here, where a call is certain to be made: a request another run
+                    // or an earlier sample answers costs nothing.
+                    Ok(Look::Mine) if !take_one(calls_left.as_deref()) => {
+                        progress.inc(1);
+                        let _ = tokio::task::spawn_blocking(move || cache.release(&key, &holder)).await;
+                        let error = ProviderError::new(
+                            FailureKind::CallLimit,
+                            format!(
+                                "not called: the run made the {} call(s) --max-calls allows",
+                                max_calls.unwrap_or_default()
+                            ),
+                        );
+                        return Ok((index, Answer::Failed { error, attempts: 0 }));
+                    }
                     Ok(Look::Mine) => break (provider_permit, permit),
                     // Another run paid for this answer while this one waited.
                     Ok(Look::Answered(response)) => {
@@ -362,6 +384,14 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
         });
         Ok(())
     }
+}
+
+/// Take one call from `left`, if any is left (always, without a limit).
+fn take_one(left: Option<&AtomicU64>) -> bool {
+    left.is_none_or(|left| {
+        left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    })
 }
 
 /// A bar of the calls made so far, its length growing as calls are submitted; hidden unless
@@ -437,6 +467,7 @@ mod tests {
             concurrency: 4,
             progress: false,
             env: &env,
+            max_calls: None,
         };
         let mut sampler = Sampler::new(&config, options, Arc::clone(&cache));
         for index in 0..3u32 {
@@ -468,6 +499,7 @@ mod tests {
             concurrency: 2,
             progress: false,
             env: &env,
+            max_calls: None,
         };
         assert_eq!((window(2), window(64), window(0)), (1024, 1024, 1024));
         assert_eq!(window(100), 1600);

@@ -168,3 +168,31 @@ fn the_judge_reads_only_answers_the_other_graders_passed() {
         .all(|s| s.model_id() == "judge-model" && s.user_message().contains("Backdoor")));
     assert_eq!(again["results"][0]["per_case"][0], result["per_case"][0]);
 }
+
+/// `--max-calls` bounds every call of a run, the judge's too: the 8 answers fit under 10 (so
+/// the run starts), and of the 4 judge calls after them only 2 are made; the rest are
+/// `call_limit` failures, never sent, and the run is inconclusive.
+#[test]
+fn max_calls_bounds_the_judge_s_calls_too() {
+    let server = FakeServer::start(script);
+    let project = project(&server.base_url);
+    let (record, code) = project.json(&["run", "--max-calls", "10"]);
+    assert_eq!(code, 3, "{record:#}");
+    assert_eq!(server.request_count(), 10);
+    let result = &record["results"][0];
+    assert_eq!(result["verdict"], "inconclusive");
+    assert!(
+        result["errors_by_kind"]["call_limit"].as_u64().is_some_and(|n| n >= 1),
+        "{:#}",
+        result["errors_by_kind"]
+    );
+    // Which judge calls were left out depends on which answers came first; every sample is
+    // still accounted for, graded or an error.
+    for case in result["per_case"].as_array().expect("cases") {
+        assert_eq!(
+            case["samples"].as_u64().unwrap() + case["errors"].as_u64().unwrap(),
+            2,
+            "{case:#}"
+        );
+    }
+}

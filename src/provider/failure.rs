@@ -23,6 +23,8 @@ pub enum FailureKind {
     Client,
     /// `--offline` and the response is not in the cache.
     OfflineMiss,
+    /// Not called: the run had made the calls `--max-calls` allows.
+    CallLimit,
     /// Not attempted: the provider was found unreachable, or the run was stopped (a cache that
     /// cannot be written), before this call's turn.
     NotAttempted,
@@ -39,6 +41,7 @@ impl FailureKind {
             FailureKind::BadResponse => "bad_response",
             FailureKind::Client => "client",
             FailureKind::OfflineMiss => "offline_miss",
+            FailureKind::CallLimit => "call_limit",
             FailureKind::NotAttempted => "not_attempted",
         }
     }
