@@ -174,6 +174,16 @@ fn the_action_installs_a_checked_release_and_reports_each_verdict() {
     let gate = run_step(&step, &project, "gate", "", "");
     assert_eq!(gate.status.code(), Some(2));
     assert_eq!(step.output("verdict").as_deref(), Some("error"));
+    // It ended before any report: the summary (and so the pull request's comment) says why.
+    let summary = step.read("summary");
+    assert!(summary.contains("## promptgate gate: error (exit 2)"), "{summary}");
+    assert!(summary.contains("baseline"), "{summary}");
+    // A message quotes input: in the summary it is text, never Markdown or HTML.
+    let bad = run_step(&step, &project, "run", "--suite <img/src=x>", "");
+    assert_eq!(bad.status.code(), Some(2));
+    let summary = step.read("summary");
+    assert!(summary.contains("&lt;img/src=x&gt;"), "{summary}");
+    assert!(!summary.contains("<img"), "{summary}");
 
     let update = run_step(&step, &project, "baseline update", "--quiet", "");
     assert_eq!(update.status.code(), Some(0), "{}", text(&update.stderr));
@@ -208,6 +218,18 @@ fn the_action_installs_a_checked_release_and_reports_each_verdict() {
         &std::fs::read_to_string(project.file("prompts/p.toml"))
             .expect("prompt")
             .replace("Answer suppress or notify.", "Answer suppress or notify, carefully."),
+    );
+    // The edit changes all 36 requests: over a call limit, nothing is called and the summary
+    // says so.
+    let before = server.request_count();
+    let refused = run_step(&step, &project, "gate", "--max-calls 5", "");
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert_eq!(step.output("verdict").as_deref(), Some("inconclusive"));
+    assert_eq!(server.request_count(), before);
+    let summary = step.read("summary");
+    assert!(
+        summary.contains("would call the providers 36 times, more than --max-calls 5"),
+        "{summary}"
     );
     let gate = run_step(&step, &project, "gate", "", "");
     assert_eq!(gate.status.code(), Some(1), "{}", text(&gate.stdout));

@@ -30,9 +30,15 @@ case "${command[0]}" in
         ;;
 esac
 
+# stdout is the summary; stderr goes to the log as it comes and to a file, so that a command
+# that ends in an error before any report (a missing baseline, --max-calls) still says why in
+# the summary and the pull request's comment, not only in the log.
 set +e
-promptgate "${command[@]}" ${extra[@]+"${extra[@]}"} ${reports[@]+"${reports[@]}"} > "$out/summary.md"
-status=$?
+{
+    promptgate "${command[@]}" ${extra[@]+"${extra[@]}"} ${reports[@]+"${reports[@]}"} 2>&1 1>&3 3>&- |
+        tee "$out/stderr.txt" >&2
+} 3> "$out/summary.md"
+status=${PIPESTATUS[0]}
 set -e
 
 case "$status" in
@@ -42,6 +48,16 @@ case "$status" in
     7) verdict=drifted ;;
     *) verdict=error ;;
 esac
+if [ "$status" -ne 0 ] && [ ! -s "$out/summary.md" ]; then
+    # Escaped into a <pre>: the message may quote a file, and must not become Markdown or HTML.
+    {
+        echo "## promptgate ${command[*]}: $verdict (exit $status)"
+        echo
+        echo "<pre>"
+        tail -n 20 "$out/stderr.txt" | sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'
+        echo "</pre>"
+    } > "$out/summary.md"
+fi
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
     cat "$out/summary.md" >> "$GITHUB_STEP_SUMMARY"
 fi
