@@ -138,6 +138,16 @@ workflow state) is not written again (exit 5) unless --force.
 suite of recent production findings labelled with what the bot did, and proposes each case a model
 got wrong as a new case of --suite, for a person to confirm its label.";
 
+const INIT_AFTER_HELP: &str = "\
+Examples:
+  promptgate init                                           here, on OpenAI's gpt-4o-mini
+  promptgate init my-prompts                                in a new folder
+  promptgate init --base-url http://127.0.0.1:11434/v1 --model llama3.2     on Ollama
+
+Writes promptgate.toml, prompts/triage.toml and cases/triage/cases.jsonl: one suite asking whether
+a natural-language suppression rule matches an AWS Security Hub finding, with four labelled
+cases. Nothing that exists is overwritten: if any of the three files is there, none is written.";
+
 const RUN_AFTER_HELP: &str = "\
 Examples:
   promptgate run                                 every suite on its own models
@@ -202,6 +212,9 @@ enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starter project: a config, a prompt and labelled cases that run as written.
+    #[command(after_help = INIT_AFTER_HELP)]
+    Init(InitArgs),
     /// Run suites against models and report accuracy with confidence intervals.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
@@ -320,6 +333,19 @@ fn parse_age(text: &str) -> Result<jiff::Span, String> {
         return Err(format!("`{text}` is negative"));
     }
     Ok(span)
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// The project folder, created if missing.
+    #[arg(value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// An OpenAI-compatible server's base URL (vLLM, llama.cpp, Ollama) [default: OpenAI's].
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// The model id that server knows [default: gpt-4o-mini].
+    #[arg(long, value_name = "ID")]
+    model: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -666,6 +692,14 @@ fn print_error(error: &Error, color: bool) {
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
+        Command::Init(args) => with_console(|console| {
+            let options = command::init::InitOptions {
+                dir: args.dir.clone(),
+                base_url: args.base_url.clone(),
+                model: args.model.clone(),
+            };
+            command::init::init(&options, console)
+        }),
         Command::Run(args) => with_console(|console| {
             command::run::run(
                 &RunOptions {

@@ -15,7 +15,8 @@ use crate::error::{Error, Failure};
 use crate::excerpt::one_line;
 use crate::provider::Usage;
 
-/// Version of the JSON form.
+/// Version of the JSON form. Changes:
+/// - 1: first version.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// What a command would ask, suite × model by suite × model.
@@ -65,12 +66,14 @@ pub struct PlannedCalls {
     pub estimated_cost_usd: Option<f64>,
 }
 
+/// Tokens the calls to make would take, estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EstimatedTokens {
     pub input: u64,
     pub output: u64,
 }
 
+/// The rows added up.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Totals {
     pub requests: u64,

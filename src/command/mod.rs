@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod compare;
+pub mod init;
 pub mod merge;
 pub mod plan;
 pub mod record;
