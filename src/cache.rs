@@ -694,6 +694,14 @@ impl Keys {
     }
 }
 
+/// The tokens an answer reported, when it reported both.
+fn usage(input_tokens: Option<u64>, output_tokens: Option<u64>) -> Option<Usage> {
+    Some(Usage {
+        input_tokens: input_tokens?,
+        output_tokens: output_tokens?,
+    })
+}
+
 /// The text in `column` of `row`, read in place (`None` for NULL): what an answer's columns
 /// are read with where an owned copy would only be parsed or cleaned, since a replay reads
 /// every answer of a suite.
@@ -1013,24 +1021,9 @@ impl Cache {
         mut found: impl FnMut(usize, Response) -> Result<(), E>,
     ) -> Result<(), E> {
         let fail = self.failed("read answers");
-        let mut order: Vec<u32> = (0..u32::try_from(keys.len()).unwrap_or(u32::MAX)).collect();
-        order.sort_unstable_by_key(|&place| keys[place as usize]);
         let connection = self.connection();
         let transaction = connection.unchecked_transaction().map_err(&fail)?;
-        let mut rows: Vec<(i64, u32)> = Vec::with_capacity(keys.len());
-        {
-            let mut statement = transaction
-                .prepare_cached("SELECT rowid FROM responses WHERE key = ?1")
-                .map_err(&fail)?;
-            let mut buffer = [0u8; 64];
-            for place in order {
-                let key = keys[place as usize].hex(&mut buffer);
-                if let Some(rowid) = statement.query_row([key], |row| row.get(0)).optional().map_err(&fail)? {
-                    rows.push((rowid, place));
-                }
-            }
-        }
-        rows.sort_unstable();
+        let rows = self.rows_ordered(&transaction, keys)?;
         let mut statement = transaction.prepare_cached(self.answer_sql(By::Rowid)).map_err(&fail)?;
         let mut version = None;
         for (rowid, place) in rows {
@@ -1043,6 +1036,56 @@ impl Cache {
         // Read only: ending it either way releases the read lock.
         transaction.commit().map_err(&fail)?;
         Ok(())
+    }
+
+    /// What [`Cache::get_ordered`] finds for `keys`, but only each answer's token counts:
+    /// what counting the calls a run would make needs (`--dry-run`, `--max-calls`), without
+    /// reading and parsing every answer. `found` gets the place in `keys` of each key that has
+    /// an answer, and its tokens when they were reported.
+    pub fn tokens_ordered(
+        &self,
+        keys: &[KeyDigest],
+        mut found: impl FnMut(usize, Option<Usage>),
+    ) -> Result<(), CacheError> {
+        let fail = self.failed("look up answers");
+        let connection = self.connection();
+        let transaction = connection.unchecked_transaction().map_err(&fail)?;
+        let rows = self.rows_ordered(&transaction, keys)?;
+        {
+            let mut statement = transaction
+                .prepare_cached("SELECT input_tokens, output_tokens FROM responses WHERE rowid = ?1")
+                .map_err(&fail)?;
+            for (rowid, place) in rows {
+                let tokens = statement
+                    .query_row([rowid], |row| Ok(usage(row.get(0)?, row.get(1)?)))
+                    .map_err(&fail)?;
+                found(place as usize, tokens);
+            }
+        }
+        // Read only: ending it either way releases the read lock.
+        transaction.commit().map_err(&fail)?;
+        Ok(())
+    }
+
+    /// The rows holding answers to `keys`, as (rowid, place in `keys`), in the order they lie in
+    /// the file; found through the index in key order (see [`Cache::get_ordered`]).
+    fn rows_ordered(&self, transaction: &Connection, keys: &[KeyDigest]) -> Result<Vec<(i64, u32)>, CacheError> {
+        let fail = self.failed("look up answers");
+        let mut order: Vec<u32> = (0..u32::try_from(keys.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_unstable_by_key(|&place| keys[place as usize]);
+        let mut rows: Vec<(i64, u32)> = Vec::with_capacity(keys.len());
+        let mut statement = transaction
+            .prepare_cached("SELECT rowid FROM responses WHERE key = ?1")
+            .map_err(&fail)?;
+        let mut buffer = [0u8; 64];
+        for place in order {
+            let key = keys[place as usize].hex(&mut buffer);
+            if let Some(rowid) = statement.query_row([key], |row| row.get(0)).optional().map_err(&fail)? {
+                rows.push((rowid, place));
+            }
+        }
+        rows.sort_unstable();
+        Ok(rows)
     }
 
     /// The query of one answer by key or by row. The raw body is not read: nothing downstream
@@ -1122,18 +1165,11 @@ impl Cache {
             key: key(),
             message: format!("has unreadable tool calls: {e}"),
         })?;
-        let usage = match (input_tokens, output_tokens) {
-            (Some(input_tokens), Some(output_tokens)) => Some(Usage {
-                input_tokens,
-                output_tokens,
-            }),
-            _ => None,
-        };
         Ok(Some(Response {
             text,
             tool_calls,
             raw_body: String::new(),
-            usage,
+            usage: usage(input_tokens, output_tokens),
             latency_ms,
             version,
         }))
@@ -1689,6 +1725,40 @@ mod tests {
         });
         assert!(matches!(stopped, Err(CacheError::Writer("stopped"))));
         assert_eq!(seen, 1);
+    }
+
+    /// Token counts are found for exactly the keys with answers, at their places, and an
+    /// answer that reported no tokens is still an answer.
+    #[test]
+    fn tokens_are_read_for_the_answered_keys_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache.sqlite")).unwrap();
+        let requests: Vec<Request> = (0..12).map(request).collect();
+        let mut keys = Keys::default();
+        let digests: Vec<KeyDigest> = requests.iter().map(|r| keys.digest(r)).collect();
+        let entries: Vec<Entry> = [7usize, 2, 9]
+            .iter()
+            .map(|&i| {
+                let usage = (i != 9).then(|| Usage {
+                    input_tokens: 100 + i as u64,
+                    output_tokens: i as u64,
+                });
+                let response = Response {
+                    usage,
+                    ..Response::from_text("notify")
+                };
+                Entry::new(key(&requests[i]), &requests[i], response)
+            })
+            .collect();
+        cache.put_many(&entries).unwrap();
+        let mut found = Vec::new();
+        cache
+            .tokens_ordered(&digests, |place, tokens| {
+                found.push((place, tokens.map(|t| (t.input_tokens, t.output_tokens))))
+            })
+            .unwrap();
+        found.sort_unstable();
+        assert_eq!(found, vec![(2, Some((102, 2))), (7, Some((107, 7))), (9, None)]);
     }
 
     #[test]

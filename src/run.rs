@@ -357,10 +357,9 @@ fn requests(
             }
             requests += digests.len() as u64;
             if let Some(cache) = cache {
-                cache.get_ordered(&digests, |_, response| {
+                cache.tokens_ordered(&digests, |_, tokens| {
                     cached += 1;
-                    usage.add(response.usage);
-                    Ok::<(), Error>(())
+                    usage.add(tokens);
                 })?;
             }
         }
