@@ -123,6 +123,59 @@ pub struct Found {
     pub prices: Option<Prices>,
 }
 
+/// The table's columns.
+const HEADER: [&str; 10] = [
+    "suite",
+    "model",
+    "prompt",
+    "cases",
+    "k",
+    "requests",
+    "cached",
+    "to call",
+    "est. tokens in/out",
+    "est. cost",
+];
+
+/// Text as inert Markdown, dollar signs included: GitHub reads two on a line as math.
+fn inert(text: &str) -> String {
+    crate::report::markdown_text(text).replace('$', "\\$")
+}
+
+/// A row's cells, in [`HEADER`]'s order, as plain text.
+fn cells(row: &PlannedCalls) -> [String; 10] {
+    let selected = &row.selected;
+    let k = match selected.sequential {
+        true => format!("≤{}", selected.samples_per_case),
+        false => selected.samples_per_case.to_string(),
+    };
+    let to_call = match selected.judge {
+        true => format!("{} + judge", row.to_call),
+        false => row.to_call.to_string(),
+    };
+    let tokens = match row.estimated_tokens {
+        Some(t) => format!("{}/{}", t.input, t.output),
+        None => "unknown".into(),
+    };
+    let cost = match (row.estimated_cost_usd, row.estimated_tokens) {
+        (Some(cost), _) => format!("${cost:.4}"),
+        (None, Some(_)) => "no prices".into(),
+        (None, None) => "unknown".into(),
+    };
+    [
+        selected.suite.clone(),
+        selected.model.clone(),
+        selected.prompt.clone(),
+        selected.cases.to_string(),
+        k,
+        row.requests.to_string(),
+        row.cached.to_string(),
+        to_call,
+        tokens,
+        cost,
+    ]
+}
+
 impl DryRun {
     pub fn new(found: Vec<Found>) -> DryRun {
         let rows: Vec<PlannedCalls> = found
@@ -182,83 +235,75 @@ impl DryRun {
         table
             .load_preset(presets::UTF8_HORIZONTAL_ONLY)
             .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(vec![
-                "suite",
-                "model",
-                "prompt",
-                "cases",
-                "k",
-                "requests",
-                "cached",
-                "to call",
-                "est. tokens in/out",
-                "est. cost",
-            ]);
+            .set_header(HEADER.to_vec());
         for row in &self.rows {
-            let tokens = match row.estimated_tokens {
-                Some(t) => format!("{}/{}", t.input, t.output),
-                None => "unknown".into(),
-            };
-            let cost = match (row.estimated_cost_usd, row.estimated_tokens) {
-                (Some(cost), _) => format!("${cost:.4}"),
-                (None, Some(_)) => "no prices".into(),
-                (None, None) => "unknown".into(),
-            };
-            let selected = &row.selected;
-            let k = if selected.sequential {
-                format!("≤{}", selected.samples_per_case)
-            } else {
-                selected.samples_per_case.to_string()
-            };
-            let to_call = if selected.judge {
-                format!("{} + judge", row.to_call)
-            } else {
-                row.to_call.to_string()
-            };
-            table.add_row(vec![
-                one_line(&selected.suite).into_owned(),
-                one_line(&selected.model).into_owned(),
-                one_line(&selected.prompt).into_owned(),
-                selected.cases.to_string(),
-                k,
-                row.requests.to_string(),
-                row.cached.to_string(),
-                to_call,
-                tokens,
-                cost,
-            ]);
+            let [suite, model, prompt, numbers @ ..] = cells(row);
+            let names = [suite, model, prompt].map(|name| one_line(&name).into_owned());
+            table.add_row(names.into_iter().chain(numbers).collect::<Vec<_>>());
         }
-        for column in 3..10 {
+        for column in 3..HEADER.len() {
             if let Some(column) = table.column_mut(column) {
                 column.set_cell_alignment(CellAlignment::Right);
             }
         }
+        format!("{table}\n\n{}\n", self.notes().join("\n"))
+    }
+
+    /// The same as Markdown, for a step summary or a pull request's comment: a headline, the
+    /// table (names made inert) and the notes.
+    pub fn markdown(&self) -> String {
         let totals = &self.totals;
-        let mut text = format!("{table}\n\n");
-        text.push_str(&format!(
-            "dry run: nothing was called. {} of {} requests are cached; {} would go to the providers",
-            totals.cached, totals.requests, totals.to_call
-        ));
-        match totals.estimated_cost_usd {
-            Some(cost) if totals.rows_not_estimated == 0 => text.push_str(&format!(", about ${cost:.4}.\n")),
-            Some(cost) => text.push_str(&format!(
-                ", about ${cost:.4} for the rows that could be estimated ({} could not).\n",
-                totals.rows_not_estimated
-            )),
-            None => text.push_str(".\n"),
+        let mut text = format!(
+            "## promptgate dry run: {} call(s) to make ({} of {} requests cached)\n\n| {} |\n|{}\n",
+            totals.to_call,
+            totals.cached,
+            totals.requests,
+            HEADER.join(" | "),
+            "---|".repeat(HEADER.len())
+        );
+        for row in &self.rows {
+            let cells = cells(row).map(|cell| inert(&cell));
+            text.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
-        if totals.rows_not_estimated > 0 {
-            text.push_str(
-                "A cost is estimated from the tokens of the row's answers already in the cache, at the model's prices: \"unknown\" rows have no cached answer yet (a changed prompt changes every request), \"no prices\" rows' models have no price_input_per_million / price_output_per_million.\n",
-            );
-        }
-        if self.rows.iter().any(|r| r.selected.judge) {
-            text.push_str("\"+ judge\": a judge model grades each answer it has not judged before; those calls are not counted.\n");
-        }
-        if self.rows.iter().any(|r| r.selected.sequential) {
-            text.push_str("≤k: a sequential gate stops sampling as soon as its verdict is clear, so it calls at most this many.\n");
+        text.push('\n');
+        for note in self.notes() {
+            text.push_str(&inert(&note));
+            text.push_str("\n\n");
         }
         text
+    }
+
+    /// What the totals come to, then what the table rests on, a line each.
+    fn notes(&self) -> Vec<String> {
+        let totals = &self.totals;
+        let cost = match totals.estimated_cost_usd {
+            Some(cost) if totals.rows_not_estimated == 0 => format!(", about ${cost:.4}."),
+            Some(cost) => format!(
+                ", about ${cost:.4} for the rows that could be estimated ({} could not).",
+                totals.rows_not_estimated
+            ),
+            None => ".".into(),
+        };
+        let mut notes = vec![format!(
+            "dry run: nothing was called. {} of {} requests are cached; {} would go to the providers{cost}",
+            totals.cached, totals.requests, totals.to_call
+        )];
+        if totals.rows_not_estimated > 0 {
+            notes.push("A cost is estimated from the tokens of the row's answers already in the cache, at the model's prices: \"unknown\" rows have no cached answer yet (a changed prompt changes every request), \"no prices\" rows' models have no price_input_per_million / price_output_per_million.".into());
+        }
+        if self.rows.iter().any(|r| r.selected.judge) {
+            notes.push(
+                "\"+ judge\": a judge model grades each answer it has not judged before; those calls are not counted."
+                    .into(),
+            );
+        }
+        if self.rows.iter().any(|r| r.selected.sequential) {
+            notes.push(
+                "≤k: a sequential gate stops sampling as soon as its verdict is clear, so it calls at most this many."
+                    .into(),
+            );
+        }
+        notes
     }
 }
 
@@ -351,6 +396,24 @@ mod tests {
         let text = dry.terminal();
         assert!(text.contains("unknown") && text.contains("no prices"), "{text}");
         assert!(text.contains("(2 could not)"), "{text}");
+    }
+
+    #[test]
+    fn the_markdown_form_is_a_table_whose_names_and_prices_stay_text() {
+        let mut odd = found(12, 9, &[(100, 10)], Some(PRICES));
+        odd.selected.prompt = "prompts/a|b<i>.toml".into();
+        let text = DryRun::new(vec![odd]).markdown();
+        assert!(
+            text.starts_with("## promptgate dry run: 3 call(s) to make (9 of 12 requests cached)\n"),
+            "{text}"
+        );
+        // One row of ten cells: the `|` in the prompt's path does not split it.
+        let row = text.lines().find(|l| l.starts_with("| triage")).expect("a row");
+        assert_eq!(row.matches(" | ").count(), 9, "{row}");
+        assert!(row.contains("prompts/a\\|b&lt;i&gt;.toml"), "{row}");
+        // 300 / 30 tokens at 0.15 / 0.60 per million: 0.000063 USD.
+        assert!(row.contains("\\$0.0001"), "{row}");
+        assert!(!text.contains(" $"), "{text}");
     }
 
     #[test]

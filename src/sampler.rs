@@ -316,8 +316,11 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
                 };
                 match claimed {
                     // Counted here, where a call is certain to be made: a request another run
-                    // or an earlier sample answers costs nothing.
-                    Ok(Look::Mine) if !take_one(calls_left.as_deref()) => {
+                    // or an earlier sample answered costs nothing.
+                    Ok(Look::Mine) => {
+                        if take_one(calls_left.as_deref()) {
+                            break (provider_permit, permit);
+                        }
                         progress.inc(1);
                         let _ = tokio::task::spawn_blocking(move || cache.release(&key, &holder)).await;
                         let error = ProviderError::new(
@@ -329,7 +332,6 @@ impl<'a, I: Send + 'static> Sampler<'a, I> {
                         );
                         return Ok((index, Answer::Failed { error, attempts: 0 }));
                     }
-                    Ok(Look::Mine) => break (provider_permit, permit),
                     // Another run paid for this answer while this one waited.
                     Ok(Look::Answered(response)) => {
                         progress.inc(1);

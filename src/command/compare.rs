@@ -28,7 +28,12 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
         );
     }
     if options.dry_run {
-        return super::run::dry_run(options, &|_| Ok(()), output.format == CompareFormat::Json, console);
+        let format = match output.format {
+            CompareFormat::Json => crate::report::Format::Json,
+            CompareFormat::Markdown => crate::report::Format::Markdown,
+            CompareFormat::Terminal | CompareFormat::Html => crate::report::Format::Terminal,
+        };
+        return super::run::dry_run(options, &|_| Ok(()), format, console);
     }
     if options.shard.is_some() {
         return shard(options, output, console);

@@ -55,23 +55,28 @@ pub(super) fn redactor(redact: bool, options: &RunOptions) -> Result<Option<Reda
     Ok(Some(crate::record::redactor(&config)?))
 }
 
-/// `--dry-run`: print what the command would ask (JSON or the table), found as
-/// [`run::dry_run`] finds it, instead of running it.
+/// `--dry-run`: print what the command would ask (JSON, Markdown, or the table for any other
+/// format), found as [`run::dry_run`] finds it, instead of running it.
 pub(super) fn dry_run(
     options: &RunOptions,
     precondition: run::Precondition,
-    json: bool,
+    format: Format,
     console: &mut Console,
 ) -> Result<i32, Error> {
     let dry = run::dry_run(options, precondition)?;
-    console.print(&if json { dry.json()? } else { dry.terminal() })?;
+    let text = match format {
+        Format::Json => dry.json()?,
+        Format::Markdown => dry.markdown(),
+        _ => dry.terminal(),
+    };
+    console.print(&text)?;
     Ok(exit_code::SUCCESS)
 }
 
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     if options.dry_run {
-        return dry_run(options, &|_| Ok(()), output.format == Format::Json, console);
+        return dry_run(options, &|_| Ok(()), output.format, console);
     }
     let files = report_files(&output.out)?;
     let redactor = redactor(output.redact, options)?;
@@ -90,7 +95,7 @@ pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: 
     };
     let check = |pairs: &[(String, String)]| gate::check_baselines(pairs, gate);
     if options.dry_run {
-        return dry_run(&options, &check, output.format == Format::Json, console);
+        return dry_run(&options, &check, output.format, console);
     }
     let record = run::run_checked(&options, &check)?;
     let record = gate::gate(record, gate)?;
@@ -134,7 +139,7 @@ pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, consol
             .try_for_each(|(suite, model)| load(suite, model).map(|_| ()))
     };
     if options.dry_run {
-        return dry_run(&options, &check, output.format == Format::Json, console);
+        return dry_run(&options, &check, output.format, console);
     }
     let record = run::run_checked(&options, &check)?;
     let baselines = record
@@ -197,7 +202,7 @@ pub fn update_baselines(
             .map_err(Error::from)
     };
     if options.dry_run {
-        return dry_run(options, &writable, false, console);
+        return dry_run(options, &writable, Format::Terminal, console);
     }
     let redactor = redactor(redact, options)?;
     let options = RunOptions {
