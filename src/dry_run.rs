@@ -96,6 +96,7 @@ pub struct CachedUsage {
 }
 
 impl CachedUsage {
+    /// Count one cached answer's tokens, when it reported them.
     pub fn add(&mut self, usage: Option<Usage>) {
         if let Some(usage) = usage {
             self.answers += 1;
@@ -177,6 +178,7 @@ fn cells(row: &PlannedCalls) -> [String; 10] {
 }
 
 impl DryRun {
+    /// The rows of what the engine found, with their estimates, and their totals.
     pub fn new(found: Vec<Found>) -> DryRun {
         let rows: Vec<PlannedCalls> = found
             .into_iter()

@@ -95,6 +95,33 @@ fn the_hosted_default_loads_and_says_what_it_would_call() {
     let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).expect("JSON");
     assert_eq!(plan["rows"][0]["model"], "gpt-4o-mini");
     assert_eq!(plan["rows"][0]["to_call"], 12);
+
+    // The suite takes production misses as they are recorded: a public GuardDuty sample.
+    let finding =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public/guardduty-asff-ssh-brute-force.json");
+    promptgate(root.path())
+        .args([
+            "record",
+            "--suite",
+            "triage",
+            "--expect",
+            "notify",
+            "--rule",
+            "Suppress EC2.19 for dev- groups.",
+        ])
+        .arg("--finding")
+        .arg(&finding)
+        .assert()
+        .success();
+    let plan = promptgate(root.path())
+        .args(["run", "--dry-run", "--format", "json"])
+        .assert()
+        .success();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).expect("JSON");
+    assert_eq!(
+        (plan["rows"][0]["cases"].as_u64(), plan["rows"][0]["to_call"].as_u64()),
+        (Some(5), Some(15))
+    );
 }
 
 #[test]
