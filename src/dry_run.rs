@@ -41,9 +41,20 @@ pub struct Selected {
     pub samples_per_case: u32,
     /// Whether a sequential gate may stop before `samples_per_case` (so `to_call` is a most).
     pub sequential: bool,
-    /// Whether a judge model grades the answers: its calls (one per answer it has not judged
-    /// before) are not counted.
-    pub judge: bool,
+}
+
+/// A judge's calls, for a suite whose answers a judge model grades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JudgeCalls {
+    /// Distinct judge requests for the cached answers the other graders pass.
+    pub requests: u64,
+    /// Of those, the ones the cache answers.
+    pub cached: u64,
+    /// Of those, the ones that would go to the judge's provider.
+    pub to_call: u64,
+    /// At most this many more, one for each answer still to come (only if the other graders
+    /// pass it, and only if its judgment is not cached).
+    pub at_most_for_new_answers: u64,
 }
 
 /// The requests of one selected suite × model.
@@ -56,6 +67,9 @@ pub struct PlannedCalls {
     pub cached: u64,
     /// Requests that would go to the provider.
     pub to_call: u64,
+    /// A judge's calls, when a judge grades the answers (not in `to_call`, nor in the cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeCalls>,
     /// Cached answers of this row that reported their tokens: what the estimate rests on.
     pub estimated_from: u64,
     /// Tokens of the calls to make, at the cached answers' mean per call.
@@ -79,6 +93,10 @@ pub struct Totals {
     pub requests: u64,
     pub cached: u64,
     pub to_call: u64,
+    /// The judges' calls known to be needed (for cached answers).
+    pub judge_to_call: u64,
+    /// And at most this many more, for the answers still to come.
+    pub judge_at_most_for_new_answers: u64,
     /// The sum of the rows' estimated costs (rows with nothing to call cost 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_cost_usd: Option<f64>,
@@ -120,6 +138,8 @@ pub struct Found {
     pub selected: Selected,
     pub requests: u64,
     pub cached: u64,
+    /// With a judge: its distinct requests for the cached answers, and how many are cached.
+    pub judge: Option<(u64, u64)>,
     pub usage: CachedUsage,
     pub prices: Option<Prices>,
 }
@@ -150,9 +170,15 @@ fn cells(row: &PlannedCalls) -> [String; 10] {
         true => format!("≤{}", selected.samples_per_case),
         false => selected.samples_per_case.to_string(),
     };
-    let to_call = match selected.judge {
-        true => format!("{} + judge", row.to_call),
-        false => row.to_call.to_string(),
+    let to_call = match row.judge {
+        None => row.to_call.to_string(),
+        Some(judge) if judge.at_most_for_new_answers == 0 => format!("{} + {} judge", row.to_call, judge.to_call),
+        Some(judge) => format!(
+            "{} + {}–{} judge",
+            row.to_call,
+            judge.to_call,
+            judge.to_call + judge.at_most_for_new_answers
+        ),
     };
     let tokens = match row.estimated_tokens {
         Some(t) => format!("{}/{}", t.input, t.output),
@@ -195,11 +221,18 @@ impl DryRun {
                     (Some(tokens), Some(prices)) => Some(prices.cost(tokens.input, tokens.output)),
                     _ => None,
                 };
+                let judge = f.judge.map(|(requests, cached)| JudgeCalls {
+                    requests,
+                    cached,
+                    to_call: requests - cached.min(requests),
+                    at_most_for_new_answers: to_call,
+                });
                 PlannedCalls {
                     selected: f.selected,
                     requests: f.requests,
                     cached: f.cached,
                     to_call,
+                    judge,
                     estimated_from: f.usage.answers,
                     estimated_tokens,
                     estimated_cost_usd,
@@ -213,6 +246,8 @@ impl DryRun {
             requests: sum(|r| r.requests),
             cached: sum(|r| r.cached),
             to_call: sum(|r| r.to_call),
+            judge_to_call: sum(|r| r.judge.map_or(0, |j| j.to_call)),
+            judge_at_most_for_new_answers: sum(|r| r.judge.map_or(0, |j| j.at_most_for_new_answers)),
             estimated_cost_usd: (!known.is_empty()).then(|| known.iter().sum()),
             rows_not_estimated: not_estimated,
         };
@@ -293,11 +328,11 @@ impl DryRun {
         if totals.rows_not_estimated > 0 {
             notes.push("A cost is estimated from the tokens of the row's answers already in the cache, at the model's prices: \"unknown\" rows have no cached answer yet (a changed prompt changes every request), \"no prices\" rows' models have no price_input_per_million / price_output_per_million.".into());
         }
-        if self.rows.iter().any(|r| r.selected.judge) {
-            notes.push(
-                "\"+ judge\": a judge model grades each answer it has not judged before; those calls are not counted."
-                    .into(),
-            );
+        if self.rows.iter().any(|r| r.judge.is_some()) {
+            notes.push(format!(
+                "\"+ N judge\": a judge model grades the answers; its calls for the cached answers are counted ({} to make), and each answer still to come may need one more (up to {}). They are not in the cost.",
+                totals.judge_to_call, totals.judge_at_most_for_new_answers
+            ));
         }
         if self.rows.iter().any(|r| r.selected.sequential) {
             notes.push(
@@ -348,10 +383,10 @@ mod tests {
                 cases: 4,
                 samples_per_case: 3,
                 sequential: false,
-                judge: false,
             },
             requests,
             cached,
+            judge: None,
             usage: total,
             prices,
         }
@@ -416,6 +451,27 @@ mod tests {
         // 300 / 30 tokens at 0.15 / 0.60 per million: 0.000063 USD.
         assert!(row.contains("\\$0.0001"), "{row}");
         assert!(!text.contains(" $"), "{text}");
+    }
+
+    #[test]
+    fn a_judge_s_known_calls_are_counted_and_the_new_answers_bound_the_rest() {
+        // 5 distinct judge requests for the cached answers, 3 of them cached; 3 answers to come.
+        let dry = DryRun::new(vec![Found {
+            judge: Some((5, 3)),
+            ..found(12, 9, &[(100, 10)], None)
+        }]);
+        let judge = dry.rows[0].judge.expect("a judge");
+        assert_eq!((judge.to_call, judge.at_most_for_new_answers), (2, 3), "{judge:?}");
+        assert_eq!(
+            (
+                dry.totals.to_call,
+                dry.totals.judge_to_call,
+                dry.totals.judge_at_most_for_new_answers
+            ),
+            (3, 2, 3)
+        );
+        assert_eq!(cells(&dry.rows[0])[7], "3 + 2–5 judge");
+        assert!(dry.terminal().contains("(2 to make)"));
     }
 
     #[test]

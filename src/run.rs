@@ -258,9 +258,9 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Cache::open(&options.cache_path)?
     });
     if let (Some(limit), false) = (options.max_calls, options.offline) {
-        let to_call = crate::dry_run::DryRun::new(requests(&selections, Some(&cache), options)?)
-            .totals
-            .to_call;
+        let totals = crate::dry_run::DryRun::new(requests(&selections, Some(&cache), options)?).totals;
+        // What is known to be needed: the answers', and a judge's for the cached answers.
+        let to_call = totals.to_call + totals.judge_to_call;
         if to_call > limit {
             return Err(crate::dry_run::OverBudget { to_call, limit }.into());
         }
@@ -346,22 +346,48 @@ fn requests(
     let mut found = Vec::with_capacity(selections.len());
     for selection in selections {
         let (mut requests, mut cached, mut usage) = (0u64, 0u64, CachedUsage::default());
+        let asks_a_judge = selection.grader.asks_a_judge();
+        let mut judge = (0u64, 0u64);
         // In batches, as a run looks them up: the keys of a whole suite would grow with it.
         let mut jobs = (0..selection.cases.len())
             .flat_map(|case| (0..selection.samples).map(move |sample| (case, sample)))
             .peekable();
         while jobs.peek().is_some() {
-            let mut digests = Vec::with_capacity(LOOK_UP_BATCH);
-            for (case, sample) in jobs.by_ref().take(LOOK_UP_BATCH) {
+            let batch: Vec<(usize, u32)> = jobs.by_ref().take(LOOK_UP_BATCH).collect();
+            let mut digests = Vec::with_capacity(batch.len());
+            for &(case, sample) in &batch {
                 digests.push(keys.digest(&selection.request(case, sample)?));
             }
             requests += digests.len() as u64;
-            if let Some(cache) = cache {
+            let Some(cache) = cache else { continue };
+            if !asks_a_judge {
                 cache.tokens_ordered(&digests, |_, tokens| {
                     cached += 1;
                     usage.add(tokens);
                 })?;
+                continue;
             }
+            // A judge's request depends on the answer: grade each cached answer as the run
+            // would, and look up the judge requests of those the other graders pass.
+            let mut questions = Vec::new();
+            cache.get_ordered(&digests, |place, response| {
+                cached += 1;
+                usage.add(response.usage);
+                let case = batch[place].0;
+                let expected = &selection.expectations[selection.position(case)];
+                let assessed = selection
+                    .grader
+                    .assess(&response, expected, selection.cases.whole(case))?;
+                if let Assessment::Ask(question) = assessed {
+                    questions.push(keys.digest(&question.request));
+                }
+                Ok::<(), Error>(())
+            })?;
+            // Samples that gave the same answer ask the same question: the run pays it once.
+            questions.sort_unstable();
+            questions.dedup();
+            judge.0 += questions.len() as u64;
+            cache.tokens_ordered(&questions, |_, _| judge.1 += 1)?;
         }
         found.push(Found {
             selected: Selected {
@@ -371,10 +397,10 @@ fn requests(
                 cases: selection.cases.len(),
                 samples_per_case: selection.samples,
                 sequential: options.sequential.is_some(),
-                judge: selection.grader.asks_a_judge(),
             },
             requests,
             cached,
+            judge: asks_a_judge.then_some(judge),
             usage,
             prices: prices_of(&selection.model, options.batch),
         });

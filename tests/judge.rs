@@ -159,8 +159,21 @@ fn the_judge_reads_only_answers_the_other_graders_passed() {
     assert_eq!(judged[0].body["seed"], 7);
     assert_eq!(judged[0].body["response_format"]["json_schema"]["name"], "verdict");
 
-    // Second run: answers and verdicts come from the cache; only the failed judge calls repeat.
+    // A dry run grades the cached answers to find the judge's requests: plain, jargon and
+    // judge-down are judged (no-fact never is); the failed judgment of judge-down is not
+    // cached, so that one call is still to make. Nothing is called.
     let before = server.request_count();
+    let (plan, code) = project.json(&["run", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(plan["rows"][0]["to_call"], 0);
+    assert_eq!(
+        plan["rows"][0]["judge"],
+        json!({"requests": 3, "cached": 2, "to_call": 1, "at_most_for_new_answers": 0})
+    );
+    assert_eq!(plan["totals"]["judge_to_call"], 1);
+    assert_eq!(server.request_count(), before);
+
+    // Second run: answers and verdicts come from the cache; only the failed judge calls repeat.
     let (again, _) = project.json(&["run"]);
     let repeated: Vec<Seen> = server.seen()[before..].to_vec();
     assert!(repeated
