@@ -335,7 +335,8 @@ pub fn dry_run(options: &RunOptions, precondition: Precondition) -> Result<crate
 }
 
 /// Every request of a fixed sampling of `selections` (a sequential gate's most), looked up in
-/// `cache`: per selection, how many there are, how many it answers, and their tokens.
+/// `cache`: per selection, how many there are, how many it answers and their tokens, and, where
+/// a judge grades, its distinct requests for the cached answers and how many of those it answers.
 fn requests(
     selections: &[Selection],
     cache: Option<&Cache>,
