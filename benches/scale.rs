@@ -1,7 +1,7 @@
 //! Suites of any size on one machine: for 10,000, 50,000 and 250,000 samples (k = 5), the
 //! release binary in its own process against the fake server (50 ms per answer, C = 64):
-//! the live run's wall time and peak RSS, the warm replay's (`--offline`) wall time and peak
-//! RSS, and the live wall time against `curl --parallel --parallel-max 64` sending the same
+//! the live run's wall time and peak RSS, the warm replay's (`--offline`) and the dry run's
+//! (`--dry-run`, the count `--max-calls` makes first) wall time and peak RSS, and the live wall time against `curl --parallel --parallel-max 64` sending the same
 //! number of requests with one of the run's own bodies to the same server. Peak RSS is GNU
 //! time's `%M` (Debian: `time`).
 //!
@@ -118,6 +118,10 @@ fn main() {
         assert_eq!(server.request_count(), samples, "every sample called once");
         let (replay, replay_rss) = run(true);
         assert_eq!(server.request_count(), samples, "the replay called nothing");
+        let mut dry = project.std_command();
+        dry.args(["run", "--quiet", "--dry-run", "--format", "json"]);
+        let (dry_wall, dry_rss) = common::under_time(dry, &report);
+        assert_eq!(server.request_count(), samples, "the dry run called nothing");
         let body = server.seen().first().expect("a request").body.to_string();
         let url = format!("{}/chat/completions", server.base_url);
         let curl_wall = curl(&project, &url, body.as_bytes(), samples);
@@ -128,10 +132,11 @@ fn main() {
             println!("{samples:>7} samples: project kept in {}", kept.display());
         }
         println!(
-            "{samples:>7} samples: live {live:.2} s (ideal {ideal:.2} s; curl --parallel {curl_wall:.2} s, ratio {:.3}), peak RSS {:.1} MiB; warm replay {replay:.2} s, peak RSS {:.1} MiB",
+            "{samples:>7} samples: live {live:.2} s (ideal {ideal:.2} s; curl --parallel {curl_wall:.2} s, ratio {:.3}), peak RSS {:.1} MiB; warm replay {replay:.2} s, peak RSS {:.1} MiB; dry run {dry_wall:.2} s, peak RSS {:.1} MiB",
             live / curl_wall,
             live_rss as f64 / 1024.0,
-            replay_rss as f64 / 1024.0
+            replay_rss as f64 / 1024.0,
+            dry_rss as f64 / 1024.0
         );
     }
 }
