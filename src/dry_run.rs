@@ -7,7 +7,6 @@
 //! prices. With no cached answer of that suite × model (a changed prompt changes every key),
 //! there is nothing honest to estimate from, and the row says so.
 
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::config::Prices;
@@ -268,20 +267,11 @@ impl DryRun {
 
     /// The table a person reads, and what it rests on.
     pub fn terminal(&self) -> String {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::UTF8_HORIZONTAL_ONLY)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(HEADER.to_vec());
+        let mut table = crate::report::terminal_table(&HEADER, 3..HEADER.len());
         for row in &self.rows {
             let [suite, model, prompt, numbers @ ..] = cells(row);
             let names = [suite, model, prompt].map(|name| one_line(&name).into_owned());
             table.add_row(names.into_iter().chain(numbers).collect::<Vec<_>>());
-        }
-        for column in 3..HEADER.len() {
-            if let Some(column) = table.column_mut(column) {
-                column.set_cell_alignment(CellAlignment::Right);
-            }
         }
         format!("{table}\n\n{}\n", self.notes().join("\n"))
     }
@@ -291,12 +281,11 @@ impl DryRun {
     pub fn markdown(&self) -> String {
         let totals = &self.totals;
         let mut text = format!(
-            "## promptgate dry run: {} call(s) to make ({} of {} requests cached)\n\n| {} |\n|{}\n",
+            "## promptgate dry run: {} call(s) to make ({} of {} requests cached)\n\n{}",
             totals.to_call,
             totals.cached,
             totals.requests,
-            HEADER.join(" | "),
-            "---|".repeat(HEADER.len())
+            crate::report::markdown_table_header(&HEADER)
         );
         for row in &self.rows {
             let cells = cells(row).map(|cell| inert(&cell));

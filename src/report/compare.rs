@@ -1,8 +1,6 @@
 //! The tables of `promptgate compare`, in the terminal and in Markdown, and the cells of a row
 //! that the HTML page (`html.rs`) shares. `report::compare_exporter` routes the formats.
 
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-
 use crate::compare::{CompareRecord, Row};
 
 fn percent(value: f64) -> String {
@@ -84,18 +82,9 @@ pub(crate) fn flip_rates(suite: &crate::compare::SuiteComparison) -> Option<Stri
 pub fn terminal(record: &CompareRecord) -> String {
     let mut out = String::new();
     for suite in &record.suites {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::UTF8_HORIZONTAL_ONLY)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(HEADER.to_vec());
+        let mut table = super::terminal_table(&HEADER, [3, 4, 5, 7]);
         for row in &suite.rows {
             table.add_row(cells(row));
-        }
-        for index in [3, 4, 5, 7] {
-            if let Some(column) = table.column_mut(index) {
-                column.set_cell_alignment(CellAlignment::Right);
-            }
         }
         out.push_str(&format!(
             "suite {} (Δ against {})\n{table}\n",
@@ -126,11 +115,10 @@ pub fn markdown(record: &CompareRecord) -> String {
     let mut out = String::from("## promptgate compare\n");
     for suite in &record.suites {
         out.push_str(&format!(
-            "\n### {} (Δ against {})\n\n| {} |\n|{}\n",
+            "\n### {} (Δ against {})\n\n{}",
             super::markdown_text(&suite.suite),
             super::markdown_text(&suite.reference),
-            HEADER.join(" | "),
-            "---|".repeat(HEADER.len())
+            super::markdown_table_header(&HEADER)
         ));
         for row in &suite.rows {
             out.push_str(&format!("| {} |\n", cells(row).join(" | ")));

@@ -365,8 +365,7 @@ fn summary(record: &RunRecord) -> String {
             ));
         }
     }
-    out.push_str(&format!("| {} |\n", SUMMARY_HEADER.join(" | ")));
-    out.push_str(&format!("|{}\n", "---|".repeat(SUMMARY_HEADER.len())));
+    out.push_str(&super::markdown_table_header(&SUMMARY_HEADER));
     for result in &record.results {
         let (emoji, word, strong) = verdict_of(result);
         let verdict = if strong {

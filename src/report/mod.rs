@@ -181,6 +181,28 @@ fn escape_with(text: &str, quotes: bool) -> String {
     out
 }
 
+/// A table as the terminal reports draw one: rules between rows only, never wrapped, and the
+/// columns at `right` (numbers) aligned right.
+pub(crate) fn terminal_table(header: &[&str], right: impl IntoIterator<Item = usize>) -> comfy_table::Table {
+    use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    for index in right {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// A Markdown table's header and rule lines, each ending in a newline.
+pub(crate) fn markdown_table_header(header: &[&str]) -> String {
+    format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()))
+}
+
 /// Text (a case id, a suite or model name) as inert Markdown: no code span it can close, no
 /// HTML it can open, no table cell it can split. GitHub renders the result as the text itself.
 pub(crate) fn markdown_text(text: &str) -> String {

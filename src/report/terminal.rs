@@ -1,7 +1,5 @@
 //! The table a person reads after a run.
 
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-
 use super::{Exporter, Style};
 use crate::error::Error;
 use crate::excerpt::one_line;
@@ -175,14 +173,11 @@ impl TerminalExporter {
 
 impl Exporter for TerminalExporter {
     fn export(&self, record: &RunRecord) -> Result<String, Error> {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::UTF8_HORIZONTAL_ONLY)
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(vec![
-                "suite", "model", "accuracy", "CI", "cases", "k", "invalid", "errors", "made", "cached", "failed",
-                "verdict",
-            ]);
+        let header = [
+            "suite", "model", "accuracy", "CI", "cases", "k", "invalid", "errors", "made", "cached", "failed",
+            "verdict",
+        ];
+        let mut table = super::terminal_table(&header, [2, 4, 5, 6, 7, 8, 9, 10]);
         for result in &record.results {
             let (accuracy, interval) = match &result.accuracy {
                 Some(e) => (
@@ -210,11 +205,6 @@ impl Exporter for TerminalExporter {
                 result.calls.failed.to_string(),
                 self.verdict(result.verdict),
             ]);
-        }
-        for index in [2, 4, 5, 6, 7, 8, 9, 10] {
-            if let Some(column) = table.column_mut(index) {
-                column.set_cell_alignment(CellAlignment::Right);
-            }
         }
         let mut out = table.to_string();
         out.push('\n');
