@@ -98,6 +98,7 @@ impl Step {
             .env("RUNNER_ARCH", runner().0)
             .env_remove("PROMPTGATE_CONFIG")
             .env_remove("PROMPTGATE_CACHE")
+            .env_remove("PROMPTGATE_MAX_CALLS")
             .env_remove("GH_TOKEN");
         command
     }

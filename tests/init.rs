@@ -6,16 +6,13 @@ mod support;
 use std::path::Path;
 
 use support::fake_server::{FakeServer, Reply};
+use support::Project;
 
-fn promptgate(dir: &Path) -> assert_cmd::Command {
-    let mut command = assert_cmd::Command::new(support::binary());
-    command
-        .current_dir(dir)
-        .env_remove("PROMPTGATE_CONFIG")
-        .env_remove("PROMPTGATE_CACHE")
-        .env_remove("PROMPTGATE_MAX_CALLS")
-        .env("OPENAI_API_KEY", "sk-init-test-0123456789");
-    command
+/// An empty folder, as a project to run `promptgate` in.
+fn empty() -> Project {
+    Project {
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
 }
 
 #[test]
@@ -29,37 +26,21 @@ fn the_starter_project_runs_baselines_and_gates_as_written() {
             "notify"
         })
     });
-    let root = tempfile::tempdir().expect("temp dir");
-    let init = promptgate(root.path())
-        .args([
-            "init",
-            "project",
-            "--base-url",
-            &server.base_url,
-            "--model",
-            "fake-model",
-        ])
+    let project = empty();
+    let init = project
+        .command()
+        .args(["init", "--base-url", &server.base_url, "--model", "fake-model"])
         .assert()
         .success();
     let said = String::from_utf8_lossy(&init.get_output().stdout).into_owned();
-    assert!(
-        said.contains("cd project") && said.contains("promptgate run --dry-run"),
-        "{said}"
-    );
-    let project = root.path().join("project");
+    assert!(said.contains("promptgate run --dry-run"), "{said}");
 
-    let plan = promptgate(&project)
-        .args(["run", "--dry-run", "--format", "json"])
-        .assert()
-        .success();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).expect("JSON");
+    let (plan, code) = project.json(&["run", "--dry-run"]);
+    assert_eq!(code, 0);
     assert_eq!(plan["totals"]["to_call"], 12, "{plan:#}");
 
-    let run = promptgate(&project)
-        .args(["run", "--format", "json"])
-        .assert()
-        .success();
-    let record: serde_json::Value = serde_json::from_slice(&run.get_output().stdout).expect("JSON");
+    let (record, code) = project.json(&["run"]);
+    assert_eq!(code, 0, "{record:#}");
     let result = &record["results"][0];
     assert_eq!(
         (result["suite"].as_str(), result["model"].as_str()),
@@ -69,12 +50,13 @@ fn the_starter_project_runs_baselines_and_gates_as_written() {
     assert_eq!(server.request_count(), 12);
     assert!(server.seen().iter().all(|s| s.body["model"] == "fake-model"));
 
-    promptgate(&project)
+    project
+        .command()
         .args(["baseline", "update", "--quiet"])
         .assert()
         .success();
-    assert!(project.join("baselines/triage/model.json").is_file());
-    promptgate(&project).args(["gate", "--quiet"]).assert().success();
+    assert!(project.file("baselines/triage/model.json").is_file());
+    project.command().args(["gate", "--quiet"]).assert().success();
     assert_eq!(
         server.request_count(),
         12,
@@ -84,22 +66,20 @@ fn the_starter_project_runs_baselines_and_gates_as_written() {
 
 #[test]
 fn the_hosted_default_loads_and_says_what_it_would_call() {
-    let root = tempfile::tempdir().expect("temp dir");
-    promptgate(root.path()).arg("init").assert().success();
-    let config = std::fs::read_to_string(root.path().join("promptgate.toml")).expect("config");
+    let project = empty();
+    project.command().arg("init").assert().success();
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).expect("config");
     assert!(config.contains("model = \"gpt-4o-mini\""), "{config}");
-    let plan = promptgate(root.path())
-        .args(["run", "--dry-run", "--format", "json"])
-        .assert()
-        .success();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).expect("JSON");
+    let (plan, code) = project.json(&["run", "--dry-run"]);
+    assert_eq!(code, 0);
     assert_eq!(plan["rows"][0]["model"], "gpt-4o-mini");
     assert_eq!(plan["rows"][0]["to_call"], 12);
 
     // The suite takes production misses as they are recorded: a public GuardDuty sample.
     let finding =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public/guardduty-asff-ssh-brute-force.json");
-    promptgate(root.path())
+    project
+        .command()
         .args([
             "record",
             "--suite",
@@ -113,11 +93,8 @@ fn the_hosted_default_loads_and_says_what_it_would_call() {
         .arg(&finding)
         .assert()
         .success();
-    let plan = promptgate(root.path())
-        .args(["run", "--dry-run", "--format", "json"])
-        .assert()
-        .success();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).expect("JSON");
+    let (plan, code) = project.json(&["run", "--dry-run"]);
+    assert_eq!(code, 0);
     assert_eq!(
         (plan["rows"][0]["cases"].as_u64(), plan["rows"][0]["to_call"].as_u64()),
         (Some(5), Some(15))
@@ -125,26 +102,35 @@ fn the_hosted_default_loads_and_says_what_it_would_call() {
 }
 
 #[test]
-fn init_writes_nothing_when_any_of_its_files_exists() {
-    let root = tempfile::tempdir().expect("temp dir");
-    std::fs::write(root.path().join("promptgate.toml"), "# mine\n").expect("write");
-    let refused = promptgate(root.path()).arg("init").assert().code(2);
+fn init_writes_into_a_new_folder_and_nothing_when_any_of_its_files_exists() {
+    // A folder named on the command line is made, and the next steps start by entering it.
+    let root = empty();
+    let init = root.command().args(["init", "project"]).assert().success();
+    let said = String::from_utf8_lossy(&init.get_output().stdout).into_owned();
+    assert!(said.contains("cd project"), "{said}");
+    assert!(root.file("project/promptgate.toml").is_file());
+    assert!(root.file("project/cases/triage/cases.jsonl").is_file());
+
+    let project = empty();
+    project.write("promptgate.toml", "# mine\n");
+    let refused = project.command().arg("init").assert().code(2);
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
     assert!(
         stderr.contains("promptgate.toml") && stderr.contains("already there"),
         "{stderr}"
     );
     assert_eq!(
-        std::fs::read_to_string(root.path().join("promptgate.toml")).expect("config"),
+        std::fs::read_to_string(project.file("promptgate.toml")).expect("config"),
         "# mine\n"
     );
-    assert!(!root.path().join("prompts").exists() && !root.path().join("cases").exists());
+    assert!(!project.file("prompts").exists() && !project.file("cases").exists());
 
     // A bad flag is refused before anything is written too.
-    let empty = tempfile::tempdir().expect("temp dir");
-    promptgate(empty.path())
+    let untouched = empty();
+    untouched
+        .command()
         .args(["init", "--base-url", "ftp://example.com"])
         .assert()
         .code(2);
-    assert_eq!(std::fs::read_dir(empty.path()).expect("list").count(), 0);
+    assert_eq!(std::fs::read_dir(untouched.path()).expect("list").count(), 0);
 }

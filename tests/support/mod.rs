@@ -130,6 +130,8 @@ schema = { type = "object", properties = { decision = { type = "string", enum = 
             .current_dir(self.path())
             .env_remove("PROMPTGATE_CONFIG")
             .env_remove("PROMPTGATE_CACHE")
+            // A call limit set around the tests would refuse their runs.
+            .env_remove("PROMPTGATE_MAX_CALLS")
             .env_remove("OPENAI_BASE_URL")
             .env("OPENAI_API_KEY", "test-key")
             // Static AWS credentials and no profile or instance metadata: the default chain
