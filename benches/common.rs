@@ -30,6 +30,7 @@ pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> R
         batch: false,
         dry_run: false,
         max_calls: None,
+        case_filter: None,
     }
 }
 

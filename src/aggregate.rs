@@ -261,6 +261,7 @@ fn finish(
         drift: None,
         robustness: None,
         sequential: None,
+        filtered: None,
         per_case,
     }
 }

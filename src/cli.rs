@@ -152,11 +152,13 @@ const RUN_AFTER_HELP: &str = "\
 Examples:
   promptgate run                                 every suite on its own models
   promptgate run --suite triage --samples 5      one suite, 5 samples per case
-  promptgate run --model gpt-4o-mini             every suite on a hosted model (needs OPENAI_API_KEY)
+  promptgate run --model gpt-4o-mini             every suite on a hosted model (OPENAI_API_KEY)
   promptgate run --offline --format json         replay from the cache only; JSON on stdout
   promptgate run --dry-run                       what a run would call and cost; calls nothing
   promptgate run --out run.json                  also write the JSON run record to a file
   promptgate run --out report.html               a page with every case, its prompt and answers
+  promptgate run --case p7 -k 10 -v              one case, 10 samples: is the fix right every time?
+  promptgate run --tag guardduty --case 'sg-*'   the cases with that tag whose id starts with sg-
 
 A second run of the same selection makes no provider call: every answer comes from the cache.
 Provider failures are retried (honouring Retry-After), counted, and never graded as wrong
@@ -353,6 +355,8 @@ struct RunArgs {
     #[command(flatten)]
     selection: SelectionArgs,
     #[command(flatten)]
+    cases: CaseFilterArgs,
+    #[command(flatten)]
     batch: BatchArgs,
     #[command(flatten)]
     output: OutputArgs,
@@ -412,6 +416,8 @@ enum SamplingChoice {
 struct CompareArgs {
     #[command(flatten)]
     selection: SelectionArgs,
+    #[command(flatten)]
+    cases: CaseFilterArgs,
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = CompareFormat::Terminal)]
     format: CompareFormat,
@@ -630,6 +636,26 @@ struct SelectionArgs {
     max_calls: Option<u64>,
 }
 
+/// Which cases to run, as `cargo test NAME` chooses tests: for `run` and `compare` (a gate or
+/// a baseline judges whole suites).
+#[derive(Debug, Default, Args)]
+struct CaseFilterArgs {
+    /// Run only the case with this id (repeatable); `*` and `?` match any run of characters
+    /// and any one (quote them: --case 'sg-*'). The report says it is a subset's accuracy.
+    #[arg(long = "case", value_name = "ID", conflicts_with = "shard")]
+    cases: Vec<String>,
+    /// Run only the cases with this tag (repeatable: any of them); with --case, both must
+    /// hold.
+    #[arg(long = "tag", value_name = "TAG", conflicts_with = "shard")]
+    tags: Vec<String>,
+}
+
+impl CaseFilterArgs {
+    fn filter(&self) -> Result<Option<crate::case_filter::CaseFilter>, Error> {
+        crate::case_filter::CaseFilter::new(&self.cases, &self.tags)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Terminal,
@@ -704,6 +730,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             command::run::run(
                 &RunOptions {
                     batch: args.batch.batch,
+                    case_filter: args.cases.filter()?,
                     ..run_options(&cli.global, &args.selection)
                 },
                 &output(&cli.global, &args.output),
@@ -801,7 +828,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 out: args.out.clone(),
             };
             with_console(|console| {
-                command::compare::compare(&run_options(&cli.global, &args.selection), &output, console)
+                let options = RunOptions {
+                    case_filter: args.cases.filter()?,
+                    ..run_options(&cli.global, &args.selection)
+                };
+                command::compare::compare(&options, &output, console)
             })
         }
         Command::Baseline {
@@ -902,6 +933,7 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         batch: false,
         dry_run: args.dry_run,
         max_calls: args.max_calls,
+        case_filter: None,
     }
 }
 

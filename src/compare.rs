@@ -37,6 +37,9 @@ pub struct SuiteComparison {
     pub rows: Vec<Row>,
     /// Case ids whose per-case accuracy differs between any two models.
     pub disagreements: Vec<String>,
+    /// Set when `--case` or `--tag` chose the cases compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<crate::case_filter::Filtered>,
 }
 
 /// One model with one prompt version on one suite.
@@ -105,6 +108,7 @@ pub fn compare(record: &RunRecord, models: &[String], prompts: &[String]) -> Com
             reference: name(reference),
             rows,
             disagreements: disagreements(&results),
+            filtered: reference.filtered.clone(),
         });
     }
     // Holm across every compared row of the run.

@@ -25,6 +25,7 @@ pub mod baseline;
 pub mod batch;
 pub mod cache;
 pub mod case;
+pub mod case_filter;
 pub mod cli;
 pub mod command;
 pub mod compare;

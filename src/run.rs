@@ -17,6 +17,7 @@ use crate::answers::CaseDetail;
 use crate::baseline::Baseline;
 use crate::cache::Cache;
 use crate::case::{self, Cases, LoadedCase};
+use crate::case_filter::{CaseFilter, Filtered, LeftOut};
 use crate::config::{self, Config, ModelConfig};
 use crate::env::EnvVars;
 use crate::error::Error;
@@ -75,6 +76,8 @@ pub struct RunOptions {
     /// Refuse to start when more calls than this would go to the providers (counted as
     /// [`dry_run`] counts them, before the first call), and make no more than this many.
     pub max_calls: Option<u64>,
+    /// Run only the cases this chooses (`--case`, `--tag`); `None` runs every case.
+    pub case_filter: Option<CaseFilter>,
 }
 
 /// What a sequential gate needs to decide between looks: the baselines and the test.
@@ -118,6 +121,8 @@ struct Selection {
     /// In a shard, each case's place among the suite's cases (what `expectations` and a merged
     /// record are indexed by); `None` when every case is here.
     positions: Option<Vec<usize>>,
+    /// Set when `--case` or `--tag` chose the cases: by what, among how many.
+    filtered: Option<Filtered>,
 }
 
 /// The variants of a family, for the cases that have any.
@@ -240,6 +245,14 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
                 return Err(Error::usage("a sequential gate cannot be sharded").with_hint(
                     "its looks judge all of a pair's cases at once: shard with --sampling fixed, or run it whole",
                 ));
+            }
+            if let Some(filter) = &options.case_filter {
+                // `merge` rebuilds whole suites; a subset's shards would merge into one.
+                return Err(Error::usage(format!(
+                    "the cases chosen by {} are not sharded",
+                    filter.filtered(0, 0).flags()
+                ))
+                .with_hint("run the chosen cases whole, or shard every case"));
             }
             Some(shard_record(shard, &selections, &settings)?)
         }
@@ -795,6 +808,7 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         }
     }
     let mut selections = Vec::new();
+    let mut left_out = LeftOut::default();
     // One budget of prompt text held in memory for the whole run.
     let budget = HeldBudget::new(prompt_store::HELD_BYTES);
     for (suite_name, suite) in &config.suites {
@@ -818,17 +832,40 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         // Once every prompt is rendered and every expectation parsed, a case is read again
         // only by a judge or a report that shows it; otherwise only its outline is kept.
         let mut cases = Cases::new(versions.iter().any(|v| v.whole_cases));
+        let mut suite_cases = 0;
         case::for_each_case(&config.resolve(&suite.cases), &config.root, |loaded| {
+            suite_cases += 1;
+            if !options.case_filter.as_ref().is_none_or(|f| f.matches(&loaded.case)) {
+                // Left out before rendering: a case being written elsewhere does not stop
+                // the run of the one being fixed.
+                left_out.note(suite_name, &loaded.case.id);
+                return Ok(());
+            }
             for version in &mut versions {
                 version.add(&loaded, &context)?;
             }
             cases.push(loaded);
             Ok(())
         })?;
-        let cases = Arc::new(cases);
-        for version in versions {
-            selections.extend(version.selections(config, options, &context, &cases)?);
+        if options.case_filter.is_some() && cases.is_empty() {
+            // Another selected suite may have the cases the filter asks for.
+            continue;
         }
+        let cases = Arc::new(cases);
+        let filtered = options
+            .case_filter
+            .as_ref()
+            .map(|f| f.filtered(cases.len(), suite_cases));
+        for version in versions {
+            let chosen = version.selections(config, options, &context, &cases)?;
+            selections.extend(chosen.into_iter().map(|s| Selection {
+                filtered: filtered.clone(),
+                ..s
+            }));
+        }
+    }
+    if let (Some(filter), true) = (&options.case_filter, selections.is_empty()) {
+        return Err(left_out.nothing_matched(filter));
     }
     if selections.is_empty() {
         return Err(Error::NothingSelected {
@@ -1058,6 +1095,7 @@ impl PromptVersion {
                 epoch: options.epoch.as_deref().map(Arc::from),
                 family: None,
                 positions: None,
+                filtered: None,
             };
             let varied: Vec<Selection> = families
                 .iter()
@@ -1168,6 +1206,7 @@ fn result_of(
         None => Vec::new(),
     };
     let mut result = aggregate::aggregate(identity, tallies, prices_of(model, batch), settings);
+    result.filtered = selection.filtered.clone();
     for (index, case) in result.per_case.iter_mut().enumerate() {
         case.position = selection.positions.as_ref().map(|p| p[index]);
         if let Some(family) = &selection.family {
@@ -1254,6 +1293,7 @@ mod tests {
             batch: false,
             dry_run: false,
             max_calls: None,
+            case_filter: None,
         }
     }
 
@@ -1286,6 +1326,24 @@ mod tests {
         let kept = select(&config, &options(&config, true)).unwrap();
         assert_eq!(kept[0].cases.whole(0).unwrap().case.vars["rule"], "r1");
         assert_eq!(kept[0].cases.whole(1).unwrap().case.expect["label"], "suppress");
+    }
+
+    /// The command line never combines the two; the library refuses it before any call, as
+    /// `merge` would rebuild a subset's shards as whole suites.
+    #[test]
+    fn a_filtered_run_is_not_sharded() {
+        let (_dir, config) = project();
+        let filtered = RunOptions {
+            case_filter: CaseFilter::new(&["a".into()], &[]).unwrap(),
+            shard: Some(Shard::new(1, 2).unwrap()),
+            ..options(&config, false)
+        };
+        let error = run(&filtered).unwrap_err();
+        assert!(error.to_string().contains("--case 'a' are not sharded"), "{error}");
+        assert!(
+            !config.root.join("cache.sqlite").exists(),
+            "refused before the cache opened"
+        );
     }
 
     #[test]

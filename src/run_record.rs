@@ -288,6 +288,10 @@ pub struct SuiteResult {
     /// How a sequential gate sampled this pair (`gate --sampling sequential` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialSummary>,
+    /// Set when `--case` or `--tag` chose the cases (`run` and `compare` only): `cases` is a
+    /// subset's, chosen by these flags among `suite_cases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<crate::case_filter::Filtered>,
     pub per_case: Vec<CaseResult>,
 }
 

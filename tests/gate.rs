@@ -242,6 +242,7 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
         batch: false,
         dry_run: false,
         max_calls: None,
+        case_filter: None,
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),

@@ -73,6 +73,19 @@ pub(super) fn dry_run(
     Ok(exit_code::SUCCESS)
 }
 
+/// A command that judges whole suites (a gate, the canary, a baseline) refuses a filter's
+/// subset: its accuracy is not the suite's.
+fn whole_suites(options: &RunOptions, command: &str) -> Result<(), Error> {
+    match &options.case_filter {
+        Some(filter) => Err(Error::usage(format!(
+            "{command} judges whole suites, not the cases chosen by {}",
+            filter.filtered(0, 0).flags()
+        ))
+        .with_hint("run some cases with `promptgate run --case`; gate and baselines take every case")),
+        None => Ok(()),
+    }
+}
+
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     if options.dry_run {
@@ -87,6 +100,7 @@ pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Resu
 /// `promptgate gate`: every baseline is loaded before the first call, so that a missing one
 /// costs nothing.
 pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    whole_suites(options, "the gate")?;
     let files = report_files(&output.out)?;
     let redactor = redactor(output.redact, options)?;
     let options = RunOptions {
@@ -105,6 +119,7 @@ pub fn gate(options: &RunOptions, gate: &GateOptions, output: &Output, console: 
 /// `promptgate drift`: the baselines are loaded before the first call, the answers are
 /// cached under the canary's epoch, and each pair is compared two-sided with its baseline.
 pub fn drift(options: &RunOptions, drift: &DriftOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
+    whole_suites(options, "the drift canary")?;
     if let Some(shard) = options.shard {
         return Err(
             Error::usage(format!("the drift canary is not sharded (--shard {shard})"))
@@ -161,6 +176,7 @@ pub fn update_baselines(
     out: Option<&Path>,
     console: &mut Console,
 ) -> Result<i32, Error> {
+    whole_suites(options, "a baseline")?;
     if let Some(other) = options.prompts.iter().find(|p| *p != config::DEFAULT_PROMPT) {
         return Err(Error::usage(format!(
             "a baseline is kept for each suite's own prompt, not for `--prompt {other}`"

@@ -90,6 +90,9 @@ pub fn terminal(record: &CompareRecord) -> String {
             "suite {} (Δ against {})\n{table}\n",
             suite.suite, suite.reference
         ));
+        if let Some(filtered) = &suite.filtered {
+            out.push_str(&format!("{}\n", crate::excerpt::one_line(&filtered.summary())));
+        }
         if let Some(rates) = flip_rates(suite) {
             out.push_str(&format!("{rates}\n"));
         }
@@ -122,6 +125,9 @@ pub fn markdown(record: &CompareRecord) -> String {
         ));
         for row in &suite.rows {
             out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
+        }
+        if let Some(filtered) = &suite.filtered {
+            out.push_str(&format!("\n{}\n", super::markdown_text(&filtered.summary())));
         }
         if let Some(rates) = flip_rates(suite) {
             out.push_str(&format!("\n{}\n", super::markdown_text(&rates)));

@@ -306,6 +306,9 @@ pub fn compare_page(record: &CompareRecord) -> String {
         }
         page.push_str("</tbody></table>");
         page.push_str(&suite_plots(suite));
+        if let Some(filtered) = &suite.filtered {
+            let _ = write!(page, "<p class=\"note\">{}</p>", escape(&filtered.summary()));
+        }
         if let Some(rates) = super::compare::flip_rates(suite) {
             let _ = write!(page, "<p class=\"note\">{}</p>", escape(&rates));
         }

@@ -28,6 +28,9 @@ fn summary(result: &SuiteResult) -> String {
         "{accuracy}, {} cases x {} samples, {} invalid, {} errors",
         result.cases, result.samples_per_case, result.invalid_outputs, result.errors
     ));
+    if let Some(filtered) = &result.filtered {
+        text.push_str(&format!("; {}", filtered.summary()));
+    }
     if let Some(b) = result.baseline.as_ref().filter(|b| b.cases_compared == 0) {
         text.push_str(&format!(
             "; vs baseline: no case could be paired, nothing was tested, {:?}",

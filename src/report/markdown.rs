@@ -443,6 +443,13 @@ fn summary(record: &RunRecord) -> String {
             ));
         }
     }
+    for (suite, summary) in super::subsets(record) {
+        out.push_str(&format!(
+            "\n**{}**: {}\n",
+            super::markdown_text(suite),
+            super::markdown_text(&summary)
+        ));
+    }
     // One line per result for each summary it has: interval warnings, drifts, robustness,
     // flakiness.
     let summaries: [&Summary; 4] = [

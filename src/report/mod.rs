@@ -155,6 +155,21 @@ pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary)
 
 /// Escape text for XML and HTML, content and attribute values alike. Control characters other
 /// than tab and newlines are dropped: XML 1.0 does not allow them.
+/// Each suite a filter chose the cases of, once (its models, prompt versions and families
+/// share the subset), with what chose them: `(suite, summary)` in run order.
+pub(crate) fn subsets(record: &crate::run_record::RunRecord) -> Vec<(&str, String)> {
+    let mut subsets: Vec<(&str, String)> = Vec::new();
+    for result in &record.results {
+        let Some(filtered) = &result.filtered else { continue };
+        // A family's result is `suite~family`: its subset is its suite's.
+        let suite = result.suite.split('~').next().unwrap_or_default();
+        if !subsets.iter().any(|(seen, _)| *seen == suite) {
+            subsets.push((suite, filtered.summary()));
+        }
+    }
+    subsets
+}
+
 pub(crate) fn escape(text: &str) -> String {
     escape_with(text, true)
 }

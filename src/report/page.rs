@@ -219,6 +219,9 @@ fn summary_table(page: &mut String, record: &RunRecord) {
         if let Some(warning) = &result.interval_warning {
             lines.push(format!("warning: {warning}"));
         }
+        if let Some(filtered) = &result.filtered {
+            lines.push(filtered.summary());
+        }
         if let Some(robustness) = &result.robustness {
             lines.push(robustness.summary());
         }

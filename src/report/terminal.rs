@@ -208,6 +208,14 @@ impl Exporter for TerminalExporter {
         }
         let mut out = table.to_string();
         out.push('\n');
+        for (suite, summary) in super::subsets(record) {
+            out.push_str(&format!(
+                "\n{} {}: {}\n",
+                self.paint("subset", "33"),
+                one_line(suite),
+                one_line(&summary)
+            ));
+        }
         for result in &record.results {
             if let Some(drift) = &result.drift {
                 out.push_str(&format!(

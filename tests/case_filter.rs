@@ -1,0 +1,180 @@
+//! `--case` and `--tag`: run some of a suite's cases against the fake server, which counts and
+//! names every request it is sent (each prompt carries `case=ID`).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::fake_server::{FakeServer, Reply};
+use support::Project;
+
+/// A project of twelve cases, `c00` to `c11`, × 2 samples; `c03` and `c07` are tagged `ssh`,
+/// `c07` also `ec2`.
+fn project(server: &FakeServer) -> Project {
+    let project = Project::new(&server.base_url, &["notify"; 12], 2, "");
+    let path = project.file("cases/s/cases.jsonl");
+    let lines = std::fs::read_to_string(&path).expect("cases");
+    let tagged: String = lines
+        .lines()
+        .map(|line| {
+            let tags = match line {
+                _ if line.contains("\"c03\"") => r#", "tags": ["ssh"]}"#,
+                _ if line.contains("\"c07\"") => r#", "tags": ["ssh", "ec2"]}"#,
+                _ => "}",
+            };
+            format!("{}{tags}\n", line.strip_suffix('}').expect("a JSON object"))
+        })
+        .collect();
+    std::fs::write(&path, tagged).expect("write cases");
+    project
+}
+
+/// The case ids the server was asked about.
+fn asked(server: &FakeServer) -> BTreeSet<String> {
+    server.seen().iter().map(|seen| seen.case_id()).collect()
+}
+
+#[test]
+fn only_the_chosen_cases_are_asked_and_the_record_says_it_is_a_subset() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    let (record, code) = project.json(&["run", "--case", "c01", "--case", "c1?"]);
+    assert_eq!(code, 0, "{record}");
+    assert_eq!(
+        asked(&server),
+        BTreeSet::from(["c01".into(), "c10".into(), "c11".into()])
+    );
+    assert_eq!(server.request_count(), 6, "3 cases × 2 samples");
+    let result = &record["results"][0];
+    assert_eq!(result["cases"], 3);
+    assert_eq!(
+        result["filtered"],
+        serde_json::json!({"case": ["c01", "c1?"], "chosen": 3, "suite_cases": 12})
+    );
+
+    // The terminal says so once per suite, and the answers serve the whole run later.
+    let output = project
+        .command()
+        .args(["run", "--offline", "--case", "c01", "--case", "c1?"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.matches("subset s: 3 of 12 cases, chosen by --case 'c01' --case 'c1?'")
+            .count(),
+        1,
+        "{text}"
+    );
+    let (whole, code) = project.json(&["run"]);
+    assert_eq!(code, 0);
+    assert!(whole["results"][0].get("filtered").is_none(), "{whole}");
+    assert_eq!(whole["results"][0]["calls"]["cached"], 6);
+    assert_eq!(
+        server.request_count(),
+        24,
+        "the other 9 cases × 2 were asked, and only they"
+    );
+}
+
+#[test]
+fn tags_choose_cases_and_with_ids_both_must_hold() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    let (record, code) = project.json(&["run", "--tag", "ssh"]);
+    assert_eq!(code, 0, "{record}");
+    assert_eq!(asked(&server), BTreeSet::from(["c03".into(), "c07".into()]));
+    assert_eq!(record["results"][0]["filtered"]["tag"], serde_json::json!(["ssh"]));
+
+    let (record, code) = project.json(&["run", "--offline", "--tag", "ec2", "--tag", "nope", "--case", "c0*"]);
+    assert_eq!(code, 0, "{record}");
+    assert_eq!(record["results"][0]["cases"], 1, "c07 alone has ec2 and an id c0*");
+    assert_eq!(record["results"][0]["per_case"][0]["id"], "c07");
+}
+
+#[test]
+fn a_case_that_does_not_render_stops_the_whole_run_but_not_a_run_of_other_cases() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    // `rule` is missing: the strict template cannot render this case.
+    let path = project.file("cases/s/cases.jsonl");
+    let mut lines = std::fs::read_to_string(&path).expect("cases");
+    lines.push_str("{\"id\": \"draft\", \"vars\": {\"finding\": {}}, \"expect\": {\"label\": \"notify\"}}\n");
+    std::fs::write(&path, lines).expect("write");
+
+    let whole = project.command().args(["run"]).output().expect("run");
+    assert_eq!(whole.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&whole.stderr).contains("draft"));
+    assert_eq!(server.request_count(), 0);
+
+    let (record, code) = project.json(&["run", "--case", "c00"]);
+    assert_eq!(code, 0, "{record}");
+    assert_eq!(record["results"][0]["filtered"]["suite_cases"], 13);
+    assert_eq!(asked(&server), BTreeSet::from(["c00".into()]));
+}
+
+#[test]
+fn a_filter_that_chooses_nothing_names_the_ids_there_are_and_asks_nothing() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    let output = project.command().args(["run", "--case", "c99"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(4), "nothing selected");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no case of the selected suites is chosen by --case 'c99'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`s` has `c00`, `c01`, `c02` and 9 more"), "{stderr}");
+    assert_eq!(server.request_count(), 0);
+    assert!(!project.file(".promptgate/cache.sqlite").exists());
+}
+
+#[test]
+fn gates_baselines_and_shards_take_whole_suites() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    for args in [
+        &["gate", "--case", "c00"][..],
+        &["baseline", "update", "--case", "c00"],
+        &["drift", "--tag", "ssh"],
+        &["run", "--case", "c00", "--shard", "1/2"],
+        &["run", "--case", ""],
+    ] {
+        let output = project.command().args(args).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?} says why");
+    }
+    assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn compare_says_which_cases_it_compared() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).expect("config");
+    let config = config.replace(
+        "[suites.s]",
+        "[models.m2]\nprovider = \"fake\"\nmodel = \"other\"\nmax_tokens = 50\n\n[suites.s]",
+    );
+    project.write("promptgate.toml", &config);
+    let (comparison, code) = project.json(&["compare", "-m", "m", "-m", "m2", "--tag", "ssh"]);
+    assert_eq!(code, 0, "{comparison}");
+    assert_eq!(comparison["suites"][0]["filtered"]["chosen"], 2);
+    assert_eq!(server.request_count(), 8, "2 cases × 2 samples × 2 models");
+    let output = project
+        .command()
+        .args([
+            "compare",
+            "-m",
+            "m",
+            "-m",
+            "m2",
+            "--tag",
+            "ssh",
+            "--offline",
+            "--format",
+            "markdown",
+        ])
+        .output()
+        .expect("compare");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2 of 12 cases, chosen by --tag 'ssh'"));
+}
