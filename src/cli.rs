@@ -51,7 +51,7 @@ confidence interval that treats the samples of one case as correlated.";
 
 const GATE_AFTER_HELP: &str = "\
 Examples:
-  promptgate gate                                every suite against baselines/<suite>/<model>.json
+  promptgate gate                                each suite against baselines/<suite>/<model>.json
   promptgate gate --margin 0.02                  tolerate drops up to 2 points
   promptgate gate --sampling sequential          stop sampling as soon as the verdict is clear
   promptgate gate --format markdown >> \"$GITHUB_STEP_SUMMARY\"
@@ -61,7 +61,8 @@ Examples:
 
 Pairs each case with its baseline outcome and tests one-sided H0: drop <= margin with the paired
 t-test (or --exact), Holm-adjusted across the suite x model pairs of the run. Exit 1 only on a
-significant drop; new cases are reported, not gated; create baselines with `promptgate baseline update`.";
+significant drop; new cases are reported, not gated; create baselines with
+`promptgate baseline update`.";
 
 const MERGE_AFTER_HELP: &str = "\
 Examples (a CI matrix of 3 jobs, then one job that merges; ci/github/promptgate-sharded.yml):
@@ -85,11 +86,11 @@ Examples:
   promptgate drift --suite triage --format markdown --out drift.json
   promptgate drift --epoch weekly-2026-49        name the epoch yourself
 
-Samples the suites again, live, with the prompts unchanged, and compares each suite x model with its
-baseline: the gate's paired test, two-sided (the model may have got better or worse), Holm-adjusted
-across pairs. The answers are cached under a sampling epoch (default: drift-<today, UTC>), apart from
-the answers that made the baseline, which stay in the cache; a second canary in the same epoch costs
-nothing. Exit 7 when any pair drifted, 3 when inconclusive, 0 otherwise.";
+Samples the suites again, live, with the prompts unchanged, and compares each suite x model with
+its baseline: the gate's paired test, two-sided (the model may have got better or worse),
+Holm-adjusted across pairs. The answers are cached under a sampling epoch (default: drift-<today,
+UTC>), apart from the answers that made the baseline, which stay in the cache; a second canary in
+the same epoch costs nothing. Exit 7 when any pair drifted, 3 when inconclusive, 0 otherwise.";
 
 const COMPARE_AFTER_HELP: &str = "\
 Examples:
@@ -99,9 +100,10 @@ Examples:
   promptgate compare --model gpt-4o-mini --model claude-3-5-sonnet --out compare.html
 
 Rows are every --model × --prompt (a prompt is `default`, a name from the suite's `variants`, or a
-path to a prompt file). Every row after the first is compared with the first, case by case: the difference in
-accuracy with its interval and a two-sided paired p-value, Holm-adjusted across rows. Cost uses
-each model's price_input_per_million / price_output_per_million from the config.";
+path to a prompt file). Every row after the first is compared with the first, case by case: the
+difference in accuracy with its interval and a two-sided paired p-value, Holm-adjusted across
+rows. Cost uses each model's price_input_per_million / price_output_per_million from the config.
+--case and --tag compare some of the cases, as they run some of them in `promptgate run`.";
 
 const PLAN_AFTER_HELP: &str = "\
 Examples:
@@ -977,6 +979,34 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// clap wraps help at 100 columns when stdout is not a terminal: a longer line of an
+    /// example or an exit code would break in mid-phrase, under the wrong column.
+    #[test]
+    fn hand_laid_help_fits_100_columns() {
+        for (name, text) in [
+            ("LONG_ABOUT", LONG_ABOUT),
+            ("HELP_TABLE", exit_code::HELP_TABLE),
+            ("INIT", INIT_AFTER_HELP),
+            ("RUN", RUN_AFTER_HELP),
+            ("GATE", GATE_AFTER_HELP),
+            ("DRIFT", DRIFT_AFTER_HELP),
+            ("COMPARE", COMPARE_AFTER_HELP),
+            ("MERGE", MERGE_AFTER_HELP),
+            ("RECORD", RECORD_AFTER_HELP),
+            ("PLAN", PLAN_AFTER_HELP),
+            ("CACHE_EXPORT", CACHE_EXPORT_AFTER_HELP),
+            ("CACHE_PRUNE", CACHE_PRUNE_AFTER_HELP),
+        ] {
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= 100,
+                    "{name}: {} columns: {line}",
+                    line.chars().count()
+                );
+            }
+        }
     }
 
     #[test]

@@ -32,8 +32,8 @@ Exit codes:
   0  success: ran, and no significant regression
   1  significant regression against the baseline
   2  bad usage, configuration, case or prompt
-  3  inconclusive: too many provider failures, an unreachable provider, a cache miss under --offline,
-     or more calls to make than --max-calls allows
+  3  inconclusive: too many provider failures, an unreachable provider, a cache miss under
+     --offline, or more calls to make than --max-calls allows
   4  nothing selected to run
   5  record: an equal case exists, so that finding was not recorded again
   6  I/O or internal failure: a write, the cache or promptgate itself failed (not your input)
