@@ -161,6 +161,7 @@ Examples:
   promptgate run --out report.html               a page with every case, its prompt and answers
   promptgate run --case p7 -k 10 -v              one case, 10 samples: is the fix right every time?
   promptgate run --tag guardduty --case 'sg-*'   the cases with that tag whose id starts with sg-
+  promptgate run --case 'eks-*' --list           which cases that chooses; nothing is called
 
 A second run of the same selection makes no provider call: every answer comes from the cache.
 Provider failures are retried (honouring Retry-After), counted, and never graded as wrong
@@ -358,6 +359,10 @@ struct RunArgs {
     selection: SelectionArgs,
     #[command(flatten)]
     cases: CaseFilterArgs,
+    /// List the cases the run would ask about (with --case and --tag: those they choose), one
+    /// a line, and exit: nothing is rendered or called. --format json for a machine.
+    #[arg(long, conflicts_with_all = ["dry_run", "shard", "batch", "out"])]
+    list: bool,
     #[command(flatten)]
     batch: BatchArgs,
     #[command(flatten)]
@@ -727,6 +732,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 model: args.model.clone(),
             };
             command::init::init(&options, console)
+        }),
+        Command::Run(args) if args.list => with_console(|console| {
+            let options = RunOptions {
+                case_filter: args.cases.filter()?,
+                ..run_options(&cli.global, &args.selection)
+            };
+            let json = args.output.format == OutputFormat::Json;
+            command::run::list(&options, json, console)
         }),
         Command::Run(args) => with_console(|console| {
             command::run::run(

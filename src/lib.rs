@@ -26,6 +26,7 @@ pub mod batch;
 pub mod cache;
 pub mod case;
 pub mod case_filter;
+pub mod case_list;
 pub mod cli;
 pub mod command;
 pub mod compare;

@@ -835,7 +835,11 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
         let mut suite_cases = 0;
         case::for_each_case(&config.resolve(&suite.cases), &config.root, |loaded| {
             suite_cases += 1;
-            if !options.case_filter.as_ref().is_none_or(|f| f.matches(&loaded.case)) {
+            if !options
+                .case_filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&loaded.case.id, &loaded.case.tags))
+            {
                 // Left out before rendering: a case being written elsewhere does not stop
                 // the run of the one being fixed.
                 left_out.note(suite_name, &loaded.case.id);

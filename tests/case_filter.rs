@@ -178,3 +178,59 @@ fn compare_says_which_cases_it_compared() {
         .expect("compare");
     assert!(String::from_utf8_lossy(&output.stdout).contains("2 of 12 cases, chosen by --tag 'ssh'"));
 }
+
+#[test]
+fn list_names_the_chosen_cases_without_rendering_or_calling_anything() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    // A case the template cannot render is still listed: nothing is rendered.
+    let path = project.file("cases/s/cases.jsonl");
+    let mut lines = std::fs::read_to_string(&path).expect("cases");
+    lines.push_str("{\"id\": \"draft\", \"vars\": {}, \"expect\": {\"label\": \"notify\"}, \"tags\": [\"ssh\"]}\n");
+    std::fs::write(&path, lines).expect("write");
+
+    let output = project
+        .command()
+        .args(["run", "--list", "--tag", "ssh"])
+        .output()
+        .expect("list");
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let listed: Vec<Vec<&str>> = text
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ["s/c03", "ssh", "cases/s/cases.jsonl:4"],
+            ["s/c07", "ssh,ec2", "cases/s/cases.jsonl:8"],
+            ["s/draft", "ssh", "cases/s/cases.jsonl:13"],
+        ],
+        "{text}"
+    );
+    assert!(text.ends_with("\n3 of 13 cases in 1 suite\n"), "{text}");
+
+    let (list, code) = project.json(&["run", "--list", "--case", "c1*"]);
+    assert_eq!(code, 0);
+    assert_eq!(list["kind"], "case_list");
+    assert_eq!(list["suites"][0]["suite_cases"], 13);
+    let ids: Vec<&str> = list["suites"][0]["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|case| case["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["c10", "c11"]);
+    assert_eq!(list["suites"][0]["cases"][0]["line"], 11);
+
+    let none = project
+        .command()
+        .args(["run", "--list", "--case", "zz"])
+        .output()
+        .expect("list");
+    assert_eq!(none.status.code(), Some(4));
+    assert_eq!(server.request_count(), 0);
+    assert!(!project.file(".promptgate/cache.sqlite").exists());
+}

@@ -86,6 +86,17 @@ fn whole_suites(options: &RunOptions, command: &str) -> Result<(), Error> {
     }
 }
 
+/// `promptgate run --list`: the cases the run would ask about, as JSON or a line each.
+pub fn list(options: &RunOptions, json: bool, console: &mut Console) -> Result<i32, Error> {
+    let config = config::Config::load(&options.config_path)?;
+    let list = crate::case_list::list(&config, &options.suites, options.case_filter.as_ref())?;
+    console.print(&match json {
+        true => list.json()?,
+        false => list.terminal(),
+    })?;
+    Ok(exit_code::SUCCESS)
+}
+
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     if options.dry_run {
