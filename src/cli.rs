@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::command::{self, Console};
 use crate::config;
@@ -251,7 +251,19 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Print a shell's completion script (commands, flags and their values) on stdout.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Examples:
+  promptgate completions bash > ~/.local/share/bash-completion/completions/promptgate
+  promptgate completions zsh > \"${fpath[1]}/_promptgate\"
+  promptgate completions fish > ~/.config/fish/completions/promptgate.fish";
 
 #[derive(Debug, Subcommand)]
 enum BaselineCommand {
@@ -894,6 +906,12 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let options = run_options(&cli.global, &SelectionArgs::default());
             with_console(|console| command::merge::merge(&merge, &options, &output, compare_output.as_ref(), console))
         }
+        Command::Completions { shell } => with_console(|console| {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "promptgate", &mut script);
+            console.print(&String::from_utf8_lossy(&script))?;
+            Ok(crate::exit_code::SUCCESS)
+        }),
         Command::Cache { command } => {
             use command::cache::{self, CacheOptions};
             let options = CacheOptions {
@@ -987,7 +1005,6 @@ fn baseline_dir(global: &GlobalArgs, flag: Option<&PathBuf>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -1011,6 +1028,7 @@ mod tests {
             ("PLAN", PLAN_AFTER_HELP),
             ("CACHE_EXPORT", CACHE_EXPORT_AFTER_HELP),
             ("CACHE_PRUNE", CACHE_PRUNE_AFTER_HELP),
+            ("COMPLETIONS", COMPLETIONS_AFTER_HELP),
         ] {
             for line in text.lines() {
                 assert!(
