@@ -161,8 +161,13 @@ pub fn answer_text(response: &Response) -> String {
     text
 }
 
-/// The rendered prompt as text: each message under its role, then the tools it offers.
+/// The rendered prompt as text, cut to [`PROMPT_CHARS`]: [`prompt_text_whole`].
 pub fn prompt_text(prompt: &RenderedPrompt) -> String {
+    cut(&prompt_text_whole(prompt), PROMPT_CHARS)
+}
+
+/// The rendered prompt as text: each message under its role, then the tools it offers.
+pub fn prompt_text_whole(prompt: &RenderedPrompt) -> String {
     let mut text = String::new();
     for message in &prompt.messages {
         text.push_str(&format!("[{}]\n{}\n\n", message.role, message.content));
@@ -171,7 +176,8 @@ pub fn prompt_text(prompt: &RenderedPrompt) -> String {
         let names: Vec<&str> = prompt.tools.iter().map(|t| t.name.as_str()).collect();
         text.push_str(&format!("[tools] {}\n", names.join(", ")));
     }
-    cut(text.trim_end(), PROMPT_CHARS)
+    text.truncate(text.trim_end().len());
+    text
 }
 
 /// What a case checks, from its variables in order: each text variable (a rule, a chat

@@ -162,6 +162,7 @@ Examples:
   promptgate run --case p7 -k 10 -v              one case, 10 samples: is the fix right every time?
   promptgate run --tag guardduty --case 'sg-*'   the cases with that tag whose id starts with sg-
   promptgate run --case 'eks-*' --list           which cases that chooses; nothing is called
+  promptgate run --case p7 --show-prompts        what the model is asked in case p7
 
 A second run of the same selection makes no provider call: every answer comes from the cache.
 Provider failures are retried (honouring Retry-After), counted, and never graded as wrong
@@ -375,6 +376,11 @@ struct RunArgs {
     /// a line, and exit: nothing is rendered or called. --format json for a machine.
     #[arg(long, conflicts_with_all = ["dry_run", "shard", "batch", "out"])]
     list: bool,
+    /// Print each chosen case's rendered prompt (its messages, response schema and tools, as
+    /// the run would send them) and exit: nothing is called. Narrow it with --case, --tag,
+    /// --suite and --prompt; --format json for a machine.
+    #[arg(long, conflicts_with_all = ["dry_run", "shard", "batch", "out", "list"])]
+    show_prompts: bool,
     #[command(flatten)]
     batch: BatchArgs,
     #[command(flatten)]
@@ -752,6 +758,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             };
             let json = args.output.format == OutputFormat::Json;
             command::run::list(&options, json, console)
+        }),
+        Command::Run(args) if args.show_prompts => with_console(|console| {
+            let options = RunOptions {
+                case_filter: args.cases.filter()?,
+                ..run_options(&cli.global, &args.selection)
+            };
+            let json = args.output.format == OutputFormat::Json;
+            command::run::show_prompts(&options, json, console)
         }),
         Command::Run(args) => with_console(|console| {
             command::run::run(

@@ -54,6 +54,7 @@ pub mod prompt;
 pub mod prompt_store;
 pub mod provider;
 pub mod record;
+pub mod rendered;
 pub mod report;
 pub mod robustness;
 pub mod run;

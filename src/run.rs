@@ -325,6 +325,32 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
     })
 }
 
+/// `--show-prompts`: the prompt of each case `options` selects, rendered as a run renders it,
+/// once per suite and prompt version (a prompt does not depend on the model), without the
+/// robustness families' variants. Nothing is called, and the cache is not opened.
+pub fn rendered(options: &RunOptions) -> Result<crate::rendered::Rendered, Error> {
+    let config = Config::load(&options.config_path)?;
+    let mut shown: Vec<(&str, &str)> = Vec::new();
+    let mut prompts = Vec::new();
+    let selections = select(&config, options)?;
+    for selection in &selections {
+        let version = (selection.suite.as_str(), selection.prompt_name.as_str());
+        if selection.family.is_some() || shown.contains(&version) {
+            continue;
+        }
+        shown.push(version);
+        for (index, id) in selection.cases.ids().enumerate() {
+            prompts.push(crate::rendered::RenderedCase {
+                suite: selection.suite.clone(),
+                prompt: selection.prompt_name.clone(),
+                case: id.to_string(),
+                rendered: selection.prompts.get(index)?,
+            });
+        }
+    }
+    Ok(crate::rendered::Rendered::new(prompts))
+}
+
 /// `--dry-run`: what a run of `options` would ask, found without asking. Every prompt is
 /// rendered and `precondition` checked as for a run; then every request of a fixed sampling
 /// (a sequential gate's most) is looked up in the cache, opened read-only (none yet: nothing

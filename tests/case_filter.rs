@@ -1,5 +1,6 @@
-//! `--case` and `--tag`: run some of a suite's cases against the fake server, which counts and
-//! names every request it is sent (each prompt carries `case=ID`).
+//! `--case` and `--tag` run some of a suite's cases, `--list` names them and `--show-prompts`
+//! shows what they ask, against the fake server, which counts and names every request it is
+//! sent (each prompt carries `case=ID`).
 
 mod support;
 
@@ -231,6 +232,63 @@ fn list_names_the_chosen_cases_without_rendering_or_calling_anything() {
         .output()
         .expect("list");
     assert_eq!(none.status.code(), Some(4));
+    assert_eq!(server.request_count(), 0);
+    assert!(!project.file(".promptgate/cache.sqlite").exists());
+}
+
+#[test]
+fn show_prompts_prints_what_each_chosen_case_asks_once_whatever_the_models() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = project(&server);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).expect("config");
+    let config = config
+        .replace(
+            "[suites.s]",
+            "[models.m2]\nprovider = \"fake\"\nmodel = \"other\"\nmax_tokens = 50\n\n[suites.s]",
+        )
+        .replace("models = [\"m\"]", "models = [\"m\", \"m2\"]");
+    project.write("promptgate.toml", &config);
+    // A finding is input: an escape sequence in it must not reach the terminal.
+    let path = project.file("cases/s/cases.jsonl");
+    let mut lines = std::fs::read_to_string(&path).expect("cases");
+    lines.push_str("{\"id\": \"esc\", \"vars\": {\"rule\": \"clear\\u001b[2J\", \"finding\": {}}, \"expect\": {\"label\": \"notify\"}}\n");
+    std::fs::write(&path, lines).expect("write");
+
+    let output = project
+        .command()
+        .args(["run", "--show-prompts", "--case", "c01", "--case", "esc"])
+        .output()
+        .expect("show");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.matches("──── s / c01 ────").count(),
+        1,
+        "once for two models: {text}"
+    );
+    assert!(
+        text.contains("[system]\nAnswer suppress or notify.\n\n[user]\ncase=c01\nRule: rule 1\nFinding: {"),
+        "{text}"
+    );
+    assert!(text.contains("[response schema] decision"), "{text}");
+    assert!(text.contains("Rule: clear\u{fffd}[2J"), "{text}");
+    assert!(!text.contains('\u{1b}'), "an escape reached the terminal");
+
+    let (shown, code) = project.json(&["run", "--show-prompts", "--case", "c01"]);
+    assert_eq!(code, 0);
+    assert_eq!(shown["kind"], "rendered_prompts");
+    assert_eq!(shown["prompts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(shown["prompts"][0]["case"], "c01");
+    assert_eq!(shown["prompts"][0]["rendered"]["messages"][1]["role"], "user");
+    assert!(shown["prompts"][0]["rendered"]["messages"][1]["content"]
+        .as_str()
+        .is_some_and(|content| content.starts_with("case=c01\n")));
+    assert_eq!(shown["prompts"][0]["rendered"]["response_schema"]["name"], "decision");
     assert_eq!(server.request_count(), 0);
     assert!(!project.file(".promptgate/cache.sqlite").exists());
 }

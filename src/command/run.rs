@@ -97,6 +97,16 @@ pub fn list(options: &RunOptions, json: bool, console: &mut Console) -> Result<i
     Ok(exit_code::SUCCESS)
 }
 
+/// `promptgate run --show-prompts`: each chosen case's rendered prompt, as JSON or text.
+pub fn show_prompts(options: &RunOptions, json: bool, console: &mut Console) -> Result<i32, Error> {
+    let rendered = run::rendered(options)?;
+    console.print(&match json {
+        true => rendered.json()?,
+        false => rendered.terminal(),
+    })?;
+    Ok(exit_code::SUCCESS)
+}
+
 /// `promptgate run`.
 pub fn run(options: &RunOptions, output: &Output, console: &mut Console) -> Result<i32, Error> {
     if options.dry_run {
