@@ -664,6 +664,39 @@ fn fuzz_retry_after_headers() {
 }
 
 #[test]
+fn fuzz_case_filters() {
+    use promptgate::case_filter::CaseFilter;
+    let seeds: Vec<Vec<u8>> = ["eks-*", "p?", "c01", "a.b[c]+?*", "検知-*", "*a*a*a*a*a*a*b"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    let ids = [
+        "eks-nodegroup-prod",
+        "p7",
+        "c01",
+        "a.b[c]+x",
+        "検知-1",
+        &"a".repeat(5000),
+    ];
+    campaign("case-filter", seeds, vec![], inputs_per_target(1000), |input| {
+        let pattern = text(input);
+        let Ok(Some(filter)) = CaseFilter::new(std::slice::from_ref(&pattern), &[]) else {
+            return;
+        };
+        for id in ids {
+            let hit = filter.matches(id, &[]);
+            // Without a wildcard a pattern is the id itself; `*` alone is every id.
+            if !pattern.contains(['*', '?']) {
+                assert_eq!(hit, pattern == id, "{pattern:?} on {id:?}");
+            }
+            if pattern.chars().all(|c| c == '*') {
+                assert!(hit, "{pattern:?} on {id:?}");
+            }
+        }
+    });
+}
+
+#[test]
 fn fuzz_cache_imports() {
     let dir = tempfile::tempdir().expect("dir");
     let cache = promptgate::cache::Cache::open(&dir.path().join("c.sqlite")).expect("cache");
