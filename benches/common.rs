@@ -5,32 +5,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use promptgate::env::EnvVars;
-use promptgate::stats::IntervalMethod;
 use promptgate::{RunOptions, RunRecord};
 
 /// Run options for the project in `dir`, as the command line would build them.
 pub fn options(dir: &Path, samples: u32, concurrency: usize, offline: bool) -> RunOptions {
     RunOptions {
-        config_path: dir.join("promptgate.toml"),
-        cache_path: dir.join(".promptgate/cache.sqlite"),
-        suites: vec![],
-        prompts: Vec::new(),
-        models: vec![],
         samples: Some(samples),
         concurrency: Some(concurrency),
         offline,
-        max_error_rate: None,
-        interval: IntervalMethod::default(),
-        progress: false,
-        env: EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
-        sequential: None,
-        epoch: None,
-        answers: false,
-        shard: None,
-        batch: false,
-        dry_run: false,
-        max_calls: None,
-        case_filter: None,
+        ..RunOptions::new(
+            dir.join("promptgate.toml"),
+            dir.join(".promptgate/cache.sqlite"),
+            EnvVars::from_pairs([("OPENAI_API_KEY", "bench")]),
+        )
     }
 }
 

@@ -91,14 +91,24 @@ impl Filtered {
 
     /// The flags as a shell would take them again: `--case 'p*' --tag 'ssh'`.
     pub fn flags(&self) -> String {
-        let quoted = |flag: &str, value: &str| format!("{flag} '{}'", value.replace('\'', "'\\''"));
-        let mut flags: Vec<String> = self.case.iter().map(|p| quoted("--case", p)).collect();
-        flags.extend(self.tag.iter().map(|t| quoted("--tag", t)));
-        flags.join(" ")
+        flags(&self.case, &self.tag)
     }
 }
 
+/// `--case` and `--tag` values as a shell would take them again: `--case 'p*' --tag 'ssh'`.
+fn flags(cases: &[String], tags: &[String]) -> String {
+    let quoted = |flag: &str, value: &str| format!("{flag} '{}'", value.replace('\'', "'\\''"));
+    let mut flags: Vec<String> = cases.iter().map(|p| quoted("--case", p)).collect();
+    flags.extend(tags.iter().map(|t| quoted("--tag", t)));
+    flags.join(" ")
+}
+
 impl CaseFilter {
+    /// The flags that made this filter, as a shell would take them again.
+    pub fn flags(&self) -> String {
+        flags(&self.texts, &self.tags)
+    }
+
     /// The filter of `--case patterns` and `--tag tags`; `None` when neither is given.
     pub fn new(patterns: &[String], tags: &[String]) -> Result<Option<CaseFilter>, Error> {
         if patterns.is_empty() && tags.is_empty() {
@@ -176,10 +186,7 @@ impl LeftOut {
 
     /// The error of a filter that chose no case of the selected suites.
     pub fn nothing_matched(&self, filter: &CaseFilter) -> Error {
-        let message = format!(
-            "no case of the selected suites is chosen by {}",
-            filter.filtered(0, 0).flags()
-        );
+        let message = format!("no case of the selected suites is chosen by {}", filter.flags());
         let mut hint: Vec<String> = self
             .suites
             .iter()

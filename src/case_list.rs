@@ -97,9 +97,7 @@ pub fn list(config: &Config, suites: &[String], filter: Option<&CaseFilter>) -> 
 
 impl CaseList {
     pub fn json(&self) -> Result<String, Error> {
-        serde_json::to_string_pretty(self)
-            .map(|text| text + "\n")
-            .map_err(|e| Error::internal(format!("failed to write the case list as JSON: {e}")))
+        crate::report::pretty_json(self, "the case list")
     }
 
     /// One line a case, `suite/id  tags  file:line`, ready for `grep` and `cut`; then the

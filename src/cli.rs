@@ -751,21 +751,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             };
             command::init::init(&options, console)
         }),
-        Command::Run(args) if args.list => with_console(|console| {
+        Command::Run(args) if args.list || args.show_prompts => with_console(|console| {
             let options = RunOptions {
                 case_filter: args.cases.filter()?,
                 ..run_options(&cli.global, &args.selection)
             };
             let json = args.output.format == OutputFormat::Json;
-            command::run::list(&options, json, console)
-        }),
-        Command::Run(args) if args.show_prompts => with_console(|console| {
-            let options = RunOptions {
-                case_filter: args.cases.filter()?,
-                ..run_options(&cli.global, &args.selection)
-            };
-            let json = args.output.format == OutputFormat::Json;
-            command::run::show_prompts(&options, json, console)
+            match args.list {
+                true => command::run::list(&options, json, console),
+                false => command::run::show_prompts(&options, json, console),
+            }
         }),
         Command::Run(args) => with_console(|console| {
             command::run::run(
@@ -957,8 +952,6 @@ fn with_console(command: impl FnOnce(&mut Console) -> Result<i32, Error>) -> Res
 
 fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
     RunOptions {
-        config_path: global.config.clone(),
-        cache_path: global.cache.clone(),
         suites: args.suites.clone(),
         models: args.models.clone(),
         prompts: args.prompts.clone(),
@@ -972,15 +965,10 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
             IntervalMethod::default()
         },
         progress: !global.quiet && std::io::stderr().is_terminal(),
-        env: EnvVars::from_process(),
-        sequential: None,
-        epoch: None,
-        answers: false,
         shard: args.shard,
-        batch: false,
         dry_run: args.dry_run,
         max_calls: args.max_calls,
-        case_filter: None,
+        ..RunOptions::new(global.config.clone(), global.cache.clone(), EnvVars::from_process())
     }
 }
 

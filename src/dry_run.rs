@@ -260,9 +260,7 @@ impl DryRun {
 
     /// The JSON form, pretty-printed, with a final newline.
     pub fn json(&self) -> Result<String, Error> {
-        serde_json::to_string_pretty(self)
-            .map(|text| text + "\n")
-            .map_err(|e| Error::internal(format!("failed to write the dry run as JSON: {e}")))
+        crate::report::pretty_json(self, "the dry run")
     }
 
     /// The table a person reads, and what it rests on.

@@ -46,9 +46,7 @@ impl Rendered {
     }
 
     pub fn json(&self) -> Result<String, Error> {
-        serde_json::to_string_pretty(self)
-            .map(|text| text + "\n")
-            .map_err(|e| Error::internal(format!("failed to write the rendered prompts as JSON: {e}")))
+        crate::report::pretty_json(self, "the rendered prompts")
     }
 
     /// Each prompt under a rule naming its suite, version and case: its messages whole, under

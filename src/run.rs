@@ -80,6 +80,35 @@ pub struct RunOptions {
     pub case_filter: Option<CaseFilter>,
 }
 
+impl RunOptions {
+    /// Every suite on its own models, prompts and k, online, with nothing else asked: what a
+    /// caller then changes the fields of.
+    pub fn new(config_path: PathBuf, cache_path: PathBuf, env: EnvVars) -> RunOptions {
+        RunOptions {
+            config_path,
+            cache_path,
+            suites: Vec::new(),
+            models: Vec::new(),
+            prompts: Vec::new(),
+            samples: None,
+            concurrency: None,
+            offline: false,
+            max_error_rate: None,
+            interval: IntervalMethod::default(),
+            progress: false,
+            env,
+            sequential: None,
+            epoch: None,
+            answers: false,
+            shard: None,
+            batch: false,
+            dry_run: false,
+            max_calls: None,
+            case_filter: None,
+        }
+    }
+}
+
 /// What a sequential gate needs to decide between looks: the baselines and the test.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SequentialOptions {
@@ -248,11 +277,10 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
             }
             if let Some(filter) = &options.case_filter {
                 // `merge` rebuilds whole suites; a subset's shards would merge into one.
-                return Err(Error::usage(format!(
-                    "the cases chosen by {} are not sharded",
-                    filter.filtered(0, 0).flags()
-                ))
-                .with_hint("run the chosen cases whole, or shard every case"));
+                return Err(
+                    Error::usage(format!("the cases chosen by {} are not sharded", filter.flags()))
+                        .with_hint("run the chosen cases whole, or shard every case"),
+                );
             }
             Some(shard_record(shard, &selections, &settings)?)
         }
@@ -1304,26 +1332,15 @@ mod tests {
 
     fn options(config: &Config, answers: bool) -> RunOptions {
         RunOptions {
-            config_path: config.path.clone(),
-            cache_path: config.root.join("cache.sqlite"),
-            suites: vec![],
-            models: vec![],
             prompts: vec!["default".into(), "en".into()],
             samples: Some(2),
-            concurrency: None,
             offline: true,
-            max_error_rate: None,
-            interval: IntervalMethod::default(),
-            progress: false,
-            env: EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]),
-            sequential: None,
-            epoch: None,
             answers,
-            shard: None,
-            batch: false,
-            dry_run: false,
-            max_calls: None,
-            case_filter: None,
+            ..RunOptions::new(
+                config.path.clone(),
+                config.root.join("cache.sqlite"),
+                EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]),
+            )
         }
     }
 

@@ -218,31 +218,16 @@ fn the_gate_command_runs_in_process_and_checks_its_baselines_first() {
     use promptgate::gate::GateOptions;
     use promptgate::report::{Format, Style};
     use promptgate::secrets::Secrets;
-    use promptgate::stats::IntervalMethod;
 
     let server = server(|case, _| case < 8);
     let project = Project::new(&server.base_url, &labels(24), 3, "");
     let options = promptgate::RunOptions {
-        config_path: project.file("promptgate.toml"),
-        cache_path: project.file(".promptgate/cache.sqlite"),
-        suites: vec![],
-        models: vec![],
-        prompts: vec![],
-        samples: None,
         concurrency: Some(4),
-        offline: false,
-        max_error_rate: None,
-        interval: IntervalMethod::default(),
-        progress: false,
-        env: EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
-        sequential: None,
-        epoch: None,
-        answers: false,
-        shard: None,
-        batch: false,
-        dry_run: false,
-        max_calls: None,
-        case_filter: None,
+        ..promptgate::RunOptions::new(
+            project.file("promptgate.toml"),
+            project.file(".promptgate/cache.sqlite"),
+            EnvVars::from_pairs([("OPENAI_API_KEY", "sk-inprocess-0123456789abcdef")]),
+        )
     };
     let gate = GateOptions {
         baseline_dir: project.file("baselines"),

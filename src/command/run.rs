@@ -79,7 +79,7 @@ fn whole_suites(options: &RunOptions, command: &str) -> Result<(), Error> {
     match &options.case_filter {
         Some(filter) => Err(Error::usage(format!(
             "{command} judges whole suites, not the cases chosen by {}",
-            filter.filtered(0, 0).flags()
+            filter.flags()
         ))
         .with_hint("run some cases with `promptgate run --case`; gate and baselines take every case")),
         None => Ok(()),
@@ -345,5 +345,39 @@ fn batch_notes(record: &RunRecord, console: &mut Console) {
     ));
     for note in &batch.notes {
         console.note(&format!("batch: {note}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gate`, `drift` and `update_baselines` call this first: the command line never gives
+    /// them a filter, a library caller might.
+    #[test]
+    fn commands_that_judge_whole_suites_refuse_a_subset() {
+        let filter = crate::case_filter::CaseFilter::new(&["p7".into()], &["ssh".into()]).unwrap();
+        let error = whole_suites(
+            &RunOptions {
+                case_filter: filter,
+                ..testing_options()
+            },
+            "the gate",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the gate judges whole suites, not the cases chosen by --case 'p7' --tag 'ssh'"
+        );
+        assert!(error.hint().is_some());
+        assert!(whole_suites(&testing_options(), "the gate").is_ok());
+    }
+
+    fn testing_options() -> RunOptions {
+        RunOptions::new(
+            "promptgate.toml".into(),
+            "cache.sqlite".into(),
+            crate::env::EnvVars::from_pairs([("OPENAI_API_KEY", "unused")]),
+        )
     }
 }

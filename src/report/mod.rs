@@ -110,11 +110,16 @@ impl Exporter<CompareRecord> for CompareExporter {
             CompareFormat::Terminal => compare::terminal(record),
             CompareFormat::Markdown => compare::markdown(record),
             CompareFormat::Html => html::compare_page(record),
-            CompareFormat::Json => {
-                serde_json::to_string_pretty(record).map_err(|e| Error::internal(e.to_string()))? + "\n"
-            }
+            CompareFormat::Json => pretty_json(record, "the comparison")?,
         })
     }
+}
+
+/// `value` as indented JSON and a final line break: what a command prints for `--format json`.
+pub(crate) fn pretty_json(value: &impl serde::Serialize, what: &str) -> Result<String, Error> {
+    serde_json::to_string_pretty(value)
+        .map(|text| text + "\n")
+        .map_err(|e| Error::internal(format!("failed to write {what} as JSON: {e}")))
 }
 
 /// The exporter for a comparison format.
