@@ -40,6 +40,9 @@ pub struct Selected {
     pub samples_per_case: u32,
     /// Whether a sequential gate may stop before `samples_per_case` (so `to_call` is a most).
     pub sequential: bool,
+    /// Set when `--case` or `--tag` chose the cases, as in a run's record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<crate::case_filter::Filtered>,
 }
 
 /// A judge's calls, for a suite whose answers a judge model grades.
@@ -321,6 +324,17 @@ impl DryRun {
                 totals.judge_to_call, totals.judge_at_most_for_new_answers
             ));
         }
+        for row in &self.rows {
+            let Some(filtered) = &row.selected.filtered else {
+                continue;
+            };
+            // A family's row (`suite~family`) has its suite's subset.
+            let suite = row.selected.suite.split('~').next().unwrap_or_default();
+            let note = format!("subset {suite}: {}", filtered.summary());
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         if self.rows.iter().any(|r| r.selected.sequential) {
             notes.push(
                 "≤k: a sequential gate stops sampling as soon as its verdict is clear, so it calls at most this many."
@@ -370,6 +384,7 @@ mod tests {
                 cases: 4,
                 samples_per_case: 3,
                 sequential: false,
+                filtered: None,
             },
             requests,
             cached,

@@ -465,6 +465,7 @@ fn requests(
                 cases: selection.cases.len(),
                 samples_per_case: selection.samples,
                 sequential: options.sequential.is_some(),
+                filtered: selection.filtered.clone(),
             },
             requests,
             cached,

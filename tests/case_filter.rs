@@ -66,6 +66,24 @@ fn only_the_chosen_cases_are_asked_and_the_record_says_it_is_a_subset() {
         1,
         "{text}"
     );
+    // A dry run of the subset counts its requests and says it is a subset.
+    let (plan, code) = project.json(&["run", "--dry-run", "--case", "c01", "--case", "c1?", "--case", "c02"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (
+            plan["rows"][0]["requests"].as_u64(),
+            plan["rows"][0]["to_call"].as_u64()
+        ),
+        (Some(8), Some(2)),
+        "{plan}"
+    );
+    assert_eq!(plan["rows"][0]["filtered"]["chosen"], 4);
+    let dry = project
+        .command()
+        .args(["run", "--dry-run", "--case", "c01"])
+        .output()
+        .expect("dry run");
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("subset s: 1 of 12 cases, chosen by --case 'c01'"));
     let (whole, code) = project.json(&["run"]);
     assert_eq!(code, 0);
     assert!(whole["results"][0].get("filtered").is_none(), "{whole}");
