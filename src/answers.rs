@@ -161,23 +161,9 @@ pub fn answer_text(response: &Response) -> String {
     text
 }
 
-/// The rendered prompt as text, cut to [`PROMPT_CHARS`]: [`prompt_text_whole`].
+/// The rendered prompt as text ([`RenderedPrompt::text`]), cut to [`PROMPT_CHARS`].
 pub fn prompt_text(prompt: &RenderedPrompt) -> String {
-    cut(&prompt_text_whole(prompt), PROMPT_CHARS)
-}
-
-/// The rendered prompt as text: each message under its role, then the tools it offers.
-pub fn prompt_text_whole(prompt: &RenderedPrompt) -> String {
-    let mut text = String::new();
-    for message in &prompt.messages {
-        text.push_str(&format!("[{}]\n{}\n\n", message.role, message.content));
-    }
-    if !prompt.tools.is_empty() {
-        let names: Vec<&str> = prompt.tools.iter().map(|t| t.name.as_str()).collect();
-        text.push_str(&format!("[tools] {}\n", names.join(", ")));
-    }
-    text.truncate(text.trim_end().len());
-    text
+    cut(&prompt.text(), PROMPT_CHARS)
 }
 
 /// What a case checks, from its variables in order: each text variable (a rule, a chat

@@ -149,6 +149,22 @@ pub struct RenderedPrompt {
     pub tool_choice: Option<ToolChoice>,
 }
 
+impl RenderedPrompt {
+    /// The prompt as a person reads it: each message under its role, then the tools it offers.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for message in &self.messages {
+            text.push_str(&format!("[{}]\n{}\n\n", message.role, message.content));
+        }
+        if !self.tools.is_empty() {
+            let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+            text.push_str(&format!("[tools] {}\n", names.join(", ")));
+        }
+        text.truncate(text.trim_end().len());
+        text
+    }
+}
+
 impl Prompt {
     /// Read, parse and compile a prompt file.
     pub fn load(path: &Path) -> Result<Prompt, Error> {

@@ -65,7 +65,7 @@ impl Rendered {
                 one_line(&shown.case)
             );
             // A finding is input: its escape sequences are shown, never acted on.
-            out.push_str(&printable_lines(&crate::answers::prompt_text_whole(&shown.rendered)));
+            out.push_str(&printable_lines(&shown.rendered.text()));
             if let Some(schema) = &shown.rendered.response_schema {
                 let _ = writeln!(out, "\n[response schema] {}", one_line(&schema.name));
             }
