@@ -34,6 +34,22 @@ fn the_starter_project_runs_baselines_and_gates_as_written() {
         .success();
     let said = String::from_utf8_lossy(&init.get_output().stdout).into_owned();
     assert!(said.contains("promptgate run --dry-run"), "{said}");
+    // The prompt of the case the next steps name, as printed there.
+    assert!(
+        said.contains("promptgate run --show-prompts --case sg-prod-web"),
+        "{said}"
+    );
+    let shown = project
+        .command()
+        .args(["run", "--show-prompts", "--case", "sg-prod-web"])
+        .assert()
+        .success();
+    let shown = String::from_utf8_lossy(&shown.get_output().stdout).into_owned();
+    assert!(
+        shown.starts_with("──── triage / sg-prod-web ────\n[system]\n"),
+        "{shown}"
+    );
+    assert_eq!(server.request_count(), 0, "showing a prompt calls nothing");
 
     let (plan, code) = project.json(&["run", "--dry-run"]);
     assert_eq!(code, 0);

@@ -152,16 +152,17 @@ fn next_steps(dir: &Path, local: bool) -> String {
     let key = if local {
         ""
     } else {
-        "  export OPENAI_API_KEY=...               # the key stays in the environment, never in a file\n"
+        "  export OPENAI_API_KEY=...                         # the key stays in the environment, never in a file\n"
     };
     format!(
         "wrote promptgate.toml, prompts/triage.toml and cases/triage/cases.jsonl (4 labelled cases)\n\
          \n\
          next:\n\
-         {cd}{key}  promptgate run --dry-run                 # what the first run will call: 12 requests\n\
-         \x20 promptgate run                           # accuracy with its confidence interval\n\
-         \x20 promptgate baseline update               # keep this run as the baseline to gate against\n\
-         \x20 promptgate gate                          # after an edit: fails only on a significant drop\n\
+         {cd}  promptgate run --show-prompts --case sg-prod-web  # what the model is asked in one case\n\
+         {key}  promptgate run --dry-run                          # what the first run will call: 12 requests\n\
+         \x20 promptgate run                                    # accuracy with its confidence interval\n\
+         \x20 promptgate baseline update                        # keep this run as the baseline to gate against\n\
+         \x20 promptgate gate                                   # after an edit: fails only on a significant drop\n\
          \n\
          Keep .promptgate/ (the response cache) out of version control; commit baselines/.\n\
          Four cases tell little: `promptgate plan --accuracy 0.9 --samples 3 --drop 0.1` says how many a\n\
