@@ -675,12 +675,6 @@ struct CaseFilterArgs {
     tags: Vec<String>,
 }
 
-impl CaseFilterArgs {
-    fn filter(&self) -> Result<Option<crate::case_filter::CaseFilter>, Error> {
-        crate::case_filter::CaseFilter::new(&self.cases, &self.tags)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Terminal,
@@ -752,10 +746,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             command::init::init(&options, console)
         }),
         Command::Run(args) if args.list || args.show_prompts => with_console(|console| {
-            let options = RunOptions {
-                case_filter: args.cases.filter()?,
-                ..run_options(&cli.global, &args.selection)
-            };
+            let options = filtered_options(&cli.global, &args.selection, &args.cases)?;
             let json = args.output.format == OutputFormat::Json;
             match args.list {
                 true => command::run::list(&options, json, console),
@@ -766,8 +757,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             command::run::run(
                 &RunOptions {
                     batch: args.batch.batch,
-                    case_filter: args.cases.filter()?,
-                    ..run_options(&cli.global, &args.selection)
+                    ..filtered_options(&cli.global, &args.selection, &args.cases)?
                 },
                 &output(&cli.global, &args.output),
                 console,
@@ -864,10 +854,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 out: args.out.clone(),
             };
             with_console(|console| {
-                let options = RunOptions {
-                    case_filter: args.cases.filter()?,
-                    ..run_options(&cli.global, &args.selection)
-                };
+                let options = filtered_options(&cli.global, &args.selection, &args.cases)?;
                 command::compare::compare(&options, &output, console)
             })
         }
@@ -970,6 +957,14 @@ fn run_options(global: &GlobalArgs, args: &SelectionArgs) -> RunOptions {
         max_calls: args.max_calls,
         ..RunOptions::new(global.config.clone(), global.cache.clone(), EnvVars::from_process())
     }
+}
+
+/// [`run_options`] of the cases `cases` chooses (`run`, `compare`).
+fn filtered_options(global: &GlobalArgs, args: &SelectionArgs, cases: &CaseFilterArgs) -> Result<RunOptions, Error> {
+    Ok(RunOptions {
+        case_filter: crate::case_filter::CaseFilter::new(&cases.cases, &cases.tags)?,
+        ..run_options(global, args)
+    })
 }
 
 /// What to print on stdout and which report files to write.

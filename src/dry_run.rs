@@ -324,16 +324,12 @@ impl DryRun {
                 totals.judge_to_call, totals.judge_at_most_for_new_answers
             ));
         }
-        for row in &self.rows {
-            let Some(filtered) = &row.selected.filtered else {
-                continue;
-            };
-            // A family's row (`suite~family`) has its suite's subset.
-            let suite = row.selected.suite.split('~').next().unwrap_or_default();
-            let note = format!("subset {suite}: {}", filtered.summary());
-            if !notes.contains(&note) {
-                notes.push(note);
-            }
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| (r.selected.suite.as_str(), r.selected.filtered.as_ref()));
+        for (suite, summary) in crate::report::subsets_of(rows) {
+            notes.push(format!("subset {suite}: {summary}"));
         }
         if self.rows.iter().any(|r| r.selected.sequential) {
             notes.push(

@@ -158,16 +158,21 @@ pub(crate) fn sequential_summary(summary: &crate::run_record::SequentialSummary)
     )
 }
 
-/// Escape text for XML and HTML, content and attribute values alike. Control characters other
-/// than tab and newlines are dropped: XML 1.0 does not allow them.
 /// Each suite a filter chose the cases of, once (its models, prompt versions and families
 /// share the subset), with what chose them: `(suite, summary)` in run order.
 pub(crate) fn subsets(record: &crate::run_record::RunRecord) -> Vec<(&str, String)> {
+    subsets_of(record.results.iter().map(|r| (r.suite.as_str(), r.filtered.as_ref())))
+}
+
+/// [`subsets`] of rows named `suite` or, for a robustness family, `suite~family`.
+pub(crate) fn subsets_of<'a>(
+    rows: impl IntoIterator<Item = (&'a str, Option<&'a crate::case_filter::Filtered>)>,
+) -> Vec<(&'a str, String)> {
     let mut subsets: Vec<(&str, String)> = Vec::new();
-    for result in &record.results {
-        let Some(filtered) = &result.filtered else { continue };
-        // A family's result is `suite~family`: its subset is its suite's.
-        let suite = result.suite.split('~').next().unwrap_or_default();
+    for (name, filtered) in rows {
+        let Some(filtered) = filtered else { continue };
+        // A family's row is `suite~family`: its subset is its suite's.
+        let suite = name.split('~').next().unwrap_or_default();
         if !subsets.iter().any(|(seen, _)| *seen == suite) {
             subsets.push((suite, filtered.summary()));
         }
@@ -175,6 +180,8 @@ pub(crate) fn subsets(record: &crate::run_record::RunRecord) -> Vec<(&str, Strin
     subsets
 }
 
+/// Escape text for XML and HTML, content and attribute values alike. Control characters other
+/// than tab and newlines are dropped: XML 1.0 does not allow them.
 pub(crate) fn escape(text: &str) -> String {
     escape_with(text, true)
 }
