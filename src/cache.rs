@@ -819,8 +819,20 @@ impl Cache {
                 source,
             })?;
         }
+        let connection = Connection::open(path).map_err(|e| open_error(path, e.to_string()))?;
+        Cache::prepared(path, connection)
+    }
+
+    /// An empty cache in memory, named `path` in messages: what `--offline` reads when there is
+    /// no cache file, so that a run that only reads creates nothing (every request a miss).
+    pub fn empty(path: &Path) -> Result<Cache, CacheError> {
+        let connection = Connection::open_in_memory().map_err(|e| open_error(path, e.to_string()))?;
+        Cache::prepared(path, connection)
+    }
+
+    /// The cache in `connection`, its tables made or brought up to date (see [`Cache::open`]).
+    fn prepared(path: &Path, connection: Connection) -> Result<Cache, CacheError> {
         let fail = |message: String| open_error(path, message);
-        let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
         // Identity first: WAL and tables are only ever added to an empty file or our own.
         let version = check_identity(&connection, path)?;

@@ -292,11 +292,12 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Some(shard) => selections.into_iter().map(|s| s.shard(shard)).collect(),
         None => selections,
     };
-    // `--offline` only reads: a cache in a read-only folder still answers.
-    let cache = Arc::new(if options.offline && options.cache_path.is_file() {
-        Cache::open_read_only(&options.cache_path)?
-    } else {
-        Cache::open(&options.cache_path)?
+    // `--offline` only reads: a cache in a read-only folder still answers, and a missing one
+    // is not created.
+    let cache = Arc::new(match (options.offline, options.cache_path.is_file()) {
+        (true, true) => Cache::open_read_only(&options.cache_path)?,
+        (true, false) => Cache::empty(&options.cache_path)?,
+        (false, _) => Cache::open(&options.cache_path)?,
     });
     if let (Some(limit), false) = (options.max_calls, options.offline) {
         let totals = crate::dry_run::DryRun::new(requests(&selections, Some(&cache), options)?).totals;

@@ -118,6 +118,31 @@ fn exact_accuracy_then_zero_calls_from_cache() {
 }
 
 #[test]
+fn offline_without_a_cache_creates_none_and_says_how_to_get_answers() {
+    let server = FakeServer::start(scripted);
+    let project = Project::new(&server.base_url, &LABELS, 2, "");
+    let output = project.command().args(["run", "--offline"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("hint: 20 requests were not in the cache (--offline): `promptgate run --dry-run` counts them;"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`promptgate cache import FILE`"), "{stdout}");
+    // A run that only reads writes nothing: no cache file, not even its folder.
+    assert!(!project.file(".promptgate").exists());
+    assert_eq!(server.request_count(), 0);
+
+    // A failure that is not a miss keeps the general hint.
+    let server = FakeServer::start(|_| Reply::Garbled);
+    let project = Project::new(&server.base_url, &LABELS, 1, "");
+    let output = project.command().arg("run").output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("hint: too many failed calls"), "{stdout}");
+}
+
+#[test]
 fn offline_serves_from_cache_and_exits_3_on_a_miss() {
     let server = FakeServer::start(scripted);
     let project = Project::new(&server.base_url, &LABELS, 2, "");

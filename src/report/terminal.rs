@@ -4,6 +4,7 @@ use super::{Exporter, Style};
 use crate::error::Error;
 use crate::excerpt::one_line;
 use crate::grader::Outcome;
+use crate::provider::FailureKind;
 use crate::run_record::GateVerdict;
 use crate::run_record::{RunRecord, SuiteResult, Verdict};
 
@@ -267,10 +268,25 @@ impl Exporter for TerminalExporter {
             calls.attempts
         ));
         if record.verdict == Verdict::Inconclusive {
-            out.push_str(
-                "hint: too many failed calls (or cache misses under --offline) to judge; see the errors above\n",
-            );
+            out.push_str(&inconclusive_hint(record));
         }
         Ok(out)
+    }
+}
+
+/// What to do about an inconclusive run. When every failure is a request `--offline` found
+/// no answer for (a fresh checkout, a changed prompt), the way out is not in the errors above.
+fn inconclusive_hint(record: &RunRecord) -> String {
+    let misses: u64 = record
+        .results
+        .iter()
+        .filter_map(|result| result.errors_by_kind.get(&FailureKind::OfflineMiss))
+        .sum();
+    if misses > 0 && misses == record.calls.failed {
+        format!(
+            "hint: {misses} requests were not in the cache (--offline): `promptgate run --dry-run` counts them; `promptgate cache import FILE` loads answers exported elsewhere; without --offline they are called\n"
+        )
+    } else {
+        "hint: too many failed calls (or cache misses under --offline) to judge; see the errors above\n".into()
     }
 }
