@@ -144,3 +144,36 @@ fn prompt_versions_side_by_side() {
         "{stderr}"
     );
 }
+
+#[test]
+fn compare_of_one_model_names_the_configs_models_in_its_hint() {
+    let server = FakeServer::start(|_| Reply::label("notify"));
+    let project = Project::new(&server.base_url, &labels(2), 1, "");
+    let hint = |args: &[&str]| {
+        let output = project.command().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            stderr.contains("error: compare needs at least two models or two prompt versions"),
+            "{stderr}"
+        );
+        stderr
+    };
+    let one = hint(&["compare"]);
+    assert!(
+        one.contains("defines one model (m): add another under [models.NAME]"),
+        "{one}"
+    );
+
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &format!("{config}\n[models.m2]\nprovider = \"fake\"\nmodel = \"other\"\n"),
+    );
+    let two = hint(&["compare", "--model", "m"]);
+    assert!(
+        two.contains("e.g. promptgate compare --model m --model m2 (models in"),
+        "{two}"
+    );
+    assert_eq!(server.request_count(), 0);
+}

@@ -21,11 +21,8 @@ pub struct CompareOutput {
 /// `promptgate compare`: run the selection and set its rows side by side.
 pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Console) -> Result<i32, Error> {
     if options.models.len() < 2 && options.prompts.len() < 2 {
-        return Err(
-            Error::usage("compare needs at least two models or two prompt versions").with_hint(
-                "e.g. promptgate compare --model gemma-local --model gpt-4o-mini, or --suite triage --prompt default --prompt en",
-            ),
-        );
+        return Err(Error::usage("compare needs at least two models or two prompt versions")
+            .with_hint(what_to_compare(&options.config_path)));
     }
     if options.dry_run {
         let format = match output.format {
@@ -41,6 +38,28 @@ pub fn compare(options: &RunOptions, output: &CompareOutput, console: &mut Conso
     let files = comparison_files(&output.out)?;
     let record = run::run(options)?;
     emit(&record, &options.models, &options.prompts, output, &files, console)
+}
+
+/// How to name what to compare, with the config's own names: a first `compare` is typed
+/// without knowing the flags. A config that does not load keeps its error for the run.
+fn what_to_compare(config_path: &std::path::Path) -> String {
+    let versions = "two prompt versions of a suite: promptgate compare --suite S --prompt default --prompt P";
+    let models: Vec<String> = match crate::config::Config::load(config_path) {
+        Ok(config) => config.models.into_keys().collect(),
+        Err(_) => Vec::new(),
+    };
+    match &models[..] {
+        [] => format!("e.g. promptgate compare --model A --model B, or {versions}"),
+        [only] => format!(
+            "`{}` defines one model ({only}): add another under [models.NAME], or compare {versions}",
+            config_path.display()
+        ),
+        [first, second, ..] => format!(
+            "e.g. promptgate compare --model {first} --model {second} (models in `{}`: {}), or {versions}",
+            config_path.display(),
+            crate::config::names(models.iter())
+        ),
+    }
 }
 
 /// A shard of `compare`: its run record, for `merge` to compare the whole run. Files and the
