@@ -4,15 +4,16 @@
 //! anything is paid for), but a run needs a case's prompt again only when its samples are
 //! sent or looked up. A rendered prompt carries the case's own data (a whole finding is often
 //! several KB), so holding every case's for the whole run made memory grow with the suite:
-//! 50,000 triage-sized cases held about 200 MB of prompts. So the stores of a run (one per
-//! suite and prompt version, one per robustness family) share one [`HeldBudget`] of
-//! [`HELD_BYTES`] of per-case text held in memory, which is every prompt of a usual run, and
-//! write the rest to unnamed temporary files (in `TMPDIR`, removed when the run ends),
-//! keeping 16 bytes a case. Text every case shares (a constant system prompt, the response
-//! schema, the tools) is kept once.
+//! 50,000 triage-sized cases held about 200 MB of prompts. So a store keeps of each prompt
+//! only the text that is the case's own, packed in one buffer (16 bytes a case besides): the
+//! text every case shares (a constant system prompt, the response schema, the tools) is kept
+//! once. The stores of a run (one per suite and prompt version, one per robustness family)
+//! share one [`HeldBudget`] of [`HELD_BYTES`] packed in memory, and write the rest to unnamed
+//! temporary files (in `TMPDIR`, removed when the run ends).
 //!
-//! A spilled prompt is read back when its samples are asked for. The engine asks for the k
-//! samples of a case one after another, so the last prompt read is kept.
+//! A prompt is unpacked when its samples are asked for. The engine asks for the k samples of
+//! a case one after another and for the cases in order, so the last prompt unpacked is kept,
+//! and a file is read a block at a time.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -23,9 +24,14 @@ use crate::error::Error;
 use crate::fs::FsError;
 use crate::prompt::{Message, RenderedPrompt};
 
-/// Per-case text the stores of a run hold in memory, together, before they write prompts to
-/// their files.
-pub const HELD_BYTES: usize = 16 << 20;
+/// Per-case text the stores of a run keep in memory, together, before they write prompts to
+/// their files: the packed text of about 25,000 triage-sized cases, and a whole run's of most
+/// suites. Past it, memory no longer grows with the suite but by 16 bytes a case.
+pub const HELD_BYTES: usize = 4 << 20;
+
+/// How much of a file of prompts is read at once: the next cases' prompts come with the one
+/// asked for.
+const READ_BLOCK: usize = 64 << 10;
 
 /// What is left of the per-case text the stores sharing it may hold: one budget for a run,
 /// whatever its suites, prompt versions and families (a budget per store let a run of many
@@ -45,7 +51,7 @@ impl HeldBudget {
             .is_ok()
     }
 
-    /// Take `bytes`, or all that is left: for text held because it cannot be written out.
+    /// Take `bytes`, or all that is left: for text held because it cannot be packed.
     fn charge(&self, bytes: usize) {
         // The closure always returns `Some`: the update cannot fail.
         let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
@@ -57,91 +63,56 @@ impl HeldBudget {
 /// The rendered prompts of a suite's cases, by case.
 #[derive(Debug, Default)]
 pub struct PromptStore {
-    entries: Entries,
-    spill: Option<Arc<Spill>>,
+    entries: Vec<Entry>,
+    /// Where packed prompts are; `None` while every prompt is whole.
+    packed: Option<Arc<Packed>>,
 }
 
-/// Each case's prompt: while nothing is spilled (a usual suite), only pointers, 8 bytes a case.
-#[derive(Debug, Clone)]
-enum Entries {
-    Held(Vec<Arc<RenderedPrompt>>),
-    Mixed(Vec<Entry>),
-}
-
-impl Default for Entries {
-    fn default() -> Entries {
-        Entries::Held(Vec::new())
-    }
-}
-
-impl Entries {
-    fn len(&self) -> usize {
-        match self {
-            Entries::Held(held) => held.len(),
-            Entries::Mixed(entries) => entries.len(),
-        }
-    }
-
-    fn get(&self, index: usize) -> Option<Entry> {
-        match self {
-            Entries::Held(held) => held.get(index).map(|prompt| Entry::Held(Arc::clone(prompt))),
-            Entries::Mixed(entries) => entries.get(index).cloned(),
-        }
-    }
-
-    fn push(&mut self, entry: Entry) {
-        match (&mut *self, entry) {
-            (Entries::Held(held), Entry::Held(prompt)) => held.push(prompt),
-            (Entries::Mixed(entries), entry) => entries.push(entry),
-            (Entries::Held(held), entry) => {
-                let mut entries: Vec<Entry> = std::mem::take(held).into_iter().map(Entry::Held).collect();
-                entries.push(entry);
-                *self = Entries::Mixed(entries);
-            }
-        }
-    }
-
-    fn subset(&self, keep: &[usize]) -> Entries {
-        match self {
-            Entries::Held(held) => Entries::Held(keep.iter().filter_map(|&i| held.get(i).cloned()).collect()),
-            Entries::Mixed(entries) => Entries::Mixed(keep.iter().filter_map(|&i| entries.get(i).cloned()).collect()),
-        }
-    }
-}
-
+/// Where a case's prompt is.
 #[derive(Debug, Clone)]
 enum Entry {
-    Held(Arc<RenderedPrompt>),
-    /// Where its per-case text is in the spill file.
-    Spilled {
-        offset: u64,
-        len: u32,
-    },
+    /// Whole in memory: the first prompt (the template the others are packed against), and
+    /// any whose shape differs from it.
+    Whole(Arc<RenderedPrompt>),
+    /// Its record, at `offset` in the buffer.
+    Held { offset: u32, len: u32 },
+    /// Its record, at `offset` in the file.
+    Spilled { offset: u64, len: u32 },
 }
 
-/// The file of spilled prompts, and what they share.
+/// The records of packed prompts, and what they share.
 #[derive(Debug)]
-struct Spill {
-    file: File,
-    /// The prompt the spilled ones were compared with: its response schema, tools and tool
+struct Packed {
+    /// The prompt the packed ones were compared with: its response schema, tools and tool
     /// choice, and the text of each message that every case shares.
     template: Arc<RenderedPrompt>,
-    /// The last prompt read back, by offset.
-    last: Mutex<Option<(u64, Arc<RenderedPrompt>)>>,
+    held: Box<[u8]>,
+    file: Option<File>,
+    /// What was last unpacked, and the block of the file last read.
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    /// The last prompt unpacked: whether it was spilled, and its offset.
+    prompt: Option<((bool, u64), Arc<RenderedPrompt>)>,
+    /// Where in the file `block` starts.
+    block_at: u64,
+    block: Vec<u8>,
 }
 
 /// A [`PromptStore`] being filled, case by case.
 pub struct PromptStoreBuilder {
-    entries: Entries,
+    entries: Vec<Entry>,
     budget: HeldBudget,
+    template: Option<Arc<RenderedPrompt>>,
+    held: Vec<u8>,
     writer: Option<Writer>,
 }
 
 /// The spill file while prompts are written to it.
 struct Writer {
     file: BufWriter<File>,
-    /// The first prompt held, which the spilled ones share all but their own text with.
-    template: Arc<RenderedPrompt>,
     /// Where the next record goes.
     offset: u64,
 }
@@ -155,13 +126,22 @@ fn spill_error(action: &'static str, source: std::io::Error) -> Error {
     .into()
 }
 
+fn damaged() -> Error {
+    spill_error(
+        "read rendered prompts back from a file in",
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "a record is damaged"),
+    )
+}
+
 impl PromptStoreBuilder {
-    /// A store that holds per-case text in memory while `budget`, shared with the run's other
+    /// A store that keeps per-case text in memory while `budget`, shared with the run's other
     /// stores, lasts.
     pub fn new(budget: &HeldBudget) -> PromptStoreBuilder {
         PromptStoreBuilder {
-            entries: Entries::default(),
+            entries: Vec::new(),
             budget: budget.clone(),
+            template: None,
+            held: Vec::new(),
             writer: None,
         }
     }
@@ -172,48 +152,47 @@ impl PromptStoreBuilder {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.len() == 0
+        self.entries.is_empty()
     }
 
     /// Add the next case's prompt.
     pub fn push(&mut self, prompt: RenderedPrompt) -> Result<(), Error> {
-        let template = match (&self.writer, self.entries.get(0)) {
-            (Some(writer), _) => Some(Arc::clone(&writer.template)),
-            (None, Some(Entry::Held(first))) => Some(first),
-            (None, _) => None,
-        };
-        let own = own_text(&prompt, template.as_deref());
-        let spill_to = match template.filter(|t| spillable(&prompt, t) && u32::try_from(own).is_ok()) {
-            Some(template) if !self.budget.take(own) => Some(template),
-            Some(_) => None,
-            // Held whatever is left: it cannot be written as its text alone.
-            None => {
-                self.budget.charge(own);
-                None
+        let template = match &self.template {
+            Some(template) if spillable(&prompt, template) => Arc::clone(template),
+            template => {
+                // Kept whole: the first, or one that cannot be written as its text alone.
+                self.budget.charge(own_text(&prompt, template.as_deref()));
+                let prompt = Arc::new(prompt);
+                self.template.get_or_insert_with(|| Arc::clone(&prompt));
+                self.entries.push(Entry::Whole(prompt));
+                return Ok(());
             }
         };
-        let Some(template) = spill_to else {
-            self.entries.push(Entry::Held(Arc::new(prompt)));
+        let mut record = Vec::with_capacity(own_text(&prompt, Some(&template)) + 16);
+        encode(&prompt, &template, &mut record);
+        let len = u32::try_from(record.len()).map_err(|_| Error::internal("a rendered prompt over 4 GiB"))?;
+        let held_at = u32::try_from(self.held.len())
+            .ok()
+            .filter(|at| at.checked_add(len).is_some());
+        if let Some(offset) = held_at.filter(|_| self.budget.take(record.len())) {
+            self.held.extend_from_slice(&record);
+            self.entries.push(Entry::Held { offset, len });
             return Ok(());
-        };
+        }
         let writer = match &mut self.writer {
             Some(writer) => writer,
             None => {
                 let file = tempfile::tempfile().map_err(|e| spill_error("create a file for rendered prompts in", e))?;
                 self.writer.insert(Writer {
                     file: BufWriter::new(file),
-                    template,
                     offset: 0,
                 })
             }
         };
-        let mut record = Vec::with_capacity(own + 16);
-        encode(&prompt, &writer.template, &mut record);
         writer
             .file
             .write_all(&record)
             .map_err(|e| spill_error("write rendered prompts to a file in", e))?;
-        let len = u32::try_from(record.len()).map_err(|_| Error::internal("a spilled prompt over 4 GiB"))?;
         self.entries.push(Entry::Spilled {
             offset: writer.offset,
             len,
@@ -224,22 +203,25 @@ impl PromptStoreBuilder {
 
     /// The store, ready to be read.
     pub fn finish(self) -> Result<PromptStore, Error> {
-        let spill = match self.writer {
-            Some(Writer { file, template, .. }) => {
-                let file = file
-                    .into_inner()
-                    .map_err(|e| spill_error("write rendered prompts to a file in", e.into_error()))?;
-                Some(Arc::new(Spill {
-                    file,
-                    template,
-                    last: Mutex::new(None),
-                }))
-            }
+        let file = match self.writer {
+            Some(Writer { file, .. }) => Some(
+                file.into_inner()
+                    .map_err(|e| spill_error("write rendered prompts to a file in", e.into_error()))?,
+            ),
             None => None,
+        };
+        let packed = match self.template {
+            Some(template) if file.is_some() || !self.held.is_empty() => Some(Arc::new(Packed {
+                template,
+                held: self.held.into_boxed_slice(),
+                file,
+                recent: Mutex::default(),
+            })),
+            _ => None,
         };
         Ok(PromptStore {
             entries: self.entries,
-            spill,
+            packed,
         })
     }
 }
@@ -250,7 +232,7 @@ impl PromptStore {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.len() == 0
+        self.entries.is_empty()
     }
 
     /// The prompt of case `index`.
@@ -259,57 +241,97 @@ impl PromptStore {
             .entries
             .get(index)
             .ok_or_else(|| Error::internal(format!("no rendered prompt for case {index}")))?;
-        let (offset, len) = match entry {
-            Entry::Held(prompt) => return Ok(prompt),
-            Entry::Spilled { offset, len } => (offset, len),
+        let (spilled, offset, len) = match *entry {
+            Entry::Whole(ref prompt) => return Ok(Arc::clone(prompt)),
+            Entry::Held { offset, len } => (false, u64::from(offset), len as usize),
+            Entry::Spilled { offset, len } => (true, offset, len as usize),
         };
-        let spill = self
-            .spill
+        let packed = self
+            .packed
             .as_ref()
-            .ok_or_else(|| Error::internal("a spilled prompt without its file"))?;
-        let mut last = spill
-            .last
+            .ok_or_else(|| Error::internal("a packed prompt without its store"))?;
+        let mut recent = packed
+            .recent
             .lock()
             .map_err(|_| Error::internal("the prompt store's lock"))?;
-        if let Some((at, prompt)) = last.as_ref() {
-            if *at == offset {
+        if let Some((at, prompt)) = &recent.prompt {
+            if *at == (spilled, offset) {
                 return Ok(Arc::clone(prompt));
             }
         }
-        let mut record = vec![0; len as usize];
-        // Reads take turns under `last`'s lock, so a seek and a read cannot interleave.
-        read_at(&spill.file, &mut record, offset)
-            .map_err(|e| spill_error("read rendered prompts back from a file in", e))?;
-        let prompt = Arc::new(decode(&record, &spill.template).ok_or_else(|| {
-            spill_error(
-                "read rendered prompts back from a file in",
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "a record is damaged"),
-            )
-        })?);
-        *last = Some((offset, Arc::clone(&prompt)));
+        let record = if spilled {
+            let file = packed
+                .file
+                .as_ref()
+                .ok_or_else(|| Error::internal("a spilled prompt without its file"))?;
+            recent.read(file, offset, len)?
+        } else {
+            let start = offset as usize;
+            packed.held.get(start..start + len).ok_or_else(damaged)?
+        };
+        let prompt = Arc::new(decode(record, &packed.template).ok_or_else(damaged)?);
+        recent.prompt = Some(((spilled, offset), Arc::clone(&prompt)));
         Ok(prompt)
     }
 
-    /// The prompts of the cases at `keep`, in that order (a shard's), sharing this store's file.
+    /// The prompts of the cases at `keep`, in that order (a shard's), sharing this store's
+    /// buffer and file.
     pub fn subset(&self, keep: &[usize]) -> PromptStore {
         PromptStore {
-            entries: self.entries.subset(keep),
-            spill: self.spill.clone(),
+            entries: keep.iter().filter_map(|&i| self.entries.get(i).cloned()).collect(),
+            packed: self.packed.clone(),
         }
     }
 }
 
+impl Recent {
+    /// The `len` bytes at `offset` in `file`, from the block last read or a new one.
+    fn read(&mut self, file: &File, offset: u64, len: usize) -> Result<&[u8], Error> {
+        let start = offset.checked_sub(self.block_at).map(|start| start as usize);
+        if let Some(start) = start.filter(|&start| start.saturating_add(len) <= self.block.len()) {
+            return Ok(&self.block[start..start + len]);
+        }
+        self.block.clear();
+        self.block.resize(len.max(READ_BLOCK), 0);
+        // Reads take turns under the store's lock, so a seek and a read cannot interleave.
+        let read = read_at(file, &mut self.block, offset)
+            .map_err(|e| spill_error("read rendered prompts back from a file in", e))?;
+        self.block.truncate(read);
+        self.block_at = offset;
+        self.block.get(..len).ok_or_else(damaged)
+    }
+}
+
+/// Read into `buffer` from `offset` until it is full or the file ends; how much was read.
 #[cfg(unix)]
-fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
-    file.read_exact_at(buffer, offset)
+    let mut read = 0;
+    while read < buffer.len() {
+        match file.read_at(&mut buffer[read..], offset + read as u64) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(read)
 }
 
 #[cfg(not(unix))]
-fn read_at(mut file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+fn read_at(mut file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(buffer)
+    let mut read = 0;
+    while read < buffer.len() {
+        match file.read(&mut buffer[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(read)
 }
 
 /// Whether `prompt` shares with `template` all but its messages' text, so that only the text
@@ -348,7 +370,7 @@ fn own_text(prompt: &RenderedPrompt, template: Option<&RenderedPrompt>) -> usize
         .sum()
 }
 
-/// A spilled prompt: per message, 0 (the template's text) or 1 and the text's length (u32 LE)
+/// A packed prompt: per message, 0 (the template's text) or 1 and the text's length (u32 LE)
 /// and bytes. Roles and everything else are the template's ([`spillable`]).
 fn encode(prompt: &RenderedPrompt, template: &RenderedPrompt, out: &mut Vec<u8>) {
     for (index, message) in prompt.messages.iter().enumerate() {
@@ -417,23 +439,31 @@ mod tests {
     #[test]
     fn prompts_past_the_budget_come_back_from_the_file_as_they_went_in() {
         let system = Arc::new("You triage findings.".to_string());
-        let users: Vec<String> = (0..50).map(|i| format!("case {i}: {}", "é".repeat(i * 7))).collect();
-        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(100));
+        // Longer than a read block together, and one longer than a block alone.
+        let mut users: Vec<String> = (0..50).map(|i| format!("case {i}: {}", "é".repeat(i * 700))).collect();
+        users[40] = "x".repeat(READ_BLOCK * 2 + 3);
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(2000));
         for user in &users {
             builder.push(prompt(&system, user)).unwrap();
         }
         let store = builder.finish().unwrap();
-        assert!(store.spill.is_some(), "some prompts are in the file");
+        assert!(
+            store.packed.as_ref().unwrap().file.is_some(),
+            "some prompts are in the file"
+        );
         assert_eq!(store.len(), 50);
-        // Read out of order, twice each: the last-read prompt is reused, others read again.
-        for index in [49, 0, 7, 7, 30, 2, 49, 1] {
+        // In order, as a run asks, then out of order and twice each: the last prompt is reused,
+        // others come from the block read or a new one.
+        let order = (0..50).chain([49, 0, 7, 7, 30, 2, 49, 1, 40, 39, 41, 40]);
+        for index in order {
             let got = store.get(index).unwrap();
             assert_eq!(*got, prompt(&system, &users[index]), "case {index}");
             // The constant system prompt is the template's text, not a copy.
             assert!(Arc::ptr_eq(&got.messages[0].content, &system));
         }
-        assert!(matches!(store.entries.get(0), Some(Entry::Held(_))));
-        assert!(matches!(store.entries.get(49), Some(Entry::Spilled { .. })));
+        assert!(matches!(store.entries[0], Entry::Whole(_)));
+        assert!(matches!(store.entries[1], Entry::Held { .. }), "{:?}", store.entries[1]);
+        assert!(matches!(store.entries[49], Entry::Spilled { .. }));
         // A shard's subset shares the file.
         let subset = store.subset(&[48, 3]);
         assert_eq!(*subset.get(0).unwrap(), prompt(&system, &users[48]));
@@ -442,19 +472,28 @@ mod tests {
     }
 
     #[test]
-    fn within_the_budget_or_unlike_the_template_a_prompt_is_held() {
+    fn within_the_budget_a_prompt_is_packed_and_unlike_the_template_it_is_whole() {
         let system = Arc::new("s".to_string());
         let mut builder = PromptStoreBuilder::new(&HeldBudget::new(1 << 20));
         for i in 0..10 {
             builder.push(prompt(&system, &format!("u{i}"))).unwrap();
         }
         let store = builder.finish().unwrap();
-        assert!(store.spill.is_none(), "nothing is in a file");
-        assert!(
-            matches!(store.entries, Entries::Held(_)),
-            "8 bytes a case while nothing spills"
-        );
+        let packed = store.packed.as_ref().unwrap();
+        assert!(packed.file.is_none(), "nothing is in a file");
+        // Each after the first: a flag for the shared system prompt, then the user text's
+        // flag, length and 2 bytes.
+        assert_eq!(packed.held.len(), 9 * (1 + 1 + 4 + 2));
+        assert!(store.entries[1..].iter().all(|e| matches!(e, Entry::Held { .. })));
         assert_eq!(store.get(9).unwrap().messages[1].content.as_str(), "u9");
+        assert_eq!(std::mem::size_of::<Entry>(), 16, "16 bytes a case");
+
+        // A store of one prompt has nothing packed.
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(1 << 20));
+        builder.push(prompt(&system, "only")).unwrap();
+        let store = builder.finish().unwrap();
+        assert!(store.packed.is_none());
+        assert_eq!(store.get(0).unwrap().messages[1].content.as_str(), "only");
 
         // A prompt with a message more than the template's cannot be written as text alone.
         let mut builder = PromptStoreBuilder::new(&HeldBudget::new(0));
@@ -467,8 +506,8 @@ mod tests {
         builder.push(longer.clone()).unwrap();
         builder.push(prompt(&system, "third")).unwrap();
         let store = builder.finish().unwrap();
-        assert!(matches!(store.entries.get(1), Some(Entry::Held(_))));
-        assert!(matches!(store.entries.get(2), Some(Entry::Spilled { .. })));
+        assert!(matches!(store.entries[1], Entry::Whole(_)));
+        assert!(matches!(store.entries[2], Entry::Spilled { .. }));
         assert_eq!(*store.get(1).unwrap(), longer);
         assert_eq!(*store.get(2).unwrap(), prompt(&system, "third"));
     }
@@ -483,27 +522,44 @@ mod tests {
             }
             builder.finish().unwrap()
         };
-        // 10 bytes for the first prompt (both messages), 9 for each after it (its own text).
-        let budget = HeldBudget::new(40);
+        // 10 bytes for the first prompt (both messages), a 15-byte record for each after it
+        // (its own 9 bytes of text, 6 of flags and length).
+        let budget = HeldBudget::new(60);
         let first = fill(&budget, "first");
-        assert!(first.spill.is_none(), "37 bytes fit in 40");
+        assert!(first.packed.unwrap().file.is_none(), "55 bytes fit in 60");
         let second = fill(&budget, "other");
-        assert!(
-            matches!(second.entries.get(0), Some(Entry::Held(_))),
-            "a first prompt is held"
-        );
+        assert!(matches!(second.entries[0], Entry::Whole(_)), "a first prompt is whole");
         for index in 1..4 {
-            assert!(
-                matches!(second.entries.get(index), Some(Entry::Spilled { .. })),
-                "{index}"
-            );
+            assert!(matches!(second.entries[index], Entry::Spilled { .. }), "{index}");
             assert_eq!(
                 *second.get(index).unwrap(),
                 prompt(&system, &format!("other {index:03}"))
             );
         }
         // Alone, the second store's prompts would all have been held.
-        assert!(fill(&HeldBudget::new(40), "other").spill.is_none());
+        assert!(fill(&HeldBudget::new(60), "other").packed.unwrap().file.is_none());
+    }
+
+    #[test]
+    fn a_short_file_is_an_error_not_a_wrong_prompt() {
+        let system = Arc::new("s".to_string());
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(0));
+        for i in 0..3 {
+            builder.push(prompt(&system, &format!("u{i}"))).unwrap();
+        }
+        let store = builder.finish().unwrap();
+        store
+            .packed
+            .as_ref()
+            .unwrap()
+            .file
+            .as_ref()
+            .unwrap()
+            .set_len(3)
+            .unwrap();
+        assert!(store.get(1).is_err());
+        assert!(store.get(2).is_err());
+        assert_eq!(store.get(0).unwrap().messages[1].content.as_str(), "u0");
     }
 
     #[test]
