@@ -36,18 +36,21 @@ pub struct Settings {
     pub max_error_rate: f64,
 }
 
-/// The result of one suite × model × prompt from its cases' tallies, in case order.
+/// The result of one suite × model × prompt from its cases' tallies, in case order, and what
+/// their calls added up to (`totals`, whose first error is the earliest case's).
 pub fn aggregate(
     identity: Identity,
     cases: Vec<CaseTally>,
+    mut totals: Totals,
     prices: Option<Prices>,
     settings: &Settings,
 ) -> SuiteResult {
-    let mut totals = Totals::default();
     let mut per_case = Vec::with_capacity(cases.len());
     for case in cases {
-        let (result, case_totals) = case.into_parts();
-        totals.add(&case_totals);
+        let (result, first_error) = case.into_parts();
+        if totals.first_error.is_none() {
+            totals.first_error = first_error;
+        }
         per_case.push(result);
     }
     let cost_usd = prices.map(|prices| prices.cost(totals.tokens.input, totals.tokens.output));
@@ -292,9 +295,11 @@ mod tests {
         max_error_rate: 0.1,
     };
 
-    /// A case with `correct` of `samples` right, every answer cached with the given latency.
-    fn case(id: &str, correct: u32, samples: u32, latency_ms: u64) -> CaseTally {
+    /// A case with `correct` of `samples` right, every answer cached with the given latency,
+    /// and what its calls added up to.
+    fn case(id: &str, correct: u32, samples: u32, latency_ms: u64) -> (CaseTally, Totals) {
         let mut tally = CaseTally::new(id);
+        let mut totals = Totals::default();
         for sample in 0..samples {
             let response = Response {
                 usage: Some(Usage {
@@ -306,7 +311,9 @@ mod tests {
                 version: crate::model_version::ModelVersion::new("m-2025", Some(["fp_a", "fp_b"][sample as usize % 2])),
                 ..Response::from_text(if sample < correct { "notify" } else { "suppress" })
             };
-            let answer = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+            let answer = tally
+                .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
+                .unwrap();
             let grade = if sample < correct {
                 Grade::correct("notify")
             } else {
@@ -314,16 +321,26 @@ mod tests {
             };
             tally.grade(sample, grade, &answer, &mut SharedTexts::default());
         }
-        tally
+        (tally, totals)
     }
 
     /// The example of `reference/statistics.md` §a: per-case means 1, 0.8, 0.6, 0.4, 1 at k = 5.
-    fn cases() -> Vec<CaseTally> {
+    fn cases() -> Vec<(CaseTally, Totals)> {
         [5, 4, 3, 2, 5]
             .iter()
             .enumerate()
             .map(|(i, &correct)| case(&format!("c{i}"), correct, 5, 100 * (i as u64 + 1)))
             .collect()
+    }
+
+    /// The result of `cases`, their totals added up as a run adds them.
+    fn of(cases: &[(CaseTally, Totals)], prices: Option<Prices>, settings: &Settings) -> SuiteResult {
+        let mut totals = Totals::default();
+        for (_, case_totals) in cases {
+            totals.add(case_totals);
+        }
+        let tallies = cases.iter().map(|(tally, _)| tally.clone()).collect();
+        aggregate(identity(), tallies, totals, prices, settings)
     }
 
     #[test]
@@ -332,7 +349,7 @@ mod tests {
             input_per_million: 0.15,
             output_per_million: 0.6,
         };
-        let result = aggregate(identity(), cases(), Some(prices), &SETTINGS);
+        let result = of(&cases(), Some(prices), &SETTINGS);
         let accuracy = result.accuracy.unwrap();
         // p̂ = mean(1, .8, .6, .4, 1) = 0.76; SE = sd/√5 with sd = 0.26077 (n − 1):
         // Python: statistics.stdev([1, .8, .6, .4, 1]) / math.sqrt(5) = 0.11661903789690599.
@@ -369,36 +386,36 @@ mod tests {
             error: ProviderError::new(FailureKind::Server, "502"),
             attempts: 3,
         };
-        assert!(cases[0].call(5, Purpose::Sample, failed).is_none());
+        let (tally, totals) = &mut cases[0];
+        assert!(tally.call(5, Purpose::Sample, failed, totals).is_none());
         // 1 failure in 26 calls: under the 10% allowed.
-        let result = aggregate(identity(), cases.clone(), None, &SETTINGS);
+        let result = of(&cases, None, &SETTINGS);
+        assert_eq!(
+            result.first_error.as_deref(),
+            Some("case `c0` sample 5: server error: 502")
+        );
         assert_eq!((result.errors, result.verdict), (1, Verdict::Pass));
         assert!((result.error_rate - 1.0 / 26.0).abs() < 1e-15);
         let strict = Settings {
             max_error_rate: 0.01,
             ..SETTINGS
         };
-        assert_eq!(
-            aggregate(identity(), cases.clone(), None, &strict).verdict,
-            Verdict::Inconclusive
-        );
+        assert_eq!(of(&cases, None, &strict).verdict, Verdict::Inconclusive);
         let miss = Answer::Failed {
             error: ProviderError::new(FailureKind::OfflineMiss, "not cached"),
             attempts: 0,
         };
-        let _ = cases[1].call(5, Purpose::Sample, miss);
-        assert_eq!(
-            aggregate(identity(), cases, None, &SETTINGS).verdict,
-            Verdict::Inconclusive
-        );
+        let (tally, totals) = &mut cases[1];
+        let _ = tally.call(5, Purpose::Sample, miss, totals);
+        assert_eq!(of(&cases, None, &SETTINGS).verdict, Verdict::Inconclusive);
         // No valid sample at all: nothing to judge.
-        let mut empty = CaseTally::new("c0");
+        let (mut empty, mut totals) = (CaseTally::new("c0"), Totals::default());
         let failed = Answer::Failed {
             error: ProviderError::new(FailureKind::Connection, "refused"),
             attempts: 1,
         };
-        assert!(empty.call(0, Purpose::Sample, failed).is_none());
-        let result = aggregate(identity(), vec![empty], None, &SETTINGS);
+        assert!(empty.call(0, Purpose::Sample, failed, &mut totals).is_none());
+        let result = of(&[(empty, totals)], None, &SETTINGS);
         assert_eq!((result.accuracy, result.verdict), (None, Verdict::Inconclusive));
     }
 
@@ -413,7 +430,8 @@ mod tests {
             error: ProviderError::new(FailureKind::Timeout, "slow"),
             attempts: 2,
         };
-        let _ = all[3].call(5, Purpose::Sample, failed);
+        let (tally, totals) = &mut all[3];
+        let _ = tally.call(5, Purpose::Sample, failed, totals);
         for settings in [
             SETTINGS,
             Settings {
@@ -422,13 +440,10 @@ mod tests {
                 ..SETTINGS
             },
         ] {
-            let whole = aggregate(identity(), all.clone(), prices, &settings);
+            let whole = of(&all, prices, &settings);
             for split in 1..all.len() {
                 let (a, b) = all.split_at(split);
-                let parts = vec![
-                    aggregate(identity(), a.to_vec(), prices, &settings),
-                    aggregate(identity(), b.to_vec(), prices, &settings),
-                ];
+                let parts = vec![of(a, prices, &settings), of(b, prices, &settings)];
                 let mut merged = merge(parts, None, &settings).unwrap();
                 // Equal up to rounding, the one figure that is not exact.
                 let (cost, whole_cost) = (merged.cost_usd.take().unwrap(), whole.cost_usd.unwrap());
@@ -447,12 +462,12 @@ mod tests {
 
     #[test]
     fn only_disjoint_parts_of_one_result_merge() {
-        let a = aggregate(identity(), cases()[..2].to_vec(), None, &SETTINGS);
+        let a = of(&cases()[..2], None, &SETTINGS);
         let err = merge(vec![a.clone(), a.clone()], None, &SETTINGS).unwrap_err();
         assert!(err.to_string().contains("case `c0` is in more than one part"), "{err}");
         let other = SuiteResult {
             model: "large".into(),
-            ..aggregate(identity(), cases()[2..].to_vec(), None, &SETTINGS)
+            ..of(&cases()[2..], None, &SETTINGS)
         };
         let err = merge(vec![a, other], None, &SETTINGS).unwrap_err();
         assert!(err.to_string().contains("cannot merge `triage` on `small`"), "{err}");

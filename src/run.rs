@@ -33,7 +33,7 @@ use crate::sequential::Design;
 use crate::shard::{Shard, ShardRecord};
 use crate::stats::IntervalMethod;
 use crate::suite;
-use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
+use crate::tally::{Answer, CaseTally, Purpose, SharedTexts, Totals};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -324,7 +324,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Arc::clone(&cache),
     );
     let mut policies = policies(&selections, options.sequential.as_ref())?;
-    let (tallies, cache_failure) = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
+    let (tallies, totals, cache_failure) = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
     let selections = sampled(selections, options.answers);
 
     let mut results = Vec::with_capacity(selections.len());
@@ -334,8 +334,8 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         prices: prices(&selections, batch_priced),
         ..block
     });
-    for ((selection, tallies), policy) in selections.iter().zip(tallies).zip(&policies) {
-        let mut result = result_of(selection, tallies, &settings, batch_priced)?;
+    for (((selection, tallies), totals), policy) in selections.iter().zip(tallies).zip(totals).zip(&policies) {
+        let mut result = result_of(selection, tallies, totals, &settings, batch_priced)?;
         result.sequential = policy.summary();
         results.push(result);
     }
@@ -595,7 +595,7 @@ async fn sample(
     cache: &Cache,
     mut sampler: Sampler<'_, Job>,
     keep_answers: bool,
-) -> Result<(Vec<Vec<CaseTally>>, Option<String>), Error> {
+) -> Result<(Vec<Vec<CaseTally>>, Vec<Totals>, Option<String>), Error> {
     let tally = if keep_answers {
         CaseTally::keeping_answers
     } else {
@@ -617,6 +617,7 @@ async fn sample(
                     .collect()
             })
             .collect(),
+        totals: vec![Totals::default(); selections.len()],
         asked: HashMap::new(),
         texts: SharedTexts::default(),
     };
@@ -699,7 +700,7 @@ async fn sample(
         }
     }
     let cache_failure = sampler.finish()?;
-    Ok((grading.tallies, cache_failure))
+    Ok((grading.tallies, grading.totals, cache_failure))
 }
 
 /// The answers the cache holds for `digests`, each handed to `take` with its place. The cache
@@ -755,6 +756,8 @@ fn answer_from_cache(
 struct Grading<'s> {
     selections: &'s [Selection],
     tallies: Vec<Vec<CaseTally>>,
+    /// What each selection's calls added up to.
+    totals: Vec<Totals>,
     /// Answers waiting for a grader's call: the answer and the grader's question.
     asked: HashMap<Job, (Response, Question)>,
     /// The texts of every case's misses.
@@ -767,9 +770,10 @@ impl Grading<'_> {
         let selection = &self.selections[job.selection];
         let loaded = selection.cases.whole(job.case);
         let tally = &mut self.tallies[job.selection][job.case];
+        let totals = &mut self.totals[job.selection];
         let (response, assessment) = match job.purpose {
             Purpose::Sample => {
-                let Some(response) = tally.call(job.sample, Purpose::Sample, answer) else {
+                let Some(response) = tally.call(job.sample, Purpose::Sample, answer, totals) else {
                     return Ok(());
                 };
                 let expected = &selection.expectations[selection.position(job.case)];
@@ -781,7 +785,7 @@ impl Grading<'_> {
                     .asked
                     .remove(&job)
                     .ok_or_else(|| Error::internal("an answer to a question nobody asked"))?;
-                let Some(judgment) = tally.call(job.sample, Purpose::Grading, answer) else {
+                let Some(judgment) = tally.call(job.sample, Purpose::Grading, answer, totals) else {
                     return Ok(());
                 };
                 let assessment = selection.grader.answer(question, &judgment, &response, loaded)?;
@@ -1246,6 +1250,7 @@ fn prices_of(model: &ModelConfig, batch: bool) -> Option<crate::config::Prices> 
 fn result_of(
     selection: &Selection,
     tallies: Vec<CaseTally>,
+    totals: Totals,
     settings: &Settings,
     batch: bool,
 ) -> Result<SuiteResult, Error> {
@@ -1265,7 +1270,7 @@ fn result_of(
         Some(_) => tallies.iter().map(|t| t.graded().to_vec()).collect(),
         None => Vec::new(),
     };
-    let mut result = aggregate::aggregate(identity, tallies, prices_of(model, batch), settings);
+    let mut result = aggregate::aggregate(identity, tallies, totals, prices_of(model, batch), settings);
     result.filtered = selection.filtered.clone();
     for (index, case) in result.per_case.iter_mut().enumerate() {
         case.position = selection.positions.as_ref().map(|p| p[index]);

@@ -287,13 +287,14 @@ mod tests {
     fn graded(cases: usize, samples: u32, right: impl Fn(usize, u32) -> bool) -> Vec<CaseTally> {
         use crate::grader::Grade;
         use crate::provider::Response;
-        use crate::tally::{Answer, Purpose, SharedTexts};
+        use crate::tally::{Answer, Purpose, SharedTexts, Totals};
         (0..cases)
             .map(|case| {
                 let mut tally = CaseTally::new(&format!("c{case}"));
                 for sample in 0..samples {
+                    let answer = Answer::Cached(Response::from_text("x"));
                     let response = tally
-                        .call(sample, Purpose::Sample, Answer::Cached(Response::from_text("x")))
+                        .call(sample, Purpose::Sample, answer, &mut Totals::default())
                         .unwrap();
                     let grade = if right(case, sample) {
                         Grade::correct("ok")

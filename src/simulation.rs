@@ -442,7 +442,7 @@ mod tests {
         use crate::grader::Grade;
         use crate::provider::Response;
         use crate::sampling::{SamplingPolicy, Sequential};
-        use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
+        use crate::tally::{Answer, CaseTally, Purpose, SharedTexts, Totals};
         let design = crate::sequential::Design::new(0.05, 0.0, false);
         let mut rng = StdRng::seed_from_u64(5);
         let mut stops = std::collections::BTreeSet::new();
@@ -470,7 +470,7 @@ mod tests {
                         .map(|(mean, id)| (id.clone(), (mean * f64::from(k)).round() as u32, k));
                     let mut policy = Sequential::new(design, k, baseline);
                     let mut tallies: Vec<CaseTally> = ids.iter().map(|id| CaseTally::new(id)).collect();
-                    let mut texts = SharedTexts::default();
+                    let (mut texts, mut totals) = (SharedTexts::default(), Totals::default());
                     loop {
                         let look = policy.next_look(&tallies);
                         if look.is_empty() {
@@ -479,7 +479,7 @@ mod tests {
                         for (case, sample) in look {
                             let tally = &mut tallies[case];
                             let answer = Answer::Cached(Response::from_text("x"));
-                            let response = tally.call(sample, Purpose::Sample, answer).unwrap();
+                            let response = tally.call(sample, Purpose::Sample, answer, &mut totals).unwrap();
                             let grade = if draws.candidate[case][sample as usize] {
                                 Grade::correct("ok")
                             } else {

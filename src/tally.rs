@@ -1,7 +1,8 @@
 //! One case's tally: every call made for it (cached, live or failed) and every grade, counted
-//! in one place whatever the call was for.
+//! in one place whatever the call was for; what only a sum reports (calls, tokens, model
+//! versions) is counted straight into the [`Totals`] of the case's result.
 //!
-//! A tally only adds, so the tallies of disjoint sets of samples add up to the tally of their
+//! Tallies and totals only add, so those of disjoint sets of samples add up to those of their
 //! union: that is what lets [`crate::aggregate::merge`] rebuild a whole run from its shards.
 
 use std::collections::{BTreeMap, HashSet};
@@ -92,12 +93,14 @@ impl Totals {
     }
 }
 
-/// The calls and grades of one case. Answers may arrive in any order; what the tally reports
-/// is in sample order.
+/// The grades of one case. Answers may arrive in any order; what the tally reports is in
+/// sample order.
 ///
 /// A run holds one tally per case for its whole length, so a tally keeps counts, not a
-/// [`CaseResult`] and [`Totals`] of its own (392 bytes a case, once): what few cases have
-/// (failures, kept answers, a family's grades) is boxed, and a case's call counts fit `u32`.
+/// [`CaseResult`] of its own (392 bytes a case, once), and what every case has but only a
+/// sum reports (calls, tokens, model versions) goes to its result's [`Totals`] as it is
+/// counted: 88 bytes a case. What few cases have (failures, kept answers, a family's grades)
+/// is boxed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseTally {
     id: Box<str>,
@@ -105,21 +108,15 @@ pub struct CaseTally {
     samples: u32,
     invalid: u32,
     errors: u32,
-    /// Calls made, cached and failed, and HTTP attempts.
-    calls: [u32; 4],
-    /// Input and output tokens.
-    tokens: [u64; 2],
     /// (sample, latency in ms) of each answered sample.
     latencies: Vec<(u32, u32)>,
     misses: Vec<Miss>,
-    versions: Versions,
     rare: Option<Box<Rare>>,
 }
 
 /// What a tally holds for few cases, or only when asked.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Rare {
-    errors_by_kind: BTreeMap<FailureKind, u64>,
     /// The failure of the earliest sample.
     first_error: Option<(u32, String)>,
     /// Every graded answer, when a report shows them ([`CaseTally::keeping_answers`]).
@@ -138,11 +135,8 @@ impl CaseTally {
             samples: 0,
             invalid: 0,
             errors: 0,
-            calls: [0; 4],
-            tokens: [0; 2],
             latencies: Vec::new(),
             misses: Vec::new(),
-            versions: Versions::default(),
             rare: None,
         }
     }
@@ -188,8 +182,9 @@ impl CaseTally {
         self.samples
     }
 
-    /// The case's result, misses and latencies in sample order, and its totals.
-    pub fn into_parts(self) -> (CaseResult, Totals) {
+    /// The case's result, misses and latencies in sample order, and the message of its
+    /// earliest failed sample.
+    pub fn into_parts(self) -> (CaseResult, Option<String>) {
         let mut misses = self.misses;
         misses.sort_by_key(|miss| miss.sample);
         let mut latencies = self.latencies;
@@ -202,7 +197,6 @@ impl CaseTally {
                 ..CaseDetail::default()
             })
         });
-        let [made, cached, failed, attempts] = self.calls.map(u64::from);
         let result = CaseResult {
             id: self.id.into(),
             correct: self.correct,
@@ -216,49 +210,31 @@ impl CaseTally {
             variants: Vec::new(),
             position: None,
         };
-        let totals = Totals {
-            calls: Calls {
-                made,
-                cached,
-                failed,
-                attempts,
-            },
-            tokens: Tokens {
-                input: self.tokens[0],
-                output: self.tokens[1],
-            },
-            errors_by_kind: rare.errors_by_kind,
-            first_error: rare.first_error.map(|(_, message)| message),
-            versions: self.versions,
-        };
-        (result, totals)
+        (result, rare.first_error.map(|(_, message)| message))
     }
 
-    /// Count one call made for `sample`; the response when there is one to grade. A failed
-    /// call makes the sample an error (never a wrong answer).
-    pub fn call(&mut self, sample: u32, purpose: Purpose, answer: Answer) -> Option<Response> {
-        const MADE: usize = 0;
-        const CACHED: usize = 1;
-        const FAILED: usize = 2;
-        const ATTEMPTS: usize = 3;
-        let mut count = |which: usize, by: u32| self.calls[which] = self.calls[which].saturating_add(by);
+    /// Count one call made for `sample`, in this tally and in `totals` (its result's); the
+    /// response when there is one to grade. A failed call makes the sample an error (never a
+    /// wrong answer).
+    pub fn call(&mut self, sample: u32, purpose: Purpose, answer: Answer, totals: &mut Totals) -> Option<Response> {
+        let calls = &mut totals.calls;
         let response = match answer {
             Answer::Cached(response) => {
-                count(CACHED, 1);
+                calls.cached += 1;
                 response
             }
             Answer::Live { response, attempts } => {
-                count(MADE, 1);
-                count(ATTEMPTS, attempts);
+                calls.made += 1;
+                calls.attempts += u64::from(attempts);
                 response
             }
             Answer::Failed { error, attempts } => {
-                count(FAILED, 1);
-                count(ATTEMPTS, attempts);
+                calls.failed += 1;
+                calls.attempts += u64::from(attempts);
                 self.errors += 1;
+                *totals.errors_by_kind.entry(error.kind).or_insert(0) += 1;
                 let id = &self.id;
                 let rare = self.rare.get_or_insert_with(Box::default);
-                *rare.errors_by_kind.entry(error.kind).or_insert(0) += 1;
                 let role = match purpose {
                     Purpose::Sample => "",
                     Purpose::Grading => " (judge)",
@@ -275,12 +251,12 @@ impl CaseTally {
             let latency = u32::try_from(response.latency_ms).unwrap_or(u32::MAX);
             push_exact(&mut self.latencies, (sample, latency));
             if let Some(version) = &response.version {
-                self.versions.count(version, 1);
+                totals.versions.count(version, 1);
             }
         }
         if let Some(usage) = response.usage {
-            self.tokens[0] += usage.input_tokens;
-            self.tokens[1] += usage.output_tokens;
+            totals.tokens.input += usage.input_tokens;
+            totals.tokens.output += usage.output_tokens;
         }
         Some(response)
     }
@@ -336,29 +312,40 @@ mod tests {
     #[test]
     fn every_kind_of_call_is_counted_once_and_only_samples_have_latency() {
         let mut tally = CaseTally::new("c1");
-        let cached = tally.call(0, Purpose::Sample, Answer::Cached(answered("notify", 40, (10, 2))));
+        let mut totals = Totals::default();
+        let cached = tally.call(
+            0,
+            Purpose::Sample,
+            Answer::Cached(answered("notify", 40, (10, 2))),
+            &mut totals,
+        );
         tally.grade(0, Grade::correct("ok"), &cached.unwrap(), &mut SharedTexts::default());
         let live = Answer::Live {
             response: answered("suppress", 90, (10, 3)),
             attempts: 2,
         };
-        let live = tally.call(1, Purpose::Sample, live).unwrap();
+        let live = tally.call(1, Purpose::Sample, live, &mut totals).unwrap();
         // The judge's call: tokens and a call, no latency.
-        let judged = tally.call(1, Purpose::Grading, Answer::Cached(answered("no", 500, (100, 1))));
+        let judged = tally.call(
+            1,
+            Purpose::Grading,
+            Answer::Cached(answered("no", 500, (100, 1))),
+            &mut totals,
+        );
         assert!(judged.is_some());
         tally.grade(1, Grade::wrong("expected notify"), &live, &mut SharedTexts::default());
         let failed = Answer::Failed {
             error: ProviderError::new(FailureKind::RateLimit, "429"),
             attempts: 3,
         };
-        assert!(tally.call(2, Purpose::Sample, failed).is_none());
+        assert!(tally.call(2, Purpose::Sample, failed, &mut totals).is_none());
         let judge_failed = Answer::Failed {
             error: ProviderError::new(FailureKind::Timeout, "slow"),
             attempts: 1,
         };
-        assert!(tally.call(3, Purpose::Grading, judge_failed).is_none());
+        assert!(tally.call(3, Purpose::Grading, judge_failed, &mut totals).is_none());
 
-        let (result, totals) = tally.into_parts();
+        let (result, first_error) = tally.into_parts();
         assert_eq!(
             (result.correct, result.samples, result.invalid, result.errors),
             (1, 2, 0, 2)
@@ -381,19 +368,20 @@ mod tests {
             totals.versions.to_counts().into_iter().map(|c| c.fingerprint).collect();
         assert_eq!(fingerprints, [Some("fp_40".to_string()), Some("fp_90".to_string())]);
         assert_eq!(totals.errors_by_kind.values().sum::<u64>(), 2);
-        assert!(totals
-            .first_error
-            .as_deref()
-            .unwrap()
-            .starts_with("case `c1` sample 2: "));
+        assert!(first_error.unwrap().starts_with("case `c1` sample 2: "));
+        // The tally itself: its grades and a box for its failure, no call counts.
+        assert_eq!(std::mem::size_of::<CaseTally>(), 88);
     }
 
     #[test]
     fn answers_in_any_order_are_reported_in_sample_order() {
         let mut tally = CaseTally::new("c1");
+        let mut totals = Totals::default();
         for sample in [2, 0, 1] {
             let response = answered("suppress", 10 * u64::from(sample), (1, 1));
-            let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+            let response = tally
+                .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
+                .unwrap();
             tally.grade(
                 sample,
                 Grade::wrong("expected notify"),
@@ -406,24 +394,28 @@ mod tests {
                 error: ProviderError::new(FailureKind::Server, format!("call {sample}")),
                 attempts: 1,
             };
-            assert!(tally.call(sample, Purpose::Sample, failed).is_none());
+            assert!(tally.call(sample, Purpose::Sample, failed, &mut totals).is_none());
         }
         assert_eq!(tally.samples(), 3);
-        let (result, totals) = tally.into_parts();
+        let (result, first_error) = tally.into_parts();
         let order: Vec<u32> = result.misses.iter().map(|m| m.sample).collect();
         assert_eq!((order, result.latencies_ms), (vec![0, 1, 2], vec![0, 10, 20]));
-        assert!(totals.first_error.unwrap().starts_with("case `c1` sample 3: "));
+        assert!(first_error.unwrap().starts_with("case `c1` sample 3: "));
+        assert_eq!(totals.calls.failed, 2);
     }
 
     #[test]
     fn misses_of_many_cases_share_their_texts_and_hold_no_spare_places() {
         let mut texts = SharedTexts::default();
+        let mut totals = Totals::default();
         let results: Vec<CaseResult> = (0..3)
             .map(|case| {
                 let mut tally = CaseTally::new(&format!("c{case}"));
                 for sample in 0..5 {
                     let response = answered("  suppress\n", 7, (1, 1));
-                    let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+                    let response = tally
+                        .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
+                        .unwrap();
                     tally.grade(sample, Grade::wrong("expected notify"), &response, &mut texts);
                 }
                 assert_eq!((tally.latencies.capacity(), tally.misses.capacity()), (5, 5));
@@ -450,10 +442,16 @@ mod tests {
     fn a_tally_keeping_answers_has_every_graded_one_in_sample_order() {
         let mut plain = CaseTally::new("c1");
         let mut keeping = CaseTally::keeping_answers("c1");
+        let mut totals = Totals::default();
         for tally in [&mut plain, &mut keeping] {
             for (sample, text) in [(1, "notify"), (0, "suppress")] {
                 let response = tally
-                    .call(sample, Purpose::Sample, Answer::Cached(answered(text, 5, (1, 1))))
+                    .call(
+                        sample,
+                        Purpose::Sample,
+                        Answer::Cached(answered(text, 5, (1, 1))),
+                        &mut totals,
+                    )
                     .unwrap();
                 let grade = if text == "suppress" {
                     Grade::correct("answered `suppress`")
@@ -466,7 +464,7 @@ mod tests {
                 error: ProviderError::new(FailureKind::Server, "500"),
                 attempts: 1,
             };
-            assert!(tally.call(2, Purpose::Sample, failed).is_none());
+            assert!(tally.call(2, Purpose::Sample, failed, &mut totals).is_none());
         }
         assert_eq!(plain.into_parts().0.detail, None);
         let detail = keeping.into_parts().0.detail.expect("answers kept");

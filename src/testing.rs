@@ -6,7 +6,7 @@ use crate::grader::Grade;
 use crate::provider::Response;
 use crate::run_record::{Calls, RunRecord, SuiteResult, Verdict, RUN_RECORD_SCHEMA_VERSION};
 use crate::stats::IntervalMethod;
-use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
+use crate::tally::{Answer, CaseTally, Purpose, SharedTexts, Totals};
 
 /// A config of one OpenAI-compatible provider at a closed port, one model and one label suite
 /// with an `en` variant (files under `/p` are never read).
@@ -35,6 +35,7 @@ const SETTINGS: Settings = Settings {
 
 /// A result of `suite` whose case i got `correct[i]` of 5 samples right.
 pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
+    let mut totals = Totals::default();
     let tallies = correct
         .iter()
         .enumerate()
@@ -42,7 +43,9 @@ pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
             let mut tally = CaseTally::new(&format!("c{case:02}"));
             for sample in 0..5 {
                 let response = Response::from_text("x");
-                let response = tally.call(sample, Purpose::Sample, Answer::Cached(response)).unwrap();
+                let response = tally
+                    .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
+                    .unwrap();
                 let grade = if sample < right {
                     Grade::correct("ok")
                 } else {
@@ -62,7 +65,7 @@ pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
         prompt_sha256: "0".repeat(64),
         samples_per_case: 5,
     };
-    aggregate::aggregate(identity, tallies, None, &SETTINGS)
+    aggregate::aggregate(identity, tallies, totals, None, &SETTINGS)
 }
 
 pub fn record(results: Vec<SuiteResult>) -> RunRecord {
