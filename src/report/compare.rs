@@ -102,7 +102,7 @@ pub fn terminal(record: &CompareRecord) -> String {
             out.push_str(&format!(
                 "the rows disagree on {} case(s): {}\n\n",
                 suite.disagreements.len(),
-                crate::excerpt::one_line(&suite.disagreements.join(", "))
+                super::first_ids(&suite.disagreements, |id| crate::excerpt::one_line(id).into_owned())
             ));
         }
     }
@@ -133,8 +133,11 @@ pub fn markdown(record: &CompareRecord) -> String {
             out.push_str(&format!("\n{}\n", super::markdown_text(&rates)));
         }
         if !suite.disagreements.is_empty() {
-            let ids: Vec<String> = suite.disagreements.iter().map(|id| super::markdown_id(id)).collect();
-            out.push_str(&format!("\nDisagreements ({}): {}\n", ids.len(), ids.join(", ")));
+            out.push_str(&format!(
+                "\nDisagreements ({}): {}\n",
+                suite.disagreements.len(),
+                super::first_ids(&suite.disagreements, super::markdown_id)
+            ));
         }
     }
     out
@@ -171,6 +174,32 @@ mod tests {
             .export(&comparison)
             .unwrap()
             .starts_with("<!DOCTYPE html>"));
+        // Past ten disagreements, the terminal and Markdown name the first ten and count the
+        // rest; the JSON has every one.
+        let many = record(vec![
+            result("triage", &[5; 12]),
+            crate::run_record::SuiteResult {
+                model: "other".into(),
+                ..result("triage", &[0; 12])
+            },
+        ]);
+        let comparison = crate::compare::compare(&many, &["m".into(), "other".into()], &[]);
+        let terminal = exporter(CompareFormat::Terminal).export(&comparison).unwrap();
+        assert!(
+            terminal.contains(
+                "the rows disagree on 12 case(s): c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, and 2 more\n"
+            ),
+            "{terminal}"
+        );
+        let markdown = exporter(CompareFormat::Markdown).export(&comparison).unwrap();
+        assert!(
+            markdown.contains("Disagreements (12): `c00`, `c01`, `c02`, `c03`, `c04`, `c05`, `c06`, `c07`, `c08`, `c09`, and 2 more\n"),
+            "{markdown}"
+        );
+        assert!(exporter(CompareFormat::Json)
+            .export(&comparison)
+            .unwrap()
+            .contains("\"c11\""));
         for (name, format) in [
             ("c.json", Some(CompareFormat::Json)),
             ("c.MD", Some(CompareFormat::Markdown)),

@@ -112,16 +112,6 @@ pub(super) fn summary_cells(result: &SuiteResult) -> [String; 9] {
     ]
 }
 
-/// The first ten ids, and how many more.
-fn id_list(ids: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut shown: Vec<String> = ids.iter().take(SHOWN).map(|id| super::markdown_id(id)).collect();
-    if ids.len() > SHOWN {
-        shown.push(format!("and {} more", ids.len() - SHOWN));
-    }
-    shown.join(", ")
-}
-
 impl Exporter for MarkdownExporter {
     fn export(&self, record: &RunRecord) -> Result<String, Error> {
         let calls = &record.calls;
@@ -393,7 +383,7 @@ fn summary(record: &RunRecord) -> String {
                 .transitions
                 .named()
                 .into_iter()
-                .map(|(name, ids)| format!("{name}: {}", id_list(ids)))
+                .map(|(name, ids)| format!("{name}: {}", super::first_ids(ids, super::markdown_id)))
                 .collect();
             out.push_str(&format!(
                 "\n**{name}**: flakiness since the baseline: {} — {}\n",
@@ -421,7 +411,7 @@ fn summary(record: &RunRecord) -> String {
             out.push_str(&format!(
                 "\n**{name}**: {} new case(s), not gated (accuracy {accuracy}): {}\n",
                 b.new_cases.len(),
-                id_list(&b.new_cases)
+                super::first_ids(&b.new_cases, super::markdown_id)
             ));
         }
         if !b.missing_cases.is_empty() {

@@ -251,6 +251,18 @@ pub(crate) fn markdown_text(text: &str) -> String {
     out
 }
 
+/// The first ten of `ids`, each as `show` writes it, and how many more: a list read at a
+/// glance, where a suite of thousands of cases could otherwise fill a screen or outgrow a pull
+/// request comment (the JSON and HTML reports have every id).
+pub(crate) fn first_ids(ids: &[String], show: impl Fn(&str) -> String) -> String {
+    const SHOWN: usize = 10;
+    let mut shown: Vec<String> = ids.iter().take(SHOWN).map(|id| show(id)).collect();
+    if ids.len() > SHOWN {
+        shown.push(format!("and {} more", ids.len() - SHOWN));
+    }
+    shown.join(", ")
+}
+
 /// A case id in Markdown: in a code span, unless it could break out of one.
 pub(crate) fn markdown_id(id: &str) -> String {
     if id.chars().all(|c| c.is_alphanumeric() || "-_.:/@+".contains(c)) {
