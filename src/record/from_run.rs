@@ -2,7 +2,7 @@
 //! findings labelled with what the bot decided) proposed as new cases of another suite, each
 //! confirmed by a person on the terminal or, for scripts, by `--yes --expect`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
@@ -71,7 +71,8 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
 
     let mut notes = Vec::new();
     let mut by_case: BTreeMap<(String, String), Proposal> = BTreeMap::new();
-    let mut sources: BTreeMap<String, Vec<LoadedCase>> = BTreeMap::new();
+    // Each source suite's cases by id, loaded once: the misses of a run look their cases up.
+    let mut sources: BTreeMap<String, HashMap<String, LoadedCase>> = BTreeMap::new();
     for result in &run.results {
         // A robustness family's misses are answers to generated variants, not production misses.
         if result.robustness.is_some() {
@@ -95,7 +96,9 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
             continue;
         }
         if !sources.contains_key(&result.suite) {
-            sources.insert(result.suite.clone(), case::load_cases(&source_dir, &config.root)?);
+            let loaded = case::load_cases(&source_dir, &config.root)?;
+            let by_id = loaded.into_iter().map(|l| (l.case.id.clone(), l)).collect();
+            sources.insert(result.suite.clone(), by_id);
         }
         let source_cases = &sources[&result.suite];
         for case_result in &result.per_case {
@@ -112,7 +115,7 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
             if misses.is_empty() {
                 continue;
             }
-            let Some(loaded) = source_cases.iter().find(|l| l.case.id == case_result.id) else {
+            let Some(loaded) = source_cases.get(&case_result.id) else {
                 notes.push(format!(
                     "case `{}` of suite `{}` is no longer in its cases: skipped",
                     case_result.id, result.suite
