@@ -584,7 +584,8 @@ fn policies(
 const LOOK_UP_BATCH: usize = 1 << 15;
 
 /// Sample every selection as its policy asks, grading each answer as it arrives; the tallies
-/// of every case of every selection, and why the cache stopped taking answers, if it did.
+/// of every case of every selection, what each selection's calls added up to, and why the
+/// cache stopped taking answers, if it did.
 ///
 /// Each batch of a look's samples is first looked up in the cache at once, and the answers
 /// found are graded there; only the rest go to the sampler, which calls them (or, offline,
