@@ -25,8 +25,9 @@ use crate::fs::FsError;
 use crate::prompt::{Message, RenderedPrompt};
 
 /// Per-case text the stores of a run keep in memory, together, before they write prompts to
-/// their files: the packed text of about 25,000 triage-sized cases, and a whole run's of most
-/// suites. Past it, memory no longer grows with the suite but by 16 bytes a case.
+/// their files: the whole run's for most suites, about 1,000 cases that each carry a 4 KB
+/// finding, or 30,000 of the scale benchmark's 140-byte records. Past it, memory no longer
+/// grows with the suite but by 16 bytes a case.
 pub const HELD_BYTES: usize = 4 << 20;
 
 /// How much of a file of prompts is read at once: the next cases' prompts come with the one
