@@ -14,6 +14,8 @@ pub const TIMEOUT_SECS: (f64, f64) = (0.001, 86_400.0);
 pub const RETRY_MS: (u64, u64) = (0, 86_400_000);
 /// Waits between looks at a batch: never a busy loop, at most an hour.
 pub const BATCH_POLL_MS: (u64, u64) = (1, 3_600_000);
+/// Lines of one batch: the OpenAI Batch API takes at most 50,000, as Bedrock's usual quota.
+pub const BATCH_LINES: (u64, u64) = (1, 50_000);
 pub const RESPONSE_BYTES: (u64, u64) = (1024, 1 << 30);
 pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
 pub const PRICE: (f64, f64) = (0.0, 1_000_000.0);

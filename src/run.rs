@@ -492,21 +492,42 @@ async fn prefill(
                 .with_hint("--batch makes the calls a run needs ahead of it; --offline makes none"),
         );
     }
-    let mut calls = Vec::new();
+    let mut starts = vec![0];
     for selection in selections {
-        for case in 0..selection.cases.len() {
-            for sample in 0..selection.samples {
-                calls.push(crate::batch::Call {
-                    provider: selection.provider_name.clone(),
-                    request: selection.request(case, sample)?,
-                });
-            }
-        }
+        let calls = selection.cases.len() * selection.samples as usize;
+        starts.push(starts[starts.len() - 1] + calls);
     }
+    let calls = BatchCalls { selections, starts };
     let batch_options = crate::batch::Options {
         progress: options.progress,
     };
     crate::batch::prefill(config, cache, &calls, &options.env, batch_options).await
+}
+
+/// `--batch`'s calls: every sample of every case of each selection, in order, rendered when
+/// asked for.
+struct BatchCalls<'a> {
+    selections: &'a [Selection],
+    /// Index of each selection's first call, then the number of calls.
+    starts: Vec<usize>,
+}
+
+impl crate::batch::Calls for BatchCalls<'_> {
+    fn count(&self) -> usize {
+        self.starts[self.starts.len() - 1]
+    }
+
+    fn call(&self, index: usize) -> Result<crate::batch::Call, Error> {
+        // The last selection starting at or before `index`: an empty one is passed over.
+        let at = self.starts.partition_point(|&start| start <= index) - 1;
+        let selection = &self.selections[at];
+        let within = index - self.starts[at];
+        let k = selection.samples as usize;
+        Ok(crate::batch::Call {
+            provider: selection.provider_name.clone(),
+            request: selection.request(within / k, (within % k) as u32)?,
+        })
+    }
 }
 
 /// What a shard's record carries for `merge`: computed over the whole selection, before it is

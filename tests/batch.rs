@@ -117,6 +117,53 @@ fn a_batch_run_fills_the_cache_and_offline_replays_it() {
 }
 
 #[test]
+fn a_run_larger_than_a_batch_goes_in_even_batches_all_submitted_before_any_is_awaited() {
+    let server = FakeBatchServer::start(
+        answer,
+        Faults {
+            polls_before_done: 3,
+            ..Faults::default()
+        },
+    );
+    let project = project(&server.base_url);
+    // 120 calls, at most 50 a batch: three batches of 40, not 50, 50 and 20.
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config.replace("batch_poll_max_ms = 40", "batch_poll_max_ms = 40\nbatch_max_lines = 50"),
+    );
+    let (record, code) = project.json(&["run", "--batch"]);
+    assert_eq!(code, 0, "{record:#}");
+    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
+    assert_eq!(server.uploads(), [40, 40, 40]);
+    let batch = &record["batch"];
+    assert_eq!(
+        (
+            batch["submitted"].as_u64(),
+            batch["answered"].as_u64(),
+            batch["online"].as_u64()
+        ),
+        (Some(120), Some(120), Some(0))
+    );
+    assert_eq!(batch["batches"].as_array().unwrap().len(), 3);
+    assert_eq!(server.billed().len(), 120);
+    // Batches take hours: the second is not created only once the first is done.
+    let requests = server.requests();
+    let created: Vec<usize> = (0..requests.len())
+        .filter(|&i| requests[i] == "POST /v1/batches")
+        .collect();
+    let first_read = requests
+        .iter()
+        .position(|r| r.starts_with("GET /v1/files/"))
+        .expect("an output read");
+    assert_eq!(created.len(), 3, "{requests:#?}");
+    assert!(created.iter().all(|&i| i < first_read), "{requests:#?}");
+
+    let (offline, code) = project.json(&["run", "--offline"]);
+    assert_eq!((code, accuracy(&offline)), (0, accuracy(&record)));
+}
+
+#[test]
 fn failed_uploads_lines_and_an_expired_batch_are_retried_and_paid_once() {
     let failing = Faults {
         failed_uploads: 1,

@@ -161,6 +161,40 @@ fn batch_runs_in_both_record_formats_fill_the_cache_and_offline_replays_them() {
 }
 
 #[test]
+fn a_run_larger_than_a_job_is_split_evenly_so_no_job_falls_below_the_minimum() {
+    let Some(s3) = s3_url() else { return };
+    let bucket = "pg-split";
+    // 120 records, at most 100 a job, at least 30: filled to the limit, the second job would
+    // hold 20 and Bedrock would refuse it; two of 60 are both taken.
+    let fake = FakeBedrockBatch::start(&s3, bucket, 30, answer, Faults::default());
+    let runtime = no_runtime();
+    let project = project(&fake, &runtime.endpoint, bucket, CLAUDE, CASES, true);
+    let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
+    project.write(
+        "promptgate.toml",
+        &config.replace(
+            "batch_poll_max_ms = 40",
+            "batch_poll_max_ms = 40\nbatch_max_lines = 100",
+        ),
+    );
+    let (record, code) = project.json(&["run", "--batch"]);
+    assert_eq!(code, 0, "{record:#}");
+    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
+    let batch = &record["batch"];
+    assert_eq!(
+        (
+            batch["submitted"].as_u64(),
+            batch["answered"].as_u64(),
+            batch["online"].as_u64()
+        ),
+        (Some(120), Some(120), Some(0)),
+        "{batch:#}"
+    );
+    assert_eq!(fake.jobs_created(), 2);
+    each_paid_once(&fake.billed(), 120);
+}
+
+#[test]
 fn a_converse_record_is_the_body_the_online_call_sends() {
     let Some(s3) = s3_url() else { return };
     // The online call, as the SDK sends it, in one project; the batch in another.

@@ -84,6 +84,44 @@ impl Engine {
         }
     }
 
+    /// The most lines a job may have.
+    pub fn max_lines(&self) -> usize {
+        match self {
+            Engine::Openai(openai) => openai.max_lines,
+            Engine::Bedrock(bedrock) => bedrock.max_records,
+        }
+    }
+
+    /// The largest input a job may upload, in bytes.
+    pub fn max_bytes(&self) -> usize {
+        match self {
+            Engine::Openai(_) => openai_batch::MAX_INPUT_BYTES,
+            Engine::Bedrock(_) => bedrock_batch::MAX_INPUT_BYTES,
+        }
+    }
+
+    /// The line of an input file that asks for `body` under `key`, without its newline;
+    /// `None` when the stored body is not JSON.
+    pub fn line_text(&self, key: &str, body: String) -> Option<String> {
+        match self {
+            Engine::Openai(_) => OpenAiBatches::line(key, body),
+            Engine::Bedrock(_) => bedrock_batch::record(key, &body),
+        }
+    }
+
+    /// Whether reading a batch's answers needs its lines' bodies (Bedrock's: [`Engine::reading`]).
+    pub fn reads_bodies(&self) -> bool {
+        matches!(self, Engine::Bedrock(_))
+    }
+
+    /// How to read the answer to `line`, for an engine whose answers need it (Bedrock's).
+    pub fn reading(&self, line: &Line) -> Option<Reading> {
+        match self {
+            Engine::Openai(_) => None,
+            Engine::Bedrock(_) => reading_of(line),
+        }
+    }
+
     /// The first wait between looks at a batch, and the longest.
     pub fn poll(&self) -> (std::time::Duration, std::time::Duration) {
         match self {
@@ -92,18 +130,8 @@ impl Engine {
         }
     }
 
-    /// Upload the input of `job` (its `lines`); the input's id.
-    pub async fn upload(&self, job: &Job, lines: Vec<Line>) -> Result<String, ProviderError> {
-        let mut file = Vec::new();
-        for line in lines {
-            let text = match self {
-                Engine::Openai(_) => OpenAiBatches::line(&line.key, line.body),
-                Engine::Bedrock(_) => bedrock_batch::record(&line.key, &line.body),
-            }
-            .ok_or_else(|| ProviderError::new(FailureKind::Client, "a batch line in the cache is not JSON"))?;
-            file.extend_from_slice(text.as_bytes());
-            file.push(b'\n');
-        }
+    /// Upload `file`, the input of `job` (its lines, one per line); the input's id.
+    pub async fn upload(&self, job: &Job, file: Vec<u8>) -> Result<String, ProviderError> {
         match self {
             Engine::Openai(openai) => openai.upload(file).await,
             Engine::Bedrock(bedrock) => bedrock.upload(&job.token, file).await,
@@ -179,34 +207,33 @@ impl Engine {
         }
     }
 
-    /// What a finished batch said about its lines; a line that cannot be read answers nothing.
-    /// The lines' bodies are let go first (they are as large as the requests, and only what
-    /// says how to read an answer is kept of them).
-    pub async fn answers(&self, job: &Job, look: &Look, lines: &mut [Line]) -> Result<Vec<Outcome>, ProviderError> {
-        let readings: HashMap<String, Reading> = match self {
-            Engine::Openai(_) => HashMap::new(),
-            Engine::Bedrock(_) => lines
-                .iter()
-                .filter_map(|line| Some((line.key.clone(), reading_of(line)?)))
-                .collect(),
-        };
-        for line in lines.iter_mut() {
-            line.body = String::new();
-        }
-        let mut outcomes = Vec::new();
+    /// What a finished batch said about its lines, to `each` one line at a time; a line that
+    /// cannot be read answers nothing. `readings` says how to read each line's answer, by key
+    /// (Bedrock's; see [`Engine::reading`]).
+    pub async fn answers(
+        &self,
+        job: &Job,
+        look: &Look,
+        readings: &HashMap<String, Reading>,
+        mut each: impl FnMut(Outcome),
+    ) -> Result<(), ProviderError> {
         match self {
             Engine::Openai(openai) => {
                 for file in &look.outputs {
-                    for line in openai.lines(file).await?.into_iter().flatten() {
-                        outcomes.push(match line {
+                    openai
+                        .lines(file, |line| match line {
                             // Batch answers have no latency of their own: 0, never a made-up figure.
-                            OpenAiLine::Answered { custom_id, body } => outcome(custom_id, parse_completion(&body, 0)),
-                            OpenAiLine::Failed { custom_id, message } => Outcome::Failed {
+                            Ok(OpenAiLine::Answered { custom_id, body }) => {
+                                each(outcome(custom_id, parse_completion(&body, 0)))
+                            }
+                            Ok(OpenAiLine::Failed { custom_id, message }) => each(Outcome::Failed {
                                 key: custom_id,
                                 message,
-                            },
-                        });
-                    }
+                            }),
+                            // A garbled line answers nothing: its call stays unanswered.
+                            Err(_) => {}
+                        })
+                        .await?;
                 }
             }
             Engine::Bedrock(bedrock) => {
@@ -214,11 +241,10 @@ impl Engine {
                     .outputs(&job.token, |line| match line {
                         Ok(OutputLine::Answered { record_id, output }) => {
                             if let Some(reading) = readings.get(&record_id) {
-                                let response = bedrock_batch::response_of(reading, &output);
-                                outcomes.push(outcome(record_id, response));
+                                each(outcome(record_id, bedrock_batch::response_of(reading, &output)));
                             }
                         }
-                        Ok(OutputLine::Failed { record_id, message }) => outcomes.push(Outcome::Failed {
+                        Ok(OutputLine::Failed { record_id, message }) => each(Outcome::Failed {
                             key: record_id,
                             message,
                         }),
@@ -228,7 +254,7 @@ impl Engine {
                     .await?;
             }
         }
-        Ok(outcomes)
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@
 mod engine;
 pub mod store;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,9 @@ use store::{Job, Line, State};
 
 /// Rounds of batches per run: the first, then resubmissions of what failed.
 pub const ROUNDS: u32 = 3;
+
+/// Answers stored in one transaction while a batch's output is read.
+const STORE_PIECE: usize = 1_000;
 
 /// A call the run will make, if its answer is not cached.
 #[derive(Debug, Clone)]
@@ -71,22 +74,45 @@ impl Summary {
     }
 }
 
+/// The calls a run will make, made one at a time when asked: a run's rendered prompts are
+/// never all held at once.
+pub trait Calls {
+    /// How many calls there are.
+    fn count(&self) -> usize;
+    /// Call number `index`, below [`Calls::count`].
+    fn call(&self, index: usize) -> Result<Call, Error>;
+}
+
+/// Calls of one provider that go in one kind of job, by index, and the bytes of their lines.
+#[derive(Default)]
+struct Group {
+    calls: Vec<usize>,
+    bytes: usize,
+}
+
 /// Send every uncached call of `calls` through its provider's batch engine, resuming first any
 /// job a killed run left, and collect the answers into `cache`.
+///
+/// Each round looks at the calls twice: once to group them and size each group, once more to
+/// write each group's lines into jobs of even size, one job at a time. Every job of a round is
+/// submitted before any is waited on, so that batches run side by side.
 pub async fn prefill(
     config: &Config,
     cache: &Cache,
-    calls: &[Call],
+    calls: &dyn Calls,
     env: &EnvVars,
     options: Options,
 ) -> Result<Summary, Error> {
     let mut summary = Summary::default();
     let jobs = store::unfinished(cache)?;
-    let names: std::collections::BTreeSet<String> = calls
-        .iter()
-        .map(|c| c.provider.clone())
-        .chain(jobs.iter().map(|j| j.provider.clone()))
-        .collect();
+    let mut keys = Vec::with_capacity(calls.count());
+    let mut names: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.provider.clone()).collect();
+    for index in 0..calls.count() {
+        let call = calls.call(index)?;
+        // Each key once: it canonicalizes the whole rendered prompt.
+        keys.push(cache::key(&call.request));
+        names.insert(call.provider);
+    }
     let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
     for name in &names {
         match Engine::of(config, name, env).await? {
@@ -102,80 +128,92 @@ pub async fn prefill(
         }
     }
     // A killed run's jobs first: what they hold must not be sent again.
-    for mut job in jobs {
-        if let Some(engine) = engines.get(&job.provider) {
-            drive(cache, engine, &mut job, options, &mut summary).await?;
-            if job.state == State::Abandoned {
-                engines.remove(&job.provider);
-            }
-        }
-    }
-    // Each key once: it canonicalizes the whole rendered prompt.
-    let keys: Vec<String> = calls.iter().map(|call| cache::key(&call.request)).collect();
+    settle_jobs(cache, &mut engines, jobs, options, &mut summary).await?;
     let mut online_by_choice = HashSet::new();
     for round in 1..=ROUNDS {
-        let mut groups: BTreeMap<(&str, String), Vec<Line>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for (call, key) in calls.iter().zip(&keys) {
+        for (index, key) in keys.iter().enumerate() {
             if online_by_choice.contains(key) || !seen.insert(key) || cache.has(key)? || store::in_flight(cache, key)? {
                 continue;
             }
+            let call = calls.call(index)?;
             let Some(engine) = engines.get(&call.provider) else {
                 online_by_choice.insert(key.clone());
                 continue;
             };
-            let placed = match engine.place(config, &call.provider, &call.request) {
-                Ok(placed) => placed,
+            match engine.place(config, &call.provider, &call.request) {
+                Ok(placed) => {
+                    let group = groups.entry((call.provider, placed.group)).or_default();
+                    group.calls.push(index);
+                    group.bytes += line_bytes(key, &placed.body);
+                }
                 Err(why) => {
                     summary.note(format!(
                         "provider `{}`: {why}; those calls are made online",
                         call.provider
                     ));
                     online_by_choice.insert(key.clone());
-                    continue;
                 }
-            };
-            groups
-                .entry((call.provider.as_str(), placed.group))
-                .or_default()
-                .push(Line {
-                    key: key.clone(),
-                    provider_kind: call.request.provider.as_str().to_string(),
-                    model: call.request.model.clone(),
-                    sample_index: call.request.sample_index,
-                    body: placed.body,
-                });
+            }
         }
         if groups.is_empty() {
             break;
         }
-        for ((provider, group), lines) in groups {
-            let Some(engine) = engines.get(provider) else {
-                // Abandoned in this round: the rest goes online with it.
+        let mut jobs = Vec::new();
+        for ((provider, name), group) in groups {
+            let Some(engine) = engines.get(&provider) else {
                 continue;
             };
-            if lines.len() < engine.min_lines() {
+            if group.calls.len() < engine.min_lines() {
                 summary.note(format!(
-                    "provider `{provider}`: {} call(s) of `{group}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
+                    "provider `{provider}`: {} call(s) of `{name}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
+                    group.calls.len(),
+                    engine.min_lines()
+                ));
+                online_by_choice.extend(group.calls.iter().map(|&index| keys[index].clone()));
+                continue;
+            }
+            let target = even_size(group.calls.len(), group.bytes, engine.max_lines(), engine.max_bytes());
+            let mut lines: Vec<Line> = Vec::new();
+            let mut bytes = 0;
+            for &index in &group.calls {
+                let call = calls.call(index)?;
+                // Placed once already; a request places the same way every time.
+                let Ok(placed) = engine.place(config, &call.provider, &call.request) else {
+                    online_by_choice.insert(keys[index].clone());
+                    continue;
+                };
+                let size = line_bytes(&keys[index], &placed.body);
+                if !lines.is_empty() && (lines.len() >= target || bytes + size > engine.max_bytes()) {
+                    jobs.push(store::create(cache, &provider, round, &lines)?);
+                    lines.clear();
+                    bytes = 0;
+                }
+                bytes += size;
+                lines.push(Line {
+                    key: keys[index].clone(),
+                    provider_kind: call.request.provider.as_str().to_string(),
+                    model: call.request.model,
+                    sample_index: call.request.sample_index,
+                    body: placed.body,
+                });
+            }
+            if lines.len() >= engine.min_lines() {
+                jobs.push(store::create(cache, &provider, round, &lines)?);
+            } else if !lines.is_empty() {
+                // Only when the byte limit cut a group short of even jobs.
+                summary.note(format!(
+                    "provider `{provider}`: the last {} call(s) of `{name}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
                     lines.len(),
                     engine.min_lines()
                 ));
                 online_by_choice.extend(lines.into_iter().map(|line| line.key));
-                continue;
-            }
-            for chunk in chunks(lines) {
-                let mut job = store::create(cache, provider, round, &chunk)?;
-                let Some(engine) = engines.get(provider) else {
-                    break;
-                };
-                drive(cache, engine, &mut job, options, &mut summary).await?;
-                if job.state == State::Abandoned {
-                    engines.remove(provider);
-                } else {
-                    summary.submitted += chunk.len() as u64;
-                }
             }
         }
+        let sent: u64 = jobs.iter().map(|job| job.lines).sum();
+        let refused = settle_jobs(cache, &mut engines, jobs, options, &mut summary).await?;
+        summary.submitted += sent - refused;
     }
     let mut left = HashSet::new();
     for key in &keys {
@@ -197,52 +235,90 @@ pub async fn prefill(
     Ok(summary)
 }
 
-/// Lines in batches of at most [`openai_batch::MAX_LINES`] lines and
-/// [`openai_batch::MAX_INPUT_BYTES`] bytes: within both engines' limits.
-fn chunks(lines: Vec<Line>) -> Vec<Vec<Line>> {
-    let mut chunks: Vec<Vec<Line>> = Vec::new();
-    let mut bytes = 0;
-    for line in lines {
-        let size = line.body.len() + line.key.len() + 96;
-        match chunks.last_mut() {
-            Some(last) if last.len() < openai_batch::MAX_LINES && bytes + size <= openai_batch::MAX_INPUT_BYTES => {
-                bytes += size;
-                last.push(line);
-            }
-            _ => {
-                bytes = size;
-                chunks.push(vec![line]);
-            }
-        }
-    }
-    chunks
+/// Bytes a line takes in an input file, with room for the JSON around its body.
+fn line_bytes(key: &str, body: &str) -> usize {
+    body.len() + key.len() + 96
 }
 
-/// Take `job` from where it stands to collected (or abandoned, when the provider refuses the
-/// batch outright and nothing was paid).
-async fn drive(
+/// Lines per job for a group of `lines` lines and `bytes` bytes: as few jobs as the limits
+/// allow, of sizes as even as they can be. Filling jobs to the limit would leave a last job of
+/// a few lines, which Bedrock refuses below its minimum.
+fn even_size(lines: usize, bytes: usize, max_lines: usize, max_bytes: usize) -> usize {
+    let jobs = lines
+        .div_ceil(max_lines.max(1))
+        .max(bytes.div_ceil(max_bytes.max(1)))
+        .max(1);
+    lines.div_ceil(jobs)
+}
+
+/// Take each of `jobs` as far as it goes: first every one to submitted (or given up, when the
+/// provider refuses batches outright), then each submitted one to collected. The lines of jobs
+/// given up are returned in a count: they go online.
+async fn settle_jobs(
     cache: &Cache,
-    engine: &Engine,
-    job: &mut Job,
+    engines: &mut BTreeMap<String, Engine>,
+    mut jobs: Vec<Job>,
     options: Options,
     summary: &mut Summary,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
+    let mut refused: HashSet<String> = HashSet::new();
+    let mut given_up = 0;
+    for job in &mut jobs {
+        let Some(engine) = engines.get(&job.provider) else {
+            continue;
+        };
+        if refused.contains(&job.provider) && matches!(job.state, State::Prepared | State::Uploaded) {
+            // Its provider refused a batch of this run; nothing of this one is paid yet.
+            store::advance(cache, job, State::Abandoned, None)?;
+        } else {
+            submit(cache, engine, job, summary).await?;
+        }
+        if job.state == State::Abandoned {
+            refused.insert(job.provider.clone());
+            given_up += job.lines;
+        }
+    }
+    for job in &mut jobs {
+        if let (State::Submitted, Some(engine)) = (job.state, engines.get(&job.provider)) {
+            collect(cache, engine, job, options, summary).await?;
+        }
+    }
+    for provider in refused {
+        engines.remove(&provider);
+    }
+    Ok(given_up)
+}
+
+/// Take `job` from where it stands to submitted (or collected, when nothing is left to send;
+/// abandoned, when the provider refuses the batch outright and nothing was paid).
+async fn submit(cache: &Cache, engine: &Engine, job: &mut Job, summary: &mut Summary) -> Result<(), Error> {
     loop {
         match job.state {
             State::Prepared => {
                 // Nothing is paid yet: what was answered meanwhile (a resumed job) is left out.
-                let mut lines = Vec::new();
-                for line in store::lines(cache, job)? {
-                    if !cache.has(&line.key)? {
-                        lines.push(line);
+                let mut file = Vec::new();
+                let mut unreadable = false;
+                store::each_unanswered(cache, job, |line| match engine.line_text(&line.key, line.body) {
+                    Some(text) => {
+                        file.extend_from_slice(text.as_bytes());
+                        file.push(b'\n');
                     }
-                }
-                if lines.is_empty() {
+                    None => unreadable = true,
+                })?;
+                if file.is_empty() && !unreadable {
                     // Nothing left to send, nothing paid: done.
                     store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
                 }
-                match engine.upload(job, lines).await {
+                let uploaded = if unreadable {
+                    Err(ProviderError::new(
+                        FailureKind::Client,
+                        "a batch line in the cache is not JSON",
+                    ))
+                } else {
+                    engine.upload(job, file).await
+                };
+                match uploaded {
                     Ok(id) => {
                         job.input_file_id = Some(id);
                         store::advance(cache, job, State::Uploaded, None)?;
@@ -272,8 +348,7 @@ async fn drive(
                 Ok(None) => store::advance(cache, job, State::Uploaded, None)?,
                 Err(error) => return Err(stalled(job, "find", &error)),
             },
-            State::Submitted => return collect(cache, engine, job, options, summary).await,
-            State::Collected | State::Abandoned => return Ok(()),
+            State::Submitted | State::Collected | State::Abandoned => return Ok(()),
         }
     }
 }
@@ -334,20 +409,29 @@ async fn collect(
         tokio::time::sleep(openai_batch::poll_delay(first, max, looks)).await;
         looks += 1;
     };
-    let mut lines = store::lines(cache, job)?;
-    let outcomes = engine
-        .answers(job, &look, &mut lines)
-        .await
-        .map_err(|error| stalled(job, "read the output of", &error))?;
-    let wanted: BTreeMap<&str, &Line> = lines.iter().map(|l| (l.key.as_str(), l)).collect();
+    let mut lines = Vec::new();
+    let mut readings = HashMap::new();
+    store::each_line(cache, job, engine.reads_bodies(), |mut line| {
+        if let Some(reading) = engine.reading(&line) {
+            readings.insert(line.key.clone(), reading);
+        }
+        line.body = String::new();
+        lines.push(line);
+    })?;
+    let wanted: HashMap<&str, &Line> = lines.iter().map(|l| (l.key.as_str(), l)).collect();
     let mut entries = Vec::new();
+    let mut answered: HashSet<String> = HashSet::new();
     let mut failed: Vec<(String, String)> = Vec::new();
-    for outcome in outcomes {
-        match outcome {
+    // Answers are stored as they are read, a piece at a time: a batch's answers are never
+    // all held. Storing one twice (a collection resumed) changes nothing.
+    let mut stored = Ok(());
+    engine
+        .answers(job, &look, &readings, |outcome| match outcome {
             Outcome::Answered { key, response } => {
                 let Some(line) = wanted.get(key.as_str()) else {
-                    continue;
+                    return;
                 };
+                answered.insert(key.clone());
                 entries.push(Entry {
                     provider: ProviderKind::parse(&line.provider_kind).unwrap_or(ProviderKind::Openai),
                     model: line.model.clone(),
@@ -355,12 +439,21 @@ async fn collect(
                     response,
                     key,
                 });
+                if entries.len() >= STORE_PIECE {
+                    if stored.is_ok() {
+                        stored = cache.put_many(&entries);
+                    }
+                    entries.clear();
+                }
             }
             Outcome::Failed { key, message } if wanted.contains_key(key.as_str()) => failed.push((key, message)),
             Outcome::Failed { .. } => {}
-        }
-    }
-    let answered: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+        })
+        .await
+        .map_err(|error| stalled(job, "read the output of", &error))?;
+    stored?;
+    cache.put_many(&entries)?;
+    drop((readings, entries));
     let said: HashSet<String> = failed.iter().map(|(key, _)| key.clone()).collect();
     for line in &lines {
         // A line left out of the upload because it was answered meanwhile is not a failure.
@@ -371,7 +464,6 @@ async fn collect(
             ));
         }
     }
-    cache.put_many(&entries)?;
     let answered: Vec<String> = answered.into_iter().collect();
     store::settle(cache, job, &answered, &failed)?;
     summary.answered += answered.len() as u64;
@@ -382,4 +474,33 @@ async fn collect(
     }
     store::advance(cache, job, State::Collected, Some(&look.status))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_size;
+
+    #[test]
+    fn jobs_are_as_few_as_the_limits_allow_and_even() {
+        // (lines, bytes, max lines, max bytes) → lines per job
+        let cases = [
+            (120, 12_000, 50, 1_000_000, 40),
+            (100, 10_000, 50, 1_000_000, 50),
+            (50_001, 5_000_000, 50_000, 190_000_000, 25_001),
+            (10, 1_000, 50_000, 190_000_000, 10),
+            // Bytes decide: 3 jobs for 250 MB under 100 MB each.
+            (9, 250_000_000, 50_000, 100_000_000, 3),
+            (1, 10, 1, 1, 1),
+        ];
+        for (lines, bytes, max_lines, max_bytes, size) in cases {
+            assert_eq!(
+                even_size(lines, bytes, max_lines, max_bytes),
+                size,
+                "{lines} lines, {bytes} bytes"
+            );
+        }
+        // A group just over the limit no longer leaves a last job of one line.
+        let size = even_size(50_001, 0, 50_000, 190_000_000);
+        assert!(50_001 - size >= 25_000);
+    }
 }

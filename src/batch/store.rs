@@ -62,6 +62,8 @@ pub struct Job {
     pub state: State,
     pub input_file_id: Option<String>,
     pub batch_id: Option<String>,
+    /// How many lines it holds.
+    pub lines: u64,
 }
 
 /// A line of a job: the call it is, under its cache key (the line's `custom_id`).
@@ -114,6 +116,7 @@ pub fn create(cache: &Cache, provider: &str, round: u32, lines: &[Line]) -> Resu
         state: State::Prepared,
         input_file_id: None,
         batch_id: None,
+        lines: lines.len() as u64,
     })
 }
 
@@ -139,7 +142,8 @@ pub fn advance(cache: &Cache, job: &mut Job, state: State, status: Option<&str>)
 pub fn unfinished(cache: &Cache) -> Result<Vec<Job>, CacheError> {
     cache.read("read the batches", |connection| {
         let mut statement = connection.prepare(
-            "SELECT id, token, provider, round, state, input_file_id, batch_id FROM batch_jobs
+            "SELECT id, token, provider, round, state, input_file_id, batch_id,
+                 (SELECT count(*) FROM batch_lines WHERE job = batch_jobs.id) FROM batch_jobs
              WHERE state NOT IN ('collected', 'abandoned') ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
@@ -153,6 +157,7 @@ pub fn unfinished(cache: &Cache) -> Result<Vec<Job>, CacheError> {
                 state: State::parse(&state).unwrap_or(State::Collected),
                 input_file_id: row.get(5)?,
                 batch_id: row.get(6)?,
+                lines: row.get(7)?,
             })
         })?;
         rows.filter(|job| job.as_ref().map_or(true, |j| j.state != State::Collected))
@@ -160,32 +165,59 @@ pub fn unfinished(cache: &Cache) -> Result<Vec<Job>, CacheError> {
     })
 }
 
-/// The lines of a job.
-pub fn lines(cache: &Cache, job: &Job) -> Result<Vec<Line>, CacheError> {
-    read_lines(cache, job, "")
+/// Each line of a job, in key order, to `each`; with its body only when `bodies` (a collected
+/// job needs only what says how to read an answer, and the bodies are as large as the prompts).
+pub fn each_line(cache: &Cache, job: &Job, bodies: bool, each: impl FnMut(Line)) -> Result<(), CacheError> {
+    let body = if bodies { "body" } else { "''" };
+    scan(cache, job, body, "", "", each)
 }
 
-/// The first line of a job, in the order of [`lines`]: what a whole job shares is read from one
-/// line, not from every line and its body.
+/// Each line of a job with no answer in the cache yet, with its body, in key order: what an
+/// upload sends (a resumed job's lines answered meanwhile are left out, nothing being paid yet).
+pub fn each_unanswered(cache: &Cache, job: &Job, each: impl FnMut(Line)) -> Result<(), CacheError> {
+    scan(
+        cache,
+        job,
+        "body",
+        " AND NOT EXISTS (SELECT 1 FROM responses WHERE responses.key = batch_lines.key)",
+        "",
+        each,
+    )
+}
+
+/// The first line of a job in key order: what a whole job shares is read from one line, not
+/// from every line and its body.
 pub fn first_line(cache: &Cache, job: &Job) -> Result<Option<Line>, CacheError> {
-    Ok(read_lines(cache, job, " LIMIT 1")?.into_iter().next())
+    let mut first = None;
+    scan(cache, job, "body", "", " LIMIT 1", |line| first = Some(line))?;
+    Ok(first)
 }
 
-fn read_lines(cache: &Cache, job: &Job, limit: &str) -> Result<Vec<Line>, CacheError> {
+/// Rows of `batch_lines` of `job` in key order, one at a time: a job's lines are never all held
+/// for this. `body`, `condition` and `limit` are SQL written in this file, never input.
+fn scan(
+    cache: &Cache,
+    job: &Job,
+    body: &str,
+    condition: &str,
+    limit: &str,
+    mut each: impl FnMut(Line),
+) -> Result<(), CacheError> {
     cache.read("read a batch's lines", |connection| {
         let mut statement = connection.prepare(&format!(
-            "SELECT key, provider, model, sample_index, body FROM batch_lines WHERE job = ?1 ORDER BY key{limit}"
+            "SELECT key, provider, model, sample_index, {body} FROM batch_lines WHERE job = ?1{condition} ORDER BY key{limit}"
         ))?;
-        let rows = statement.query_map([job.id], |row| {
-            Ok(Line {
+        let mut rows = statement.query([job.id])?;
+        while let Some(row) = rows.next()? {
+            each(Line {
                 key: row.get(0)?,
                 provider_kind: row.get(1)?,
                 model: row.get(2)?,
                 sample_index: row.get(3)?,
                 body: row.get(4)?,
-            })
-        })?;
-        rows.collect()
+            });
+        }
+        Ok(())
     })
 }
 

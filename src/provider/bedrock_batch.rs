@@ -35,7 +35,7 @@ use crate::excerpt::excerpt;
 use crate::prompt::ToolChoice as PromptToolChoice;
 
 /// The most records one job takes (Bedrock's quota for most models).
-pub const MAX_RECORDS: usize = 50_000;
+pub const MAX_RECORDS: usize = crate::limits::BATCH_LINES.1 as usize;
 /// The largest input object written: under Bedrock's 1 GB per file.
 pub const MAX_INPUT_BYTES: usize = 900 * 1000 * 1000;
 /// The largest output object read.
@@ -457,6 +457,8 @@ pub struct BedrockBatches {
     folder: S3Folder,
     role_arn: String,
     pub min_records: usize,
+    /// Most records in one job (`batch_max_lines`).
+    pub max_records: usize,
     policy: RetryPolicy,
     pub poll_first: Duration,
     pub poll_max: Duration,
@@ -486,6 +488,7 @@ impl BedrockBatches {
             folder,
             role_arn: role_arn.clone(),
             min_records: config.batch_min_records.unwrap_or(DEFAULT_MIN_RECORDS) as usize,
+            max_records: calls.batch_max_lines as usize,
             policy: calls.retry_policy(),
             poll_first: Duration::from_millis(calls.batch_poll_ms),
             poll_max: Duration::from_millis(calls.batch_poll_max_ms.max(calls.batch_poll_ms)),

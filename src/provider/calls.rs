@@ -34,6 +34,15 @@ pub struct CallConfig {
     pub batch_poll_ms: u64,
     #[serde(default = "default_batch_poll_max_ms")]
     pub batch_poll_max_ms: u64,
+    /// `run --batch`: most lines (requests, records) in one batch. The default is the OpenAI
+    /// Batch API's limit and Bedrock's usual quota; a smaller one for a server or an account
+    /// that takes fewer.
+    #[serde(default = "default_batch_max_lines")]
+    pub batch_max_lines: u32,
+}
+
+fn default_batch_max_lines() -> u32 {
+    limits::BATCH_LINES.1 as u32
 }
 
 fn default_batch_poll_ms() -> u64 {
@@ -79,6 +88,10 @@ impl CallConfig {
         check(
             "batch_poll_max_ms",
             in_range(self.batch_poll_max_ms, limits::BATCH_POLL_MS),
+        )?;
+        check(
+            "batch_max_lines",
+            in_range(u64::from(self.batch_max_lines), limits::BATCH_LINES),
         )?;
         if let Some(c) = self.concurrency {
             check("concurrency", in_range(c as u64, limits::CONCURRENCY))?;

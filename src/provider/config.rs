@@ -172,7 +172,7 @@ impl ProviderConfig {
             .partition(|(key, _)| shared.contains(&key.as_str()));
         let calls: CallConfig = read(&shared_keys)?;
         let api = ApiConfig::read(kind, &own_keys)?;
-        for result in [calls.check(), api.check()] {
+        for result in [calls.check(), api.check(), fits(&api, &calls)] {
             result.map_err(|(key, message)| {
                 TableError::at(key, message).hint("the README's configuration section gives each key's range")
             })?;
@@ -183,6 +183,24 @@ impl ProviderConfig {
     /// The kind of provider.
     pub fn kind(&self) -> ProviderKind {
         self.api.kind()
+    }
+}
+
+/// Checks across a provider's own keys and the shared ones: a Bedrock job needs at least
+/// `batch_min_records` lines, so a batch must be allowed that many.
+fn fits(api: &ApiConfig, calls: &CallConfig) -> Result<(), (&'static str, String)> {
+    match api {
+        ApiConfig::Bedrock(bedrock) => match bedrock.batch_min_records {
+            Some(min) if min > calls.batch_max_lines => Err((
+                "batch_min_records",
+                format!(
+                    "{min} is more than batch_max_lines ({}): Bedrock would refuse every job",
+                    calls.batch_max_lines
+                ),
+            )),
+            _ => Ok(()),
+        },
+        ApiConfig::Openai(_) => Ok(()),
     }
 }
 
@@ -403,6 +421,18 @@ mod tests {
                 "kind = \"bedrock\"\nbatch_min_records = 0",
                 "batch_min_records",
                 "out of range (1 to 50000",
+                "range",
+            ),
+            (
+                "kind = \"openai\"\nbatch_max_lines = 50001",
+                "batch_max_lines",
+                "out of range",
+                "range",
+            ),
+            (
+                "kind = \"bedrock\"\nbatch_min_records = 200\nbatch_max_lines = 100",
+                "batch_min_records",
+                "200 is more than batch_max_lines (100): Bedrock would refuse every job",
                 "range",
             ),
         ];

@@ -22,8 +22,6 @@ use crate::env::EnvVars;
 use crate::error::Error;
 use crate::excerpt::excerpt;
 
-/// The most requests one batch takes (OpenAI's limit).
-pub const MAX_LINES: usize = 50_000;
 /// The largest input file uploaded: under OpenAI's 200 MB, with room for the form around it.
 pub const MAX_INPUT_BYTES: usize = 190 * 1000 * 1000;
 /// The largest output or error file read: 50,000 answers of up to 20 KB each.
@@ -115,6 +113,8 @@ pub struct OpenAiBatches {
     /// The first wait between looks at a batch, and the longest.
     pub poll_first: Duration,
     pub poll_max: Duration,
+    /// Most lines in one batch (`batch_max_lines`).
+    pub max_lines: usize,
 }
 
 impl OpenAiBatches {
@@ -127,6 +127,7 @@ impl OpenAiBatches {
             policy: calls.retry_policy(),
             poll_first: Duration::from_millis(calls.batch_poll_ms),
             poll_max: Duration::from_millis(calls.batch_poll_max_ms.max(calls.batch_poll_ms)),
+            max_lines: calls.batch_max_lines as usize,
         })
     }
 
@@ -217,12 +218,14 @@ impl OpenAiBatches {
         batch_of(&value)
     }
 
-    /// The lines of an output or error file.
-    pub async fn lines(&self, file_id: &str) -> Result<Vec<Result<Line, String>>, ProviderError> {
+    /// The lines of an output or error file, to `each` in order: the file is held (it is read
+    /// whole, at most [`MAX_OUTPUT_BYTES`]), its lines are not.
+    pub async fn lines(&self, file_id: &str, each: impl FnMut(Result<Line, String>)) -> Result<(), ProviderError> {
         let bytes = self
             .retried(|| async { self.client.files().content(file_id).await.map_err(classify) })
             .await?;
-        Ok(parse_lines(&bytes))
+        parse_lines(&bytes).for_each(each);
+        Ok(())
     }
 
     async fn retried<T, F, Fut>(&self, call: F) -> Result<T, ProviderError>
@@ -236,7 +239,7 @@ impl OpenAiBatches {
 
 /// The lines of an output or error file: each an answer or a failure, or why it could not be
 /// read (a garbled line costs that line, not the file).
-pub fn parse_lines(bytes: &[u8]) -> Vec<Result<Line, String>> {
+pub fn parse_lines(bytes: &[u8]) -> impl Iterator<Item = Result<Line, String>> + '_ {
     bytes
         .split(|&b| b == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
@@ -266,7 +269,6 @@ pub fn parse_lines(bytes: &[u8]) -> Vec<Result<Line, String>> {
                 );
             Ok(Line::Failed { custom_id, message })
         })
-        .collect()
 }
 
 fn bad(message: String) -> ProviderError {
@@ -343,7 +345,7 @@ mod tests {
             "\n{\"custom_id\": \n",
             r#"{"response":{"status_code":200,"body":{}}}"#,
         );
-        let lines = parse_lines(file.as_bytes());
+        let lines: Vec<_> = parse_lines(file.as_bytes()).collect();
         assert_eq!(lines.len(), 5);
         assert_eq!(
             lines[0],

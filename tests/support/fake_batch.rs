@@ -47,7 +47,10 @@ struct State {
     files: Mutex<HashMap<String, Vec<u8>>>,
     batches: Mutex<Vec<Batch>>,
     uploads: Mutex<usize>,
-    uploaded_lines: Mutex<usize>,
+    /// Lines of each uploaded input file, in order.
+    uploaded_lines: Mutex<Vec<usize>>,
+    /// Every request's method and path, in the order they came.
+    requests: Mutex<Vec<String>>,
     /// The custom ids of every billed request, in order.
     billed: Mutex<Vec<String>>,
     /// (method and path prefix, signal): the next matching request does its effect, signals,
@@ -80,7 +83,8 @@ impl FakeBatchServer {
             files: Mutex::new(HashMap::new()),
             batches: Mutex::new(Vec::new()),
             uploads: Mutex::new(0),
-            uploaded_lines: Mutex::new(0),
+            uploaded_lines: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
             billed: Mutex::new(Vec::new()),
             pause: Mutex::new(None),
             counter: Mutex::new(0),
@@ -114,7 +118,17 @@ impl FakeBatchServer {
 
     /// Lines uploaded in input files, over all uploads.
     pub fn uploaded_lines(&self) -> usize {
-        *self.state.uploaded_lines.lock().unwrap()
+        self.state.uploaded_lines.lock().unwrap().iter().sum()
+    }
+
+    /// Lines of each uploaded input file, in order.
+    pub fn uploads(&self) -> Vec<usize> {
+        self.state.uploaded_lines.lock().unwrap().clone()
+    }
+
+    /// Every request's method and path (without its query), in the order they came.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.lock().unwrap().clone()
     }
 
     /// The custom ids of every billed request.
@@ -185,6 +199,7 @@ fn route(
 ) -> (u16, &'static str, Vec<u8>) {
     let json_reply = |status: u16, value: Value| (status, "application/json", value.to_string().into_bytes());
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    state.requests.lock().unwrap().push(format!("{method} {path}"));
     match (method, path) {
         ("POST", "/v1/files") => {
             let mut uploads = state.uploads.lock().unwrap();
@@ -202,7 +217,8 @@ fn route(
                     json!({"error": {"message": "no file part", "type": "invalid_request_error", "param": null, "code": null}}),
                 );
             };
-            *state.uploaded_lines.lock().unwrap() += file.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+            let lines = file.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+            state.uploaded_lines.lock().unwrap().push(lines);
             let id = next_id(state, "file-in");
             let bytes = file.len();
             state.files.lock().unwrap().insert(id.clone(), file);
