@@ -517,6 +517,14 @@ impl crate::batch::Calls for BatchCalls<'_> {
         self.starts[self.starts.len() - 1]
     }
 
+    fn providers(&self) -> Vec<String> {
+        self.selections
+            .iter()
+            .filter(|s| !s.cases.is_empty() && s.samples > 0)
+            .map(|s| s.provider_name.clone())
+            .collect()
+    }
+
     fn call(&self, index: usize) -> Result<crate::batch::Call, Error> {
         // The last selection starting at or before `index`: an empty one is passed over.
         let at = self.starts.partition_point(|&start| start <= index) - 1;

@@ -130,11 +130,12 @@ impl Engine {
         }
     }
 
-    /// Upload `file`, the input of `job` (its lines, one per line); the input's id.
-    pub async fn upload(&self, job: &Job, file: Vec<u8>) -> Result<String, ProviderError> {
+    /// Upload the file at `path`, the input of `job` (its lines, one per line); the input's id.
+    /// The file is streamed, never read whole.
+    pub async fn upload(&self, job: &Job, path: std::path::PathBuf) -> Result<String, ProviderError> {
         match self {
-            Engine::Openai(openai) => openai.upload(file).await,
-            Engine::Bedrock(bedrock) => bedrock.upload(&job.token, file).await,
+            Engine::Openai(openai) => openai.upload(path).await,
+            Engine::Bedrock(bedrock) => bedrock.upload(&job.token, &path).await,
         }
     }
 

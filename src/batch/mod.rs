@@ -15,6 +15,7 @@ pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,10 @@ pub const ROUNDS: u32 = 3;
 
 /// Answers stored in one transaction while a batch's output is read.
 const STORE_PIECE: usize = 1_000;
+/// Lines of a job rendered and recorded in one transaction: about 12 MB of lines of the batch
+/// bench's size, below what collecting a batch holds. Pieces of 1,000 cost 0.5 s more at
+/// 50,000 lines (SQLite's work per transaction).
+const LINE_PIECE: usize = 10_000;
 
 /// A call the run will make, if its answer is not cached.
 #[derive(Debug, Clone)]
@@ -79,14 +84,17 @@ impl Summary {
 pub trait Calls {
     /// How many calls there are.
     fn count(&self) -> usize;
+    /// The providers the calls go to (each at least once), known without rendering a call.
+    fn providers(&self) -> Vec<String>;
     /// Call number `index`, below [`Calls::count`].
     fn call(&self, index: usize) -> Result<Call, Error>;
 }
 
-/// Calls of one provider that go in one kind of job, by index, and the bytes of their lines.
+/// Calls of one provider that go in one kind of job: each call's index and the bytes of its
+/// line, and their sum.
 #[derive(Default)]
 struct Group {
-    calls: Vec<usize>,
+    calls: Vec<(usize, usize)>,
     bytes: usize,
 }
 
@@ -105,14 +113,11 @@ pub async fn prefill(
 ) -> Result<Summary, Error> {
     let mut summary = Summary::default();
     let jobs = store::unfinished(cache)?;
-    let mut keys = Vec::with_capacity(calls.count());
-    let mut names: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.provider.clone()).collect();
-    for index in 0..calls.count() {
-        let call = calls.call(index)?;
-        // Each key once: it canonicalizes the whole rendered prompt.
-        keys.push(cache::key(&call.request));
-        names.insert(call.provider);
-    }
+    let names: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .map(|j| j.provider.clone())
+        .chain(calls.providers())
+        .collect();
     let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
     for name in &names {
         match Engine::of(config, name, env).await? {
@@ -129,15 +134,35 @@ pub async fn prefill(
     }
     // A killed run's jobs first: what they hold must not be sent again.
     settle_jobs(cache, &mut engines, jobs, options, &mut summary).await?;
-    let mut online_by_choice = HashSet::new();
+    // Each call's key, made in the first round: it canonicalizes the whole rendered prompt.
+    // Shared, so that the sets below hold pointers, not copies.
+    let mut keys: Vec<Arc<str>> = Vec::with_capacity(calls.count());
+    let mut online_by_choice: HashSet<Arc<str>> = HashSet::new();
     for round in 1..=ROUNDS {
         let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for (index, key) in keys.iter().enumerate() {
-            if online_by_choice.contains(key) || !seen.insert(key) || cache.has(key)? || store::in_flight(cache, key)? {
+        let in_flight = store::in_flight(cache)?;
+        for index in 0..calls.count() {
+            // The first round renders every call; later ones only the calls they send again.
+            let mut rendered = None;
+            if round == 1 {
+                let call = calls.call(index)?;
+                keys.push(cache::key(&call.request).into());
+                rendered = Some(call);
+            }
+            let key = &keys[index];
+            if online_by_choice.contains(key)
+                || in_flight.contains(key.as_ref())
+                || seen.contains(key)
+                || cache.has(key)?
+            {
                 continue;
             }
-            let call = calls.call(index)?;
+            seen.insert(key.clone());
+            let call = match rendered {
+                Some(call) => call,
+                None => calls.call(index)?,
+            };
             let Some(engine) = engines.get(&call.provider) else {
                 online_by_choice.insert(key.clone());
                 continue;
@@ -145,8 +170,9 @@ pub async fn prefill(
             match engine.place(config, &call.provider, &call.request) {
                 Ok(placed) => {
                     let group = groups.entry((call.provider, placed.group)).or_default();
-                    group.calls.push(index);
-                    group.bytes += line_bytes(key, &placed.body);
+                    let size = line_bytes(key, &placed.body);
+                    group.calls.push((index, size));
+                    group.bytes += size;
                 }
                 Err(why) => {
                     summary.note(format!(
@@ -171,44 +197,45 @@ pub async fn prefill(
                     group.calls.len(),
                     engine.min_lines()
                 ));
-                online_by_choice.extend(group.calls.iter().map(|&index| keys[index].clone()));
+                online_by_choice.extend(group.calls.iter().map(|&(index, _)| keys[index].clone()));
                 continue;
             }
             let target = even_size(group.calls.len(), group.bytes, engine.max_lines(), engine.max_bytes());
-            let mut lines: Vec<Line> = Vec::new();
-            let mut bytes = 0;
-            for &index in &group.calls {
-                let call = calls.call(index)?;
-                // Placed once already; a request places the same way every time.
-                let Ok(placed) = engine.place(config, &call.provider, &call.request) else {
-                    online_by_choice.insert(keys[index].clone());
+            for range in cut(&group.calls, target, engine.max_bytes()) {
+                if range.len() < engine.min_lines() {
+                    // Only when the byte limit cut a group short of even jobs.
+                    summary.note(format!(
+                        "provider `{provider}`: {} call(s) of `{name}` left by the byte limit are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
+                        range.len(),
+                        engine.min_lines()
+                    ));
+                    online_by_choice.extend(group.calls[range].iter().map(|&(index, _)| keys[index].clone()));
                     continue;
-                };
-                let size = line_bytes(&keys[index], &placed.body);
-                if !lines.is_empty() && (lines.len() >= target || bytes + size > engine.max_bytes()) {
-                    jobs.push(store::create(cache, &provider, round, &lines)?);
-                    lines.clear();
-                    bytes = 0;
                 }
-                bytes += size;
-                lines.push(Line {
-                    key: keys[index].clone(),
-                    provider_kind: call.request.provider.as_str().to_string(),
-                    model: call.request.model,
-                    sample_index: call.request.sample_index,
-                    body: placed.body,
-                });
-            }
-            if lines.len() >= engine.min_lines() {
-                jobs.push(store::create(cache, &provider, round, &lines)?);
-            } else if !lines.is_empty() {
-                // Only when the byte limit cut a group short of even jobs.
-                summary.note(format!(
-                    "provider `{provider}`: the last {} call(s) of `{name}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
-                    lines.len(),
-                    engine.min_lines()
-                ));
-                online_by_choice.extend(lines.into_iter().map(|line| line.key));
+                let mut job: Option<Job> = None;
+                for piece in group.calls[range].chunks(LINE_PIECE) {
+                    let mut lines = Vec::with_capacity(piece.len());
+                    for &(index, _) in piece {
+                        let call = calls.call(index)?;
+                        // Placed once already; a request places the same way every time.
+                        let Ok(placed) = engine.place(config, &call.provider, &call.request) else {
+                            online_by_choice.insert(keys[index].clone());
+                            continue;
+                        };
+                        lines.push(Line {
+                            key: keys[index].to_string(),
+                            provider_kind: call.request.provider.as_str().to_string(),
+                            model: call.request.model,
+                            sample_index: call.request.sample_index,
+                            body: placed.body,
+                        });
+                    }
+                    match &mut job {
+                        None => job = Some(store::create(cache, &provider, round, &lines)?),
+                        Some(job) => store::add_lines(cache, job, &lines)?,
+                    }
+                }
+                jobs.extend(job);
             }
         }
         let sent: u64 = jobs.iter().map(|job| job.lines).sum();
@@ -222,10 +249,7 @@ pub async fn prefill(
         }
     }
     summary.online = left.len() as u64;
-    let by_choice = left
-        .iter()
-        .filter(|key| online_by_choice.contains(key.as_str()))
-        .count();
+    let by_choice = left.iter().filter(|key| online_by_choice.contains(**key)).count();
     if summary.online as usize > by_choice {
         summary.note(format!(
             "{} call(s) had no answer after {ROUNDS} rounds of batches: the run makes them online",
@@ -238,6 +262,24 @@ pub async fn prefill(
 /// Bytes a line takes in an input file, with room for the JSON around its body.
 fn line_bytes(key: &str, body: &str) -> usize {
     body.len() + key.len() + 96
+}
+
+/// The jobs of a group whose lines have these `(call, bytes)`: ranges of `target` lines, cut
+/// short where the next line would pass `max_bytes`.
+fn cut(lines: &[(usize, usize)], target: usize, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (at, &(_, size)) in lines.iter().enumerate() {
+        if at > start && (at - start >= target || bytes + size > max_bytes) {
+            ranges.push(start..at);
+            (start, bytes) = (at, 0);
+        }
+        bytes += size;
+    }
+    if start < lines.len() {
+        ranges.push(start..lines.len());
+    }
+    ranges
 }
 
 /// Lines per job for a group of `lines` lines and `bytes` bytes: as few jobs as the limits
@@ -289,6 +331,64 @@ async fn settle_jobs(
     Ok(given_up)
 }
 
+/// A job's input, written out for its upload.
+enum Input {
+    /// The file, in a folder of its own that goes with it.
+    File(InputFile),
+    /// A stored line is not JSON: the job cannot be sent.
+    Unreadable,
+}
+
+/// An input file in a temporary folder of its own, under the name the upload gives it.
+struct InputFile {
+    folder: tempfile::TempDir,
+}
+
+impl InputFile {
+    const NAME: &'static str = "promptgate-batch.jsonl";
+
+    fn path(&self) -> std::path::PathBuf {
+        self.folder.path().join(Self::NAME)
+    }
+}
+
+/// Write the lines of `job` that have no answer yet to a temporary file, one row at a time:
+/// an input may be hundreds of megabytes, and is never held. `None` when no line is left.
+fn input_file(cache: &Cache, engine: &Engine, job: &Job) -> Result<Option<Input>, Error> {
+    let failed = |action, source| -> Error {
+        crate::fs::FsError::Write {
+            action,
+            path: std::env::temp_dir(),
+            source,
+        }
+        .into()
+    };
+    let folder = tempfile::tempdir().map_err(|e| failed("create a folder for a batch's input in", e))?;
+    let input = InputFile { folder };
+    let file = std::fs::File::create(input.path()).map_err(|e| failed("create a batch's input file in", e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let (mut lines, mut unreadable) = (0usize, false);
+    let mut written = Ok(());
+    store::each_unanswered(cache, job, |line| match engine.line_text(&line.key, line.body) {
+        Some(text) if written.is_ok() => {
+            lines += 1;
+            written = writer.write_all(text.as_bytes()).and_then(|()| writer.write_all(b"\n"));
+        }
+        Some(_) => {}
+        None => unreadable = true,
+    })?;
+    written
+        .and_then(|()| writer.flush())
+        .map_err(|e| failed("write a batch's input file in", e))?;
+    Ok(if unreadable {
+        Some(Input::Unreadable)
+    } else if lines == 0 {
+        None
+    } else {
+        Some(Input::File(input))
+    })
+}
+
 /// Take `job` from where it stands to submitted (or collected, when nothing is left to send;
 /// abandoned, when the provider refuses the batch outright and nothing was paid).
 async fn submit(cache: &Cache, engine: &Engine, job: &mut Job, summary: &mut Summary) -> Result<(), Error> {
@@ -296,27 +396,18 @@ async fn submit(cache: &Cache, engine: &Engine, job: &mut Job, summary: &mut Sum
         match job.state {
             State::Prepared => {
                 // Nothing is paid yet: what was answered meanwhile (a resumed job) is left out.
-                let mut file = Vec::new();
-                let mut unreadable = false;
-                store::each_unanswered(cache, job, |line| match engine.line_text(&line.key, line.body) {
-                    Some(text) => {
-                        file.extend_from_slice(text.as_bytes());
-                        file.push(b'\n');
-                    }
-                    None => unreadable = true,
-                })?;
-                if file.is_empty() && !unreadable {
+                let input = input_file(cache, engine, job)?;
+                let Some(input) = input else {
                     // Nothing left to send, nothing paid: done.
                     store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
-                }
-                let uploaded = if unreadable {
-                    Err(ProviderError::new(
+                };
+                let uploaded = match input {
+                    Input::File(file) => engine.upload(job, file.path()).await,
+                    Input::Unreadable => Err(ProviderError::new(
                         FailureKind::Client,
                         "a batch line in the cache is not JSON",
-                    ))
-                } else {
-                    engine.upload(job, file).await
+                    )),
                 };
                 match uploaded {
                     Ok(id) => {
@@ -478,7 +569,7 @@ async fn collect(
 
 #[cfg(test)]
 mod tests {
-    use super::even_size;
+    use super::{cut, even_size};
 
     #[test]
     fn jobs_are_as_few_as_the_limits_allow_and_even() {
@@ -502,5 +593,19 @@ mod tests {
         // A group just over the limit no longer leaves a last job of one line.
         let size = even_size(50_001, 0, 50_000, 190_000_000);
         assert!(50_001 - size >= 25_000);
+    }
+
+    #[test]
+    fn jobs_are_cut_at_the_even_size_or_where_the_bytes_run_out() {
+        let lines: Vec<(usize, usize)> = (0..7).map(|i| (i, 10)).collect();
+        assert_eq!(cut(&lines, 3, 1_000), [0..3, 3..6, 6..7]);
+        let whole = cut(&lines, 7, 1_000);
+        assert_eq!((whole.len(), whole[0].clone()), (1, 0..7));
+        // 25 bytes a job: two lines each, whatever the size says.
+        assert_eq!(cut(&lines, 7, 25), [0..2, 2..4, 4..6, 6..7]);
+        // A line larger than the limit still goes, alone.
+        let large = [(0, 10), (1, 100), (2, 10)];
+        assert_eq!(cut(&large, 3, 50), [0..1, 1..2, 2..3]);
+        assert!(cut(&[], 3, 50).is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! paid and advanced one committed step at a time, so that a run killed at any point resumes
 //! from the last step it committed.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use crate::cache::{Cache, CacheError};
 
@@ -84,7 +84,7 @@ fn now() -> String {
 /// Record a new job and its lines, in one transaction.
 pub fn create(cache: &Cache, provider: &str, round: u32, lines: &[Line]) -> Result<Job, CacheError> {
     let token = format!("pg-{}", hex::encode(rand::random::<[u8; 12]>()));
-    let id = cache.write("record a batch", |tx| {
+    let (id, added) = cache.write("record a batch", |tx| {
         let time = now();
         tx.execute(
             "INSERT INTO batch_jobs (token, provider, round, state, created_at, updated_at)
@@ -92,21 +92,7 @@ pub fn create(cache: &Cache, provider: &str, round: u32, lines: &[Line]) -> Resu
             params![token, provider, round, time],
         )?;
         let id = tx.last_insert_rowid();
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO batch_lines (job, key, provider, model, sample_index, body, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending') ON CONFLICT DO NOTHING",
-        )?;
-        for line in lines {
-            insert.execute(params![
-                id,
-                line.key,
-                line.provider_kind,
-                line.model,
-                line.sample_index,
-                line.body
-            ])?;
-        }
-        Ok(id)
+        Ok((id, insert_lines(tx, id, lines)?))
     })?;
     Ok(Job {
         id,
@@ -116,8 +102,36 @@ pub fn create(cache: &Cache, provider: &str, round: u32, lines: &[Line]) -> Resu
         state: State::Prepared,
         input_file_id: None,
         batch_id: None,
-        lines: lines.len() as u64,
+        lines: added,
     })
+}
+
+/// Record more lines of a job that is still prepared (nothing of it is sent yet), in one
+/// transaction: a large job is written a piece at a time, never held whole.
+pub fn add_lines(cache: &Cache, job: &mut Job, lines: &[Line]) -> Result<(), CacheError> {
+    let added = cache.write("record a batch", |tx| insert_lines(tx, job.id, lines))?;
+    job.lines += added;
+    Ok(())
+}
+
+/// Insert `lines` into job `id`; how many were new.
+fn insert_lines(tx: &rusqlite::Transaction, id: i64, lines: &[Line]) -> rusqlite::Result<u64> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO batch_lines (job, key, provider, model, sample_index, body, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending') ON CONFLICT DO NOTHING",
+    )?;
+    let mut added = 0;
+    for line in lines {
+        added += insert.execute(params![
+            id,
+            line.key,
+            line.provider_kind,
+            line.model,
+            line.sample_index,
+            line.body
+        ])? as u64;
+    }
+    Ok(added)
 }
 
 /// Move `job` to `state`, with the file or batch id that step learned.
@@ -237,16 +251,59 @@ pub fn settle(cache: &Cache, job: &Job, answered: &[String], failed: &[(String, 
     })
 }
 
-/// Whether `key` is a line of a job that is not finished (it must not be sent again).
-pub fn in_flight(cache: &Cache, key: &str) -> Result<bool, CacheError> {
+/// The keys of lines of jobs that are not finished (they must not be sent again), read at once:
+/// one query, not one per call. Empty but for jobs a run could not finish.
+pub fn in_flight(cache: &Cache) -> Result<std::collections::HashSet<String>, CacheError> {
     cache.read("read the batches", |connection| {
-        connection
-            .prepare_cached(
-                "SELECT 1 FROM batch_lines JOIN batch_jobs ON batch_jobs.id = batch_lines.job
-                 WHERE batch_lines.key = ?1 AND batch_jobs.state NOT IN ('collected', 'abandoned')",
-            )?
-            .query_row([key], |_| Ok(()))
-            .optional()
-            .map(|found| found.is_some())
+        let mut statement = connection.prepare(
+            "SELECT batch_lines.key FROM batch_lines JOIN batch_jobs ON batch_jobs.id = batch_lines.job
+             WHERE batch_jobs.state NOT IN ('collected', 'abandoned')",
+        )?;
+        let keys = statement.query_map([], |row| row.get(0))?;
+        keys.collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str) -> Line {
+        Line {
+            key: key.into(),
+            provider_kind: "openai".into(),
+            model: "m".into(),
+            sample_index: 0,
+            body: format!("{{\"for\":\"{key}\"}}"),
+        }
+    }
+
+    #[test]
+    fn a_job_written_in_pieces_holds_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache.db")).unwrap();
+        let mut job = create(&cache, "p", 1, &[line("a"), line("b")]).unwrap();
+        add_lines(&cache, &mut job, &[line("c"), line("b")]).unwrap();
+        assert_eq!(job.lines, 3);
+        let mut read = Vec::new();
+        each_line(&cache, &job, true, |l| read.push((l.key, l.body))).unwrap();
+        assert_eq!(
+            read,
+            [
+                ("a", "{\"for\":\"a\"}"),
+                ("b", "{\"for\":\"b\"}"),
+                ("c", "{\"for\":\"c\"}")
+            ]
+            .map(|(k, b)| (k.to_string(), b.to_string()))
+        );
+        // Without bodies, and what a resumed run finds.
+        let mut keys = Vec::new();
+        each_line(&cache, &job, false, |l| keys.push((l.key, l.body))).unwrap();
+        assert!(keys.iter().all(|(_, body)| body.is_empty()));
+        assert_eq!(unfinished(&cache).unwrap()[0].lines, 3);
+        assert_eq!(in_flight(&cache).unwrap().len(), 3);
+        advance(&cache, &mut job, State::Collected, None).unwrap();
+        assert!(in_flight(&cache).unwrap().is_empty());
+        assert_eq!(first_line(&cache, &job).unwrap().map(|l| l.key).as_deref(), Some("a"));
+    }
 }

@@ -145,13 +145,12 @@ impl OpenAiBatches {
     }
 
     /// Upload an input file; its id.
-    pub async fn upload(&self, jsonl: Vec<u8>) -> Result<String, ProviderError> {
-        // Shared, not copied, by each attempt: the file may be 190 MB.
-        let jsonl = bytes::Bytes::from(jsonl);
+    pub async fn upload(&self, path: std::path::PathBuf) -> Result<String, ProviderError> {
+        // Each attempt streams the file again: it may be 190 MB, and is never held.
         let value: Value = self
             .retried(|| async {
                 let request = CreateFileRequest {
-                    file: FileInput::from_bytes("promptgate-batch.jsonl".into(), jsonl.clone()),
+                    file: FileInput::from(path.clone()),
                     purpose: FilePurpose::Batch,
                     expires_after: None,
                 };
