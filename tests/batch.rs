@@ -71,26 +71,23 @@ fn accuracy(record: &Value) -> f64 {
 /// 8 cases × 1 wrong sample of 3: (120 − 8) / 120.
 const EXPECTED_ACCURACY: f64 = 112.0 / 120.0;
 
-#[test]
-fn a_batch_run_fills_the_cache_and_offline_replays_it() {
-    let server = FakeBatchServer::start(
+/// A fake Batch API whose batches take three looks to finish.
+fn slow_server() -> FakeBatchServer {
+    FakeBatchServer::start(
         answer,
         Faults {
             polls_before_done: 3,
             ..Faults::default()
         },
-    );
+    )
+}
+
+#[test]
+fn a_batch_run_fills_the_cache_and_offline_replays_it() {
+    let server = slow_server();
     let project = project(&server.base_url);
-    let (record, code) = project.json(&["run", "--batch"]);
-    assert_eq!(code, 0, "{record:#}");
-    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
-    let batch = &record["batch"];
-    assert_eq!(
-        (batch["submitted"].as_u64(), batch["answered"].as_u64()),
-        (Some(120), Some(120))
-    );
-    assert_eq!((batch["failed"].as_u64(), batch["online"].as_u64()), (Some(0), Some(0)));
-    assert_eq!(batch["batches"].as_array().unwrap().len(), 1);
+    let record = support::run_all_in_batches(&project, 120, EXPECTED_ACCURACY);
+    assert_eq!(record["batch"]["batches"].as_array().unwrap().len(), 1);
     // The run itself made no call: every answer was in the cache when it sampled.
     assert_eq!(
         (record["calls"]["made"].as_u64(), record["calls"]["cached"].as_u64()),
@@ -118,13 +115,7 @@ fn a_batch_run_fills_the_cache_and_offline_replays_it() {
 
 #[test]
 fn a_run_larger_than_a_batch_goes_in_even_batches_all_submitted_before_any_is_awaited() {
-    let server = FakeBatchServer::start(
-        answer,
-        Faults {
-            polls_before_done: 3,
-            ..Faults::default()
-        },
-    );
+    let server = slow_server();
     let project = project(&server.base_url);
     // 120 calls, at most 50 a batch: three batches of 40, not 50, 50 and 20.
     let config = std::fs::read_to_string(project.file("promptgate.toml")).unwrap();
@@ -132,20 +123,9 @@ fn a_run_larger_than_a_batch_goes_in_even_batches_all_submitted_before_any_is_aw
         "promptgate.toml",
         &config.replace("batch_poll_max_ms = 40", "batch_poll_max_ms = 40\nbatch_max_lines = 50"),
     );
-    let (record, code) = project.json(&["run", "--batch"]);
-    assert_eq!(code, 0, "{record:#}");
-    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
+    let record = support::run_all_in_batches(&project, 120, EXPECTED_ACCURACY);
     assert_eq!(server.uploads(), [40, 40, 40]);
-    let batch = &record["batch"];
-    assert_eq!(
-        (
-            batch["submitted"].as_u64(),
-            batch["answered"].as_u64(),
-            batch["online"].as_u64()
-        ),
-        (Some(120), Some(120), Some(0))
-    );
-    assert_eq!(batch["batches"].as_array().unwrap().len(), 3);
+    assert_eq!(record["batch"]["batches"].as_array().unwrap().len(), 3);
     assert_eq!(server.billed().len(), 120);
     // Batches take hours: the second is not created only once the first is done.
     let requests = server.requests();

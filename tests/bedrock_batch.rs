@@ -131,19 +131,7 @@ fn batch_runs_in_both_record_formats_fill_the_cache_and_offline_replays_them() {
         );
         let runtime = no_runtime();
         let project = project(&fake, &runtime.endpoint, bucket, CLAUDE, CASES, schema);
-        let (record, code) = project.json(&["run", "--batch"]);
-        assert_eq!(code, 0, "{invocation}: {record:#}");
-        assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12, "{invocation}");
-        let batch = &record["batch"];
-        assert_eq!(
-            (
-                batch["submitted"].as_u64(),
-                batch["answered"].as_u64(),
-                batch["online"].as_u64()
-            ),
-            (Some(120), Some(120), Some(0)),
-            "{invocation}: {batch:#}"
-        );
+        let record = support::run_all_in_batches(&project, 120, EXPECTED_ACCURACY);
         assert_eq!(fake.invocation_types(), [invocation]);
         assert_eq!((fake.records_read(), fake.billed().len()), (120, 120));
         assert_eq!(record["calls"]["made"], 0, "{invocation}: no online call");
@@ -177,19 +165,7 @@ fn a_run_larger_than_a_job_is_split_evenly_so_no_job_falls_below_the_minimum() {
             "batch_poll_max_ms = 40\nbatch_max_lines = 100",
         ),
     );
-    let (record, code) = project.json(&["run", "--batch"]);
-    assert_eq!(code, 0, "{record:#}");
-    assert!((accuracy(&record) - EXPECTED_ACCURACY).abs() < 1e-12);
-    let batch = &record["batch"];
-    assert_eq!(
-        (
-            batch["submitted"].as_u64(),
-            batch["answered"].as_u64(),
-            batch["online"].as_u64()
-        ),
-        (Some(120), Some(120), Some(0)),
-        "{batch:#}"
-    );
+    support::run_all_in_batches(&project, 120, EXPECTED_ACCURACY);
     assert_eq!(fake.jobs_created(), 2);
     each_paid_once(&fake.billed(), 120);
 }

@@ -207,3 +207,16 @@ pub fn binary() -> PathBuf {
         None => assert_cmd::cargo::cargo_bin("promptgate"),
     }
 }
+
+/// `run --batch` on `project`, checked to succeed at `accuracy` and to send and answer all
+/// `calls` calls in batches (none failed, none left to make online); its record.
+pub fn run_all_in_batches(project: &Project, calls: u64, accuracy: f64) -> serde_json::Value {
+    let (record, code) = project.json(&["run", "--batch"]);
+    assert_eq!(code, 0, "{record:#}");
+    let point = record["results"][0]["accuracy"]["point"].as_f64().expect("an accuracy");
+    assert!((point - accuracy).abs() < 1e-12, "{point}");
+    let batch = &record["batch"];
+    let counts = ["submitted", "answered", "failed", "online"].map(|field| batch[field].as_u64());
+    assert_eq!(counts, [Some(calls), Some(calls), Some(0), Some(0)], "{batch:#}");
+    record
+}
