@@ -88,6 +88,16 @@ impl FsError {
         }
     }
 
+    /// A failed step with a temporary file (rendered prompts, a batch's input): named by the
+    /// folder such files go in, the one place a user can free or change (`TMPDIR`).
+    pub fn temporary(action: &'static str, source: std::io::Error) -> Self {
+        FsError::Write {
+            action,
+            path: std::env::temp_dir(),
+            source,
+        }
+    }
+
     /// A failed write to `path` (stdout is `<stdout>`).
     pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FsError::Write {

@@ -119,12 +119,7 @@ struct Writer {
 }
 
 fn spill_error(action: &'static str, source: std::io::Error) -> Error {
-    FsError::Write {
-        action,
-        path: std::env::temp_dir(),
-        source,
-    }
-    .into()
+    FsError::temporary(action, source).into()
 }
 
 fn damaged() -> Error {

@@ -191,21 +191,13 @@ pub async fn prefill(
             let Some(engine) = engines.get(&provider) else {
                 continue;
             };
-            if group.calls.len() < engine.min_lines() {
-                summary.note(format!(
-                    "provider `{provider}`: {} call(s) of `{name}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
-                    group.calls.len(),
-                    engine.min_lines()
-                ));
-                online_by_choice.extend(group.calls.iter().map(|&(index, _)| keys[index].clone()));
-                continue;
-            }
             let target = even_size(group.calls.len(), group.bytes, engine.max_lines(), engine.max_bytes());
             for range in cut(&group.calls, target, engine.max_bytes()) {
+                // A group smaller than a job takes, whole; past it, even jobs are below the
+                // minimum only where the byte limit cut one short.
                 if range.len() < engine.min_lines() {
-                    // Only when the byte limit cut a group short of even jobs.
                     summary.note(format!(
-                        "provider `{provider}`: {} call(s) of `{name}` left by the byte limit are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
+                        "provider `{provider}`: {} call(s) of `{name}` are fewer than the {} records a batch inference job takes (batch_min_records); they are made online",
                         range.len(),
                         engine.min_lines()
                     ));
@@ -355,14 +347,7 @@ impl InputFile {
 /// Write the lines of `job` that have no answer yet to a temporary file, one row at a time:
 /// an input may be hundreds of megabytes, and is never held. `None` when no line is left.
 fn input_file(cache: &Cache, engine: &Engine, job: &Job) -> Result<Option<Input>, Error> {
-    let failed = |action, source| -> Error {
-        crate::fs::FsError::Write {
-            action,
-            path: std::env::temp_dir(),
-            source,
-        }
-        .into()
-    };
+    let failed = |action, source| Error::from(crate::fs::FsError::temporary(action, source));
     let folder = tempfile::tempdir().map_err(|e| failed("create a folder for a batch's input in", e))?;
     let input = InputFile { folder };
     let file = std::fs::File::create(input.path()).map_err(|e| failed("create a batch's input file in", e))?;
@@ -396,8 +381,7 @@ async fn submit(cache: &Cache, engine: &Engine, job: &mut Job, summary: &mut Sum
         match job.state {
             State::Prepared => {
                 // Nothing is paid yet: what was answered meanwhile (a resumed job) is left out.
-                let input = input_file(cache, engine, job)?;
-                let Some(input) = input else {
+                let Some(input) = input_file(cache, engine, job)? else {
                     // Nothing left to send, nothing paid: done.
                     store::advance(cache, job, State::Collected, None)?;
                     return Ok(());
