@@ -13,7 +13,7 @@ use crate::provider::FailureKind;
 use crate::robustness::{CaseVariants, Family, Robustness};
 use crate::run_record::{CaseResult, Latency, SuiteResult, Verdict};
 use crate::stats::{self, CaseOutcome, IntervalMethod};
-use crate::tally::{CaseTally, Totals};
+use crate::tally::Totals;
 
 /// What a result is of: the suite, model and prompt version, and how it was sampled.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,18 +36,18 @@ pub struct Settings {
     pub max_error_rate: f64,
 }
 
-/// The result of one suite × model × prompt from its cases' tallies, in case order, and what
-/// their calls added up to (`totals`, whose first error is the earliest case's).
+/// The result of one suite × model × prompt from its cases' results and the messages of their
+/// earliest failures ([`crate::tally::CaseTally::into_parts`]), in case order, and what their calls added up
+/// to (`totals`, whose first error is the earliest case's).
 pub fn aggregate(
     identity: Identity,
-    cases: Vec<CaseTally>,
+    cases: impl ExactSizeIterator<Item = (CaseResult, Option<String>)>,
     mut totals: Totals,
     prices: Option<Prices>,
     settings: &Settings,
 ) -> SuiteResult {
     let mut per_case = Vec::with_capacity(cases.len());
-    for case in cases {
-        let (result, first_error) = case.into_parts();
+    for (result, first_error) in cases {
         if totals.first_error.is_none() {
             totals.first_error = first_error;
         }
@@ -275,7 +275,7 @@ mod tests {
     use crate::grader::Grade;
     use crate::provider::{ProviderError, Response, Usage};
     use crate::run_record::Tokens;
-    use crate::tally::{Answer, Purpose, SharedTexts};
+    use crate::tally::{Answer, CaseTally, Purpose, SharedTexts};
 
     fn identity() -> Identity {
         Identity {
@@ -295,10 +295,19 @@ mod tests {
         max_error_rate: 0.1,
     };
 
+    /// The texts of every miss of [`case`], in the places it gives them.
+    fn texts() -> SharedTexts {
+        let mut texts = SharedTexts::default();
+        for text in ["expected notify", "suppress"] {
+            texts.share(text);
+        }
+        texts
+    }
+
     /// A case with `correct` of `samples` right, every answer cached with the given latency,
     /// and what its calls added up to.
-    fn case(id: &str, correct: u32, samples: u32, latency_ms: u64) -> (CaseTally, Totals) {
-        let mut tally = CaseTally::new(id);
+    fn case(id: &str, correct: u32, samples: u32, latency_ms: u64) -> (String, CaseTally, Totals) {
+        let mut tally = CaseTally::new();
         let mut totals = Totals::default();
         for sample in 0..samples {
             let response = Response {
@@ -319,13 +328,13 @@ mod tests {
             } else {
                 Grade::wrong("expected notify")
             };
-            tally.grade(sample, grade, &answer, &mut SharedTexts::default());
+            tally.grade(sample, grade, &answer, &mut texts());
         }
-        (tally, totals)
+        (id.into(), tally, totals)
     }
 
     /// The example of `reference/statistics.md` §a: per-case means 1, 0.8, 0.6, 0.4, 1 at k = 5.
-    fn cases() -> Vec<(CaseTally, Totals)> {
+    fn cases() -> Vec<(String, CaseTally, Totals)> {
         [5, 4, 3, 2, 5]
             .iter()
             .enumerate()
@@ -334,13 +343,14 @@ mod tests {
     }
 
     /// The result of `cases`, their totals added up as a run adds them.
-    fn of(cases: &[(CaseTally, Totals)], prices: Option<Prices>, settings: &Settings) -> SuiteResult {
+    fn of(cases: &[(String, CaseTally, Totals)], prices: Option<Prices>, settings: &Settings) -> SuiteResult {
         let mut totals = Totals::default();
-        for (_, case_totals) in cases {
+        for (_, _, case_totals) in cases {
             totals.add(case_totals);
         }
-        let tallies = cases.iter().map(|(tally, _)| tally.clone()).collect();
-        aggregate(identity(), tallies, totals, prices, settings)
+        let texts = texts();
+        let results = cases.iter().map(|(id, tally, _)| tally.clone().into_parts(id, &texts));
+        aggregate(identity(), results, totals, prices, settings)
     }
 
     #[test]
@@ -386,7 +396,7 @@ mod tests {
             error: ProviderError::new(FailureKind::Server, "502"),
             attempts: 3,
         };
-        let (tally, totals) = &mut cases[0];
+        let (_, tally, totals) = &mut cases[0];
         assert!(tally.call(5, Purpose::Sample, failed, totals).is_none());
         // 1 failure in 26 calls: under the 10% allowed.
         let result = of(&cases, None, &SETTINGS);
@@ -405,17 +415,17 @@ mod tests {
             error: ProviderError::new(FailureKind::OfflineMiss, "not cached"),
             attempts: 0,
         };
-        let (tally, totals) = &mut cases[1];
+        let (_, tally, totals) = &mut cases[1];
         let _ = tally.call(5, Purpose::Sample, miss, totals);
         assert_eq!(of(&cases, None, &SETTINGS).verdict, Verdict::Inconclusive);
         // No valid sample at all: nothing to judge.
-        let (mut empty, mut totals) = (CaseTally::new("c0"), Totals::default());
+        let (mut empty, mut totals) = (CaseTally::new(), Totals::default());
         let failed = Answer::Failed {
             error: ProviderError::new(FailureKind::Connection, "refused"),
             attempts: 1,
         };
         assert!(empty.call(0, Purpose::Sample, failed, &mut totals).is_none());
-        let result = of(&[(empty, totals)], None, &SETTINGS);
+        let result = of(&[("c0".into(), empty, totals)], None, &SETTINGS);
         assert_eq!((result.accuracy, result.verdict), (None, Verdict::Inconclusive));
     }
 
@@ -430,7 +440,7 @@ mod tests {
             error: ProviderError::new(FailureKind::Timeout, "slow"),
             attempts: 2,
         };
-        let (tally, totals) = &mut all[3];
+        let (_, tally, totals) = &mut all[3];
         let _ = tally.call(5, Purpose::Sample, failed, totals);
         for settings in [
             SETTINGS,

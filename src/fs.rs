@@ -185,6 +185,64 @@ pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<Stri
     })
 }
 
+/// Each line of a file with its 1-based number, without its line ending (`\n` or `\r\n`),
+/// read one at a time, so that a file of many lines is never held whole: the same bound
+/// ([`MAX_INPUT_FILE_BYTES`], checked before the first line of a regular file) and the same
+/// errors as [`read_to_string`]. `visit`'s error ends the reading and is returned.
+pub fn for_each_line<E: From<FsError>>(
+    path: &std::path::Path,
+    what: &'static str,
+    mut visit: impl FnMut(usize, &str) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::io::{BufRead, Read};
+    let io_error = |source: std::io::Error| {
+        let hint = (source.kind() == std::io::ErrorKind::NotFound)
+            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
+        FsError::Read {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
+    };
+    let too_large = || FsError::TooLarge {
+        what,
+        path: path.to_path_buf(),
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT_FILE_BYTES)
+    {
+        return Err(too_large().into());
+    }
+    let mut reader = std::io::BufReader::new(file.take(MAX_INPUT_FILE_BYTES + 1));
+    let (mut line, mut number, mut read) = (Vec::new(), 0, 0u64);
+    loop {
+        line.clear();
+        let length = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+        if length == 0 {
+            return Ok(());
+        }
+        read += length as u64;
+        if read > MAX_INPUT_FILE_BYTES {
+            return Err(too_large().into());
+        }
+        number += 1;
+        let text = std::str::from_utf8(&line).map_err(|e| {
+            let valid = String::from_utf8_lossy(&line[..e.valid_up_to()]);
+            FsError::NotUtf8 {
+                what,
+                path: path.to_path_buf(),
+                line: number,
+                column: valid.chars().count() + 1,
+            }
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        visit(number, text.strip_suffix('\r').unwrap_or(text))?;
+    }
+}
+
 /// Write `text` to `path` atomically: a temporary file in the same folder, then a rename, so a
 /// reader never sees half a report.
 pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), FsError> {
@@ -333,6 +391,65 @@ pub fn write_new(path: &Path, text: &str) -> Result<bool, FsError> {
 mod tests {
     use super::*;
     use crate::error::Failure;
+
+    #[test]
+    fn lines_are_read_one_at_a_time_with_the_errors_of_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cases.jsonl");
+        let lines_of = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let mut lines = Vec::new();
+            for_each_line(&path, "case file", |number, line| {
+                lines.push((number, line.to_string()));
+                Ok::<(), FsError>(())
+            })
+            .map(|()| lines)
+        };
+        // As `str::lines` splits a whole read: `\n` or `\r\n`, empty lines counted, no last
+        // empty line.
+        let read = lines_of(b"a\r\n\nb\r\nc").unwrap();
+        let expected = [(1, "a"), (2, ""), (3, "b"), (4, "c")].map(|(n, l)| (n, l.to_string()));
+        assert_eq!(read, expected);
+        assert_eq!(lines_of(b"").unwrap(), []);
+        // Bad UTF-8 is named by line and column, as a whole read names it.
+        let bad = b"{}\n{\"id\": \"caf\xe9\"}\n";
+        let Err(FsError::NotUtf8 { line, column, .. }) = lines_of(bad) else {
+            panic!("not UTF-8 must be an error");
+        };
+        std::fs::write(&path, bad).unwrap();
+        let Err(FsError::NotUtf8 {
+            line: whole_line,
+            column: whole_column,
+            ..
+        }) = read_to_string(&path, "case file")
+        else {
+            panic!("not UTF-8 must be an error");
+        };
+        assert_eq!((line, column), (2, 12));
+        assert_eq!((line, column), (whole_line, whole_column));
+        // The visitor's error ends the reading.
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let mut seen = 0;
+        let stopped = for_each_line(&path, "case file", |_, _| {
+            seen += 1;
+            Err(FsError::TooLarge {
+                what: "case file",
+                path: path.clone(),
+            })
+        });
+        assert!(stopped.is_err());
+        assert_eq!(seen, 1);
+        // Past the bound, before the first line is read.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_INPUT_FILE_BYTES + 1).unwrap();
+        let mut visited = false;
+        let large = for_each_line(&path, "case file", |_, _| {
+            visited = true;
+            Ok::<(), FsError>(())
+        });
+        assert!(matches!(large, Err(FsError::TooLarge { .. })));
+        assert!(!visited);
+    }
 
     #[test]
     fn refuses_to_replace_anything_but_a_regular_file() {

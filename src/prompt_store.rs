@@ -52,6 +52,11 @@ impl HeldBudget {
             .is_ok()
     }
 
+    /// What is left.
+    fn left(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// Take `bytes`, or all that is left: for text held because it cannot be packed.
     fn charge(&self, bytes: usize) {
         // The closure always returns `Some`: the update cannot fail.
@@ -171,6 +176,12 @@ impl PromptStoreBuilder {
             .ok()
             .filter(|at| at.checked_add(len).is_some());
         if let Some(offset) = held_at.filter(|_| self.budget.take(record.len())) {
+            if self.held.capacity() - self.held.len() < record.len() {
+                // Doubling, but never past what the budget still lets the store hold: left to
+                // itself, the buffer of a store that takes the whole budget doubles to twice it.
+                let more = self.held.len().min(self.budget.left()).max(record.len());
+                self.held.reserve_exact(more);
+            }
             self.held.extend_from_slice(&record);
             self.entries.push(Entry::Held { offset, len });
             return Ok(());
@@ -215,10 +226,10 @@ impl PromptStoreBuilder {
             })),
             _ => None,
         };
-        Ok(PromptStore {
-            entries: self.entries,
-            packed,
-        })
+        let mut entries = self.entries;
+        // Kept for the whole run: no room to grow.
+        entries.shrink_to_fit();
+        Ok(PromptStore { entries, packed })
     }
 }
 
@@ -483,6 +494,16 @@ mod tests {
         assert!(store.entries[1..].iter().all(|e| matches!(e, Entry::Held { .. })));
         assert_eq!(store.get(9).unwrap().messages[1].content.as_str(), "u9");
         assert_eq!(std::mem::size_of::<Entry>(), 16, "16 bytes a case");
+
+        // The buffer of a store that takes its whole budget grows to the budget, not past it
+        // (it would double from 1,024 to 2,048 bytes here).
+        let mut builder = PromptStoreBuilder::new(&HeldBudget::new(1100));
+        for i in 0..200 {
+            builder.push(prompt(&system, &format!("u{i:03}"))).unwrap();
+        }
+        // All but the template's text (charged to the budget) and the last record's 10 bytes.
+        assert!(builder.held.len() > 1070, "{}", builder.held.len());
+        assert!(builder.held.capacity() <= 1100, "{}", builder.held.capacity());
 
         // A store of one prompt has nothing packed.
         let mut builder = PromptStoreBuilder::new(&HeldBudget::new(1 << 20));

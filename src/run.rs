@@ -324,7 +324,12 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         Arc::clone(&cache),
     );
     let mut policies = policies(&selections, options.sequential.as_ref())?;
-    let (tallies, totals, cache_failure) = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
+    let Sampled {
+        tallies,
+        totals,
+        texts,
+        cache_failure,
+    } = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
     let selections = sampled(selections, options.answers);
 
     let mut results = Vec::with_capacity(selections.len());
@@ -335,7 +340,7 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         ..block
     });
     for (((selection, tallies), totals), policy) in selections.iter().zip(tallies).zip(totals).zip(&policies) {
-        let mut result = result_of(selection, tallies, totals, &settings, batch_priced)?;
+        let mut result = result_of(selection, tallies, &texts, totals, &settings, batch_priced)?;
         result.sequential = policy.summary();
         results.push(result);
     }
@@ -601,7 +606,7 @@ fn policies(
             let baseline = Baseline::load(&path, &s.suite, &s.model_name)?;
             let design = Design::new(options.alpha, options.margin, options.exact);
             let cases = baseline.cases.into_iter().map(|c| (c.id, c.correct, c.samples));
-            Ok(Box::new(Sequential::new(design, s.samples, cases)) as Box<dyn SamplingPolicy>)
+            Ok(Box::new(Sequential::new(design, s.samples, s.cases.ids(), cases)) as Box<dyn SamplingPolicy>)
         })
         .collect()
 }
@@ -625,7 +630,7 @@ async fn sample(
     cache: &Cache,
     mut sampler: Sampler<'_, Job>,
     keep_answers: bool,
-) -> Result<(Vec<Vec<CaseTally>>, Vec<Totals>, Option<String>), Error> {
+) -> Result<Sampled, Error> {
     let tally = if keep_answers {
         CaseTally::keeping_answers
     } else {
@@ -637,12 +642,11 @@ async fn sample(
             .iter()
             .map(|s| {
                 let family = s.family.is_some();
-                s.cases
-                    .ids()
-                    .map(|id| match family {
+                (0..s.cases.len())
+                    .map(|_| match family {
                         // A family's record says which variant each graded sample answered.
-                        true => tally(id).keeping_grades(),
-                        false => tally(id),
+                        true => tally().keeping_grades(),
+                        false => tally(),
                     })
                     .collect()
             })
@@ -730,7 +734,22 @@ async fn sample(
         }
     }
     let cache_failure = sampler.finish()?;
-    Ok((grading.tallies, grading.totals, cache_failure))
+    Ok(Sampled {
+        tallies: grading.tallies,
+        totals: grading.totals,
+        texts: grading.texts,
+        cache_failure,
+    })
+}
+
+/// What sampling left: the tallies of every case of every selection, what each selection's
+/// calls added up to, the texts of the misses the tallies name, and why the cache stopped
+/// taking answers, if it did.
+struct Sampled {
+    tallies: Vec<Vec<CaseTally>>,
+    totals: Vec<Totals>,
+    texts: SharedTexts,
+    cache_failure: Option<String>,
 }
 
 /// The answers the cache holds for `digests`, each handed to `take` with its place. The cache
@@ -945,6 +964,8 @@ fn select(config: &Config, options: &RunOptions) -> Result<Vec<Selection>, Error
             // Another selected suite may have the cases the filter asks for.
             continue;
         }
+        // What a run holds for each case for its whole length, without room to grow.
+        cases.shrink_to_fit();
         let cases = Arc::new(cases);
         let filtered = options
             .case_filter
@@ -1147,7 +1168,9 @@ impl PromptVersion {
         } else {
             &options.models
         };
-        let expectations = Arc::new(self.expectations);
+        let mut expectations = self.expectations;
+        expectations.shrink_to_fit();
+        let expectations = Arc::new(expectations);
         let prompts = Arc::new(self.prompts.finish()?);
         let families: Vec<FamilySelection> = self
             .families
@@ -1280,6 +1303,7 @@ fn prices_of(model: &ModelConfig, batch: bool) -> Option<crate::config::Prices> 
 fn result_of(
     selection: &Selection,
     tallies: Vec<CaseTally>,
+    texts: &SharedTexts,
     totals: Totals,
     settings: &Settings,
     batch: bool,
@@ -1300,7 +1324,9 @@ fn result_of(
         Some(_) => tallies.iter().map(|t| t.graded().to_vec()).collect(),
         None => Vec::new(),
     };
-    let mut result = aggregate::aggregate(identity, tallies, totals, prices_of(model, batch), settings);
+    let cases =
+        (tallies.into_iter().enumerate()).map(|(index, tally)| tally.into_parts(selection.cases.id(index), texts));
+    let mut result = aggregate::aggregate(identity, cases, totals, prices_of(model, batch), settings);
     result.filtered = selection.filtered.clone();
     for (index, case) in result.per_case.iter_mut().enumerate() {
         case.position = selection.positions.as_ref().map(|p| p[index]);

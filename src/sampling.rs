@@ -131,12 +131,13 @@ impl SamplingPolicy for Fixed {
 /// a fixed run: a later fixed run or `baseline update` reuses every answer.
 #[derive(Debug, Clone)]
 pub struct Sequential {
-    /// The baseline's (correct, samples) by case id.
-    baseline: HashMap<String, (u32, u32)>,
+    /// The baseline's (correct, samples) of each case, in case order; `None` for a case the
+    /// baseline does not have.
+    baseline: Vec<Option<(u32, u32)>>,
     /// Within-case variance of one baseline sample, averaged over cases (k ≥ 2 only).
     baseline_within: Option<f64>,
     max_samples: u32,
-    /// The looks, planned at the first once the number of cases is known.
+    /// The looks.
     plan: Vec<Step>,
     /// Case indices in the order the plan takes them.
     order: Vec<usize>,
@@ -147,24 +148,32 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// A gate against `baseline` (case id, correct, samples) with at most `max_samples` per case.
-    pub fn new(design: Design, max_samples: u32, baseline: impl IntoIterator<Item = (String, u32, u32)>) -> Sequential {
+    /// A gate on the cases `ids` (in case order) against `baseline` (case id, correct,
+    /// samples) with at most `max_samples` per case.
+    pub fn new<'a>(
+        design: Design,
+        max_samples: u32,
+        ids: impl IntoIterator<Item = &'a str>,
+        baseline: impl IntoIterator<Item = (String, u32, u32)>,
+    ) -> Sequential {
         let cases: Vec<(String, u32, u32)> = baseline.into_iter().collect();
         // In the baseline's own order: a float sum must not depend on a hash map's.
         let baseline_within = within_variance(cases.iter().map(|(_, correct, samples)| (*correct, *samples)));
-        let baseline: HashMap<String, (u32, u32)> = cases
+        let by_id: HashMap<String, (u32, u32)> = cases
             .into_iter()
             .map(|(id, correct, samples)| (id, (correct, samples)))
             .collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let baseline: Vec<Option<(u32, u32)>> = ids.iter().map(|&id| by_id.get(id).copied()).collect();
         let max_samples = max_samples.max(1);
         Sequential {
+            plan: plan(baseline.len(), max_samples),
+            order: case_order(ids),
+            cases: baseline.len(),
             baseline,
             baseline_within,
             max_samples,
-            plan: Vec::new(),
-            order: Vec::new(),
             asked: 0,
-            cases: 0,
             monitor: Monitor::new(design),
         }
     }
@@ -179,8 +188,8 @@ impl Sequential {
         let mut differences = crate::paired::Differences::default();
         let mut candidate = Vec::new();
         // In plan order, so that an interim look's float sums are those of the simulation.
-        for tally in self.taken(step).iter().filter_map(|&case| tallies.get(case)) {
-            let Some(&baseline) = self.baseline.get(tally.id()) else {
+        for &case in self.taken(step) {
+            let (Some(tally), Some(&Some(baseline))) = (tallies.get(case), self.baseline.get(case)) else {
                 continue;
             };
             let counts = (tally.correct(), tally.samples());
@@ -215,11 +224,6 @@ pub(crate) fn within_variance(cases: impl Iterator<Item = (u32, u32)>) -> Option
 
 impl SamplingPolicy for Sequential {
     fn next_look(&mut self, tallies: &[CaseTally]) -> Look {
-        if self.asked == 0 {
-            self.cases = tallies.len();
-            self.plan = plan(self.cases, self.max_samples);
-            self.order = case_order(tallies.iter().map(|tally| tally.id()));
-        }
         if self.asked > 0 && (self.monitor.stopped().is_some() || self.judge(tallies, self.plan[self.asked - 1])) {
             return Look::Listed(Vec::new());
         }
@@ -272,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_fixed_policy_takes_k_samples_of_every_case_in_one_look() {
-        let tallies = vec![CaseTally::new("a"), CaseTally::new("b")];
+        let tallies = vec![CaseTally::new(), CaseTally::new()];
         let mut policy = Fixed::new(3);
         let look = policy.next_look(&tallies);
         assert_eq!(look.len(), 6);
@@ -283,6 +287,11 @@ mod tests {
         assert!(policy.next_look(&tallies).is_empty());
     }
 
+    /// The ids of `cases` cases, those [`graded`]'s tallies are of.
+    fn ids(cases: usize) -> Vec<String> {
+        (0..cases).map(|case| format!("c{case}")).collect()
+    }
+
     /// Tallies of `cases` cases whose first `samples` samples are graded right or wrong.
     fn graded(cases: usize, samples: u32, right: impl Fn(usize, u32) -> bool) -> Vec<CaseTally> {
         use crate::grader::Grade;
@@ -290,7 +299,7 @@ mod tests {
         use crate::tally::{Answer, Purpose, SharedTexts, Totals};
         (0..cases)
             .map(|case| {
-                let mut tally = CaseTally::new(&format!("c{case}"));
+                let mut tally = CaseTally::new();
                 for sample in 0..samples {
                     let answer = Answer::Cached(Response::from_text("x"));
                     let response = tally
@@ -312,7 +321,13 @@ mod tests {
     fn a_sequential_policy_asks_look_by_look_and_stops_on_a_collapse() {
         // Baseline: 60 cases, all right in 5 of 5.
         let baseline = (0..60).map(|case| (format!("c{case}"), 5, 5));
-        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 5, baseline);
+        let ids = ids(60);
+        let mut policy = Sequential::new(
+            Design::new(0.05, 0.0, false),
+            5,
+            ids.iter().map(String::as_str),
+            baseline,
+        );
         assert!(policy.summary().is_none());
         let first = policy.next_look(&graded(60, 0, |_, _| true));
         assert_eq!(first.len(), 60);
@@ -334,7 +349,13 @@ mod tests {
     fn a_sequential_policy_takes_the_next_samples_of_every_case_until_the_last_look() {
         // Too few cases to decide early: every look is taken, each asking for the next samples.
         let baseline = (0..3).map(|case| (format!("c{case}"), 2, 3));
-        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 3, baseline);
+        let ids = ids(3);
+        let mut policy = Sequential::new(
+            Design::new(0.05, 0.0, false),
+            3,
+            ids.iter().map(String::as_str),
+            baseline,
+        );
         let mut asked = Vec::new();
         for taken in 0..=3 {
             let look = policy.next_look(&graded(3, taken, |case, sample| (case + sample as usize) % 3 != 0));
@@ -354,13 +375,18 @@ mod tests {
 
     #[test]
     fn a_one_sample_policy_asks_for_the_cases_a_third_at_a_time() {
-        let ids: Vec<String> = (0..30).map(|case| format!("c{case}")).collect();
+        let ids = ids(30);
         let order = case_order(ids.iter().map(String::as_str));
         let baseline = ids
             .iter()
             .enumerate()
             .map(|(case, id)| (id.clone(), u32::from(case % 2 == 0), 1));
-        let mut policy = Sequential::new(Design::new(0.05, 0.0, false), 1, baseline);
+        let mut policy = Sequential::new(
+            Design::new(0.05, 0.0, false),
+            1,
+            ids.iter().map(String::as_str),
+            baseline,
+        );
         // The candidate answers every case as the baseline did: the test cannot run until the
         // last look, so all three looks are taken.
         let (all, mut asked) = (graded(30, 1, |case, _| case % 2 == 0), Vec::new());
@@ -371,7 +397,7 @@ mod tests {
                 .enumerate()
                 .map(|(case, tally)| match asked.iter().any(|&(asked, _)| asked == case) {
                     true => tally.clone(),
-                    false => CaseTally::new(&ids[case]),
+                    false => CaseTally::new(),
                 })
                 .collect();
             let look = policy.next_look(&tallies);

@@ -468,8 +468,8 @@ mod tests {
                         .iter()
                         .zip(&ids)
                         .map(|(mean, id)| (id.clone(), (mean * f64::from(k)).round() as u32, k));
-                    let mut policy = Sequential::new(design, k, baseline);
-                    let mut tallies: Vec<CaseTally> = ids.iter().map(|id| CaseTally::new(id)).collect();
+                    let mut policy = Sequential::new(design, k, ids.iter().map(String::as_str), baseline);
+                    let mut tallies: Vec<CaseTally> = ids.iter().map(|_| CaseTally::new()).collect();
                     let (mut texts, mut totals) = (SharedTexts::default(), Totals::default());
                     loop {
                         let look = policy.next_look(&tallies);

@@ -5,7 +5,7 @@
 //! Tallies and totals only add, so those of disjoint sets of samples add up to those of their
 //! union: that is what lets [`crate::aggregate::merge`] rebuild a whole run from its shards.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::answers::{CaseDetail, SampleAnswer};
@@ -15,36 +15,38 @@ use crate::model_version::Versions;
 use crate::provider::{FailureKind, ProviderError, Response};
 use crate::run_record::{Calls, CaseResult, Miss, Tokens, MISS_EXCERPT_CHARS};
 
-/// The texts of misses, each kept once for a run: misses repeat (a model wrong the same way
-/// in most cases gives the same reason and excerpt every time), and a run holds every case's
-/// misses until its record is written.
+/// The texts of a run's misses, each distinct one kept once and named by its place: misses
+/// repeat (a model wrong the same way in most cases gives the same reason and excerpt every
+/// time), and a run holds every case's misses until its record is written.
 #[derive(Debug, Default)]
-pub struct SharedTexts(HashSet<Arc<str>>);
-
-impl SharedTexts {
-    /// Distinct texts remembered: past them (answers that all differ) a text is kept as it
-    /// comes, so that the set never holds more than the misses themselves would.
-    const REMEMBERED: usize = 4096;
-
-    /// `text`, shared with every earlier miss that had it.
-    pub fn share(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = text.into();
-        if self.0.len() < Self::REMEMBERED {
-            self.0.insert(Arc::clone(&shared));
-        }
-        shared
-    }
+pub struct SharedTexts {
+    texts: Vec<Arc<str>>,
+    places: HashMap<Arc<str>, usize>,
 }
 
-/// `item` pushed onto `items` growing it by one place, not by doubling: a tally holds its
-/// vectors for the whole run, and a case's k samples would otherwise leave up to k places
-/// unused in each.
-fn push_exact<T>(items: &mut Vec<T>, item: T) {
-    items.reserve_exact(1);
-    items.push(item);
+impl SharedTexts {
+    /// Distinct texts looked up: past them (answers that all differ) a text is kept as it
+    /// comes, so that the index never holds more than the misses themselves would.
+    const REMEMBERED: usize = 4096;
+
+    /// The place of `text`, the same as every earlier miss's that had it.
+    pub fn share(&mut self, text: &str) -> usize {
+        if let Some(&place) = self.places.get(text) {
+            return place;
+        }
+        let shared: Arc<str> = text.into();
+        let place = self.texts.len();
+        if self.places.len() < Self::REMEMBERED {
+            self.places.insert(Arc::clone(&shared), place);
+        }
+        self.texts.push(shared);
+        place
+    }
+
+    /// The text at `place`; empty for a place [`SharedTexts::share`] never gave.
+    pub fn get(&self, place: usize) -> Arc<str> {
+        self.texts.get(place).cloned().unwrap_or_else(|| "".into())
+    }
 }
 
 /// The answer to one call.
@@ -96,28 +98,28 @@ impl Totals {
 /// The grades of one case. Answers may arrive in any order; what the tally reports is in
 /// sample order.
 ///
-/// A run holds one tally per case for its whole length, so a tally keeps counts, not a
-/// [`CaseResult`] of its own (392 bytes a case, once), and what every case has but only a
-/// sum reports (calls, tokens, model versions) goes to its result's [`Totals`] as it is
-/// counted: 88 bytes a case. What few cases have (failures, kept answers, a family's grades)
-/// is boxed.
-#[derive(Debug, Clone, PartialEq)]
+/// A run holds one tally per case for its whole length, so a tally keeps counts, and each
+/// answered sample's latency and each miss as a few bytes of a [`Log`]; what every case has
+/// but only a sum reports (calls, tokens, model versions) goes to its result's [`Totals`] as
+/// it is counted, and the case's id is its suite's. 40 bytes a case and about 4 a sample,
+/// where a tally with its id, a vector of latencies and one of misses took 88 bytes, 8 a
+/// sample and 40 a miss. What few cases have (failures, kept answers, a family's grades) is
+/// boxed.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CaseTally {
-    id: Box<str>,
     correct: u32,
     samples: u32,
     invalid: u32,
     errors: u32,
-    /// (sample, latency in ms) of each answered sample.
-    latencies: Vec<(u32, u32)>,
-    misses: Vec<Miss>,
+    log: Log,
     rare: Option<Box<Rare>>,
 }
 
 /// What a tally holds for few cases, or only when asked.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Rare {
-    /// The failure of the earliest sample.
+    /// The failure of the earliest sample: its number, and what the message says after the
+    /// case's id.
     first_error: Option<(u32, String)>,
     /// Every graded answer, when a report shows them ([`CaseTally::keeping_answers`]).
     answers: Option<Vec<SampleAnswer>>,
@@ -127,24 +129,121 @@ struct Rare {
     graded: Option<Vec<(u32, bool)>>,
 }
 
-impl CaseTally {
-    pub fn new(id: &str) -> CaseTally {
-        CaseTally {
-            id: id.into(),
-            correct: 0,
-            samples: 0,
-            invalid: 0,
-            errors: 0,
-            latencies: Vec::new(),
-            misses: Vec::new(),
-            rare: None,
+/// A case's latencies and misses in the order they came, as LEB128 numbers: an entry starts
+/// with its sample number doubled, plus one for a miss; a latency's milliseconds follow, or a
+/// miss's outcome (0 wrong, 1 invalid) and the places of its reason and excerpt among the
+/// run's [`SharedTexts`]. Grown to its exact length: the log is kept for the whole run.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Log(Box<[u8]>);
+
+/// One entry of a [`Log`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Entry {
+    Latency {
+        sample: u32,
+        ms: u32,
+    },
+    Miss {
+        sample: u32,
+        invalid: bool,
+        reason: usize,
+        excerpt: usize,
+    },
+}
+
+impl Log {
+    /// The longest entry: three numbers of up to ten bytes, and an outcome.
+    const ENTRY_BYTES: usize = 31;
+
+    fn push(&mut self, entry: Entry) {
+        let mut bytes = [0u8; Self::ENTRY_BYTES];
+        let mut length = 0;
+        let mut put = |value: u64| length += leb128(value, &mut bytes[length..]);
+        match entry {
+            Entry::Latency { sample, ms } => {
+                put(u64::from(sample) << 1);
+                put(u64::from(ms));
+            }
+            Entry::Miss {
+                sample,
+                invalid,
+                reason,
+                excerpt,
+            } => {
+                put((u64::from(sample) << 1) | 1);
+                put(u64::from(invalid));
+                put(reason as u64);
+                put(excerpt as u64);
+            }
         }
+        // Grown by reallocation, which the allocator does in place while the block has room.
+        let mut grown = std::mem::take(&mut self.0).into_vec();
+        grown.reserve_exact(length);
+        grown.extend_from_slice(&bytes[..length]);
+        self.0 = grown.into_boxed_slice();
+    }
+
+    /// Every entry, in the order pushed.
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let head = read_leb128(&mut rest)?;
+            let sample = u32::try_from(head >> 1).ok()?;
+            if head & 1 == 0 {
+                let ms = u32::try_from(read_leb128(&mut rest)?).ok()?;
+                return Some(Entry::Latency { sample, ms });
+            }
+            let invalid = read_leb128(&mut rest)? == 1;
+            let reason = usize::try_from(read_leb128(&mut rest)?).ok()?;
+            let excerpt = usize::try_from(read_leb128(&mut rest)?).ok()?;
+            Some(Entry::Miss {
+                sample,
+                invalid,
+                reason,
+                excerpt,
+            })
+        })
+    }
+}
+
+/// `value` written to the start of `out` as unsigned LEB128; the bytes written (at most 10).
+fn leb128(mut value: u64, out: &mut [u8]) -> usize {
+    let mut written = 0;
+    loop {
+        let low = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out[written] = low;
+            return written + 1;
+        }
+        out[written] = low | 0x80;
+        written += 1;
+    }
+}
+
+/// The unsigned LEB128 number at the start of `bytes`, which then start after it; `None` at
+/// the end (or past 64 bits, which [`leb128`] never writes).
+fn read_leb128(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (index, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[index + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+impl CaseTally {
+    pub fn new() -> CaseTally {
+        CaseTally::default()
     }
 
     /// A tally that also keeps every graded answer: its result carries them in a
     /// [`CaseDetail`] for the caller to complete.
-    pub fn keeping_answers(id: &str) -> CaseTally {
-        let mut tally = CaseTally::new(id);
+    pub fn keeping_answers() -> CaseTally {
+        let mut tally = CaseTally::new();
         tally.rare_mut().answers = Some(Vec::new());
         tally
     }
@@ -168,10 +267,6 @@ impl CaseTally {
             .unwrap_or_default()
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Correct samples so far.
     pub fn correct(&self) -> u32 {
         self.correct
@@ -182,12 +277,33 @@ impl CaseTally {
         self.samples
     }
 
-    /// The case's result, misses and latencies in sample order, and the message of its
-    /// earliest failed sample.
-    pub fn into_parts(self) -> (CaseResult, Option<String>) {
-        let mut misses = self.misses;
+    /// The result of case `id`, misses and latencies in sample order with the misses' texts
+    /// from `texts` (those [`CaseTally::grade`] was given), and the message of its earliest
+    /// failed sample.
+    pub fn into_parts(self, id: &str, texts: &SharedTexts) -> (CaseResult, Option<String>) {
+        // Sized exactly: the results of every case are held until the run's record is written.
+        let missed = (self.log.entries())
+            .filter(|entry| matches!(entry, Entry::Miss { .. }))
+            .count();
+        let mut misses = Vec::with_capacity(missed);
+        let mut latencies = Vec::with_capacity(self.samples as usize);
+        for entry in self.log.entries() {
+            match entry {
+                Entry::Latency { sample, ms } => latencies.push((sample, ms)),
+                Entry::Miss {
+                    sample,
+                    invalid,
+                    reason,
+                    excerpt,
+                } => misses.push(Miss {
+                    sample,
+                    outcome: if invalid { Outcome::Invalid } else { Outcome::Wrong },
+                    reason: texts.get(reason),
+                    excerpt: texts.get(excerpt),
+                }),
+            }
+        }
         misses.sort_by_key(|miss| miss.sample);
-        let mut latencies = self.latencies;
         latencies.sort_unstable();
         let rare = self.rare.map(|rare| *rare).unwrap_or_default();
         let detail = rare.answers.map(|mut answers| {
@@ -198,7 +314,7 @@ impl CaseTally {
             })
         });
         let result = CaseResult {
-            id: self.id.into(),
+            id: id.into(),
             correct: self.correct,
             samples: self.samples,
             invalid: self.invalid,
@@ -210,7 +326,10 @@ impl CaseTally {
             variants: Vec::new(),
             position: None,
         };
-        (result, rare.first_error.map(|(_, message)| message))
+        let first_error = rare
+            .first_error
+            .map(|(sample, message)| format!("case `{id}` sample {sample}{message}"));
+        (result, first_error)
     }
 
     /// Count one call made for `sample`, in this tally and in `totals` (its result's); the
@@ -233,23 +352,21 @@ impl CaseTally {
                 calls.attempts += u64::from(attempts);
                 self.errors += 1;
                 *totals.errors_by_kind.entry(error.kind).or_insert(0) += 1;
-                let id = &self.id;
-                let rare = self.rare.get_or_insert_with(Box::default);
+                let rare = self.rare_mut();
                 let role = match purpose {
                     Purpose::Sample => "",
                     Purpose::Grading => " (judge)",
                 };
                 if rare.first_error.as_ref().is_none_or(|(first, _)| sample < *first) {
-                    let message = format!("case `{id}` sample {sample}{role}: {error}");
-                    rare.first_error = Some((sample, message));
+                    rare.first_error = Some((sample, format!("{role}: {error}")));
                 }
                 return None;
             }
         };
         if purpose == Purpose::Sample {
             // A latency past 49 days is a broken clock: kept as the longest there is.
-            let latency = u32::try_from(response.latency_ms).unwrap_or(u32::MAX);
-            push_exact(&mut self.latencies, (sample, latency));
+            let ms = u32::try_from(response.latency_ms).unwrap_or(u32::MAX);
+            self.log.push(Entry::Latency { sample, ms });
             if let Some(version) = &response.version {
                 totals.versions.count(version, 1);
             }
@@ -275,17 +392,17 @@ impl CaseTally {
         match grade.outcome {
             Outcome::Correct => self.correct += 1,
             Outcome::Wrong | Outcome::Invalid => {
-                if grade.outcome == Outcome::Invalid {
+                let invalid = grade.outcome == Outcome::Invalid;
+                if invalid {
                     self.invalid += 1;
                 }
                 let excerpt = excerpt(response.text.as_deref().unwrap_or_default(), MISS_EXCERPT_CHARS);
-                let miss = Miss {
+                self.log.push(Entry::Miss {
                     sample,
-                    outcome: grade.outcome,
+                    invalid,
                     reason: texts.share(&grade.reason),
                     excerpt: texts.share(&excerpt),
-                };
-                push_exact(&mut self.misses, miss);
+                });
             }
         }
     }
@@ -311,15 +428,15 @@ mod tests {
 
     #[test]
     fn every_kind_of_call_is_counted_once_and_only_samples_have_latency() {
-        let mut tally = CaseTally::new("c1");
-        let mut totals = Totals::default();
+        let mut tally = CaseTally::new();
+        let (mut totals, mut texts) = (Totals::default(), SharedTexts::default());
         let cached = tally.call(
             0,
             Purpose::Sample,
             Answer::Cached(answered("notify", 40, (10, 2))),
             &mut totals,
         );
-        tally.grade(0, Grade::correct("ok"), &cached.unwrap(), &mut SharedTexts::default());
+        tally.grade(0, Grade::correct("ok"), &cached.unwrap(), &mut texts);
         let live = Answer::Live {
             response: answered("suppress", 90, (10, 3)),
             attempts: 2,
@@ -333,7 +450,7 @@ mod tests {
             &mut totals,
         );
         assert!(judged.is_some());
-        tally.grade(1, Grade::wrong("expected notify"), &live, &mut SharedTexts::default());
+        tally.grade(1, Grade::wrong("expected notify"), &live, &mut texts);
         let failed = Answer::Failed {
             error: ProviderError::new(FailureKind::RateLimit, "429"),
             attempts: 3,
@@ -345,14 +462,18 @@ mod tests {
         };
         assert!(tally.call(3, Purpose::Grading, judge_failed, &mut totals).is_none());
 
-        let (result, first_error) = tally.into_parts();
+        let (result, first_error) = tally.into_parts("c1", &texts);
         assert_eq!(
             (result.correct, result.samples, result.invalid, result.errors),
             (1, 2, 0, 2)
         );
         assert_eq!(result.latencies_ms, [40, 90]);
         assert_eq!(result.misses.len(), 1);
-        assert_eq!((result.misses[0].sample, &*result.misses[0].excerpt), (1, "suppress"));
+        let miss = &result.misses[0];
+        assert_eq!(
+            (miss.sample, miss.outcome, &*miss.reason, &*miss.excerpt),
+            (1, Outcome::Wrong, "expected notify", "suppress")
+        );
         assert_eq!(
             totals.calls,
             Calls {
@@ -369,25 +490,24 @@ mod tests {
         assert_eq!(fingerprints, [Some("fp_40".to_string()), Some("fp_90".to_string())]);
         assert_eq!(totals.errors_by_kind.values().sum::<u64>(), 2);
         assert!(first_error.unwrap().starts_with("case `c1` sample 2: "));
-        // The tally itself: its grades and a box for its failure, no call counts.
-        assert_eq!(std::mem::size_of::<CaseTally>(), 88);
+        // The tally itself: its counts, its log and a box for its failure, no call counts.
+        assert_eq!(std::mem::size_of::<CaseTally>(), 40);
     }
 
     #[test]
     fn answers_in_any_order_are_reported_in_sample_order() {
-        let mut tally = CaseTally::new("c1");
-        let mut totals = Totals::default();
+        let mut tally = CaseTally::new();
+        let (mut totals, mut texts) = (Totals::default(), SharedTexts::default());
         for sample in [2, 0, 1] {
             let response = answered("suppress", 10 * u64::from(sample), (1, 1));
             let response = tally
                 .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
                 .unwrap();
-            tally.grade(
-                sample,
-                Grade::wrong("expected notify"),
-                &response,
-                &mut SharedTexts::default(),
-            );
+            let grade = match sample {
+                1 => Grade::new(Outcome::Invalid, "not a label"),
+                _ => Grade::wrong("expected notify"),
+            };
+            tally.grade(sample, grade, &response, &mut texts);
         }
         for sample in [4, 3] {
             let failed = Answer::Failed {
@@ -397,20 +517,32 @@ mod tests {
             assert!(tally.call(sample, Purpose::Sample, failed, &mut totals).is_none());
         }
         assert_eq!(tally.samples(), 3);
-        let (result, first_error) = tally.into_parts();
-        let order: Vec<u32> = result.misses.iter().map(|m| m.sample).collect();
-        assert_eq!((order, result.latencies_ms), (vec![0, 1, 2], vec![0, 10, 20]));
+        let (result, first_error) = tally.into_parts("c1", &texts);
+        let misses: Vec<(u32, Outcome, &str)> = result
+            .misses
+            .iter()
+            .map(|m| (m.sample, m.outcome, &*m.reason))
+            .collect();
+        assert_eq!(
+            misses,
+            [
+                (0, Outcome::Wrong, "expected notify"),
+                (1, Outcome::Invalid, "not a label"),
+                (2, Outcome::Wrong, "expected notify")
+            ]
+        );
+        assert_eq!((result.invalid, result.latencies_ms), (1, vec![0, 10, 20]));
         assert!(first_error.unwrap().starts_with("case `c1` sample 3: "));
         assert_eq!(totals.calls.failed, 2);
     }
 
     #[test]
-    fn misses_of_many_cases_share_their_texts_and_hold_no_spare_places() {
+    fn misses_of_many_cases_share_their_texts_and_take_a_few_bytes_each() {
         let mut texts = SharedTexts::default();
         let mut totals = Totals::default();
         let results: Vec<CaseResult> = (0..3)
             .map(|case| {
-                let mut tally = CaseTally::new(&format!("c{case}"));
+                let mut tally = CaseTally::new();
                 for sample in 0..5 {
                     let response = answered("  suppress\n", 7, (1, 1));
                     let response = tally
@@ -418,8 +550,9 @@ mod tests {
                         .unwrap();
                     tally.grade(sample, Grade::wrong("expected notify"), &response, &mut texts);
                 }
-                assert_eq!((tally.latencies.capacity(), tally.misses.capacity()), (5, 5));
-                tally.into_parts().0
+                // Each sample: its latency in 2 bytes, its miss in 4, and no spare place.
+                assert_eq!(tally.log.0.len(), 5 * 6);
+                tally.into_parts(&format!("c{case}"), &texts).0
             })
             .collect();
         let first = &results[0].misses[0];
@@ -427,22 +560,59 @@ mod tests {
         for miss in results.iter().flat_map(|r| &r.misses) {
             assert!(Arc::ptr_eq(&miss.reason, &first.reason) && Arc::ptr_eq(&miss.excerpt, &first.excerpt));
         }
+        assert_eq!(texts.texts.len(), 2);
         // Past the texts it remembers, a text is still right, only not shared.
         let mut full = SharedTexts::default();
         for n in 0..SharedTexts::REMEMBERED {
             full.share(&n.to_string());
         }
         let (a, b) = (full.share("late"), full.share("late"));
-        assert_eq!((&*a, &*b), ("late", "late"));
-        assert!(!Arc::ptr_eq(&a, &b));
-        assert!(Arc::ptr_eq(&full.share("7"), &full.share("7")));
+        assert_ne!(a, b);
+        assert_eq!((&*full.get(a), &*full.get(b)), ("late", "late"));
+        assert_eq!(full.share("7"), full.share("7"));
+        assert_eq!(&*full.get(usize::MAX), "");
+    }
+
+    #[test]
+    fn a_log_gives_back_every_entry_in_the_order_pushed_whatever_its_numbers() {
+        let entries = [
+            Entry::Latency { sample: 0, ms: 0 },
+            Entry::Miss {
+                sample: u32::MAX,
+                invalid: true,
+                reason: usize::MAX,
+                excerpt: 127,
+            },
+            Entry::Latency {
+                sample: u32::MAX,
+                ms: u32::MAX,
+            },
+            Entry::Miss {
+                sample: 128,
+                invalid: false,
+                reason: 0,
+                excerpt: 16_384,
+            },
+        ];
+        let mut log = Log::default();
+        for entry in entries {
+            log.push(entry);
+        }
+        assert_eq!(log.entries().collect::<Vec<_>>(), entries);
+        // 1 + 1, 5 + 1 + 10 + 1, 5 + 5, 2 + 1 + 1 + 3 bytes: no spare place.
+        assert_eq!(log.0.len(), 2 + 17 + 10 + 7);
+        // A number cut short ends the entries; it does not wrap around.
+        let mut cut = [0x80u8; 11];
+        cut[10] = 0;
+        assert_eq!(read_leb128(&mut &cut[..]), None);
+        assert_eq!(read_leb128(&mut &[0x80u8, 0x80][..]), None);
     }
 
     #[test]
     fn a_tally_keeping_answers_has_every_graded_one_in_sample_order() {
-        let mut plain = CaseTally::new("c1");
-        let mut keeping = CaseTally::keeping_answers("c1");
-        let mut totals = Totals::default();
+        let mut plain = CaseTally::new();
+        let mut keeping = CaseTally::keeping_answers();
+        let (mut totals, mut texts) = (Totals::default(), SharedTexts::default());
         for tally in [&mut plain, &mut keeping] {
             for (sample, text) in [(1, "notify"), (0, "suppress")] {
                 let response = tally
@@ -458,7 +628,7 @@ mod tests {
                 } else {
                     Grade::wrong("answered `notify`")
                 };
-                tally.grade(sample, grade, &response, &mut SharedTexts::default());
+                tally.grade(sample, grade, &response, &mut texts);
             }
             let failed = Answer::Failed {
                 error: ProviderError::new(FailureKind::Server, "500"),
@@ -466,8 +636,8 @@ mod tests {
             };
             assert!(tally.call(2, Purpose::Sample, failed, &mut totals).is_none());
         }
-        assert_eq!(plain.into_parts().0.detail, None);
-        let detail = keeping.into_parts().0.detail.expect("answers kept");
+        assert_eq!(plain.into_parts("c1", &texts).0.detail, None);
+        let detail = keeping.into_parts("c1", &texts).0.detail.expect("answers kept");
         let kept: Vec<(u32, Outcome, &str)> = detail
             .answers
             .iter()

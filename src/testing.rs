@@ -35,27 +35,24 @@ const SETTINGS: Settings = Settings {
 
 /// A result of `suite` whose case i got `correct[i]` of 5 samples right.
 pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
-    let mut totals = Totals::default();
-    let tallies = correct
-        .iter()
-        .enumerate()
-        .map(|(case, &right)| {
-            let mut tally = CaseTally::new(&format!("c{case:02}"));
-            for sample in 0..5 {
-                let response = Response::from_text("x");
-                let response = tally
-                    .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
-                    .unwrap();
-                let grade = if sample < right {
-                    Grade::correct("ok")
-                } else {
-                    Grade::wrong("no")
-                };
-                tally.grade(sample, grade, &response, &mut SharedTexts::default());
-            }
-            tally
-        })
-        .collect();
+    let (mut totals, mut texts) = (Totals::default(), SharedTexts::default());
+    let mut cases = Vec::with_capacity(correct.len());
+    for (case, &right) in correct.iter().enumerate() {
+        let mut tally = CaseTally::new();
+        for sample in 0..5 {
+            let response = Response::from_text("x");
+            let response = tally
+                .call(sample, Purpose::Sample, Answer::Cached(response), &mut totals)
+                .unwrap();
+            let grade = if sample < right {
+                Grade::correct("ok")
+            } else {
+                Grade::wrong("no")
+            };
+            tally.grade(sample, grade, &response, &mut texts);
+        }
+        cases.push(tally.into_parts(&format!("c{case:02}"), &texts));
+    }
     let identity = Identity {
         suite: suite.into(),
         model: "m".into(),
@@ -65,7 +62,7 @@ pub fn result(suite: &str, correct: &[u32]) -> SuiteResult {
         prompt_sha256: "0".repeat(64),
         samples_per_case: 5,
     };
-    aggregate::aggregate(identity, tallies, totals, None, &SETTINGS)
+    aggregate::aggregate(identity, cases.into_iter(), totals, None, &SETTINGS)
 }
 
 pub fn record(results: Vec<SuiteResult>) -> RunRecord {
