@@ -119,7 +119,7 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
         let past: HashMap<&str, &crate::baseline::BaselineCase> =
             baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
         for case in &mut result.per_case {
-            case.baseline = past.get(case.id.as_str()).map(|c| c.past());
+            case.baseline = past.get(case.id.as_str()).map(|c| Box::new(c.past()));
         }
         let broken = options.fail_on_broken && !comparison.transitions.broke.is_empty();
         comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.method == TestMethod::None {

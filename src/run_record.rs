@@ -357,9 +357,10 @@ pub struct CaseResult {
     /// otherwise take half of every case's result (and tally) in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Box<crate::answers::CaseDetail>>,
-    /// The baseline's outcome of this case (`gate` only, for cases the baseline has).
+    /// The baseline's outcome of this case (`gate` only, for cases the baseline has). Boxed:
+    /// absent from every run's results, it would otherwise take 32 of every result's bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<crate::answers::PastCase>,
+    pub baseline: Option<Box<crate::answers::PastCase>>,
     /// A robustness family's graded samples in sample order: which variant each answered and
     /// whether it was right (`suite~family` results only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -442,6 +443,13 @@ mod tests {
         assert!(!miss("r".into(), "e".repeat(limits.1 + 2)).is_bounded());
         let short = miss("r".into(), "e".into());
         assert!(short.is_bounded() && Arc::ptr_eq(&short.bounded().reason, &short.reason));
+    }
+
+    #[test]
+    fn a_case_result_takes_144_bytes_besides_its_vectors() {
+        // A run holds every case's result while its record is written: what only some runs
+        // have (answers, a baseline's outcome) is boxed.
+        assert_eq!(std::mem::size_of::<CaseResult>(), 144);
     }
 
     #[test]

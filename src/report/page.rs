@@ -460,7 +460,7 @@ mod tests {
         assert!(page.contains("<option value=\"passing\">passing (1)</option>"));
 
         let mut gate = gated();
-        gate.results[0].per_case[0].baseline = Some(PastCase {
+        gate.results[0].per_case[0].baseline = Some(Box::new(PastCase {
             correct: 5,
             samples: 5,
             answers: vec![AnswerGroup {
@@ -469,7 +469,7 @@ mod tests {
                 reason: "answered `suppress`".into(),
                 excerpt: "{\"decision\":\"suppress\"}".into(),
             }],
-        });
+        }));
         let page = super::page(&gate);
         assert!(page.contains("<th>baseline</th>"));
         assert!(page.contains("5/5 right<div><span class=\"correct\">✓ ×5</span> answered `suppress`<pre>{\"decision\":\"suppress\"}</pre></div>"), "{page}");

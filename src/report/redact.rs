@@ -103,7 +103,7 @@ mod tests {
             }],
             ..CaseDetail::default()
         }));
-        case.baseline = Some(PastCase {
+        case.baseline = Some(Box::new(PastCase {
             correct: 1,
             samples: 1,
             answers: vec![AnswerGroup {
@@ -112,7 +112,7 @@ mod tests {
                 reason: "answered `suppress`".into(),
                 excerpt: "210987654328 is a sandbox".into(),
             }],
-        });
+        }));
         redact(&mut record, &Redactor::default());
         let text = serde_json::to_string(&record.results[0].per_case[0]).unwrap();
         for secret in ["210987654328", "203.0.113.9", "alice@example.com"] {
