@@ -36,9 +36,9 @@ pub struct Settings {
     pub max_error_rate: f64,
 }
 
-/// The result of one suite × model × prompt from its cases' results and the messages of their
-/// earliest failures ([`crate::tally::CaseTally::into_parts`]), in case order, and what their calls added up
-/// to (`totals`, whose first error is the earliest case's).
+/// The result of one suite × model × prompt from its cases' results and the messages of
+/// their earliest failures ([`crate::tally::CaseTally::into_parts`]), in case order, and what
+/// their calls added up to (`totals`, whose first error is the earliest case's).
 pub fn aggregate(
     identity: Identity,
     cases: impl ExactSizeIterator<Item = (CaseResult, Option<String>)>,

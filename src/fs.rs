@@ -147,20 +147,23 @@ impl crate::error::Failure for FsError {
     }
 }
 
+/// A failed read of the input file `path`, with a hint when it is missing.
+fn input_error(path: &std::path::Path, what: &'static str, source: std::io::Error) -> FsError {
+    let hint = (source.kind() == std::io::ErrorKind::NotFound)
+        .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
+    FsError::Read {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+        hint,
+    }
+}
+
 /// Read a file to a string, naming the path on failure; at most [`MAX_INPUT_FILE_BYTES`], and
 /// invalid UTF-8 named by line and column.
 pub fn read_to_string(path: &std::path::Path, what: &'static str) -> Result<String, FsError> {
     use std::io::Read;
-    let io_error = |source: std::io::Error| {
-        let hint = (source.kind() == std::io::ErrorKind::NotFound)
-            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
-        FsError::Read {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-            hint,
-        }
-    };
+    let io_error = |source| input_error(path, what, source);
     let file = std::fs::File::open(path).map_err(io_error)?;
     let mut bytes = Vec::new();
     file.take(MAX_INPUT_FILE_BYTES + 1)
@@ -195,16 +198,7 @@ pub fn for_each_line<E: From<FsError>>(
     mut visit: impl FnMut(usize, &str) -> Result<(), E>,
 ) -> Result<(), E> {
     use std::io::{BufRead, Read};
-    let io_error = |source: std::io::Error| {
-        let hint = (source.kind() == std::io::ErrorKind::NotFound)
-            .then(|| format!("check the {what} path; it is resolved relative to the config file's folder"));
-        FsError::Read {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-            hint,
-        }
-    };
+    let io_error = |source| input_error(path, what, source);
     let too_large = || FsError::TooLarge {
         what,
         path: path.to_path_buf(),

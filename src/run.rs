@@ -865,7 +865,7 @@ impl Grading<'_> {
 
 /// The selections once sampling is over, without what only sampling read (each case's
 /// expectations, a family's variants and, unless a report shows answers, each case's rendered
-/// prompt): freed before the results are made, which is when a run holds the most.
+/// prompt): freed before the results are made, which hold every case's result at once.
 fn sampled(mut selections: Vec<Selection>, answers: bool) -> Vec<Selection> {
     for selection in &mut selections {
         selection.expectations = Arc::new(Vec::new());
