@@ -281,11 +281,9 @@ impl CaseTally {
     /// from `texts` (those [`CaseTally::grade`] was given), and the message of its earliest
     /// failed sample.
     pub fn into_parts(self, id: &str, texts: &SharedTexts) -> (CaseResult, Option<String>) {
-        // Sized exactly: the results of every case are held until the run's record is written.
-        let missed = (self.log.entries())
-            .filter(|entry| matches!(entry, Entry::Miss { .. }))
-            .count();
-        let mut misses = Vec::with_capacity(missed);
+        // Sized exactly (every graded sample not right is a miss): the results of every case
+        // are held until the run's record is written.
+        let mut misses = Vec::with_capacity(self.samples.saturating_sub(self.correct) as usize);
         let mut latencies = Vec::with_capacity(self.samples as usize);
         for entry in self.log.entries() {
             match entry {
@@ -555,6 +553,8 @@ mod tests {
                 tally.into_parts(&format!("c{case}"), &texts).0
             })
             .collect();
+        // A result's misses have no spare place either: every result is held until the end.
+        assert!(results.iter().all(|r| r.misses.capacity() == 5));
         let first = &results[0].misses[0];
         assert_eq!((&*first.reason, &*first.excerpt), ("expected notify", "suppress"));
         for miss in results.iter().flat_map(|r| &r.misses) {
