@@ -1,7 +1,7 @@
 //! Generating robustness variants: 2,000 cases × 20 variants in each family (80,000 variants)
 //! of AWS's public Security Hub sample finding with two tags, made and rendered with a triage
 //! prompt and kept as `run` keeps them until the calls are made: in a prompt store per family,
-//! the stores holding the first 4 MiB of packed text together and writing the rest to
+//! the stores holding the first 1 MiB of packed text together and writing the rest to
 //! temporary files. Prints the time (median of 5) and the peak memory held, counted by promptgate's
 //! allocator. Run with `cargo bench --bench variants`.
 

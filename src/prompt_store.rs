@@ -25,10 +25,11 @@ use crate::fs::FsError;
 use crate::prompt::{Message, RenderedPrompt};
 
 /// Per-case text the stores of a run keep in memory, together, before they write prompts to
-/// their files: the whole run's for most suites, about 1,000 cases that each carry a 4 KB
-/// finding, or 30,000 of the scale benchmark's 140-byte records. Past it, memory no longer
-/// grows with the suite but by 16 bytes a case.
-pub const HELD_BYTES: usize = 4 << 20;
+/// their files: about 250 cases that each carry a 4 KB finding, or 7,000 of the scale
+/// benchmark's 140-byte records. Past it, memory no longer grows with the suite but by 16 bytes
+/// a case. (It was 4 MiB: holding more saved no measurable time, since a spilled prompt is read
+/// back a 64 KiB block at a time, but took 3 MiB more of a large run's peak.)
+pub const HELD_BYTES: usize = 1 << 20;
 
 /// How much of a file of prompts is read at once: the next cases' prompts come with the one
 /// asked for.

@@ -1,5 +1,5 @@
 //! A suite whose rendered prompts outgrow what a run holds in memory
-//! (`prompt_store::HELD_BYTES`, 4 MiB of packed text for the suite and its family together):
+//! (`prompt_store::HELD_BYTES`, 1 MiB of packed text for the suite and its family together):
 //! the rest wait in temporary files, and every call still carries its own case's text, and
 //! the same cache key.
 
@@ -11,7 +11,7 @@ use support::Project;
 
 const CASES: usize = 40;
 /// 40 cases × 600 KB of rule text: about 24 MB of the suite's prompts and more of its
-/// injection family's, with 4 MiB held for both: most spill.
+/// injection family's, with 1 MiB held for both: most spill.
 const RULE_BYTES: usize = 600_000;
 
 fn label(case: usize) -> &'static str {
