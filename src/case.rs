@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -73,13 +72,12 @@ pub enum Cases {
     Outlines(Vec<Outline>),
 }
 
-/// What a run keeps of a case nothing reads again.
+/// What a run keeps of a case nothing reads again: its id, which its result carries. (Where it
+/// was read is named by the errors of loading and rendering, which come before; an outline
+/// kept the file and line too, 32 of its 48 bytes, that nothing read afterwards.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outline {
     pub id: Box<str>,
-    /// Shared by the cases of one file.
-    pub file: Arc<Path>,
-    pub line: Option<usize>,
 }
 
 impl Cases {
@@ -103,17 +101,9 @@ impl Cases {
     pub fn push_copy(&mut self, loaded: &LoadedCase) {
         match self {
             Cases::Whole(cases) => cases.push(loaded.clone()),
-            Cases::Outlines(outlines) => {
-                let file = match outlines.last() {
-                    Some(last) if *last.file == *loaded.file => Arc::clone(&last.file),
-                    _ => Arc::from(loaded.file.as_path()),
-                };
-                outlines.push(Outline {
-                    id: loaded.case.id.as_str().into(),
-                    file,
-                    line: loaded.line,
-                });
-            }
+            Cases::Outlines(outlines) => outlines.push(Outline {
+                id: loaded.case.id.as_str().into(),
+            }),
         }
     }
 
@@ -148,14 +138,6 @@ impl Cases {
     /// The ids, in case order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         (0..self.len()).map(|index| self.id(index))
-    }
-
-    /// The line of a `.jsonl` file the case at `index` was read from.
-    pub fn line(&self, index: usize) -> Option<usize> {
-        match self {
-            Cases::Whole(cases) => cases[index].line,
-            Cases::Outlines(outlines) => outlines[index].line,
-        }
     }
 
     /// The whole case at `index`, when the cases are kept whole.
