@@ -94,7 +94,7 @@ impl Baseline {
                 .per_case
                 .iter()
                 .map(|c| BaselineCase {
-                    id: c.id.clone(),
+                    id: c.id.to_string(),
                     correct: c.correct,
                     samples: c.samples,
                     errors: c.errors,

@@ -167,11 +167,11 @@ fn row(name: String, result: &SuiteResult, reference: Option<&SuiteResult>) -> R
 }
 
 fn difference(result: &SuiteResult, reference: &SuiteResult) -> Option<Difference> {
-    let base: HashMap<&str, _> = reference.per_case.iter().map(|c| (c.id.as_str(), c)).collect();
+    let base: HashMap<&str, _> = reference.per_case.iter().map(|c| (&*c.id, c)).collect();
     let mut differences = Vec::new();
     let mut scale = 1u32;
     for case in &result.per_case {
-        let Some(b) = base.get(case.id.as_str()) else { continue };
+        let Some(b) = base.get(&*case.id) else { continue };
         if case.samples == 0 || b.samples == 0 {
             continue;
         }
@@ -209,7 +209,7 @@ fn disagreements(results: &[&SuiteResult]) -> Vec<String> {
                 .per_case
                 .iter()
                 .filter(|case| case.samples > 0)
-                .map(|case| (case.id.as_str(), f64::from(case.correct) / f64::from(case.samples)))
+                .map(|case| (&*case.id, f64::from(case.correct) / f64::from(case.samples)))
                 .collect()
         })
         .collect();
@@ -217,13 +217,13 @@ fn disagreements(results: &[&SuiteResult]) -> Vec<String> {
         .per_case
         .iter()
         .filter(|case| {
-            let mut graded = means.iter().filter_map(|row| row.get(case.id.as_str()));
+            let mut graded = means.iter().filter_map(|row| row.get(&*case.id));
             let Some(reference) = graded.next() else {
                 return false;
             };
             graded.any(|mean| (mean - reference).abs() > 1e-12)
         })
-        .map(|case| case.id.clone())
+        .map(|case| case.id.to_string())
         .collect()
 }
 

@@ -146,7 +146,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, epoch: &str, alpha: f64) -
     let base: HashMap<&str, _> = baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut differences = Differences::default();
     for case in &result.per_case {
-        if let Some(b) = base.get(case.id.as_str()) {
+        if let Some(b) = base.get(&*case.id) {
             differences.pair((case.correct, case.samples), (b.correct, b.samples));
         }
     }

@@ -119,7 +119,7 @@ pub fn judge(mut record: RunRecord, baselines: &[Baseline], options: &GateOption
         let past: HashMap<&str, &crate::baseline::BaselineCase> =
             baseline.cases.iter().map(|c| (c.id.as_str(), c)).collect();
         for case in &mut result.per_case {
-            case.baseline = past.get(case.id.as_str()).map(|c| Box::new(c.past()));
+            case.baseline = past.get(&*case.id).map(|c| Box::new(c.past()));
         }
         let broken = options.fail_on_broken && !comparison.transitions.broke.is_empty();
         comparison.verdict = if result.verdict == Verdict::Inconclusive || comparison.method == TestMethod::None {
@@ -194,8 +194,8 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
     let (mut regressed_cases, mut improved_cases, mut new_cases) = (Vec::new(), Vec::new(), Vec::new());
     let mut new_outcomes = Vec::new();
     for case in &result.per_case {
-        let Some(b) = base.get(case.id.as_str()) else {
-            new_cases.push(case.id.clone());
+        let Some(b) = base.get(&*case.id) else {
+            new_cases.push(case.id.to_string());
             new_outcomes.push(CaseOutcome {
                 correct: case.correct,
                 samples: case.samples,
@@ -203,12 +203,12 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
             continue;
         };
         match differences.pair((case.correct, case.samples), (b.correct, b.samples)) {
-            Some(d) if d < -1e-12 => regressed_cases.push(case.id.clone()),
-            Some(d) if d > 1e-12 => improved_cases.push(case.id.clone()),
+            Some(d) if d < -1e-12 => regressed_cases.push(case.id.to_string()),
+            Some(d) if d > 1e-12 => improved_cases.push(case.id.to_string()),
             _ => {}
         }
     }
-    let present: std::collections::HashSet<&str> = result.per_case.iter().map(|c| c.id.as_str()).collect();
+    let present: std::collections::HashSet<&str> = result.per_case.iter().map(|c| &*c.id).collect();
     let missing_cases: Vec<String> = baseline
         .cases
         .iter()
@@ -274,7 +274,7 @@ fn compare(result: &SuiteResult, baseline: &Baseline, options: &GateOptions) -> 
         note,
         model_change: crate::model_version::change(&baseline.model_versions, &result.model_versions),
         transitions: Transitions::between(
-            result.per_case.iter().map(|c| (c.id.as_str(), c.correct, c.samples)),
+            result.per_case.iter().map(|c| (&*c.id, c.correct, c.samples)),
             baseline.cases.iter().map(|c| (c.id.as_str(), c.correct, c.samples)),
         ),
     }

@@ -100,13 +100,31 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Nearest-rank percentiles of `values`; `None` when empty.
-    pub fn of(values: &mut [u64]) -> Option<Latency> {
-        if values.is_empty() {
+    /// Nearest-rank percentiles of `values`; `None` when empty. Counted by distinct value, not
+    /// sorted: a result's latencies are whole milliseconds, so a run of 250,000 samples has a
+    /// few thousand distinct ones at most, where a sorted copy took a megabyte while every
+    /// case's result was held.
+    pub fn of(values: impl IntoIterator<Item = u32>) -> Option<Latency> {
+        let mut counts: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+        for value in values {
+            *counts.entry(value).or_default() += 1;
+        }
+        let total: u64 = counts.values().sum();
+        if total == 0 {
             return None;
         }
-        values.sort_unstable();
-        let rank = |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        // The value at 1-based rank ⌈q·n⌉ (at least 1) of the sorted values.
+        let rank = |q: f64| {
+            let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            counts
+                .iter()
+                .find(|&(_, &count)| {
+                    seen += count;
+                    seen >= rank
+                })
+                .map_or(0, |(&value, _)| u64::from(value))
+        };
         Some(Latency {
             p50_ms: rank(0.50),
             p95_ms: rank(0.95),
@@ -337,7 +355,7 @@ impl SuiteResult {
 /// One case of a result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
-    pub id: String,
+    pub id: Box<str>,
     /// Correct samples.
     pub correct: u32,
     /// Valid samples (answered, whether correct, wrong or invalid).
@@ -346,12 +364,12 @@ pub struct CaseResult {
     /// Samples whose call failed.
     pub errors: u32,
     /// The samples that were not correct, with the grader's reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub misses: Vec<Miss>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub misses: Box<[Miss]>,
     /// The latency of each answered sample, in sample order: what the result's percentiles are
     /// computed from, so that results of disjoint cases merge exactly.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub latencies_ms: Vec<u64>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub latencies_ms: Box<[u32]>,
     /// What the case checks, its prompt and every sample's answer: kept when a report shows
     /// answers (see `answers`), absent otherwise. Boxed: absent in most runs, it would
     /// otherwise take half of every case's result (and tally) in memory.
@@ -363,8 +381,8 @@ pub struct CaseResult {
     pub baseline: Option<Box<crate::answers::PastCase>>,
     /// A robustness family's graded samples in sample order: which variant each answered and
     /// whether it was right (`suite~family` results only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub variants: Vec<GradedVariant>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub variants: Box<[GradedVariant]>,
     /// The case's place among its suite's cases, counted from 0 (a shard's record only): what
     /// `merge` puts the cases of the shards back in order by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -381,6 +399,57 @@ pub struct GradedVariant {
 /// The longest excerpt of a wrong answer kept in a record.
 pub const MISS_EXCERPT_CHARS: usize = 120;
 
+/// A text many results may share, behind one pointer: a miss has two, and a run holds every
+/// case's misses until its record is written (an `Arc<str>` takes twice the room, 16 bytes).
+/// Read and written as a JSON string.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text(Arc<Box<str>>);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self.0, f)
+    }
+}
+
+impl Text {
+    /// Whether both are the same shared text, not only equal ones.
+    pub fn ptr_eq(a: &Text, b: &Text) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text(Arc::new(text.into()))
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(Arc::new(text.into_boxed_str()))
+    }
+}
+
 /// A wrong or invalid sample.
 ///
 /// Its texts are shared: a model that is wrong the same way in thousands of cases (answering
@@ -390,9 +459,9 @@ pub const MISS_EXCERPT_CHARS: usize = 120;
 pub struct Miss {
     pub sample: u32,
     pub outcome: Outcome,
-    pub reason: Arc<str>,
+    pub reason: Text,
     /// The start of the model's answer.
-    pub excerpt: Arc<str>,
+    pub excerpt: Text,
 }
 
 impl Miss {
@@ -406,10 +475,10 @@ impl Miss {
     /// This miss with its texts no longer than a run makes them: for a miss read from a record
     /// (`record --from-run`), which is input like any other.
     pub fn bounded(&self) -> Miss {
-        let cut = |text: &Arc<str>, limit: usize| -> Arc<str> {
+        let cut = |text: &Text, limit: usize| -> Text {
             match text.chars().nth(limit) {
                 Some(_) => crate::excerpt::cut(text.to_string(), limit).into(),
-                None => Arc::clone(text),
+                None => text.clone(),
             }
         };
         Miss {
@@ -442,21 +511,49 @@ mod tests {
         assert!(!long.is_bounded() && long.bounded().is_bounded());
         assert!(!miss("r".into(), "e".repeat(limits.1 + 2)).is_bounded());
         let short = miss("r".into(), "e".into());
-        assert!(short.is_bounded() && Arc::ptr_eq(&short.bounded().reason, &short.reason));
+        assert!(short.is_bounded() && Text::ptr_eq(&short.bounded().reason, &short.reason));
     }
 
     #[test]
-    fn a_case_result_takes_144_bytes_besides_its_vectors() {
+    fn a_case_result_takes_112_bytes_and_a_miss_24() {
         // A run holds every case's result while its record is written: what only some runs
-        // have (answers, a baseline's outcome) is boxed.
-        assert_eq!(std::mem::size_of::<CaseResult>(), 144);
+        // have (answers, a baseline's outcome) is boxed, lists are boxed slices (no spare
+        // capacity, 16 bytes) and a miss's texts are thin pointers.
+        assert_eq!(std::mem::size_of::<CaseResult>(), 112);
+        assert_eq!(std::mem::size_of::<Miss>(), 24);
+    }
+
+    #[test]
+    fn a_latency_past_u32_is_refused_by_name() {
+        // Kept as u32 in memory: 49 days, far past any call's timeout.
+        let case = r#"{"id":"a","correct":0,"samples":1,"invalid":0,"errors":0,"latencies_ms":[4294967296]}"#;
+        let error = serde_json::from_str::<CaseResult>(case).unwrap_err().to_string();
+        assert!(error.contains("4294967296") && error.contains("u32"), "{error}");
+        let case = case.replace("4294967296", "4294967295");
+        assert_eq!(
+            *serde_json::from_str::<CaseResult>(&case).unwrap().latencies_ms,
+            [u32::MAX]
+        );
     }
 
     #[test]
     fn nearest_rank_percentiles() {
-        let mut values: Vec<u64> = (1..=20).collect();
-        assert_eq!(Latency::of(&mut values), Some(Latency { p50_ms: 10, p95_ms: 19 }));
-        assert_eq!(Latency::of(&mut [7]), Some(Latency { p50_ms: 7, p95_ms: 7 }));
-        assert_eq!(Latency::of(&mut []), None);
+        assert_eq!(Latency::of((1..=20).rev()), Some(Latency { p50_ms: 10, p95_ms: 19 }));
+        assert_eq!(Latency::of([7]), Some(Latency { p50_ms: 7, p95_ms: 7 }));
+        assert_eq!(Latency::of([]), None);
+        // Repeated values count each time: a sorted copy of these is [1, 2, 2, 2, 2, 2, 2, 2,
+        // 2, 2, 9, 9, 9, 9, 9, 9, 9, 9, 9, 30], whose ranks 10 and 19 are 2 and 9.
+        let values = [9, 2, 30, 9, 2, 9, 2, 9, 1, 2, 9, 2, 9, 2, 9, 2, 9, 2, 9, 2];
+        let mut sorted = values;
+        sorted.sort_unstable();
+        assert_eq!((sorted[9], sorted[18]), (2, 9));
+        assert_eq!(Latency::of(values), Some(Latency { p50_ms: 2, p95_ms: 9 }));
+        assert_eq!(
+            Latency::of([u32::MAX, 0]),
+            Some(Latency {
+                p50_ms: 0,
+                p95_ms: u64::from(u32::MAX)
+            })
+        );
     }
 }

@@ -6,22 +6,21 @@
 //! union: that is what lets [`crate::aggregate::merge`] rebuild a whole run from its shards.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use crate::answers::{CaseDetail, SampleAnswer};
 use crate::excerpt::excerpt;
 use crate::grader::{Grade, Outcome};
 use crate::model_version::Versions;
 use crate::provider::{FailureKind, ProviderError, Response};
-use crate::run_record::{Calls, CaseResult, Miss, Tokens, MISS_EXCERPT_CHARS};
+use crate::run_record::{Calls, CaseResult, Miss, Text, Tokens, MISS_EXCERPT_CHARS};
 
 /// The texts of a run's misses, each distinct one kept once and named by its place: misses
 /// repeat (a model wrong the same way in most cases gives the same reason and excerpt every
 /// time), and a run holds every case's misses until its record is written.
 #[derive(Debug, Default)]
 pub struct SharedTexts {
-    texts: Vec<Arc<str>>,
-    places: HashMap<Arc<str>, usize>,
+    texts: Vec<Text>,
+    places: HashMap<Text, usize>,
 }
 
 impl SharedTexts {
@@ -34,17 +33,17 @@ impl SharedTexts {
         if let Some(&place) = self.places.get(text) {
             return place;
         }
-        let shared: Arc<str> = text.into();
+        let shared = Text::from(text);
         let place = self.texts.len();
         if self.places.len() < Self::REMEMBERED {
-            self.places.insert(Arc::clone(&shared), place);
+            self.places.insert(shared.clone(), place);
         }
         self.texts.push(shared);
         place
     }
 
     /// The text at `place`; empty for a place [`SharedTexts::share`] never gave.
-    pub fn get(&self, place: usize) -> Arc<str> {
+    pub fn get(&self, place: usize) -> Text {
         self.texts.get(place).cloned().unwrap_or_else(|| "".into())
     }
 }
@@ -317,11 +316,12 @@ impl CaseTally {
             samples: self.samples,
             invalid: self.invalid,
             errors: self.errors,
-            misses,
-            latencies_ms: latencies.into_iter().map(|(_, latency)| u64::from(latency)).collect(),
+            // Exact: no copy.
+            misses: misses.into_boxed_slice(),
+            latencies_ms: latencies.into_iter().map(|(_, latency)| latency).collect(),
             detail,
             baseline: None,
-            variants: Vec::new(),
+            variants: Box::default(),
             position: None,
         };
         let first_error = rare
@@ -465,7 +465,7 @@ mod tests {
             (result.correct, result.samples, result.invalid, result.errors),
             (1, 2, 0, 2)
         );
-        assert_eq!(result.latencies_ms, [40, 90]);
+        assert_eq!(*result.latencies_ms, [40, 90]);
         assert_eq!(result.misses.len(), 1);
         let miss = &result.misses[0];
         assert_eq!(
@@ -529,7 +529,7 @@ mod tests {
                 (2, Outcome::Wrong, "expected notify")
             ]
         );
-        assert_eq!((result.invalid, result.latencies_ms), (1, vec![0, 10, 20]));
+        assert_eq!((result.invalid, &*result.latencies_ms), (1, &[0, 10, 20][..]));
         assert!(first_error.unwrap().starts_with("case `c1` sample 3: "));
         assert_eq!(totals.calls.failed, 2);
     }
@@ -553,12 +553,11 @@ mod tests {
                 tally.into_parts(&format!("c{case}"), &texts).0
             })
             .collect();
-        // A result's misses have no spare place either: every result is held until the end.
-        assert!(results.iter().all(|r| r.misses.capacity() == 5));
+        assert!(results.iter().all(|r| r.misses.len() == 5));
         let first = &results[0].misses[0];
         assert_eq!((&*first.reason, &*first.excerpt), ("expected notify", "suppress"));
         for miss in results.iter().flat_map(|r| &r.misses) {
-            assert!(Arc::ptr_eq(&miss.reason, &first.reason) && Arc::ptr_eq(&miss.excerpt, &first.excerpt));
+            assert!(Text::ptr_eq(&miss.reason, &first.reason) && Text::ptr_eq(&miss.excerpt, &first.excerpt));
         }
         assert_eq!(texts.texts.len(), 2);
         // Past the texts it remembers, a text is still right, only not shared.

@@ -93,7 +93,7 @@ pub fn gated() -> RunRecord {
     after[..6].fill(1);
     let hostile = |mut result: SuiteResult| {
         for case in &mut result.per_case {
-            case.id = format!("{}<b>&\"", case.id);
+            case.id = format!("{}<b>&\"", case.id).into();
         }
         result
     };

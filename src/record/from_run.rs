@@ -102,7 +102,7 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
         }
         let source_cases = &sources[&result.suite];
         for case_result in &result.per_case {
-            if !options.cases.is_empty() && !options.cases.contains(&case_result.id) {
+            if !options.cases.is_empty() && !options.cases.iter().any(|id| **id == *case_result.id) {
                 continue;
             }
             let misses: Vec<Miss> = case_result
@@ -115,17 +115,17 @@ pub fn propose(options: &FromRunOptions) -> Result<(Vec<Proposal>, Vec<String>),
             if misses.is_empty() {
                 continue;
             }
-            let Some(loaded) = source_cases.get(&case_result.id) else {
+            let Some(loaded) = source_cases.get(&*case_result.id) else {
                 notes.push(format!(
                     "case `{}` of suite `{}` is no longer in its cases: skipped",
                     case_result.id, result.suite
                 ));
                 continue;
             };
-            let key = (result.suite.clone(), case_result.id.clone());
+            let key = (result.suite.clone(), case_result.id.to_string());
             let proposal = by_case.entry(key).or_insert_with(|| Proposal {
                 source_suite: result.suite.clone(),
-                source_case: case_result.id.clone(),
+                source_case: case_result.id.to_string(),
                 models: Vec::new(),
                 case: loaded.case.clone(),
                 misses: Vec::new(),

@@ -229,7 +229,7 @@ fn url_text(url: &str) -> String {
 /// per case that went up, under a heading per result.
 fn cases(result: &SuiteResult, body: &mut Budget) {
     let Some(b) = &result.baseline else { return };
-    let by_id: HashMap<&str, &CaseResult> = result.per_case.iter().map(|c| (c.id.as_str(), c)).collect();
+    let by_id: HashMap<&str, &CaseResult> = result.per_case.iter().map(|c| (&*c.id, c)).collect();
     let name = format!(
         "{} / {}",
         super::markdown_text(&result.label()),
@@ -243,7 +243,7 @@ fn cases(result: &SuiteResult, body: &mut Budget) {
     };
     let ordered = |ids: &[String], worst_first: bool| {
         let mut found: Vec<&CaseResult> = ids.iter().filter_map(|id| by_id.get(id.as_str()).copied()).collect();
-        let broke = |case: &CaseResult| b.transitions.broke.contains(&case.id);
+        let broke = |case: &CaseResult| b.transitions.broke.iter().any(|id| **id == *case.id);
         found.sort_by(|x, y| {
             let key = |case: &CaseResult| if worst_first { change(case) } else { -change(case) };
             broke(y).cmp(&broke(x)).then(key(x).total_cmp(&key(y)))
@@ -262,7 +262,7 @@ fn cases(result: &SuiteResult, body: &mut Budget) {
             continue;
         }
         for case in ordered(ids, worst_first) {
-            let broke = b.transitions.broke.contains(&case.id);
+            let broke = b.transitions.broke.iter().any(|id| **id == *case.id);
             body.push_case(&block(case, broke, result.samples_per_case));
         }
     }

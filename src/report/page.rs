@@ -69,7 +69,7 @@ impl Status {
 
     /// The status of `case` in `result`.
     pub fn of(result: &SuiteResult, case: &CaseResult) -> Status {
-        let listed = |ids: &[String]| ids.contains(&case.id);
+        let listed = |ids: &[String]| ids.iter().any(|id| **id == *case.id);
         if let Some(b) = &result.baseline {
             if listed(&b.regressed_cases) {
                 return Status::Regressed;

@@ -6,12 +6,10 @@
 //!
 //! Case ids, suite and model names are the project's own and stay as they are.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use crate::record::redact::Redactor;
-use crate::run_record::{CaseResult, RunRecord};
+use crate::run_record::{self, CaseResult, RunRecord};
 
 /// Mask every answer, prompt, reason and expectation of `record`.
 pub fn redact(record: &mut RunRecord, redactor: &Redactor) {
@@ -25,7 +23,7 @@ pub fn redact(record: &mut RunRecord, redactor: &Redactor) {
 /// A text of a case's result to mask: a miss's is shared with other misses.
 enum Text<'a> {
     Own(&'a mut String),
-    Shared(&'a mut Arc<str>),
+    Shared(&'a mut run_record::Text),
 }
 
 impl Text<'_> {
@@ -89,8 +87,8 @@ mod tests {
         let mut record = crate::testing::record(vec![crate::testing::result("triage", &[1])]);
         let case = &mut record.results[0].per_case[0];
         // Two misses sharing one text, as misses of a run do.
-        let shared: Arc<str> = "wrong about 210987654328".into();
-        case.misses[0].excerpt = Arc::clone(&shared);
+        let shared = run_record::Text::from("wrong about 210987654328");
+        case.misses[0].excerpt = shared.clone();
         case.misses[1].excerpt = shared;
         case.detail = Some(Box::new(CaseDetail {
             prompt: "finding: arn:aws:iam::210987654328:user/alice from 203.0.113.9".into(),
