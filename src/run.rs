@@ -337,6 +337,9 @@ async fn run_async_checked(options: &RunOptions, precondition: Precondition<'_>)
         texts,
         cache_failure,
     } = sample(&selections, &mut policies, &cache, sampler, options.answers).await?;
+    // Closed before the results are made, which hold every case's at once: its connection
+    // keeps SQLite's page cache.
+    drop(cache);
     let selections = sampled(selections, options.answers);
 
     let mut results = Vec::with_capacity(selections.len());
