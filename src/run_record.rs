@@ -101,9 +101,10 @@ pub struct Latency {
 
 impl Latency {
     /// Nearest-rank percentiles of `values`; `None` when empty. Counted by distinct value, not
-    /// sorted: a result's latencies are whole milliseconds, so a run of 250,000 samples has a
-    /// few thousand distinct ones at most, where a sorted copy took a megabyte while every
-    /// case's result was held.
+    /// sorted: latencies are whole milliseconds, so there are no more distinct ones than
+    /// milliseconds in the slowest answer, and usually far fewer than samples (the scale
+    /// benchmark's 250,000 have 19), where a sorted copy of every sample's took a
+    /// megabyte while every case's result was held.
     pub fn of(values: impl IntoIterator<Item = u32>) -> Option<Latency> {
         let mut counts: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
         for value in values {

@@ -316,7 +316,7 @@ impl CaseTally {
             samples: self.samples,
             invalid: self.invalid,
             errors: self.errors,
-            // Exact: no copy.
+            // Its capacity is its length (above): boxing it copies nothing.
             misses: misses.into_boxed_slice(),
             latencies_ms: latencies.into_iter().map(|(_, latency)| latency).collect(),
             detail,
